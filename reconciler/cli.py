@@ -1,0 +1,144 @@
+"""The command line: `reconciler <command>`. Each command lives in reconciler/commands/.
+
+`main(argv, env) -> ExitStatus`: streams and environment are injected, so tests run the
+real CLI in-process. Errors reconciler raises on purpose print as one line (a config error
+as one line per problem), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import importlib
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from attrs import field, frozen
+
+from reconciler import __version__
+from reconciler.errors import ConfigError, ReconcilerError
+
+__all__ = ["Environment", "ExitStatus", "build_parser", "main"]
+
+
+class ExitStatus(enum.IntEnum):
+    """Documented in the README. 2 means "changes pending" (diff) or "an action failed" (apply)."""
+
+    OK = 0
+    ERROR = 1
+    CHANGES = 2
+    INTERRUPTED = 130
+
+
+@frozen
+class Environment:
+    stdout: TextIO = field(factory=lambda: sys.stdout)
+    stderr: TextIO = field(factory=lambda: sys.stderr)
+    environ: Mapping[str, str] = field(factory=lambda: dict(os.environ))
+    cwd: Path = field(factory=Path.cwd)
+
+
+# command name -> module in reconciler.commands exposing `run(args, env) -> int`
+_COMMANDS = {
+    "run": "run",
+    "apply": "apply",
+    "status": "status",
+    "diff": "diff",
+    "replay": "replay",
+    "check-config": "check_config",
+    "log": "log",
+    "lab": "lab",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        metavar="PATH",
+        help="configuration file (default: $RECONCILER_CONFIG, ./etc/reconciler.conf, "
+        "/etc/reconciler.conf)",
+    )
+    state = argparse.ArgumentParser(add_help=False)
+    state.add_argument(
+        "--state-dir", metavar="DIR", help="state directory (default: the config's state_dir)"
+    )
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="machine-readable output")
+
+    parser = argparse.ArgumentParser(
+        prog="reconciler",
+        description="Keeps a router's Hurricane Electric IPv6 tunnel alive.",
+    )
+    parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
+    sub.add_parser(
+        "apply", parents=[common, as_json], help="observe, reconcile once, and exit"
+    )
+    sub.add_parser(
+        "status",
+        parents=[common, state, as_json],
+        help="observed state, last actions, what backoff holds back",
+    )
+    diff = sub.add_parser(
+        "diff", parents=[common, state, as_json], help="show what would be done (like a plan)"
+    )
+    diff.add_argument(
+        "--observe", action="store_true", help="observe everything first (acts on nothing)"
+    )
+    replay = sub.add_parser(
+        "replay", parents=[common, state, as_json], help="tell the story the event log holds"
+    )
+    replay.add_argument("--since", metavar="T", help="start at time T (ISO 8601, UTC default)")
+    replay.add_argument("--until", metavar="T", help="stop at time T")
+    replay.add_argument("--at", metavar="T", help="print the state as it was at time T")
+    sub.add_parser("check-config", parents=[common], help="validate the configuration and exit")
+
+    log = sub.add_parser("log", help="inspect and mend the event log")
+    log_sub = log.add_subparsers(dest="log_command", metavar="ACTION", required=True)
+    log_sub.add_parser("verify", parents=[common, state], help="check every frame (exit 1: damaged)")
+    log_sub.add_parser(
+        "repair", parents=[common, state], help="salvage intact frames; deletes nothing"
+    )
+    log_sub.add_parser("stats", parents=[common, state, as_json], help="segments, events, bytes")
+
+    lab = sub.add_parser("lab", help="the network-namespace lab (root)")
+    lab_sub = lab.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
+    lab_sub.add_parser("demo", help="build the lab, break the WAN, watch the repair, tear down")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
+    env = env or Environment()
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its usage line
+        return int(exc.code or 0)
+    module = importlib.import_module(f"reconciler.commands.{_COMMANDS[args.command]}")
+    try:
+        return int(module.run(args, env))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=env.stderr)
+        return ExitStatus.ERROR
+    except ReconcilerError as exc:
+        print(f"reconciler: {exc}", file=env.stderr)
+        return ExitStatus.ERROR
+    except KeyboardInterrupt:
+        return ExitStatus.INTERRUPTED
+    except Exception as exc:  # a bug: one line, the traceback only on request
+        if env.environ.get("RECONCILER_DEBUG"):
+            raise
+        print(
+            f"reconciler: internal error: {type(exc).__name__}: {exc} "
+            "(set RECONCILER_DEBUG=1 for a traceback)",
+            file=env.stderr,
+        )
+        return ExitStatus.ERROR

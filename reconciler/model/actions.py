@@ -1,0 +1,156 @@
+"""The closed set of actions the planner may ask for, and the outcome of running one.
+
+Users know actions by their kind (`restart-wan`, `update-he-endpoint`, `rewrite-hostname`,
+`restart-tunnel`, `reload-pf`): diff, replay, logs and idempotency keys all use it. The key
+is built from the action's target only, so asking twice for the same effect is one action;
+`reason` and `causes` explain the decision and take no part in equality.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from attrs import field, frozen
+
+__all__ = [
+    "ACTION_ORDER",
+    "Action",
+    "Outcome",
+    "ReloadPf",
+    "RestartTunnel",
+    "RestartWan",
+    "RewriteHostname",
+    "UpdateHeEndpoint",
+]
+
+
+def _ints(value: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in value)
+
+
+@frozen
+class RestartWan:
+    """Bring the WAN interface back (OpenBSD: `sh /etc/netstart em0`)."""
+
+    KIND: ClassVar[str] = "restart-wan"
+
+    interface: str
+    reason: str = field(default="", eq=False)
+    causes: tuple[int, ...] = field(default=(), eq=False, converter=_ints)
+
+    @property
+    def key(self) -> str:
+        return f"{self.KIND}:{self.interface}"
+
+
+@frozen
+class UpdateHeEndpoint:
+    """Tell Hurricane Electric our new IPv4 endpoint.
+
+    `address` is sent as `myip`; it is None behind NAT, where HE takes the request's source
+    address. `local` is the WAN address the update is made for.
+    """
+
+    KIND: ClassVar[str] = "update-he-endpoint"
+
+    address: str | None
+    local: str
+    reason: str = field(default="", eq=False)
+    causes: tuple[int, ...] = field(default=(), eq=False, converter=_ints)
+
+    @property
+    def key(self) -> str:
+        return f"{self.KIND}:{self.address or self.local}"
+
+
+@frozen
+class RewriteHostname:
+    """Write the tunnel's hostname file (OpenBSD `/etc/hostname.gif0`) with `content`."""
+
+    KIND: ClassVar[str] = "rewrite-hostname"
+
+    path: str
+    content: str
+    digest: str
+    reason: str = field(default="", eq=False)
+    causes: tuple[int, ...] = field(default=(), eq=False, converter=_ints)
+
+    @property
+    def key(self) -> str:
+        return f"{self.KIND}:{self.digest[:12]}"
+
+
+@frozen
+class RestartTunnel:
+    """(Re)build the tunnel with this local and remote IPv4 end."""
+
+    KIND: ClassVar[str] = "restart-tunnel"
+
+    interface: str
+    local: str
+    remote: str
+    reason: str = field(default="", eq=False)
+    causes: tuple[int, ...] = field(default=(), eq=False, converter=_ints)
+
+    @property
+    def key(self) -> str:
+        return f"{self.KIND}:{self.local}->{self.remote}"
+
+
+@frozen
+class ReloadPf:
+    """Reload the firewall after the tunnel changed (OpenBSD `pfctl -f /etc/pf.conf`)."""
+
+    KIND: ClassVar[str] = "reload-pf"
+
+    tunnel_local: str
+    reason: str = field(default="", eq=False)
+    causes: tuple[int, ...] = field(default=(), eq=False, converter=_ints)
+
+    @property
+    def key(self) -> str:
+        return f"{self.KIND}:{self.tunnel_local}"
+
+
+Action = RestartWan | UpdateHeEndpoint | RewriteHostname | RestartTunnel | ReloadPf
+
+# The order in which a plan lists (and the daemon runs) actions; each waits for the one
+# before it to succeed.
+ACTION_ORDER: tuple[str, ...] = (
+    RestartWan.KIND,
+    UpdateHeEndpoint.KIND,
+    RewriteHostname.KIND,
+    RestartTunnel.KIND,
+    ReloadPf.KIND,
+)
+
+OutcomeStatus = Literal["ok", "temporary", "permanent"]
+
+
+@frozen
+class Outcome:
+    """What running an action came to. Executors return this; they never raise into the loop.
+
+    `retry_after` (seconds) is a hint for temporary failures, e.g. hours after HE's `abuse`;
+    None lets the planner's exponential backoff decide.
+    """
+
+    status: OutcomeStatus
+    message: str = ""
+    retry_after: float | None = None
+
+    @classmethod
+    def ok(cls, message: str = "") -> Outcome:
+        return cls("ok", message)
+
+    @classmethod
+    def temporary(cls, message: str, retry_after: float | None = None) -> Outcome:
+        return cls("temporary", message, retry_after)
+
+    @classmethod
+    def permanent(cls, message: str) -> Outcome:
+        return cls("permanent", message)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "ok"

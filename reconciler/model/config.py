@@ -1,0 +1,131 @@
+"""The configuration: typed, validated all-or-nothing from `etc/reconciler.conf` (TOML).
+
+The classes below are the contract the rest of the program reads. The update key itself is
+never part of a Config: only the path of the file that holds it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from attrs import field, frozen
+
+__all__ = [
+    "Config",
+    "DaemonConfig",
+    "FirewallConfig",
+    "ProbeConfig",
+    "ReconcileConfig",
+    "TunnelConfig",
+    "TunnelbrokerConfig",
+    "WanConfig",
+]
+
+PlatformName = Literal["openbsd", "linux"]
+LogTarget = Literal["syslog", "stderr"]
+PublicAddress = Literal["interface", "tunnelbroker"]
+TunnelMode = Literal["gif", "sit", "vxlan"]
+
+
+@frozen
+class DaemonConfig:
+    platform: PlatformName
+    state_dir: Path
+    log: LogTarget
+    watch_kernel: bool = True  # kernel change notifications; False means polling only
+
+
+@frozen
+class WanConfig:
+    interface: str
+    restart_command: tuple[str, ...] | None  # None: the platform's own way
+    public_address: PublicAddress = "interface"
+
+
+@frozen
+class ProbeConfig:
+    family: Literal["ipv4", "ipv6"]
+    target: str
+    interval: float = 60.0
+    timeout: float = 1.0
+    fail_after: int = 3
+    recover_after: int = 1
+    source: str | None = None  # ipv6: the tunnel's client address by default
+
+
+@frozen
+class TunnelConfig:
+    interface: str
+    mode: TunnelMode
+    server_ipv4: str
+    client_ipv6: str
+    server_ipv6: str
+    prefixlen: int = 128
+    mtu: int = 1480
+    ttl: int = 255
+    hostname_file: Path | None = None  # openbsd
+    vxlan_id: int | None = None  # vxlan only
+    vxlan_port: int | None = None  # vxlan only
+    observe_interval: float = 30.0
+
+
+@frozen
+class TunnelbrokerConfig:
+    tunnel_id: str
+    username: str
+    update_key_file: Path
+    update_url: str = "https://ipv4.tunnelbroker.net/nic/update"
+    info_url: str | None = None  # tunnelInfo.php, optional
+    min_update_interval: float = 600.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    ca_file: Path | None = None  # a private CA (tests); the system's store otherwise
+
+
+@frozen
+class FirewallConfig:
+    reload_command: tuple[str, ...] = ()  # () for no firewall step
+
+
+@frozen
+class ReconcileConfig:
+    """Backoff and give-up bounds (monit's "N restarts within M cycles")."""
+
+    backoff_min: float = 5.0
+    backoff_max: float = 3600.0
+    restart_limit: int = 5  # restarts of one kind that did not help ...
+    restart_window: float = 900.0  # ... within this many seconds: stop and report
+
+
+@frozen
+class Config:
+    path: Path
+    digest: str  # changes when the file or the key file changes; no secret in it
+    daemon: DaemonConfig
+    wan: WanConfig
+    probes: dict[str, ProbeConfig] = field(hash=False)  # "ipv4", "ipv6"
+    tunnel: TunnelConfig
+    tunnelbroker: TunnelbrokerConfig
+    firewall: FirewallConfig
+    reconcile: ReconcileConfig = ReconcileConfig()
+
+    def summary(self) -> dict[str, Any]:
+        """A flat, secret-free description for ConfigLoaded facts and `status`."""
+        return {
+            "platform": self.daemon.platform,
+            "wan.interface": self.wan.interface,
+            "wan.public_address": self.wan.public_address,
+            "tunnel.interface": self.tunnel.interface,
+            "tunnel.mode": self.tunnel.mode,
+            "tunnel.server_ipv4": self.tunnel.server_ipv4,
+            "tunnel.client_ipv6": self.tunnel.client_ipv6,
+            "tunnelbroker.tunnel_id": self.tunnelbroker.tunnel_id,
+            "tunnelbroker.username": self.tunnelbroker.username,
+            "tunnelbroker.min_update_interval": self.tunnelbroker.min_update_interval,
+            **{f"probe.{f}.target": p.target for f, p in sorted(self.probes.items())},
+        }
+
+
+# load_config(path) -> Config and find_config_path(cli_value, environ) live below
+# (owned by the config issue).

@@ -1,0 +1,303 @@
+"""Typed facts and their envelope: what reconciler records in its event log.
+
+A fact is a frozen attrs class with a stable `TYPE` name and a schema `VERSION`. In the log
+a fact is an opaque msgpack mapping:
+
+    {"t": TYPE, "v": VERSION, "at": <UTC epoch seconds>, "src": <source>, "d": {<fields>}}
+
+Old logs stay readable forever: a record written with an older version is brought up to
+date by the upcasters registered in `UPCASTERS`; a record of a type (or a version) this
+release does not know is kept as an `UnknownFact` and shown raw, never a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal
+
+import attrs
+from attrs import field, frozen
+
+__all__ = [
+    "FACT_TYPES",
+    "UPCASTERS",
+    "ActionFailed",
+    "ActionStarted",
+    "ActionSucceeded",
+    "ConfigLoaded",
+    "DaemonStarted",
+    "DaemonStopped",
+    "EndpointObserved",
+    "Envelope",
+    "Fact",
+    "HostnameFileObserved",
+    "ProbeObserved",
+    "TunnelObserved",
+    "UnknownFact",
+    "WanAddressObserved",
+    "from_record",
+    "to_record",
+]
+
+Family = Literal["ipv4", "ipv6"]
+FailureKind = Literal["temporary", "permanent"]
+
+
+def _ints(value: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in value)
+
+
+def _strs(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value)
+
+
+@frozen
+class WanAddressObserved:
+    """The WAN interface as seen now; `address` is the IPv4 address the tunnel should use."""
+
+    TYPE: ClassVar[str] = "wan-address-observed"
+    VERSION: ClassVar[int] = 1
+
+    interface: str
+    address: str | None
+    link_up: bool
+    exists: bool = True
+    addresses: tuple[str, ...] = field(default=(), converter=_strs)
+
+
+@frozen
+class ProbeObserved:
+    """One probe (a ping) and its outcome; `rtt_ms` is None when it failed."""
+
+    TYPE: ClassVar[str] = "probe-observed"
+    VERSION: ClassVar[int] = 1
+
+    family: Family
+    target: str
+    ok: bool
+    rtt_ms: float | None = None
+    detail: str = ""
+
+
+@frozen
+class TunnelObserved:
+    """The tunnel interface as configured in the kernel now."""
+
+    TYPE: ClassVar[str] = "tunnel-observed"
+    VERSION: ClassVar[int] = 1
+
+    interface: str
+    exists: bool
+    up: bool
+    local: str | None
+    remote: str | None
+    mode: str | None = None
+
+
+@frozen
+class HostnameFileObserved:
+    """The digest (sha256, hex) of the tunnel's hostname file; None when it is missing."""
+
+    TYPE: ClassVar[str] = "hostname-file-observed"
+    VERSION: ClassVar[int] = 1
+
+    path: str
+    digest: str | None
+
+
+@frozen
+class EndpointObserved:
+    """The client endpoint Hurricane Electric has for the tunnel.
+
+    `source` says how we know: "update" (HE's answer to our update) or "tunnel-info".
+    `for_local` is our WAN address when HE confirmed it: behind NAT the two differ.
+    """
+
+    TYPE: ClassVar[str] = "endpoint-observed"
+    VERSION: ClassVar[int] = 1
+
+    address: str | None
+    source: str
+    for_local: str | None = None
+
+
+@frozen
+class ActionStarted:
+    """Recorded durably before an action runs, so a crash in the middle shows after restart.
+
+    `causes` are the sequence numbers of the facts the decision rested on.
+    """
+
+    TYPE: ClassVar[str] = "action-started"
+    VERSION: ClassVar[int] = 1
+
+    key: str
+    action: str
+    reason: str
+    causes: tuple[int, ...] = field(default=(), converter=_ints)
+
+
+@frozen
+class ActionSucceeded:
+    """An action finished and did what it should."""
+
+    TYPE: ClassVar[str] = "action-succeeded"
+    VERSION: ClassVar[int] = 1
+
+    key: str
+    action: str
+    message: str = ""
+    causes: tuple[int, ...] = field(default=(), converter=_ints)
+
+
+@frozen
+class ActionFailed:
+    """An action failed; `kind` decides whether and when the planner may try it again."""
+
+    TYPE: ClassVar[str] = "action-failed"
+    VERSION: ClassVar[int] = 1
+
+    key: str
+    action: str
+    kind: FailureKind
+    message: str
+    retry_after: float | None = None
+    causes: tuple[int, ...] = field(default=(), converter=_ints)
+
+
+@frozen
+class ConfigLoaded:
+    """A configuration took effect: its digest and a summary free of secrets.
+
+    The probe thresholds travel in the fact so that the fold (and a replay, years later)
+    applies the hysteresis the daemon applied at the time.
+    """
+
+    TYPE: ClassVar[str] = "config-loaded"
+    VERSION: ClassVar[int] = 1
+
+    digest: str
+    path: str
+    summary: dict[str, Any] = field(factory=dict, hash=False)
+    fail_after: dict[str, int] = field(factory=dict, hash=False)
+    recover_after: dict[str, int] = field(factory=dict, hash=False)
+
+
+@frozen
+class DaemonStarted:
+    TYPE: ClassVar[str] = "daemon-started"
+    VERSION: ClassVar[int] = 1
+
+    pid: int
+    version: str
+
+
+@frozen
+class DaemonStopped:
+    TYPE: ClassVar[str] = "daemon-stopped"
+    VERSION: ClassVar[int] = 1
+
+    reason: str
+
+
+Fact = (
+    WanAddressObserved
+    | ProbeObserved
+    | TunnelObserved
+    | HostnameFileObserved
+    | EndpointObserved
+    | ActionStarted
+    | ActionSucceeded
+    | ActionFailed
+    | ConfigLoaded
+    | DaemonStarted
+    | DaemonStopped
+)
+
+FACT_TYPES: dict[str, type[Any]] = {
+    cls.TYPE: cls
+    for cls in (
+        WanAddressObserved,
+        ProbeObserved,
+        TunnelObserved,
+        HostnameFileObserved,
+        EndpointObserved,
+        ActionStarted,
+        ActionSucceeded,
+        ActionFailed,
+        ConfigLoaded,
+        DaemonStarted,
+        DaemonStopped,
+    )
+}
+
+# (type, version) -> function turning that version's fields into the next version's.
+# When a fact's shape changes: bump VERSION, register the upcaster here, never edit history.
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+@frozen
+class UnknownFact:
+    """A record this release cannot type (written by a newer one, or malformed): kept raw."""
+
+    type: str
+    version: int
+    data: Mapping[str, Any] = field(hash=False)
+    problem: str = ""
+
+
+@frozen
+class Envelope:
+    """A fact as it stands in the log: its sequence number, UTC time and source."""
+
+    seq: int
+    at: float
+    source: str
+    fact: Fact | UnknownFact
+
+
+def to_record(fact: Fact, *, at: float, source: str) -> dict[str, Any]:
+    """The msgpack-ready mapping for `fact` (tuples become lists in msgpack)."""
+    return {
+        "t": fact.TYPE,
+        "v": fact.VERSION,
+        "at": float(at),
+        "src": source,
+        "d": attrs.asdict(fact, recurse=False),
+    }
+
+
+def from_record(seq: int, record: Mapping[str, Any]) -> Envelope:
+    """Type a record read from the log, upcasting old versions; unknown ones stay raw."""
+    at = record.get("at", 0.0)
+    source = record.get("src", "")
+    type_name = record.get("t", "")
+    version = record.get("v", 0)
+    data = record.get("d", {})
+    at = float(at) if isinstance(at, int | float) else 0.0
+    source = source if isinstance(source, str) else repr(source)
+    fact = _typed(type_name, version, data)
+    return Envelope(seq=seq, at=at, source=source, fact=fact)
+
+
+def _typed(type_name: Any, version: Any, data: Any) -> Fact | UnknownFact:
+    raw = dict(data) if isinstance(data, Mapping) else {"value": data}
+    if not isinstance(type_name, str) or not isinstance(version, int):
+        return UnknownFact(str(type_name), -1, raw, "record without a type or version")
+    cls = FACT_TYPES.get(type_name)
+    if cls is None:
+        return UnknownFact(type_name, version, raw, "unknown fact type")
+    if version > cls.VERSION:
+        return UnknownFact(type_name, version, raw, f"written by a newer schema (v{version})")
+    fields = raw
+    for step in range(version, cls.VERSION):
+        upcast = UPCASTERS.get((type_name, step))
+        if upcast is None:
+            return UnknownFact(type_name, version, raw, f"no upcaster from v{step}")
+        fields = upcast(fields)
+    known = {a.name for a in attrs.fields(cls)}
+    try:
+        fact: Fact = cls(**{k: v for k, v in fields.items() if k in known})
+    except (TypeError, ValueError) as exc:
+        return UnknownFact(type_name, version, raw, f"malformed: {exc}")
+    return fact

@@ -1,0 +1,1 @@
+"""The world: platforms, probes, the tunnelbroker client, observers and executors (all the I/O)."""

@@ -1,0 +1,78 @@
+"""The one interface every platform (OpenBSD, Linux) implements, and what it reports.
+
+Observations are plain values; the observers turn them into facts. Mutating calls raise
+`TemporaryError` / `PermanentError` (reconciler.errors) when they fail; executors turn those
+into outcome facts. A contract test suite (tests/world/platform_contract.py) runs against
+every implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from attrs import frozen
+
+__all__ = ["ChangeNotice", "Platform", "TunnelState", "WanState", "Watch"]
+
+
+@frozen
+class WanState:
+    interface: str
+    exists: bool
+    link_up: bool
+    addresses: tuple[str, ...] = ()  # IPv4, in the order the kernel lists them
+
+    @property
+    def address(self) -> str | None:
+        """The address the tunnel should use: the first one."""
+        return self.addresses[0] if self.addresses else None
+
+
+@frozen
+class TunnelState:
+    interface: str
+    exists: bool
+    up: bool
+    local: str | None = None
+    remote: str | None = None
+    mode: str | None = None
+
+
+@frozen
+class ChangeNotice:
+    """The kernel said something changed. `kind`: "address", "link", "announce", or "desync"
+    (messages were lost, or the monitor died: observe everything afresh)."""
+
+    kind: str
+    interface: str | None = None
+
+
+class Watch(Protocol):
+    def stop(self) -> None: ...
+
+
+class Platform(Protocol):
+    name: str
+
+    def observe_wan(self) -> WanState: ...
+
+    def observe_tunnel(self) -> TunnelState: ...
+
+    def read_hostname_file(self) -> bytes | None:
+        """The hostname file's bytes; None when missing or when the platform has none."""
+        ...
+
+    def write_hostname_file(self, content: str) -> bool:
+        """Write atomically, keep a backup; False (and no write) when nothing changed."""
+        ...
+
+    def restart_wan(self) -> None: ...
+
+    def restart_tunnel(self, local: str, remote: str) -> None: ...
+
+    def reload_firewall(self) -> None: ...
+
+    def watch(self, notify: Callable[[ChangeNotice], None]) -> Watch:
+        """Call `notify` from a background thread on every kernel change until stopped."""
+        ...
