@@ -78,9 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
-    sub.add_parser(
-        "apply", parents=[common, as_json], help="observe, reconcile once, and exit"
-    )
+    sub.add_parser("apply", parents=[common, as_json], help="observe, reconcile once, and exit")
     sub.add_parser(
         "status",
         parents=[common, state, as_json],
@@ -102,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     log = sub.add_parser("log", help="inspect and mend the event log")
     log_sub = log.add_subparsers(dest="log_command", metavar="ACTION", required=True)
-    log_sub.add_parser("verify", parents=[common, state], help="check every frame (exit 1: damaged)")
+    log_sub.add_parser(
+        "verify", parents=[common, state], help="check every frame; exit 1 if damaged"
+    )
     log_sub.add_parser(
         "repair", parents=[common, state], help="salvage intact frames; deletes nothing"
     )
