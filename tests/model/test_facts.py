@@ -1,0 +1,93 @@
+"""Typed facts: the record codec, upcasting and tolerance of records we cannot type."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from reconciler.model import facts
+from reconciler.model.facts import (
+    UPCASTERS,
+    ActionFailed,
+    ActionStarted,
+    ConfigLoaded,
+    EndpointObserved,
+    ProbeObserved,
+    UnknownFact,
+    WanAddressObserved,
+    from_record,
+    to_record,
+)
+
+EXAMPLES = [
+    WanAddressObserved("em0", "203.0.113.7", True, addresses=("203.0.113.7", "203.0.113.8")),
+    WanAddressObserved("em0", None, False, exists=False),
+    ProbeObserved("ipv6", "2001:db8::1", False, None, "100% packet loss"),
+    facts.TunnelObserved("gif0", True, True, "203.0.113.7", "198.51.100.1", "gif"),
+    facts.HostnameFileObserved("/etc/hostname.gif0", None),
+    EndpointObserved("203.0.113.7", "update", for_local="10.0.0.2"),
+    ActionStarted("restart-wan:em0", "restart-wan", "WAN has no address", causes=(3, 4)),
+    facts.ActionSucceeded("restart-wan:em0", "restart-wan", "done", causes=(5,)),
+    ActionFailed("update-he-endpoint:203.0.113.7", "update-he-endpoint", "temporary", "911", 600.0),
+    ConfigLoaded("abc", "/etc/reconciler.conf", {"wan.interface": "em0"}, {"ipv4": 3}, {"ipv4": 1}),
+    facts.DaemonStarted(123, "0.1.0"),
+    facts.DaemonStopped("SIGTERM"),
+]
+
+
+@pytest.mark.parametrize("fact", EXAMPLES, ids=lambda f: f.TYPE)
+def test_every_fact_round_trips_through_msgpack(fact: facts.Fact) -> None:
+    """A fact written as a record and read back through msgpack is the same fact."""
+    record = to_record(fact, at=1700000000.5, source="test")
+    packed = msgpack.packb(record, use_bin_type=True)
+    envelope = from_record(7, msgpack.unpackb(packed, raw=False))
+    assert envelope.fact == fact
+    assert (envelope.seq, envelope.at, envelope.source) == (7, 1700000000.5, "test")
+
+
+def test_every_fact_type_is_registered_once() -> None:
+    """Each fact class is reachable by its TYPE name, and names do not collide."""
+    classes = {type(f) for f in EXAMPLES}
+    assert classes == set(facts.FACT_TYPES.values())
+    assert len({c.TYPE for c in classes}) == len(classes)
+
+
+def test_a_fact_type_from_a_newer_release_is_kept_raw() -> None:
+    """A record of an unknown type becomes an UnknownFact carrying its data, not an error."""
+    envelope = from_record(1, {"t": "dhcp-lease-observed", "v": 1, "at": 1.0, "d": {"x": 1}})
+    assert envelope.fact == UnknownFact("dhcp-lease-observed", 1, {"x": 1}, "unknown fact type")
+
+
+def test_a_newer_version_of_a_known_type_is_kept_raw() -> None:
+    """A version above ours cannot be guessed at: it is shown raw."""
+    record = to_record(ProbeObserved("ipv4", "192.0.2.1", True, 1.5), at=1.0, source="s")
+    record["v"] = ProbeObserved.VERSION + 1
+    fact = from_record(1, record).fact
+    assert isinstance(fact, UnknownFact)
+    assert "newer" in fact.problem
+
+
+def test_malformed_records_do_not_crash_the_reader() -> None:
+    """Missing fields, wrong shapes and missing type names all come back as UnknownFact."""
+    assert isinstance(from_record(1, {"t": "probe-observed", "v": 1, "d": {}}).fact, UnknownFact)
+    assert isinstance(from_record(1, {"d": {"a": 1}}).fact, UnknownFact)
+    assert isinstance(from_record(1, {"t": "probe-observed", "v": 1, "d": 5}).fact, UnknownFact)
+
+
+def test_old_versions_are_upcast_step_by_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record written by an older schema passes through every registered upcaster in turn."""
+    monkeypatch.setattr(ProbeObserved, "VERSION", 3)
+    monkeypatch.setitem(UPCASTERS, ("probe-observed", 1), lambda d: {**d, "rtt_ms": d.pop("rtt")})
+    monkeypatch.setitem(UPCASTERS, ("probe-observed", 2), lambda d: {**d, "detail": "upcast"})
+    old = {"t": "probe-observed", "v": 1, "at": 2.0, "src": "s"}
+    old["d"] = {"family": "ipv4", "target": "192.0.2.1", "ok": True, "rtt": 0.25}
+    assert from_record(1, old).fact == ProbeObserved("ipv4", "192.0.2.1", True, 0.25, "upcast")
+
+
+def test_a_missing_upcaster_leaves_the_record_raw(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a path from the old version, the record is shown raw rather than misread."""
+    monkeypatch.setattr(ProbeObserved, "VERSION", 2)
+    old = {"t": "probe-observed", "v": 1, "d": {"family": "ipv4", "target": "t", "ok": True}}
+    fact = from_record(1, old).fact
+    assert isinstance(fact, UnknownFact)
+    assert "upcaster" in fact.problem
