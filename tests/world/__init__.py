@@ -1,0 +1,1 @@
+"""Tests of the world layer: platforms, the command runner, and their contract suite."""
