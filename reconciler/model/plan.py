@@ -1,0 +1,360 @@
+"""The planner: `plan(desired, observed, now)` decides what to do, and what to hold back.
+
+Pure and level-based: it reads the folded state, never "the event that just arrived", so
+the daemon and `reconciler diff` get the same answer from the same log. The rules:
+
+- WAN down (missing, link down, no address, or the IPv4 probe down after hysteresis):
+  `restart-wan` only; nothing that needs IPv4 is attempted.
+- HE's endpoint differs from our public address: `update-he-endpoint`, never twice for an
+  address HE accepted, never within `min_update_interval` of the last attempt, never after a
+  permanent failure until the configuration changes.
+- The hostname file differs from its render: `rewrite-hostname`.
+- The tunnel is missing, down, has the wrong ends, or IPv6 is down while IPv4 is not:
+  `restart-tunnel`; after a tunnel restart: `reload-pf`.
+- Temporary failures back off exponentially per key (honouring a retry-after hint); restarts
+  are spaced the same way, and `restart_limit` restarts within `restart_window` that did not
+  fix the problem stop and are reported as held.
+
+Facts about the world that were never observed lead to no action (the plan does not guess),
+with one exception: HE's endpoint, which may only be learnt by updating it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal
+
+from attrs import frozen
+
+from reconciler.model.actions import (
+    ACTION_ORDER,
+    Action,
+    ReloadPf,
+    RestartTunnel,
+    RestartWan,
+    RewriteHostname,
+    UpdateHeEndpoint,
+)
+from reconciler.model.desired import DesiredState
+from reconciler.model.state import ActionRecord, ObservedState
+
+__all__ = ["Held", "HoldReason", "Plan", "backoff_delay", "plan"]
+
+HoldReason = Literal[
+    "backoff", "retry-after", "settling", "min-update-interval", "permanent-failure",
+    "restart-limit",
+]  # fmt: skip
+
+_RESTARTS = (RestartWan.KIND, RestartTunnel.KIND)
+
+
+@frozen
+class Held:
+    """An action the rules want but that must wait: `until` is when it becomes due (None:
+    not by time; a permanent failure waits for the configuration to change)."""
+
+    action: Action
+    why: HoldReason
+    detail: str
+    until: float | None
+
+
+@frozen
+class Plan:
+    """The actions to run now, in ACTION_ORDER, and the ones held back. Iterates over actions."""
+
+    actions: tuple[Action, ...]
+    held: tuple[Held, ...] = ()
+    now: float = 0.0
+
+    def __iter__(self) -> Iterator[Action]:
+        return iter(self.actions)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to do and nothing waiting: the network matches the configuration."""
+        return not self.actions and not self.held
+
+
+def backoff_delay(failures: int, minimum: float, maximum: float) -> float:
+    """Exponential backoff: `minimum` after the first failure, doubling, capped at `maximum`."""
+    if failures <= 0:
+        return 0.0
+    return float(min(maximum, minimum * 2 ** min(failures - 1, 62)))
+
+
+def plan(desired: DesiredState, observed: ObservedState, now: float) -> Plan:
+    """What to do now to bring `observed` to `desired`; pure, and empty once they match."""
+    wanted = _wanted(desired, observed)
+    actions: list[Action] = []
+    held: list[Held] = []
+    for action in wanted:
+        hold = _hold(action, desired, observed, now)
+        if hold is None:
+            actions.append(action)
+        else:
+            held.append(hold)
+    reload = _reload_after_restart(desired, observed, actions)
+    if reload is not None:
+        hold = _hold(reload, desired, observed, now)
+        if hold is None:
+            actions.append(reload)
+        else:
+            held.append(hold)
+    order = {kind: i for i, kind in enumerate(ACTION_ORDER)}
+    actions.sort(key=lambda a: order[a.KIND])
+    held.sort(key=lambda h: order[h.action.KIND])
+    return Plan(actions=tuple(actions), held=tuple(held), now=now)
+
+
+# --- what the rules want -----------------------------------------------------------------
+
+
+def _wanted(desired: DesiredState, observed: ObservedState) -> list[Action]:
+    wan = observed.wan
+    if wan is None:
+        return []  # nothing known about the WAN: no guessing
+    ipv4 = observed.probe("ipv4")
+    fail_after4 = observed.fail_after.get("ipv4", 3)
+    wan_causes = [wan.seq]
+    problem = None
+    if not wan.exists:
+        problem = f"WAN interface {wan.interface} is missing"
+    elif not wan.link_up:
+        problem = f"WAN {wan.interface} link is down"
+    elif wan.address is None or desired.local is None:
+        problem = f"WAN {wan.interface} has no IPv4 address"
+    if problem is None and ipv4.status == "down":
+        if ipv4.consecutive_failed < fail_after4:
+            return []  # judged afresh after a restart: wait for the probes
+        problem = f"IPv4 probe to {ipv4.target} failed {ipv4.consecutive_failed} times in a row"
+        wan_causes.append(ipv4.last_seq)
+    if problem is not None:
+        return [RestartWan(desired.wan_interface, reason=problem, causes=_causes(wan_causes))]
+    local = desired.local
+    assert local is not None  # checked above
+    wanted: list[Action] = []
+    update = _update_endpoint(desired, observed, local)
+    if update is not None:
+        wanted.append(update)
+    rewrite = _rewrite_hostname(desired, observed)
+    if rewrite is not None:
+        wanted.append(rewrite)
+    restart = _restart_tunnel(desired, observed, local)
+    if restart is not None:
+        wanted.append(restart)
+    return wanted
+
+
+def _update_endpoint(
+    desired: DesiredState, observed: ObservedState, local: str
+) -> UpdateHeEndpoint | None:
+    assert observed.wan is not None
+    endpoint = observed.endpoint
+    candidate = UpdateHeEndpoint(desired.myip, local)
+    record = observed.actions.get(candidate.key)
+    endpoint_seq = endpoint.seq if endpoint is not None else 0
+    if record is not None and record.last_success_seq > endpoint_seq:
+        return None  # HE accepted this address and has said nothing different since
+    causes = [observed.wan.seq]
+    if endpoint is None:
+        reason = f"HE's endpoint is unknown; the WAN has {local}"
+    else:
+        causes.append(endpoint.seq)
+        if desired.myip is not None:
+            if endpoint.address == desired.myip:
+                return None
+            reason = f"HE has {endpoint.address or 'no endpoint'}, the WAN has {desired.myip}"
+        else:
+            # Behind NAT (or a private address): HE sees our public address, which we cannot
+            # know; what HE confirmed last was made for some WAN address: is it this one?
+            if endpoint.for_local == local:
+                return None
+            reason = (
+                f"HE's endpoint {endpoint.address or 'unknown'} was set for "
+                f"{endpoint.for_local or 'another address'}, the WAN has {local} (NAT)"
+            )
+    return UpdateHeEndpoint(desired.myip, local, reason=reason, causes=_causes(causes))
+
+
+def _rewrite_hostname(desired: DesiredState, observed: ObservedState) -> RewriteHostname | None:
+    target = desired.hostname_file
+    seen = observed.hostname_file
+    if target is None or seen is None or seen.digest == target.digest:
+        return None
+    assert observed.wan is not None
+    if seen.digest is None:
+        reason = f"{target.path} is missing"
+    else:
+        reason = f"{target.path} differs from its render for {desired.local}"
+    return RewriteHostname(
+        target.path,
+        target.content,
+        target.digest,
+        reason=reason,
+        causes=_causes([seen.seq, observed.wan.seq]),
+    )
+
+
+def _restart_tunnel(
+    desired: DesiredState, observed: ObservedState, local: str
+) -> RestartTunnel | None:
+    tunnel = observed.tunnel
+    if tunnel is None:
+        return None
+    assert observed.wan is not None
+    reasons: list[str] = []
+    causes = [tunnel.seq]
+    if not tunnel.exists:
+        reasons.append(f"tunnel {tunnel.interface} is missing")
+    else:
+        if not tunnel.up:
+            reasons.append(f"tunnel {tunnel.interface} is down")
+        if tunnel.local != local:
+            reasons.append(f"tunnel local end is {tunnel.local or 'unset'}, the WAN has {local}")
+            causes.append(observed.wan.seq)
+        if tunnel.remote != desired.tunnel_remote:
+            reasons.append(
+                f"tunnel remote end is {tunnel.remote or 'unset'}, HE's server is "
+                f"{desired.tunnel_remote}"
+            )
+    ipv6, ipv4 = observed.probe("ipv6"), observed.probe("ipv4")
+    if (
+        ipv6.status == "down"
+        and ipv4.status != "down"
+        and ipv6.consecutive_failed >= observed.fail_after.get("ipv6", 3)
+    ):
+        reasons.append(
+            f"IPv6 probe to {ipv6.target} failed {ipv6.consecutive_failed} times in a row "
+            "while IPv4 is up"
+        )
+        causes.append(ipv6.last_seq)
+    if not reasons:
+        return None
+    return RestartTunnel(
+        desired.tunnel_interface,
+        local,
+        desired.tunnel_remote,
+        reason="; ".join(reasons),
+        causes=_causes(causes),
+    )
+
+
+def _reload_after_restart(
+    desired: DesiredState, observed: ObservedState, planned: list[Action]
+) -> ReloadPf | None:
+    if not desired.reload_firewall or desired.local is None:
+        return None
+    if any(a.KIND == RestartTunnel.KIND for a in planned):
+        return ReloadPf(desired.local, reason="the tunnel is restarted first")
+    restarted = observed.last_success_seq_of(RestartTunnel.KIND)
+    reloaded = observed.last_success_seq_of(ReloadPf.KIND)
+    if restarted > reloaded:
+        return ReloadPf(
+            desired.local,
+            reason="the tunnel was restarted after the last firewall reload",
+            causes=(restarted,),
+        )
+    return None
+
+
+def _causes(seqs: list[int]) -> tuple[int, ...]:
+    return tuple(sorted({s for s in seqs if s > 0}))
+
+
+# --- what holds an action back ----------------------------------------------------------
+
+
+def _hold(
+    action: Action, desired: DesiredState, observed: ObservedState, now: float
+) -> Held | None:
+    bounds = desired.reconcile
+    same_kind = observed.records_of(action.KIND)
+    record = observed.actions.get(action.key)
+    # A permanent failure holds the whole kind (badauth is not about one address) until the
+    # configuration, or the key file, changes.
+    for other in same_kind:
+        if other.last_outcome == "permanent" and other.permanent_digest == desired.config_digest:
+            return Held(
+                action,
+                "permanent-failure",
+                f"{other.key} failed permanently ({other.last_message}); "
+                "waiting for the configuration to change",
+                None,
+            )
+    if action.KIND in _RESTARTS and record is not None:
+        recent = [t for t in record.recent_starts if t > now - bounds.restart_window]
+        if len(recent) >= bounds.restart_limit:
+            return Held(
+                action,
+                "restart-limit",
+                f"{len(recent)} restarts within {bounds.restart_window:g} s did not help",
+                min(recent) + bounds.restart_window,
+            )
+    if record is not None and record.last_outcome == "temporary" and record.failed_at is not None:
+        delay = backoff_delay(record.consecutive_failures, bounds.backoff_min, bounds.backoff_max)
+        why: HoldReason = "backoff"
+        if record.retry_after is not None and record.retry_after > delay:
+            delay, why = record.retry_after, "retry-after"
+        due = record.failed_at + delay
+        if now < due:
+            return Held(
+                action,
+                why,
+                f"{record.consecutive_failures} failure(s), last: {record.last_message}",
+                due,
+            )
+    if action.KIND == UpdateHeEndpoint.KIND:
+        hold = _hold_update(action, desired, observed, now, same_kind)
+        if hold is not None:
+            return hold
+    if action.KIND in _RESTARTS and record is not None:
+        hold = _hold_settling(action, record, desired, now)
+        if hold is not None:
+            return hold
+    return None
+
+
+def _hold_update(
+    action: Action,
+    desired: DesiredState,
+    observed: ObservedState,
+    now: float,
+    same_kind: list[ActionRecord],
+) -> Held | None:
+    # HE's "abuse" blocks the account, not one address: its hint holds every update.
+    for other in same_kind:
+        if other.last_outcome == "temporary" and other.retry_after and other.failed_at:
+            due = other.failed_at + other.retry_after
+            if now < due:
+                return Held(action, "retry-after", f"{other.key}: {other.last_message}", due)
+    last = observed.last_update_attempt_at
+    if last is not None and now < last + desired.min_update_interval:
+        return Held(
+            action,
+            "min-update-interval",
+            f"the last update was attempted less than {desired.min_update_interval:g} s ago",
+            last + desired.min_update_interval,
+        )
+    return None
+
+
+def _hold_settling(
+    action: Action, record: ActionRecord, desired: DesiredState, now: float
+) -> Held | None:
+    # A restart that "succeeded" but did not fix the problem: give it time before the next.
+    bounds = desired.reconcile
+    if record.last_outcome == "temporary" or record.last_started_at is None:
+        return None
+    recent = [t for t in record.recent_starts if t > now - bounds.restart_window]
+    if not recent:
+        return None
+    due = record.last_started_at + backoff_delay(
+        len(recent), bounds.backoff_min, bounds.backoff_max
+    )
+    if now < due:
+        return Held(action, "settling", f"restarted {len(recent)} time(s) recently", due)
+    return None

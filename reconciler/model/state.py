@@ -1,0 +1,396 @@
+"""The observed state: everything the event log says about the world, folded into one value.
+
+`fold(state, envelope)` is pure and total: any envelope, including an `UnknownFact`, yields
+a new state. The state remembers the sequence number of the fact that set each value, so a
+plan can name the facts it rests on ("causes"). Probe hysteresis lives here: a probe family
+changes status only after `fail_after` consecutive failures or `recover_after` consecutive
+successes, with the thresholds the last ConfigLoaded fact carried (3 and 1 before any).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+from attrs import field, frozen
+
+from reconciler.model.actions import RestartTunnel, RestartWan, UpdateHeEndpoint
+from reconciler.model.facts import (
+    ActionFailed,
+    ActionStarted,
+    ActionSucceeded,
+    ConfigLoaded,
+    EndpointObserved,
+    Envelope,
+    HostnameFileObserved,
+    ProbeObserved,
+    TunnelObserved,
+    WanAddressObserved,
+)
+
+__all__ = [
+    "DEFAULT_FAIL_AFTER",
+    "DEFAULT_RECOVER_AFTER",
+    "RECENT_STARTS_KEPT",
+    "SCHEMA_VERSION",
+    "ActionRecord",
+    "EndpointView",
+    "HostnameView",
+    "ObservedState",
+    "ProbeView",
+    "TunnelView",
+    "WanView",
+    "fold",
+    "fold_all",
+    "state_from_mapping",
+    "state_to_mapping",
+]
+
+# Bump when the shape of ObservedState changes: snapshots of another version are ignored.
+SCHEMA_VERSION = 1
+DEFAULT_FAIL_AFTER = 3
+DEFAULT_RECOVER_AFTER = 1
+# Start times kept per action key; the restart limit never needs more than this.
+RECENT_STARTS_KEPT = 32
+
+ProbeStatus = Literal["unknown", "up", "down"]
+FAMILIES = ("ipv4", "ipv6")
+
+
+def _floats(value: Any) -> tuple[float, ...]:
+    return tuple(float(v) for v in value)
+
+
+@frozen
+class WanView:
+    interface: str
+    address: str | None
+    link_up: bool
+    exists: bool
+    seq: int
+    at: float
+
+
+@frozen
+class TunnelView:
+    interface: str
+    exists: bool
+    up: bool
+    local: str | None
+    remote: str | None
+    mode: str | None
+    seq: int
+    at: float
+
+
+@frozen
+class HostnameView:
+    path: str
+    digest: str | None
+    seq: int
+    at: float
+
+
+@frozen
+class EndpointView:
+    """What Hurricane Electric has as our endpoint, and (behind NAT) for which WAN address."""
+
+    address: str | None
+    for_local: str | None
+    source: str
+    seq: int
+    at: float
+
+
+@frozen
+class ProbeView:
+    """One probe family after hysteresis. `seq` is the fact that set the current status."""
+
+    family: str
+    status: ProbeStatus = "unknown"
+    consecutive_ok: int = 0
+    consecutive_failed: int = 0
+    target: str = ""
+    last_ok: bool | None = None
+    last_seq: int = 0
+    last_at: float = 0.0
+    seq: int = 0
+    since: float = 0.0
+
+
+@frozen
+class ActionRecord:
+    """What the log says about one action key: attempts, outcomes, and what is in flight."""
+
+    key: str
+    kind: str
+    attempts: int = 0
+    consecutive_failures: int = 0
+    last_outcome: str | None = None  # "ok" | "temporary" | "permanent"
+    last_message: str = ""
+    failed_at: float | None = None
+    retry_after: float | None = None
+    permanent_digest: str | None = None  # config digest when it failed permanently
+    last_started_at: float | None = None
+    last_started_seq: int = 0
+    in_flight: bool = False  # started, no outcome yet (a crash in the middle shows)
+    last_success_at: float | None = None
+    last_success_seq: int = 0
+    last_outcome_seq: int = 0
+    recent_starts: tuple[float, ...] = field(default=(), converter=_floats)
+
+
+@frozen
+class ObservedState:
+    seq: int = 0
+    at: float = 0.0
+    config_digest: str | None = None
+    config_seq: int = 0
+    fail_after: Mapping[str, int] = field(
+        factory=lambda: dict.fromkeys(FAMILIES, DEFAULT_FAIL_AFTER), hash=False
+    )
+    recover_after: Mapping[str, int] = field(
+        factory=lambda: dict.fromkeys(FAMILIES, DEFAULT_RECOVER_AFTER), hash=False
+    )
+    wan: WanView | None = None
+    probes: Mapping[str, ProbeView] = field(
+        factory=lambda: {f: ProbeView(family=f) for f in FAMILIES}, hash=False
+    )
+    tunnel: TunnelView | None = None
+    hostname_file: HostnameView | None = None
+    endpoint: EndpointView | None = None
+    last_update_attempt_at: float | None = None
+    last_update_attempt_seq: int = 0
+    actions: Mapping[str, ActionRecord] = field(factory=dict, hash=False)
+
+    def probe(self, family: str) -> ProbeView:
+        return self.probes.get(family) or ProbeView(family=family)
+
+    def records_of(self, kind: str) -> list[ActionRecord]:
+        """Every action record of one kind (e.g. every update-he-endpoint key)."""
+        return [r for r in self.actions.values() if r.kind == kind]
+
+    def last_success_seq_of(self, kind: str) -> int:
+        return max((r.last_success_seq for r in self.records_of(kind)), default=0)
+
+    def last_started_seq_of(self, kind: str) -> int:
+        return max((r.last_started_seq for r in self.records_of(kind)), default=0)
+
+
+def fold(state: ObservedState, envelope: Envelope) -> ObservedState:
+    """The state after `envelope`; pure, and total over every fact (unknown ones only move seq)."""
+    seq, at, fact = envelope.seq, envelope.at, envelope.fact
+    base = attrs.evolve(state, seq=seq, at=at)
+    match fact:
+        case WanAddressObserved():
+            wan = WanView(fact.interface, fact.address, fact.link_up, fact.exists, seq, at)
+            if state.wan is not None and _same_wan(state.wan, wan):
+                wan = state.wan  # the value's cause is the fact that first showed it
+            actions = state.actions
+            if _wan_usable(wan) and state.probe("ipv4").status != "down":
+                actions = _forget_recent_starts(actions, RestartWan.KIND)
+            return attrs.evolve(base, wan=wan, actions=actions)
+        case ProbeObserved():
+            return _fold_probe(base, fact, seq, at)
+        case TunnelObserved():
+            tunnel = TunnelView(
+                fact.interface, fact.exists, fact.up, fact.local, fact.remote, fact.mode, seq, at
+            )
+            if state.tunnel is not None and _same_tunnel(state.tunnel, tunnel):
+                tunnel = state.tunnel
+            return attrs.evolve(base, tunnel=tunnel)
+        case HostnameFileObserved():
+            view = HostnameView(fact.path, fact.digest, seq, at)
+            old = state.hostname_file
+            if old is not None and (old.path, old.digest) == (view.path, view.digest):
+                view = old
+            return attrs.evolve(base, hostname_file=view)
+        case EndpointObserved():
+            endpoint = EndpointView(fact.address, fact.for_local, fact.source, seq, at)
+            return attrs.evolve(base, endpoint=endpoint)
+        case ConfigLoaded():
+            return attrs.evolve(
+                base,
+                config_digest=fact.digest,
+                config_seq=seq,
+                fail_after=_thresholds(fact.fail_after, state.fail_after),
+                recover_after=_thresholds(fact.recover_after, state.recover_after),
+            )
+        case ActionStarted():
+            return _fold_started(base, fact, seq, at)
+        case ActionSucceeded():
+            record = _record(state, fact.key, fact.action)
+            record = attrs.evolve(
+                record,
+                consecutive_failures=0,
+                last_outcome="ok",
+                last_message=fact.message,
+                retry_after=None,
+                permanent_digest=None,
+                in_flight=False,
+                last_success_at=at,
+                last_success_seq=seq,
+                last_outcome_seq=seq,
+            )
+            return attrs.evolve(base, actions={**state.actions, fact.key: record})
+        case ActionFailed():
+            record = _record(state, fact.key, fact.action)
+            record = attrs.evolve(
+                record,
+                consecutive_failures=record.consecutive_failures + 1,
+                last_outcome=fact.kind,
+                last_message=fact.message,
+                failed_at=at,
+                retry_after=fact.retry_after,
+                permanent_digest=state.config_digest if fact.kind == "permanent" else None,
+                in_flight=False,
+                last_outcome_seq=seq,
+            )
+            return attrs.evolve(base, actions={**state.actions, fact.key: record})
+        case _:
+            return base  # DaemonStarted/Stopped and unknown facts change nothing we plan on
+
+
+def fold_all(envelopes: Any, state: ObservedState | None = None) -> ObservedState:
+    """Fold an iterable of envelopes onto `state` (an empty state when None)."""
+    current = state if state is not None else ObservedState()
+    for envelope in envelopes:
+        current = fold(current, envelope)
+    return current
+
+
+def _same_wan(a: WanView, b: WanView) -> bool:
+    return (a.interface, a.address, a.link_up, a.exists) == (
+        b.interface,
+        b.address,
+        b.link_up,
+        b.exists,
+    )
+
+
+def _same_tunnel(a: TunnelView, b: TunnelView) -> bool:
+    return (a.interface, a.exists, a.up, a.local, a.remote, a.mode) == (
+        b.interface,
+        b.exists,
+        b.up,
+        b.local,
+        b.remote,
+        b.mode,
+    )
+
+
+def _wan_usable(wan: WanView) -> bool:
+    return wan.exists and wan.link_up and wan.address is not None
+
+
+def _thresholds(given: Mapping[str, int], previous: Mapping[str, int]) -> dict[str, int]:
+    merged = dict(previous)
+    for family, value in given.items():
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            merged[str(family)] = value
+    return merged
+
+
+def _fold_probe(base: ObservedState, fact: ProbeObserved, seq: int, at: float) -> ObservedState:
+    family = fact.family
+    old = base.probe(family)
+    ok_count = old.consecutive_ok + 1 if fact.ok else 0
+    fail_count = 0 if fact.ok else old.consecutive_failed + 1
+    status, status_seq, since = old.status, old.seq, old.since
+    if fact.ok and status != "up" and ok_count >= base.recover_after.get(family, 1):
+        status, status_seq, since = "up", seq, at
+    elif not fact.ok and status != "down" and fail_count >= base.fail_after.get(family, 3):
+        status, status_seq, since = "down", seq, at
+    view = ProbeView(
+        family=family,
+        status=status,
+        consecutive_ok=ok_count,
+        consecutive_failed=fail_count,
+        target=fact.target,
+        last_ok=fact.ok,
+        last_seq=seq,
+        last_at=at,
+        seq=status_seq,
+        since=since,
+    )
+    actions = base.actions
+    if status == "up" and old.status != "up":
+        # The problem a restart was meant to fix has gone: its restarts stop counting.
+        gone = RestartWan.KIND if family == "ipv4" else RestartTunnel.KIND
+        actions = _forget_recent_starts(actions, gone)
+    return attrs.evolve(base, probes={**base.probes, family: view}, actions=actions)
+
+
+def _fold_started(base: ObservedState, fact: ActionStarted, seq: int, at: float) -> ObservedState:
+    record = _record(base, fact.key, fact.action)
+    starts = (*record.recent_starts, at)[-RECENT_STARTS_KEPT:]
+    record = attrs.evolve(
+        record,
+        attempts=record.attempts + 1,
+        last_started_at=at,
+        last_started_seq=seq,
+        in_flight=True,
+        recent_starts=starts,
+    )
+    changes: dict[str, Any] = {"actions": {**base.actions, fact.key: record}}
+    if fact.action == UpdateHeEndpoint.KIND:
+        changes["last_update_attempt_at"] = at
+        changes["last_update_attempt_seq"] = seq
+    # A restart means the probe that judged the problem must judge it afresh: the failures
+    # counted before it say nothing about the rebuilt tunnel (or WAN).
+    rejudged = {RestartTunnel.KIND: "ipv6", RestartWan.KIND: "ipv4"}.get(fact.action)
+    if rejudged is not None:
+        probe = base.probe(rejudged)
+        changes["probes"] = {**base.probes, rejudged: attrs.evolve(probe, consecutive_failed=0)}
+    return attrs.evolve(base, **changes)
+
+
+def _record(state: ObservedState, key: str, kind: str) -> ActionRecord:
+    return state.actions.get(key) or ActionRecord(key=key, kind=kind)
+
+
+def _forget_recent_starts(
+    actions: Mapping[str, ActionRecord], kind: str
+) -> Mapping[str, ActionRecord]:
+    if not any(r.kind == kind and r.recent_starts for r in actions.values()):
+        return actions
+    return {
+        key: attrs.evolve(r, recent_starts=()) if r.kind == kind else r
+        for key, r in actions.items()
+    }
+
+
+# --- snapshots: a msgpack-able mapping and back -------------------------------------------
+
+_VIEWS: dict[str, type[Any]] = {
+    "wan": WanView,
+    "tunnel": TunnelView,
+    "hostname_file": HostnameView,
+    "endpoint": EndpointView,
+}
+
+
+def state_to_mapping(state: ObservedState) -> dict[str, Any]:
+    """A plain mapping of `state` (lists, dicts, scalars) fit for msgpack."""
+    out = attrs.asdict(state, recurse=True, retain_collection_types=False)
+    out["schema"] = SCHEMA_VERSION
+    return out
+
+
+def state_from_mapping(mapping: Mapping[str, Any]) -> ObservedState:
+    """The state `state_to_mapping` described; ValueError when the mapping does not fit."""
+    if mapping.get("schema") != SCHEMA_VERSION:
+        raise ValueError(f"state schema {mapping.get('schema')!r}, expected {SCHEMA_VERSION}")
+    try:
+        values: dict[str, Any] = {k: v for k, v in mapping.items() if k != "schema"}
+        for name, cls in _VIEWS.items():
+            if values.get(name) is not None:
+                values[name] = cls(**values[name])
+        values["probes"] = {f: ProbeView(**p) for f, p in values.get("probes", {}).items()}
+        values["actions"] = {k: ActionRecord(**r) for k, r in values.get("actions", {}).items()}
+        values["fail_after"] = dict(values.get("fail_after", {}))
+        values["recover_after"] = dict(values.get("recover_after", {}))
+        return ObservedState(**values)
+    except (TypeError, AttributeError) as exc:
+        raise ValueError(f"state mapping does not fit ObservedState: {exc}") from exc
