@@ -1,0 +1,614 @@
+"""The lab's topology: two network namespaces, a veth "internet", a tunnel, a fake HE.
+
+    rc-router-<id>                                   rc-he-<id>
+    wan0 203.0.113.10/24  ──── veth "internet" ────  inet0 203.0.113.1/24
+    he-ipv6 (vxlan|sit)   ════ the 6in4 tunnel ════  he6 (far end), 2001:db8:1f06:abc::1/64
+      2001:db8:1f06:abc::2/64                        fake HE update server on 203.0.113.1
+
+The daemon runs in the router namespace (`ip netns exec`), the fake HE server in the he
+namespace; when the fake accepts an update it moves its end of the tunnel to the new
+address (`--on-update-exec`), as Hurricane Electric does. Every name carries a per-run id,
+and `close()` (also on an exception or Ctrl-C) kills the processes and deletes both
+namespaces, which deletes every link in them. Only addresses inside the namespaces are used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["Lab", "LabError", "lab_unavailable_reason", "render_toml", "wait_until"]
+
+T = TypeVar("T")
+
+HE_ADDRESS = "203.0.113.1"
+FIRST_WAN_ADDRESS = "203.0.113.10"
+WAN_PREFIXLEN = 24
+SERVER_IPV6 = "2001:db8:1f06:abc::1"
+CLIENT_IPV6 = "2001:db8:1f06:abc::2"
+TUNNEL_PREFIXLEN = 64
+HE_PORT = 8053
+VXLAN_ID = 41
+VXLAN_PORT = 4789
+TUNNEL_MTU = 1400  # below the veth's 1500 minus the vxlan overhead (50)
+TUNNEL_ID = "731245"
+USERNAME = "lab-user"
+
+WAN_INTERFACE = "wan0"
+HE_WAN_INTERFACE = "inet0"
+TUNNEL_INTERFACE = "he-ipv6"
+HE_TUNNEL_INTERFACE = "he6"
+
+_run_counter = itertools.count(1)
+
+
+class LabError(RuntimeError):
+    """The lab could not be built or driven (a command failed, a process did not start)."""
+
+
+def lab_unavailable_reason() -> str | None:
+    """Why the lab cannot run on this machine, or None when it can."""
+    if os.geteuid() != 0:
+        return "the lab needs root (network namespaces)"
+    if shutil.which("ip") is None:
+        return "the lab needs iproute2 (ip)"
+    if shutil.which("ping") is None:
+        return "the lab needs ping"
+    return None
+
+
+def wait_until(
+    predicate: Callable[[], T], *, timeout: float, interval: float = 0.1, what: str = ""
+) -> T:
+    """Poll `predicate` until it returns something truthy; LabError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise LabError(f"timed out after {timeout:g} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def render_toml(config: Mapping[str, Mapping[str, Any]]) -> str:
+    """A small TOML writer for the lab's config: tables of str/bool/int/float/str lists."""
+    lines: list[str] = []
+    for table, values in config.items():
+        lines.append(f"[{table}]")
+        for key, value in values.items():
+            if value is None:
+                continue
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))  # JSON string escapes are valid TOML basic strings
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _kernel_has_sit(namespace: str) -> bool:
+    """Try to create a sit link in `namespace` (the kernel may autoload the module)."""
+    if _ip(namespace, "link add rcsitprobe type sit", check=False).returncode != 0:
+        return False
+    _ip(namespace, "link del rcsitprobe", check=False)
+    return True
+
+
+def _ip(
+    namespace: str | None, command: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run `ip [-n NAMESPACE] COMMAND` (the words of COMMAND never contain spaces)."""
+    argv = ["ip", *(["-n", namespace] if namespace else []), *command.split()]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    if check and done.returncode != 0:
+        raise LabError(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}")
+    return done
+
+
+class Lab:
+    """The lab as a context manager: `with Lab() as lab: lab.start_daemon(); ...`.
+
+    `mode` is "vxlan" or "sit"; None picks sit when the kernel has it, else vxlan.
+    `prebuild_tunnel` builds the router's tunnel before the daemon starts, so a quiet day
+    starts converged (the daemon then has nothing to do). `with_fake_he=False` leaves the
+    update server out (for testing the topology alone).
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: str | None = None,
+        prebuild_tunnel: bool = True,
+        keep_workdir: bool = False,
+        with_fake_he: bool = True,
+        python: str = sys.executable,
+    ) -> None:
+        self.run_id = f"{os.getpid()}-{next(_run_counter)}"
+        self.router_ns = f"rc-router-{self.run_id}"
+        self.he_ns = f"rc-he-{self.run_id}"
+        self.requested_mode = mode
+        self.mode = mode or "vxlan"
+        self.prebuild_tunnel = prebuild_tunnel
+        self.keep_workdir = keep_workdir
+        self.with_fake_he = with_fake_he
+        self.python = python
+        self.wan_address: str | None = FIRST_WAN_ADDRESS
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"reconciler-lab-{self.run_id}-"))
+        self.state_dir = self.workdir / "state"
+        self.config_path = self.workdir / "reconciler.conf"
+        self.key_file = self.workdir / "he-update.key"
+        self.he_key_file = self.workdir / "he-accepts.key"
+        self.firewall_marker = self.workdir / "firewall-reloaded"
+        self.daemon_stderr_path = self.workdir / "daemon.stderr"
+        self.he_output_path = self.workdir / "fake-he.out"
+        self.cli_transcript_path = self.workdir / "cli-transcript.log"
+        self.update_key = f"lab-key-{os.urandom(12).hex()}"
+        self.daemon: subprocess.Popen[bytes] | None = None
+        self.he_server: subprocess.Popen[bytes] | None = None
+        self._namespaces: list[str] = []
+        # `section__key` overrides that stay in force for every config written (reloads too)
+        self.config_overrides: dict[str, Any] = {}
+
+    # -- building and tearing down ------------------------------------------------------
+
+    def __enter__(self) -> Lab:
+        try:
+            self.build()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def build(self) -> None:
+        """Namespaces, the veth internet, the HE end of the tunnel, the key, the fake HE."""
+        reason = lab_unavailable_reason()
+        if reason:
+            raise LabError(reason)
+        router, he = self.router_ns, self.he_ns
+        for namespace in (router, he):
+            _ip(None, f"netns add {namespace}")
+            self._namespaces.append(namespace)
+            _ip(namespace, "link set lo up")
+        if self.requested_mode is None:
+            self.mode = "sit" if _kernel_has_sit(router) else "vxlan"
+        _ip(router, f"link add {WAN_INTERFACE} type veth peer name {HE_WAN_INTERFACE} netns {he}")
+        _ip(he, f"addr add {HE_ADDRESS}/{WAN_PREFIXLEN} dev {HE_WAN_INTERFACE}")
+        _ip(he, f"link set {HE_WAN_INTERFACE} up")
+        _ip(router, f"addr add {FIRST_WAN_ADDRESS}/{WAN_PREFIXLEN} dev {WAN_INTERFACE}")
+        _ip(router, f"link set {WAN_INTERFACE} up")
+        self._build_tunnel_end(he, HE_TUNNEL_INTERFACE, HE_ADDRESS, FIRST_WAN_ADDRESS, SERVER_IPV6)
+        if self.prebuild_tunnel:
+            self._build_tunnel_end(
+                router, TUNNEL_INTERFACE, FIRST_WAN_ADDRESS, HE_ADDRESS, CLIENT_IPV6
+            )
+        self._write_secret(self.key_file, self.update_key)
+        self._write_secret(self.he_key_file, self.update_key)
+        if self.with_fake_he:
+            self._start_fake_he()
+
+    def _build_tunnel_end(
+        self, namespace: str, name: str, local: str, remote: str, ipv6: str
+    ) -> None:
+        if self.mode == "vxlan":
+            kind = f"vxlan id {VXLAN_ID} dstport {VXLAN_PORT} nolearning"
+        else:
+            kind = "sit ttl 255"
+        _ip(namespace, f"link add {name} type {kind} local {local} remote {remote}")
+        _ip(namespace, f"link set {name} mtu {TUNNEL_MTU} up")
+        _ip(namespace, f"addr add {ipv6}/{TUNNEL_PREFIXLEN} dev {name} nodad")
+
+    @staticmethod
+    def _write_secret(path: Path, content: str) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content + "\n")
+        os.chmod(path, 0o600)
+
+    def _start_fake_he(self) -> None:
+        move_far_end = [
+            "ip",
+            "link",
+            "set",
+            HE_TUNNEL_INTERFACE,
+            "type",
+            self.mode,
+            "remote",
+            "{address}",
+        ]
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            self.he_ns,
+            self.python,
+            "-m",
+            "reconciler.testing.fake_he",
+            "--listen",
+            f"{HE_ADDRESS}:{HE_PORT}",
+            "--tunnel-id",
+            TUNNEL_ID,
+            "--username",
+            USERNAME,
+            "--key-file",
+            str(self.he_key_file),
+            "--endpoint",
+            FIRST_WAN_ADDRESS,
+            "--on-update-exec",
+            *move_far_end,
+        ]
+        with open(self.he_output_path, "wb") as out:
+            self.he_server = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                start_new_session=True,
+            )
+
+        def ready() -> bool:
+            if self.he_server is not None and self.he_server.poll() is not None:
+                raise LabError(f"the fake HE server exited: {self._tail(self.he_output_path)}")
+            return b"listening on" in self.he_output_path.read_bytes()
+
+        wait_until(ready, timeout=15, what="the fake HE server to listen")
+
+    def close(self) -> None:
+        """Kill the processes, delete both namespaces (and so their links), remove files."""
+        if self.daemon is not None and self.daemon.poll() is None:
+            self._signal(self.daemon, signal.SIGKILL)
+            self.daemon.wait(timeout=10)
+        if self.he_server is not None and self.he_server.poll() is None:
+            self._signal(self.he_server, signal.SIGKILL)
+            self.he_server.wait(timeout=10)
+        while self._namespaces:
+            _ip(None, f"netns del {self._namespaces.pop()}", check=False)
+        if not self.keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @staticmethod
+    def _signal(process: subprocess.Popen[bytes], sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, sig)
+
+    @staticmethod
+    def _tail(path: Path, limit: int = 2000) -> str:
+        try:
+            return path.read_bytes()[-limit:].decode(errors="replace").strip()
+        except OSError:
+            return ""
+
+    # -- the configuration ----------------------------------------------------------------
+
+    def config(self, **overrides: Any) -> dict[str, dict[str, Any]]:
+        """The lab's configuration as tables; `section__key=value` overrides one key
+        (`probe_ipv6__interval=60` for [probe.ipv6] interval)."""
+        base = f"http://{HE_ADDRESS}:{HE_PORT}"
+        probe = {"interval": 0.5, "timeout": 0.5, "fail_after": 2, "recover_after": 1}
+        tables: dict[str, dict[str, Any]] = {
+            "daemon": {
+                "platform": "linux",
+                "state_dir": str(self.state_dir),
+                "log": "stderr",
+                "watch_kernel": True,
+            },
+            "wan": {
+                "interface": WAN_INTERFACE,
+                "public_address": "interface",
+                "restart_command": [shutil.which("ip") or "ip", "link", "set", WAN_INTERFACE, "up"],
+            },
+            "probe.ipv4": {"target": HE_ADDRESS, **probe},
+            "probe.ipv6": {"target": SERVER_IPV6, **probe},
+            "tunnel": {
+                "interface": TUNNEL_INTERFACE,
+                "mode": self.mode,
+                "server_ipv4": HE_ADDRESS,
+                "client_ipv6": CLIENT_IPV6,
+                "server_ipv6": SERVER_IPV6,
+                "prefixlen": TUNNEL_PREFIXLEN,
+                "mtu": TUNNEL_MTU,
+                "observe_interval": 1.0,
+                **(
+                    {"vxlan_id": VXLAN_ID, "vxlan_port": VXLAN_PORT} if self.mode == "vxlan" else {}
+                ),
+            },
+            "tunnelbroker": {
+                "tunnel_id": TUNNEL_ID,
+                "username": USERNAME,
+                "update_key_file": str(self.key_file),
+                "update_url": f"{base}/nic/update",
+                "info_url": f"{base}/tunnelInfo.php",
+                "min_update_interval": 1.0,
+                "connect_timeout": 2.0,
+                "read_timeout": 5.0,
+            },
+            "firewall": {
+                "reload_command": [shutil.which("touch") or "touch", str(self.firewall_marker)]
+            },
+            "reconcile": {
+                "backoff_min": 0.5,
+                "backoff_max": 4.0,
+                "restart_limit": 50,
+                "restart_window": 60.0,
+            },
+        }
+        for name, value in {**self.config_overrides, **overrides}.items():
+            section, _, key = name.partition("__")
+            table = tables.setdefault(section.replace("_ipv", ".ipv"), {})
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+        return tables
+
+    def write_config(self, **overrides: Any) -> Path:
+        """Write the configuration file (atomically: the daemon may reload it any moment)."""
+        text = render_toml(self.config(**overrides))
+        scratch = self.config_path.with_suffix(".tmp")
+        scratch.write_text(text)
+        os.replace(scratch, self.config_path)
+        return self.config_path
+
+    def set_update_key(self, key: str) -> None:
+        """Replace the key in the daemon's key file (what a user fixing the config does)."""
+        scratch = self.key_file.with_suffix(".tmp")
+        self._write_secret(scratch, key)
+        os.replace(scratch, self.key_file)
+        self.update_key = key
+
+    # -- the daemon -----------------------------------------------------------------------
+
+    def start_daemon(self, **config_overrides: Any) -> subprocess.Popen[bytes]:
+        """Write the config (with overrides) and start `reconciler run` in the router."""
+        if self.daemon is not None and self.daemon.poll() is None:
+            raise LabError("the daemon is already running")
+        self.config_overrides.update(config_overrides)
+        self.write_config()
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            self.router_ns,
+            self.python,
+            "-m",
+            "reconciler",
+            "run",
+            "-c",
+            str(self.config_path),
+        ]
+        with open(self.daemon_stderr_path, "ab") as err:
+            self.daemon = subprocess.Popen(
+                argv,
+                stdout=err,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                start_new_session=True,
+                env=self._child_env(),
+            )
+        return self.daemon
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("RECONCILER_CONFIG", None)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def stop_daemon(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Send `sig` and wait for the daemon to exit; its exit status."""
+        if self.daemon is None:
+            raise LabError("no daemon was started")
+        self._signal(self.daemon, sig)
+        try:
+            return self.daemon.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise LabError(f"the daemon did not exit within {timeout:g} s of {sig!r}") from None
+
+    def kill_daemon(self) -> int:
+        """SIGKILL: the daemon gets no chance to finish anything."""
+        return self.stop_daemon(signal.SIGKILL)
+
+    def reload_daemon(self) -> None:
+        """SIGHUP: the daemon rereads its configuration."""
+        if self.daemon is None or self.daemon.poll() is not None:
+            raise LabError("the daemon is not running")
+        self._signal(self.daemon, signal.SIGHUP)
+
+    def daemon_running(self) -> bool:
+        return self.daemon is not None and self.daemon.poll() is None
+
+    def daemon_stderr(self) -> str:
+        return self.daemon_stderr_path.read_bytes().decode(errors="replace")
+
+    # -- the ISP: the WAN link and its address --------------------------------------------
+
+    def set_wan_address(self, address: str) -> None:
+        """Give the WAN a new address (the old one goes) and bring the link up."""
+        _ip(self.router_ns, f"addr flush dev {WAN_INTERFACE} scope global")
+        _ip(self.router_ns, f"addr add {address}/{WAN_PREFIXLEN} dev {WAN_INTERFACE}")
+        _ip(self.router_ns, f"link set {WAN_INTERFACE} up")
+        self.wan_address = address
+
+    def remove_wan_address(self) -> None:
+        """The ISP takes the address away."""
+        _ip(self.router_ns, f"addr flush dev {WAN_INTERFACE} scope global")
+        self.wan_address = None
+
+    def wan_link(self, up: bool) -> None:
+        """The WAN link goes down (or up) on the router's side."""
+        _ip(self.router_ns, f"link set {WAN_INTERFACE} {'up' if up else 'down'}")
+
+    def tunnel_down(self) -> None:
+        """The router's tunnel goes down (the original's "normal situation")."""
+        _ip(self.router_ns, f"link set {TUNNEL_INTERFACE} down")
+
+    def tunnel_state(self) -> dict[str, Any] | None:
+        """The router's tunnel as `ip -d -j link show` reports it; None when missing."""
+        shown = _ip(self.router_ns, f"-d -j link show {TUNNEL_INTERFACE}", check=False)
+        if shown.returncode != 0:
+            return None
+        links: list[dict[str, Any]] = json.loads(shown.stdout)
+        return links[0] if links else None
+
+    def tunnel_local(self) -> str | None:
+        """The local IPv4 end of the router's tunnel."""
+        link = self.tunnel_state()
+        if not link:
+            return None
+        data = link.get("linkinfo", {}).get("info_data", {})
+        local = data.get("local")
+        return str(local) if local else None
+
+    def move_he_end(self, address: str) -> None:
+        """Point HE's end of the tunnel at `address` (what a good update makes the fake do)."""
+        _ip(self.he_ns, f"link set {HE_TUNNEL_INTERFACE} type {self.mode} remote {address}")
+
+    def he_tunnel_remote(self) -> str | None:
+        """Where HE's end of the tunnel points (moved by the fake on a good update)."""
+        shown = _ip(self.he_ns, f"-d -j link show {HE_TUNNEL_INTERFACE}")
+        data = json.loads(shown.stdout)[0].get("linkinfo", {}).get("info_data", {})
+        remote = data.get("remote")
+        return str(remote) if remote else None
+
+    # -- probing across the lab -----------------------------------------------------------
+
+    def ping6_through_tunnel(self, timeout: float = 1.0) -> bool:
+        """One ping from the router to HE's tunnel address: it can only cross the tunnel."""
+        done = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.router_ns,
+                "ping",
+                "-6",
+                "-n",
+                "-c",
+                "1",
+                "-W",
+                f"{max(timeout, 0.2):g}",
+                SERVER_IPV6,
+            ],
+            capture_output=True,
+            timeout=timeout + 5,
+        )
+        return done.returncode == 0
+
+    # -- the fake HE's control API --------------------------------------------------------
+
+    def he(self, path: str, **params: Any) -> Any:
+        """Call the fake HE's `/_lab/<path>` from inside the he namespace; JSON or text."""
+        from urllib.parse import urlencode
+
+        query = f"?{urlencode(params)}" if params else ""
+        url = f"http://{HE_ADDRESS}:{HE_PORT}/_lab/{path.lstrip('/')}{query}"
+        code = (
+            "import sys, urllib.request\n"
+            "with urllib.request.urlopen(sys.argv[1], timeout=10) as r:\n"
+            "    sys.stdout.buffer.write(r.read())\n"
+        )
+        done = subprocess.run(
+            ["ip", "netns", "exec", self.he_ns, self.python, "-c", code, url],
+            capture_output=True,
+            timeout=30,
+        )
+        if done.returncode != 0:
+            raise LabError(f"fake HE {path}: {done.stderr.decode(errors='replace').strip()}")
+        body = done.stdout.decode()
+        try:
+            return json.loads(body)
+        except ValueError:
+            return body
+
+    def he_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = self.he("stats")
+        return stats
+
+    def he_update_calls(self) -> int:
+        """How many `/nic/update` requests the fake HE has received."""
+        return _update_count(self.he_stats())
+
+    # -- the CLI and the event log --------------------------------------------------------
+
+    def reconciler(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run `reconciler ARGS -c <lab config>` in the router namespace."""
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            self.router_ns,
+            self.python,
+            "-m",
+            "reconciler",
+            *args,
+            "-c",
+            str(self.config_path),
+        ]
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.workdir,
+            env=self._child_env(),
+        )
+        with open(self.cli_transcript_path, "a") as transcript:
+            transcript.write(f"$ reconciler {' '.join(args)}  (exit {done.returncode})\n")
+            transcript.write(done.stdout)
+            transcript.write(done.stderr)
+        return done
+
+    def envelopes(self) -> list[Any]:
+        """Every fact in the event log so far (read-only; works while the daemon runs)."""
+        from reconciler.history import iter_envelopes
+
+        if not self.state_dir.exists():
+            return []
+        return list(iter_envelopes(self.state_dir))
+
+    def produced_files(self) -> Iterator[Path]:
+        """Every file the run produced except the key files themselves."""
+        secrets = {self.key_file, self.he_key_file}
+        for path in sorted(self.workdir.rglob("*")):
+            if path.is_file() and path not in secrets and not path.name.endswith(".tmp"):
+                yield path
+
+
+def _update_count(stats: Mapping[str, Any]) -> int:
+    """The number of update requests in the fake HE's stats, whatever its exact layout."""
+    for key in ("updates", "update_requests", "update"):
+        value = stats.get(key)
+        if isinstance(value, int):
+            return value
+    for key in ("requests", "counts"):
+        nested = stats.get(key)
+        if isinstance(nested, Mapping):
+            for name in ("/nic/update", "update", "nic/update", "updates"):
+                value = nested.get(name)
+                if isinstance(value, int):
+                    return value
+    raise LabError(f"cannot find the update count in the fake HE's stats: {sorted(stats)}")

@@ -1,0 +1,92 @@
+"""The lab's topology on its own: namespaces, the veth internet, the tunnel, teardown."""
+
+from __future__ import annotations
+
+import subprocess
+import tomllib
+
+import pytest
+
+from reconciler.lab.topology import FIRST_WAN_ADDRESS, Lab, render_toml
+
+
+def _namespaces() -> str:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+def test_prebuilt_tunnel_carries_ipv6_from_router_to_he(lab_available: None) -> None:
+    """A fresh lab pings HE's tunnel address from the router, across the tunnel."""
+    with Lab(with_fake_he=False) as lab:
+        assert lab.mode == "vxlan"  # this kernel has no sit
+        assert lab.tunnel_local() == FIRST_WAN_ADDRESS
+        assert lab.ping6_through_tunnel()
+
+
+def test_new_wan_address_breaks_the_tunnel_until_both_ends_move(lab_available: None) -> None:
+    """After the ISP moves the WAN address, IPv6 works again only once both ends follow."""
+    with Lab(with_fake_he=False) as lab:
+        lab.set_wan_address("203.0.113.11")
+        assert not lab.ping6_through_tunnel(timeout=0.5)
+        subprocess.run(
+            ["ip", "-n", lab.router_ns, "link", "set", "he-ipv6", "type", "vxlan",
+             "local", "203.0.113.11"],
+            check=True,
+        )  # fmt: skip
+        lab.move_he_end("203.0.113.11")
+        assert lab.he_tunnel_remote() == "203.0.113.11"
+        assert lab.ping6_through_tunnel()
+
+
+def test_wan_link_and_tunnel_controls_change_the_kernel(lab_available: None) -> None:
+    """wan_link, remove_wan_address and tunnel_down act on the router's real interfaces."""
+    with Lab(with_fake_he=False) as lab:
+        lab.tunnel_down()
+        state = lab.tunnel_state()
+        assert state is not None and "UP" not in state["flags"]
+        lab.remove_wan_address()
+        shown = subprocess.run(
+            ["ip", "-n", lab.router_ns, "-4", "addr", "show", "wan0"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert "inet " not in shown
+        lab.wan_link(False)
+        assert (
+            "state DOWN"
+            in subprocess.run(
+                ["ip", "-n", lab.router_ns, "link", "show", "wan0"], capture_output=True, text=True
+            ).stdout
+        )
+
+
+def test_teardown_deletes_namespaces_and_files_even_after_an_error(lab_available: None) -> None:
+    """Leaving the lab by an exception still deletes both namespaces and the work dir."""
+    lab = Lab(with_fake_he=False)
+    with pytest.raises(RuntimeError), lab:
+        assert lab.router_ns in _namespaces()
+        raise RuntimeError("a failing test")
+    listed = _namespaces()
+    assert lab.router_ns not in listed and lab.he_ns not in listed
+    assert not lab.workdir.exists()
+
+
+def test_key_file_is_private(lab_available: None) -> None:
+    """The update key file the lab writes is readable by its owner only."""
+    with Lab(with_fake_he=False) as lab:
+        assert lab.key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_config_overrides_use_section_and_key() -> None:
+    """`probe_ipv6__interval=60` overrides [probe.ipv6] interval; None removes a key."""
+    lab = Lab(with_fake_he=False)
+    try:
+        tables = lab.config(
+            probe_ipv6__interval=60, daemon__watch_kernel=False, wan__restart_command=None
+        )
+        assert tables["probe.ipv6"]["interval"] == 60
+        assert tables["daemon"]["watch_kernel"] is False
+        assert "restart_command" not in tables["wan"]
+        text = render_toml(tables)
+        assert tomllib.loads(text)["probe"]["ipv6"]["interval"] == 60
+        assert "watch_kernel = false" in text
+    finally:
+        lab.close()
