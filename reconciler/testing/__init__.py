@@ -1,0 +1,1 @@
+"""Test doubles shipped with reconciler: a fake HE server and scripted hosts."""
