@@ -599,16 +599,8 @@ class Lab:
 
 
 def _update_count(stats: Mapping[str, Any]) -> int:
-    """The number of update requests in the fake HE's stats, whatever its exact layout."""
-    for key in ("updates", "update_requests", "update"):
-        value = stats.get(key)
-        if isinstance(value, int):
-            return value
-    for key in ("requests", "counts"):
-        nested = stats.get(key)
-        if isinstance(nested, Mapping):
-            for name in ("/nic/update", "update", "nic/update", "updates"):
-                value = nested.get(name)
-                if isinstance(value, int):
-                    return value
-    raise LabError(f"cannot find the update count in the fake HE's stats: {sorted(stats)}")
+    """The number of `/nic/update` requests in the fake HE's stats (`counts.update`)."""
+    counts = stats.get("counts")
+    if not isinstance(counts, Mapping):
+        raise LabError(f"the fake HE's stats have no counts: {sorted(stats)}")
+    return int(counts.get("update", 0))

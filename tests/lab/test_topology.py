@@ -7,7 +7,16 @@ import tomllib
 
 import pytest
 
-from reconciler.lab.topology import FIRST_WAN_ADDRESS, Lab, render_toml
+from reconciler.lab.topology import (
+    FIRST_WAN_ADDRESS,
+    HE_ADDRESS,
+    HE_PORT,
+    TUNNEL_ID,
+    USERNAME,
+    Lab,
+    render_toml,
+    wait_until,
+)
 
 
 def _namespaces() -> str:
@@ -90,3 +99,32 @@ def test_config_overrides_use_section_and_key() -> None:
         assert "watch_kernel = false" in text
     finally:
         lab.close()
+
+
+_UPDATE_FROM_ROUTER = """
+import base64, sys, urllib.request
+user, url = sys.argv[1], sys.argv[2]
+key = sys.stdin.read().strip()
+request = urllib.request.Request(url)
+token = base64.b64encode(f"{user}:{key}".encode()).decode()
+request.add_header("Authorization", f"Basic {token}")
+with urllib.request.urlopen(request, timeout=10) as answer:
+    print(answer.read().decode())
+"""
+
+
+def test_good_update_at_the_fake_he_moves_its_tunnel_end(lab_available: None) -> None:
+    """An update sent from the router's new address makes HE point its tunnel end there."""
+    with Lab() as lab:
+        assert lab.he_update_calls() == 0
+        lab.set_wan_address("203.0.113.12")
+        url = f"http://{HE_ADDRESS}:{HE_PORT}/nic/update?hostname={TUNNEL_ID}&myip=203.0.113.12"
+        answer = subprocess.run(
+            ["ip", "netns", "exec", lab.router_ns, lab.python, "-c", _UPDATE_FROM_ROUTER,
+             USERNAME, url],
+            input=lab.update_key, capture_output=True, text=True, timeout=30, check=True,
+        ).stdout  # fmt: skip
+        assert answer.strip() == "good 203.0.113.12"
+        assert lab.he_update_calls() == 1
+        assert lab.he_stats()["endpoint"] == "203.0.113.12"
+        wait_until(lambda: lab.he_tunnel_remote() == "203.0.113.12", timeout=5, what="HE's end")
