@@ -1,0 +1,477 @@
+"""Finding and loading the configuration file (TOML), all-or-nothing.
+
+`load_config(path)` either returns a complete, valid `Config` or raises one `ConfigError`
+listing every problem, one line each: `<file>: <key>: <what is wrong>`. Unknown keys are
+errors (a typo must not pass silently), addresses go through `ipaddress`, commands are argv
+lists, and relative paths resolve against the config file's directory. The update key file
+is checked (it exists, is a regular file, and no one but its owner may read it) but never
+read: its content appears nowhere, and the digest covers only its inode, size and mtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from reconciler.errors import ConfigError
+from reconciler.model.config import (
+    Config,
+    DaemonConfig,
+    FirewallConfig,
+    ProbeConfig,
+    ReconcileConfig,
+    TunnelbrokerConfig,
+    TunnelConfig,
+    WanConfig,
+)
+
+__all__ = ["SEARCH_PATHS", "find_config_path", "load_config"]
+
+# After -c and $RECONCILER_CONFIG; the first is relative to the working directory.
+SEARCH_PATHS = (Path("etc/reconciler.conf"), Path("/etc/reconciler.conf"))
+
+_MISSING = object()
+
+
+def find_config_path(cli_value: str | None, environ: Mapping[str, str], cwd: Path) -> Path:
+    """The config file to use: -c, then $RECONCILER_CONFIG, then the search paths."""
+    for given, origin in ((cli_value, "--config"), (environ.get("RECONCILER_CONFIG"), None)):
+        if given:
+            path = (cwd / given).resolve()
+            if not path.is_file():
+                where = origin or "$RECONCILER_CONFIG"
+                raise ConfigError(path, [f"{path}: no such configuration file (from {where})"])
+            return path
+    for candidate in SEARCH_PATHS:
+        path = (cwd / candidate).resolve()
+        if path.is_file():
+            return path
+    searched = ", ".join(str((cwd / c).resolve()) for c in SEARCH_PATHS)
+    raise ConfigError(
+        "reconciler.conf",
+        [f"no configuration file: use -c PATH or $RECONCILER_CONFIG (searched {searched})"],
+    )
+
+
+def load_config(path: Path) -> Config:
+    """The validated configuration in `path`; ConfigError naming every problem."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, [f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        document = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(path, [f"{path}: not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"{path}: TOML syntax: {exc}"]) from None
+    reader = _Reader(path, document)
+    config = reader.config(raw)
+    if reader.problems or config is None:
+        raise ConfigError(path, reader.problems)
+    return config
+
+
+class _Reader:
+    """Walks the document once, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, path: Path, document: Mapping[str, Any]) -> None:
+        self.path = path
+        self.base = path.resolve().parent
+        self.document = document
+        self.problems: list[str] = []
+
+    def problem(self, key: str, what: str) -> None:
+        self.problems.append(f"{self.path}: {key}: {what}")
+
+    # --- sections ---------------------------------------------------------------------
+
+    def section(self, name: str, allowed: set[str], *, required: bool = True) -> dict[str, Any]:
+        parent: Any = self.document
+        for part in name.split("."):
+            parent = parent.get(part, _MISSING) if isinstance(parent, Mapping) else _MISSING
+        if parent is _MISSING:
+            if required:
+                self.problem(name, "section is missing")
+            return {}
+        if not isinstance(parent, Mapping):
+            self.problem(name, "must be a table ([" + name + "])")
+            return {}
+        table = dict(parent)
+        for key in sorted(set(table) - allowed):
+            self.problem(f"{name}.{key}", "unknown key")
+        return table
+
+    def config(self, raw: bytes) -> Config | None:
+        sections = {"daemon", "wan", "probe", "tunnel", "tunnelbroker", "firewall", "reconcile"}
+        for key in sorted(set(self.document) - sections):
+            self.problem(key, "unknown section")
+        probe_table = self.document.get("probe", {})
+        if isinstance(probe_table, Mapping):
+            for key in sorted(set(probe_table) - {"ipv4", "ipv6"}):
+                self.problem(f"probe.{key}", "unknown section (probe.ipv4 and probe.ipv6 exist)")
+        daemon = self.daemon()
+        wan = self.wan()
+        probes = {family: self.probe(family) for family in ("ipv4", "ipv6")}
+        tunnel = self.tunnel(daemon)
+        broker, key_file_stat = self.tunnelbroker()
+        firewall = self.firewall()
+        reconcile = self.reconcile()
+        if self.problems:
+            return None
+        assert daemon and wan and tunnel and broker and firewall and reconcile
+        digest = hashlib.sha256(raw)
+        digest.update(repr(key_file_stat).encode())
+        return Config(
+            path=self.path.resolve(),
+            digest=digest.hexdigest(),
+            daemon=daemon,
+            wan=wan,
+            probes={f: p for f, p in probes.items() if p is not None},
+            tunnel=tunnel,
+            tunnelbroker=broker,
+            firewall=firewall,
+            reconcile=reconcile,
+        )
+
+    def daemon(self) -> DaemonConfig | None:
+        t = self.section("daemon", {"platform", "state_dir", "log", "watch_kernel"})
+        platform = self.choice(t, "daemon.platform", ("openbsd", "linux"))
+        state_dir = self.path_value(t, "daemon.state_dir", default="/var/db/reconciler")
+        if state_dir is not None and state_dir.exists() and not state_dir.is_dir():
+            self.problem("daemon.state_dir", f"{state_dir} exists and is not a directory")
+        log = self.choice(t, "daemon.log", ("syslog", "stderr"), default="syslog")
+        watch = self.boolean(t, "daemon.watch_kernel", default=True)
+        if platform is None or state_dir is None or log is None or watch is None:
+            return None
+        return DaemonConfig(platform, state_dir, log, watch)  # type: ignore[arg-type]
+
+    def wan(self) -> WanConfig | None:
+        t = self.section("wan", {"interface", "restart_command", "public_address"})
+        interface = self.interface_name(t, "wan.interface")
+        command = self.argv(t, "wan.restart_command", allow_empty=False)
+        public = self.choice(
+            t, "wan.public_address", ("interface", "tunnelbroker"), default="interface"
+        )
+        if interface is None or public is None or command is _MISSING:
+            return None
+        return WanConfig(interface, command, public)  # type: ignore[arg-type]
+
+    def probe(self, family: str) -> ProbeConfig | None:
+        name = f"probe.{family}"
+        t = self.section(
+            name, {"target", "interval", "timeout", "fail_after", "recover_after", "source"}
+        )
+        version = 4 if family == "ipv4" else 6
+        target = self.address(t, f"{name}.target", version)
+        interval = self.number(t, f"{name}.interval", default=60.0, minimum=1.0)
+        timeout = self.number(t, f"{name}.timeout", default=1.0, minimum=0.1)
+        fail_after = self.integer(t, f"{name}.fail_after", default=3, low=1, high=100)
+        recover_after = self.integer(t, f"{name}.recover_after", default=1, low=1, high=100)
+        source = self.address(t, f"{name}.source", version, required=False)
+        if interval is not None and timeout is not None and timeout >= interval:
+            self.problem(f"{name}.timeout", f"must be shorter than interval ({interval:g} s)")
+        values = (target, interval, timeout, fail_after, recover_after)
+        if any(v is None for v in values):
+            return None
+        return ProbeConfig(
+            family,  # type: ignore[arg-type]
+            target,  # type: ignore[arg-type]
+            interval,  # type: ignore[arg-type]
+            timeout,  # type: ignore[arg-type]
+            fail_after,  # type: ignore[arg-type]
+            recover_after,  # type: ignore[arg-type]
+            source,
+        )
+
+    def tunnel(self, daemon: DaemonConfig | None) -> TunnelConfig | None:
+        keys = {
+            "interface", "mode", "server_ipv4", "client_ipv6", "server_ipv6", "prefixlen",
+            "mtu", "ttl", "hostname_file", "vxlan_id", "vxlan_port", "observe_interval",
+        }  # fmt: skip
+        t = self.section("tunnel", keys)
+        interface = self.interface_name(t, "tunnel.interface")
+        mode = self.choice(t, "tunnel.mode", ("gif", "sit", "vxlan"))
+        server_ipv4 = self.address(t, "tunnel.server_ipv4", 4)
+        client_ipv6 = self.address(t, "tunnel.client_ipv6", 6)
+        server_ipv6 = self.address(t, "tunnel.server_ipv6", 6)
+        prefixlen = self.integer(t, "tunnel.prefixlen", default=128, low=1, high=128)
+        mtu = self.integer(t, "tunnel.mtu", default=1480, low=1280, high=65535)
+        ttl = self.integer(t, "tunnel.ttl", default=255, low=1, high=255)
+        hostname_file = self.path_value(t, "tunnel.hostname_file", required=False)
+        if hostname_file is not None and not hostname_file.parent.is_dir():
+            self.problem("tunnel.hostname_file", f"directory {hostname_file.parent} does not exist")
+        vxlan_id = self.integer(t, "tunnel.vxlan_id", default=None, low=0, high=2**24 - 1)
+        vxlan_port = self.integer(t, "tunnel.vxlan_port", default=None, low=1, high=65535)
+        observe = self.number(t, "tunnel.observe_interval", default=30.0, minimum=1.0)
+        if mode is not None and mode != "vxlan":
+            for key in ("vxlan_id", "vxlan_port"):
+                if key in t:
+                    self.problem(f"tunnel.{key}", f'only with mode = "vxlan" (mode is "{mode}")')
+        if mode == "vxlan" and "vxlan_id" not in t:
+            self.problem("tunnel.vxlan_id", 'is required with mode = "vxlan"')
+        if daemon is not None and mode is not None:
+            allowed = {"openbsd": ("gif",), "linux": ("sit", "vxlan")}[daemon.platform]
+            if mode not in allowed:
+                self.problem(
+                    "tunnel.mode",
+                    f'"{mode}" does not exist on {daemon.platform} (use {" or ".join(allowed)})',
+                )
+        if server_ipv6 is not None and server_ipv6 == client_ipv6:
+            self.problem("tunnel.server_ipv6", "must differ from tunnel.client_ipv6")
+        values = (interface, mode, server_ipv4, client_ipv6, server_ipv6, prefixlen, mtu, ttl)
+        if any(v is None for v in values) or observe is None:
+            return None
+        return TunnelConfig(
+            interface,  # type: ignore[arg-type]
+            mode,  # type: ignore[arg-type]
+            server_ipv4,  # type: ignore[arg-type]
+            client_ipv6,  # type: ignore[arg-type]
+            server_ipv6,  # type: ignore[arg-type]
+            prefixlen,  # type: ignore[arg-type]
+            mtu,  # type: ignore[arg-type]
+            ttl,  # type: ignore[arg-type]
+            hostname_file,
+            vxlan_id,
+            vxlan_port,
+            observe,
+        )
+
+    def tunnelbroker(self) -> tuple[TunnelbrokerConfig | None, tuple[int, int, int] | None]:
+        keys = {
+            "tunnel_id", "username", "update_key_file", "update_url", "info_url",
+            "min_update_interval", "connect_timeout", "read_timeout", "ca_file",
+        }  # fmt: skip
+        t = self.section("tunnelbroker", keys)
+        tunnel_id = self.string(t, "tunnelbroker.tunnel_id")
+        if tunnel_id is not None and not tunnel_id.isdigit():
+            self.problem(
+                "tunnelbroker.tunnel_id", f"must be HE's numeric tunnel id, not {tunnel_id!r}"
+            )
+            tunnel_id = None
+        username = self.string(t, "tunnelbroker.username")
+        key_file = self.path_value(t, "tunnelbroker.update_key_file")
+        key_stat = self.key_file(key_file) if key_file is not None else None
+        update_url = self.url(
+            t, "tunnelbroker.update_url", default="https://ipv4.tunnelbroker.net/nic/update"
+        )
+        info_url = self.url(t, "tunnelbroker.info_url", default=None)
+        interval = self.number(t, "tunnelbroker.min_update_interval", default=600.0, minimum=0.0)
+        connect = self.number(t, "tunnelbroker.connect_timeout", default=5.0, minimum=0.1)
+        read = self.number(t, "tunnelbroker.read_timeout", default=15.0, minimum=0.1)
+        ca_file = self.path_value(t, "tunnelbroker.ca_file", required=False)
+        if ca_file is not None and not ca_file.is_file():
+            self.problem("tunnelbroker.ca_file", f"{ca_file} is not a file")
+        values = (tunnel_id, username, key_file, key_stat, update_url, interval, connect, read)
+        if any(v is None for v in values):
+            return None, None
+        broker = TunnelbrokerConfig(
+            tunnel_id,  # type: ignore[arg-type]
+            username,  # type: ignore[arg-type]
+            key_file,  # type: ignore[arg-type]
+            update_url,  # type: ignore[arg-type]
+            info_url,
+            interval,  # type: ignore[arg-type]
+            connect,  # type: ignore[arg-type]
+            read,  # type: ignore[arg-type]
+            ca_file,
+        )
+        return broker, key_stat
+
+    def firewall(self) -> FirewallConfig | None:
+        t = self.section("firewall", {"reload_command"}, required=False)
+        command = self.argv(t, "firewall.reload_command", allow_empty=True)
+        if command is _MISSING:
+            return None
+        return FirewallConfig(command or ())
+
+    def reconcile(self) -> ReconcileConfig | None:
+        keys = {"backoff_min", "backoff_max", "restart_limit", "restart_window"}
+        t = self.section("reconcile", keys, required=False)
+        low = self.number(t, "reconcile.backoff_min", default=5.0, minimum=0.1)
+        high = self.number(t, "reconcile.backoff_max", default=3600.0, minimum=0.1)
+        limit = self.integer(t, "reconcile.restart_limit", default=5, low=1, high=1000)
+        window = self.number(t, "reconcile.restart_window", default=900.0, minimum=1.0)
+        if low is not None and high is not None and high < low:
+            self.problem("reconcile.backoff_max", f"must be at least backoff_min ({low:g})")
+            return None
+        if low is None or high is None or limit is None or window is None:
+            return None
+        return ReconcileConfig(low, high, limit, window)
+
+    # --- values -------------------------------------------------------------------------
+
+    def get(self, table: Mapping[str, Any], key: str, required: bool) -> Any:
+        value = table.get(key.rsplit(".", 1)[1], _MISSING)
+        if value is _MISSING and required:
+            self.problem(key, "is required")
+        return value
+
+    def string(self, t: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:
+        value = self.get(t, key, required)
+        if value is _MISSING:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.problem(key, f"must be a non-empty string, not {_show(value)}")
+            return None
+        return value
+
+    def choice(
+        self, t: Mapping[str, Any], key: str, options: tuple[str, ...], default: str | None = None
+    ) -> str | None:
+        value = self.get(t, key, default is None)
+        if value is _MISSING:
+            return default
+        if value not in options:
+            wanted = " or ".join(f'"{o}"' for o in options)
+            self.problem(key, f"must be {wanted}, not {_show(value)}")
+            return None
+        return str(value)
+
+    def boolean(self, t: Mapping[str, Any], key: str, *, default: bool) -> bool | None:
+        value = self.get(t, key, False)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, bool):
+            self.problem(key, f"must be true or false, not {_show(value)}")
+            return None
+        return value
+
+    def number(
+        self, t: Mapping[str, Any], key: str, *, default: float | None, minimum: float
+    ) -> float | None:
+        value = self.get(t, key, default is None)
+        if value is _MISSING:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.problem(key, f"must be a number of seconds, not {_show(value)}")
+            return None
+        if not value >= minimum or value == float("inf"):
+            self.problem(key, f"must be at least {minimum:g} and finite, not {value!r}")
+            return None
+        return float(value)
+
+    def integer(
+        self, t: Mapping[str, Any], key: str, *, default: int | None, low: int, high: int
+    ) -> int | None:
+        value = self.get(t, key, False)
+        if value is _MISSING:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problem(key, f"must be an integer, not {_show(value)}")
+            return None
+        if not low <= value <= high:
+            self.problem(key, f"must be between {low} and {high}, not {value}")
+            return None
+        return value
+
+    def address(
+        self, t: Mapping[str, Any], key: str, version: int, *, required: bool = True
+    ) -> str | None:
+        value = self.get(t, key, required)
+        if value is _MISSING:
+            return None
+        family = "IPv4" if version == 4 else "IPv6"
+        if not isinstance(value, str):
+            self.problem(key, f"must be an {family} address as a string, not {_show(value)}")
+            return None
+        try:
+            parsed = ipaddress.ip_address(value)
+        except ValueError:
+            self.problem(key, f"{value!r} is not an {family} address")
+            return None
+        if parsed.version != version:
+            self.problem(key, f"{value!r} is an IPv{parsed.version} address, expected {family}")
+            return None
+        return str(parsed)
+
+    def interface_name(self, t: Mapping[str, Any], key: str) -> str | None:
+        value = self.string(t, key)
+        if value is None:
+            return None
+        # IFNAMSIZ is 16 on both platforms, including the terminating NUL.
+        if len(value) > 15 or not all(c.isalnum() or c in "-_." for c in value):
+            self.problem(key, f"{value!r} is not an interface name")
+            return None
+        return value
+
+    def argv(self, t: Mapping[str, Any], key: str, *, allow_empty: bool) -> Any:
+        """A command as an argv list; None when absent, _MISSING when invalid."""
+        value = self.get(t, key, False)
+        if value is _MISSING:
+            return None
+        if isinstance(value, str):
+            self.problem(key, "must be a list of arguments (argv), not a shell string")
+            return _MISSING
+        if not isinstance(value, list) or not all(isinstance(a, str) and a for a in value):
+            self.problem(key, f"must be a list of non-empty strings, not {_show(value)}")
+            return _MISSING
+        if not value and not allow_empty:
+            self.problem(key, "must name a command (leave the key out for the default)")
+            return _MISSING
+        return tuple(value)
+
+    def url(self, t: Mapping[str, Any], key: str, *, default: str | None) -> str | None:
+        value = self.get(t, key, False)
+        if value is _MISSING:
+            return default
+        parts = urlsplit(value) if isinstance(value, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            self.problem(key, f"must be an http(s) URL, not {_show(value)}")
+            return None
+        if parts.username or parts.password:
+            self.problem(key, "must not carry credentials (they come from update_key_file)")
+            return None
+        return str(value)
+
+    def path_value(
+        self, t: Mapping[str, Any], key: str, *, required: bool = True, default: str | None = None
+    ) -> Path | None:
+        value = self.get(t, key, required and default is None)
+        if value is _MISSING:
+            return None if default is None else (self.base / default)
+        if not isinstance(value, str) or not value or "\0" in value:
+            self.problem(key, f"must be a path, not {_show(value)}")
+            return None
+        return Path(os.path.normpath(self.base / Path(value).expanduser()))
+
+    def key_file(self, path: Path) -> tuple[int, int, int] | None:
+        """Check the update key file like ssh checks a private key; never read it."""
+        key = "tunnelbroker.update_key_file"
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            self.problem(key, f"{path} does not exist")
+            return None
+        except OSError as exc:
+            self.problem(key, f"{path}: {exc.strerror}")
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            self.problem(key, f"{path} is not a regular file")
+            return None
+        if info.st_mode & 0o077:
+            mode = stat.S_IMODE(info.st_mode)
+            self.problem(
+                key,
+                f"{path} is accessible by group or others (mode {mode:04o}); chmod 600 it",
+            )
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def _show(value: Any) -> str:
+    """A value for an error message, short, with its TOML type."""
+    kind = {
+        bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+        list: "a list", dict: "a table",
+    }.get(type(value), type(value).__name__)  # fmt: skip
+    text = repr(value)
+    return f"{kind} {text[:40] + '...' if len(text) > 40 else text}"
