@@ -1,1 +1,13 @@
-"""Test doubles shipped with reconciler: a fake HE server and scripted hosts."""
+"""Test doubles reconciler ships for its own tests and for anyone embedding it.
+
+- `RecordingRunner`: a CommandRunner that records every argv and answers from a script;
+- `OpenBSDHost`: a scripted OpenBSD host (ifconfig, netstart, pfctl, route monitor) over a
+  temporary root, for running the real OpenBSD platform code anywhere.
+"""
+
+from __future__ import annotations
+
+from reconciler.testing.openbsd_host import OpenBSDHost
+from reconciler.testing.runner import RecordingRunner, ScriptedStream
+
+__all__ = ["OpenBSDHost", "RecordingRunner", "ScriptedStream"]

@@ -1,0 +1,332 @@
+"""A scripted OpenBSD host: the commands reconciler runs, behaving like the real ones.
+
+`OpenBSDHost(root)` is a CommandRunner (a RecordingRunner, so `host.calls` lists every argv)
+that keeps a small model of the kernel's interfaces and answers over a temporary root:
+
+- `ifconfig <if>` prints the interface in the real format, or exits 1 with
+  `ifconfig: <if>: no such interface`;
+- `sh /etc/netstart <if>` reads `<root>/etc/hostname.<if>` and applies it as netstart does:
+  plain lines go to `ifconfig <if> <line>`, `!` lines run with `$if` expanded (the host
+  understands `ifconfig` and `route` there); a world-readable file is fixed to 0640 with
+  netstart's warning. For the WAN, netstart brings the interface up with `host.lease` (the
+  address the ISP's DHCP server hands out next) when one is set;
+- `pfctl -f /etc/pf.conf` loads `<root>/etc/pf.conf` or fails as scripted (`pf_error`);
+- `route -n monitor` streams routing messages in the real format for every change the host
+  makes, whoever makes it (the platform or the test).
+
+The test plays the ISP and the administrator through `set_address`, `remove_addresses`,
+`destroy`, `set_down` and `kill_monitors`.
+"""
+
+from __future__ import annotations
+
+import shlex
+import stat
+import threading
+from pathlib import Path
+
+from attrs import define, field
+
+from reconciler.testing.runner import RecordingRunner, ScriptedStream
+from reconciler.world.runner import Completed
+
+__all__ = ["HostInterface", "OpenBSDHost"]
+
+# route(8) prints ctime(3) of the message; a fixed one keeps transcripts stable.
+_MONITOR_TIME = "Mon Jun  3 12:00:00 2024"
+_CLONERS = ("gif", "gre", "vlan", "lo", "tun")
+_FLAG_BITS = {  # if.h values, in the order ifconfig prints them
+    "UP": 0x1,
+    "BROADCAST": 0x2,
+    "POINTOPOINT": 0x10,
+    "RUNNING": 0x40,
+    "SIMPLEX": 0x800,
+    "MULTICAST": 0x8000,
+}
+_PF_SYNTAX_FAILURE = "pfctl: Syntax error in config file: pf rules not loaded"
+
+
+@define
+class HostInterface:
+    name: str
+    index: int
+    flags: set[str]
+    mtu: int
+    lladdr: str | None = None
+    status: str | None = None  # physical interfaces print a media status
+    inet: list[tuple[str, str, str]] = field(factory=list)  # (address, netmask, broadcast)
+    inet6: list[tuple[str, str | None, int]] = field(factory=list)  # (address, peer, plen)
+    tunnel: tuple[str, str] | None = None
+
+    def render(self) -> str:
+        """`ifconfig <if>` output, as OpenBSD 7.x prints it."""
+        flags = ",".join(f for f in _FLAG_BITS if f in self.flags)
+        value = sum(bit for name, bit in _FLAG_BITS.items() if name in self.flags)
+        lines = [f"{self.name}: flags={value:x}<{flags}> mtu {self.mtu}"]
+        if self.lladdr:
+            lines.append(f"\tlladdr {self.lladdr}")
+        lines.append(f"\tindex {self.index} priority 0 llprio 3")
+        if self.tunnel is not None:
+            lines.append("\tencap: txprio payload rxprio payload")
+            lines.append("\tgroups: gif egress")
+            lines.append(f"\ttunnel: inet {self.tunnel[0]} --> {self.tunnel[1]} ttl 64 nodf ecn")
+        else:
+            lines.append("\tgroups: egress")
+            lines.append("\tmedia: Ethernet autoselect (1000baseT full-duplex)")
+        if self.status is not None:
+            lines.append(f"\tstatus: {self.status}")
+        for address, netmask, broadcast in self.inet:
+            lines.append(f"\tinet {address} netmask {netmask} broadcast {broadcast}")
+        for address, peer, prefixlen in self.inet6:
+            arrow = f" --> {peer}" if peer else ""
+            lines.append(f"\tinet6 {address}{arrow} prefixlen {prefixlen}")
+        return "\n".join(lines) + "\n"
+
+
+class OpenBSDHost(RecordingRunner):
+    """A small OpenBSD router (WAN `em0`) answering reconciler's commands over `root`."""
+
+    def __init__(
+        self, root: Path, *, wan: str = "em0", wan_address: str | None = "198.51.100.7"
+    ) -> None:
+        super().__init__(responder=self._answer)
+        self.root = Path(root)
+        self.wan = wan
+        self.interfaces: dict[str, HostInterface] = {}
+        self.lease: str | None = None
+        self.pf_error: str | None = None
+        self.pf_loads = 0
+        self.default_inet6: str | None = None
+        self.applied: list[str] = []  # the ifconfig/route commands netstart ran, in order
+        self._state = threading.RLock()
+        self._next_index = 1
+        self._add_interface(wan, physical=True)
+        if wan_address is not None:
+            self.set_address(wan, wan_address)
+
+    # -- the test's side: the ISP and the administrator ------------------------------------
+
+    def set_address(self, name: str, address: str) -> None:
+        """The interface holds exactly the IPv4 `address` (a /24 from the ISP)."""
+        with self._state:
+            self.remove_addresses(name)
+            prefix = address.rsplit(".", 1)[0]
+            self.interfaces[name].inet.append((address, "0xffffff00", f"{prefix}.255"))
+            self._announce("RTM_NEWADDR", name, address)
+
+    def remove_addresses(self, name: str) -> None:
+        with self._state:
+            interface = self.interfaces[name]
+            for entry in list(interface.inet):
+                interface.inet.remove(entry)
+                self._announce("RTM_DELADDR", name, entry[0])
+
+    def destroy(self, name: str) -> None:
+        """The interface departs (a cloned one destroyed, a USB NIC unplugged)."""
+        with self._state:
+            interface = self.interfaces.pop(name)
+            self._emit(
+                f"RTM_IFANNOUNCE: iface arrival/departure: len 40, if# {interface.index}, "
+                f"name {name}, what: departure"
+            )
+
+    def set_down(self, name: str) -> None:
+        with self._state:
+            self.interfaces[name].flags.discard("UP")
+            self.interfaces[name].flags.discard("RUNNING")
+            self._link_changed(self.interfaces[name])
+
+    def kill_monitors(self) -> None:
+        """Every running `route -n monitor` dies (as when it is killed)."""
+        for stream in self.live_streams():
+            stream.end()
+
+    def hostname_path(self, name: str) -> Path:
+        return self.root / "etc" / f"hostname.{name}"
+
+    # -- the commands -----------------------------------------------------------------------
+
+    def _answer(self, argv: tuple[str, ...], timeout: float) -> Completed:
+        with self._state:
+            match argv:
+                case ("ifconfig", name):
+                    return self._ifconfig_show(argv, name)
+                case ("sh", "/etc/netstart", *names) if names:
+                    return self._netstart(argv, names)
+                case ("pfctl", "-f", path):
+                    return self._pfctl(argv, path)
+                case ("ifconfig", name, *words):
+                    code, err = self._ifconfig(name, list(words))
+                    return Completed(argv, code, "", err, 0.001)
+                case ("route", *words):
+                    code, err = self._route(list(words))
+                    return Completed(argv, code, "", err, 0.001)
+            return Completed(argv, 127, "", f"ksh: {argv[0]}: not found", 0.001)
+
+    def stream_opened(self, stream: ScriptedStream) -> None:
+        if stream.argv != ("route", "-n", "monitor"):
+            stream.feed(f"ksh: {stream.argv[0]}: not found")
+            stream.end()
+
+    def _ifconfig_show(self, argv: tuple[str, ...], name: str) -> Completed:
+        interface = self.interfaces.get(name)
+        if interface is None:
+            return Completed(argv, 1, "", f"ifconfig: {name}: no such interface\n", 0.002)
+        return Completed(argv, 0, interface.render(), "", 0.002)
+
+    def _netstart(self, argv: tuple[str, ...], names: list[str]) -> Completed:
+        errors: list[str] = []
+        for name in names:
+            if name == self.wan:
+                errors.extend(self._netstart_wan(name))
+            else:
+                errors.extend(self._netstart_file(name))
+        return Completed(argv, 0, "", "".join(f"{e}\n" for e in errors), 0.05)
+
+    def _netstart_wan(self, name: str) -> list[str]:
+        interface = self.interfaces.get(name)
+        if interface is None:
+            return [f"ifconfig: {name}: no such interface"]
+        interface.flags |= {"UP", "RUNNING"}
+        interface.status = "active"
+        self._link_changed(interface)
+        if self.lease is not None:
+            self.set_address(name, self.lease)
+        return []
+
+    def _netstart_file(self, name: str) -> list[str]:
+        path = self.hostname_path(name)
+        if not path.is_file():
+            return [f"netstart: /etc/hostname.{name}: No such file or directory"]
+        errors: list[str] = []
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o027:
+            errors.append(f"WARNING: /etc/hostname.{name} is insecure, fixing permissions.")
+            path.chmod(0o640)
+        if name not in self.interfaces:
+            self._ifconfig(name, ["create"])
+        for raw in path.read_text().splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("!"):
+                words = shlex.split(line[1:].replace("$if", name))
+            else:
+                words = ["ifconfig", name, *shlex.split(line)]
+            self.applied.append(shlex.join(words))
+            if words[:1] == ["ifconfig"] and len(words) >= 2:
+                _, err = self._ifconfig(words[1], words[2:])
+            elif words[:1] == ["route"]:
+                _, err = self._route(words[1:])
+            else:
+                err = f"ksh: {words[0] if words else ''}: not found"
+            if err:
+                errors.append(err)
+        return errors
+
+    def _ifconfig(self, name: str, words: list[str]) -> tuple[int, str]:
+        if words == ["create"]:
+            if name in self.interfaces:
+                return 1, "ifconfig: SIOCIFCREATE: File exists"
+            if not name.startswith(_CLONERS):
+                return 1, "ifconfig: SIOCIFCREATE: Invalid argument"
+            self._add_interface(name, physical=False)
+            return 0, ""
+        interface = self.interfaces.get(name)
+        if interface is None:
+            return 1, f"ifconfig: {name}: no such interface"
+        if words == ["destroy"]:
+            self.destroy(name)
+            return 0, ""
+        while words:
+            match words:
+                case ["tunnel", local, remote, *rest]:
+                    interface.tunnel = (local, remote)
+                    words = rest
+                case ["deletetunnel", *rest]:
+                    interface.tunnel = None
+                    words = rest
+                case ["mtu", mtu, *rest]:
+                    interface.mtu = int(mtu)
+                    words = rest
+                case ["up", *rest]:
+                    interface.flags |= {"UP", "RUNNING"}
+                    self._link_changed(interface)
+                    words = rest
+                case ["down", *rest]:
+                    self.set_down(name)
+                    words = rest
+                case ["inet6", "alias", address, peer, "prefixlen", plen, *rest]:
+                    entry = (address, peer, int(plen))
+                    if entry not in interface.inet6:
+                        interface.inet6.append(entry)
+                        self._announce("RTM_NEWADDR", name, address)
+                    words = rest
+                case _:
+                    return 1, f"ifconfig: {words[0]}: bad value"
+        return 0, ""
+
+    def _route(self, words: list[str]) -> tuple[int, str]:
+        match words:
+            case ["-n", "add", "-inet6", "default", gateway]:
+                if self.default_inet6 is not None:
+                    return 1, f"add net default: gateway {gateway}: File exists"
+                self.default_inet6 = gateway
+                return 0, ""
+            case ["-n", "delete", "-inet6", "default", *_]:
+                if self.default_inet6 is None:
+                    return 1, "delete net default: not in table"
+                self.default_inet6 = None
+                return 0, ""
+        return 1, f"route: {' '.join(words)}: unsupported here"
+
+    def _pfctl(self, argv: tuple[str, ...], path: str) -> Completed:
+        if not (self.root / path.lstrip("/")).is_file():
+            return Completed(argv, 1, "", f"pfctl: {path}: No such file or directory\n", 0.01)
+        if self.pf_error is not None:
+            return Completed(argv, 1, "", f"{self.pf_error}\n{_PF_SYNTAX_FAILURE}\n", 0.01)
+        self.pf_loads += 1
+        return Completed(argv, 0, "", "", 0.01)
+
+    # -- the kernel's side ------------------------------------------------------------------
+
+    def _add_interface(self, name: str, *, physical: bool) -> None:
+        index = self._next_index
+        self._next_index += 1
+        if physical:
+            interface = HostInterface(
+                name,
+                index,
+                {"UP", "BROADCAST", "RUNNING", "SIMPLEX", "MULTICAST"},
+                1500,
+                lladdr=f"fe:e1:ba:d0:00:{index:02x}",
+                status="active",
+            )
+        else:
+            interface = HostInterface(name, index, {"POINTOPOINT", "MULTICAST"}, 1280)
+        self.interfaces[name] = interface
+        self._emit(
+            f"RTM_IFANNOUNCE: iface arrival/departure: len 40, if# {index}, "
+            f"name {name}, what: arrival"
+        )
+
+    def _link_changed(self, interface: HostInterface) -> None:
+        link = "active" if "UP" in interface.flags else "down"
+        flags = ",".join(f for f in _FLAG_BITS if f in interface.flags)
+        self._emit(
+            f"RTM_IFINFO: iface status change: len 168, if# {interface.index}, "
+            f"name {interface.name}, link: {link}, mtu: {interface.mtu}, flags:<{flags}>"
+        )
+
+    def _announce(self, kind: str, name: str, address: str) -> None:
+        verb = "added to" if kind == "RTM_NEWADDR" else "removed from"
+        index = self.interfaces[name].index if name in self.interfaces else 0
+        self._emit(
+            f"{kind}: address being {verb} iface: len 104, if# {index}, name {name}, "
+            f"metric 0, flags:<UP>\nsockaddrs: <IFP,IFA>\n {name} {address}"
+        )
+
+    def _emit(self, message: str) -> None:
+        text = f"got message of size 104 on {_MONITOR_TIME}\n{message}\n"
+        for stream in self.live_streams():
+            stream.feed(text)

@@ -1,0 +1,266 @@
+"""The OpenBSD platform: the original setup, done with the system's own tools.
+
+Observing runs `ifconfig <if>`; the tunnel is configured by `/etc/hostname.gif0`, which
+`sh /etc/netstart gif0` applies; the WAN comes back with `sh /etc/netstart em0` (or the
+configured command); the firewall reloads with the configured command (`pfctl -f
+/etc/pf.conf`). Every program runs through a CommandRunner as an argv list with a timeout,
+so the same code runs against the real host and the scripted one (reconciler.testing).
+
+`root` prefixes every file this module reads or writes (tests use a temporary root); the
+commands' own paths stay as the real host knows them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from reconciler.errors import ReconcilerError, TemporaryError
+from reconciler.model.config import Config
+from reconciler.world.openbsd_text import (
+    IfconfigInterface,
+    is_missing_interface,
+    parse_ifconfig,
+    parse_monitor_line,
+)
+from reconciler.world.platform import ChangeNotice, TunnelState, WanState
+from reconciler.world.runner import CommandRunner, Completed, LineStream, check, last_line
+
+__all__ = ["HOSTNAME_FILE_MODE", "OpenBSDPlatform", "RouteMonitorWatch", "write_atomically"]
+
+log = logging.getLogger(__name__)
+
+HOSTNAME_FILE_MODE = 0o640  # netstart(8) "fixes" anything readable by others, with a warning
+OBSERVE_TIMEOUT = 10.0
+RESTART_WAN_TIMEOUT = 120.0  # DHCP may take a while to get a lease
+RESTART_TUNNEL_TIMEOUT = 60.0
+RELOAD_FIREWALL_TIMEOUT = 60.0
+MONITOR_ARGV = ("route", "-n", "monitor")
+
+
+class OpenBSDPlatform:
+    """reconciler.world.platform.Platform on OpenBSD."""
+
+    name = "openbsd"
+
+    def __init__(
+        self,
+        config: Config,
+        runner: CommandRunner,
+        root: Path = Path("/"),
+        *,
+        monitor_restart_delay: float = 5.0,
+    ) -> None:
+        self._config = config
+        self._runner = runner
+        self._root = Path(root)
+        self._monitor_restart_delay = monitor_restart_delay
+        tunnel = config.tunnel
+        system_path = tunnel.hostname_file or Path(f"/etc/hostname.{tunnel.interface}")
+        self.hostname_file = self._root / system_path.relative_to(system_path.anchor)
+
+    # -- observing --------------------------------------------------------------------------
+
+    def observe_wan(self) -> WanState:
+        name = self._config.wan.interface
+        interface = self._ifconfig(name)
+        if interface is None:
+            return WanState(name, exists=False, link_up=False)
+        return WanState(
+            name,
+            exists=True,
+            link_up=interface.link_up,
+            addresses=tuple(a.address for a in interface.inet),
+        )
+
+    def observe_tunnel(self) -> TunnelState:
+        name = self._config.tunnel.interface
+        interface = self._ifconfig(name)
+        if interface is None:
+            return TunnelState(name, exists=False, up=False)
+        return TunnelState(
+            name,
+            exists=True,
+            up=interface.up,
+            local=interface.tunnel_local,
+            remote=interface.tunnel_remote,
+            mode="gif",
+        )
+
+    def read_hostname_file(self) -> bytes | None:
+        try:
+            return self.hostname_file.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise TemporaryError(f"cannot read {self.hostname_file}: {exc.strerror}") from None
+
+    # -- acting -----------------------------------------------------------------------------
+
+    def write_hostname_file(self, content: str) -> bool:
+        data = content.encode()
+        previous = self.read_hostname_file()
+        if previous == data:
+            return False
+        try:
+            if previous is not None:
+                write_atomically(self.backup_file, previous, HOSTNAME_FILE_MODE)
+            write_atomically(self.hostname_file, data, HOSTNAME_FILE_MODE)
+        except OSError as exc:
+            target = exc.filename or self.hostname_file
+            raise TemporaryError(f"cannot write {target}: {exc.strerror}") from None
+        return True
+
+    @property
+    def backup_file(self) -> Path:
+        # Hidden, so netstart's `/etc/hostname.*` never mistakes the backup for an interface.
+        return self.hostname_file.with_name(f".{self.hostname_file.name}.bak")
+
+    def restart_wan(self) -> None:
+        wan = self._config.wan
+        argv = wan.restart_command or ("sh", "/etc/netstart", wan.interface)
+        self._run(argv, RESTART_WAN_TIMEOUT)
+
+    def restart_tunnel(self, local: str, remote: str) -> None:
+        name = self._config.tunnel.interface
+        completed = self._run(("sh", "/etc/netstart", name), RESTART_TUNNEL_TIMEOUT)
+        # netstart exits 0 even when a line of the hostname file failed: check the result.
+        state = self.observe_tunnel()
+        if state.exists and state.up and (state.local, state.remote) == (local, remote):
+            return
+        if not state.exists:
+            found = f"{name} does not exist"
+        else:
+            ends = f"{state.local} --> {state.remote}" if state.local else "no tunnel"
+            found = f"{name} is {'up' if state.up else 'down'} with {ends}"
+        complaint = last_line(completed.stderr)
+        raise TemporaryError(
+            f"after `sh /etc/netstart {name}` {found}, not {local} --> {remote}"
+            + (f": {complaint}" if complaint else f" (is {self.hostname_file} current?)")
+        )
+
+    def reload_firewall(self) -> None:
+        argv = self._config.firewall.reload_command
+        if argv:
+            self._run(argv, RELOAD_FIREWALL_TIMEOUT)
+
+    def watch(self, notify: Callable[[ChangeNotice], None]) -> RouteMonitorWatch:
+        return RouteMonitorWatch(self._runner, notify, restart_delay=self._monitor_restart_delay)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _run(self, argv: Sequence[str], timeout: float) -> Completed:
+        return check(self._runner.run(argv, timeout=timeout))
+
+    def _ifconfig(self, name: str) -> IfconfigInterface | None:
+        completed = self._runner.run(("ifconfig", name), timeout=OBSERVE_TIMEOUT)
+        if completed.returncode != 0 and is_missing_interface(completed.stderr):
+            return None
+        check(completed)
+        try:
+            return parse_ifconfig(completed.stdout)
+        except ValueError as exc:
+            raise TemporaryError(f"`ifconfig {name}`: {exc}") from None
+
+
+class RouteMonitorWatch:
+    """Runs `route -n monitor` in a thread and turns its messages into ChangeNotices.
+
+    When the monitor dies (or cannot start) nobody knows what changed meanwhile: the watch
+    says "desync" so the loop observes everything afresh, waits `restart_delay` seconds (a
+    monitor that dies at once must not spin), and starts it again."""
+
+    def __init__(
+        self,
+        runner: CommandRunner,
+        notify: Callable[[ChangeNotice], None],
+        *,
+        restart_delay: float,
+        argv: Sequence[str] = MONITOR_ARGV,
+    ) -> None:
+        self._runner = runner
+        self._notify = notify
+        self._restart_delay = restart_delay
+        self._argv = tuple(argv)
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._stream: LineStream | None = None
+        self._thread = threading.Thread(target=self._loop, name="route-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the monitor; once this returns, `notify` is not called again."""
+        self._stopped.set()
+        with self._lock:
+            stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10.0)
+
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            stream = self._start()
+            if stream is not None:
+                for line in stream:
+                    notice = parse_monitor_line(line)
+                    if notice is not None and not self._stopped.is_set():
+                        self._deliver(notice)
+                with self._lock:
+                    self._stream = None
+                stream.close()
+            if self._stopped.is_set():
+                return
+            self._deliver(ChangeNotice("desync"))
+            self._stopped.wait(self._restart_delay)
+
+    def _start(self) -> LineStream | None:
+        try:
+            stream = self._runner.stream(self._argv)
+        except ReconcilerError as exc:
+            log.warning("route monitor did not start: %s", exc)
+            return None
+        with self._lock:
+            if self._stopped.is_set():
+                stream.close()
+                return None
+            self._stream = stream
+        return stream
+
+    def _deliver(self, notice: ChangeNotice) -> None:
+        try:
+            self._notify(notice)
+        except Exception as exc:  # the watch must outlive a faulty callback
+            log.warning("change notice %s not delivered: %s", notice.kind, exc)
+
+
+def write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Replace `path` with `data` so that a crash leaves either the old or the new file.
+
+    Write a temporary file in the same directory, fsync it, rename it over the target,
+    then fsync the directory so the rename itself is durable."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)  # the umask must not loosen or tighten the mode
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

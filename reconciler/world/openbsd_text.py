@@ -1,0 +1,170 @@
+"""Parsers for the text OpenBSD's tools print: `ifconfig <if>` and `route -n monitor`.
+
+Pure functions over strings, tested against fixtures in the real formats, so the platform
+(reconciler.world.openbsd) only runs commands and maps results.
+
+`ifconfig em0`:
+
+    em0: flags=8843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST> mtu 1500
+    \tstatus: active
+    \tinet 95.163.182.60 netmask 0xfffffe00 broadcast 95.163.183.255
+
+`ifconfig gif0` adds `\ttunnel: inet A --> B ttl 64 nodf ecn` and `\tinet6 A --> B prefixlen
+128`; releases before 6.x print `->` instead of `-->`.
+
+`route -n monitor` prints one header line per routing message, for example
+
+    RTM_NEWADDR: address being added to iface: len 104, if# 1, name em0, metric 0, flags:<UP>
+
+followed by address lines; only the header lines matter here.
+"""
+
+from __future__ import annotations
+
+import re
+
+from attrs import frozen
+
+from reconciler.world.platform import ChangeNotice
+
+__all__ = [
+    "IfconfigInterface",
+    "Inet6Address",
+    "InetAddress",
+    "is_missing_interface",
+    "parse_ifconfig",
+    "parse_monitor_line",
+]
+
+
+@frozen
+class InetAddress:
+    address: str
+    netmask: str | None = None
+    destination: str | None = None  # point-to-point peer
+    broadcast: str | None = None
+
+
+@frozen
+class Inet6Address:
+    address: str
+    prefixlen: int | None = None
+    destination: str | None = None
+
+
+@frozen
+class IfconfigInterface:
+    name: str
+    flags: frozenset[str]
+    mtu: int | None
+    status: str | None  # "active", "no carrier", ...; None when ifconfig prints none
+    inet: tuple[InetAddress, ...]
+    inet6: tuple[Inet6Address, ...]
+    tunnel_local: str | None = None
+    tunnel_remote: str | None = None
+
+    @property
+    def up(self) -> bool:
+        return "UP" in self.flags
+
+    @property
+    def link_up(self) -> bool:
+        """Administratively up and, where the driver reports it, with a carrier."""
+        return self.up and self.status in (None, "active")
+
+
+_HEADER = re.compile(r"^(?P<name>[a-z]+[0-9]+): flags=[0-9a-f]+<(?P<flags>[^>]*)>(?P<rest>.*)$")
+_MTU = re.compile(r"\bmtu (\d+)")
+_ARROW = r"(?:-->|->)"  # `-->` since OpenBSD 6.x, `->` before
+_TUNNEL = re.compile(rf"^tunnel: inet6? (?P<local>\S+) {_ARROW} (?P<remote>\S+)")
+_INET = re.compile(rf"^inet (?P<addr>[0-9.]+)(?: {_ARROW} (?P<dest>[0-9.]+))?(?P<rest>.*)$")
+# A point-to-point inet6 line without a peer prints `-->` followed by nothing.
+_INET6 = re.compile(
+    rf"^inet6 (?P<addr>[0-9a-fA-F:]\S*)(?: {_ARROW} *(?P<dest>[0-9a-fA-F:]\S*)?)?(?P<rest>.*)$"
+)
+_NETMASK = re.compile(r"\bnetmask (\S+)")
+_BROADCAST = re.compile(r"\bbroadcast (\S+)")
+_PREFIXLEN = re.compile(r"\bprefixlen (\d+)")
+
+
+def is_missing_interface(stderr: str) -> bool:
+    """ifconfig's complaint about an interface that does not exist."""
+    return "no such interface" in stderr.lower() or "device not configured" in stderr.lower()
+
+
+def parse_ifconfig(text: str) -> IfconfigInterface:
+    """Parse the output of `ifconfig <if>` (one interface). ValueError when it is not that."""
+    lines = text.splitlines()
+    header = _HEADER.match(lines[0]) if lines else None
+    if header is None:
+        first = lines[0] if lines else "(no output)"
+        raise ValueError(f"not ifconfig output: {first[:80]!r}")
+    flags = frozenset(f for f in header["flags"].split(",") if f)
+    mtu_match = _MTU.search(header["rest"])
+    status: str | None = None
+    inet: list[InetAddress] = []
+    inet6: list[Inet6Address] = []
+    tunnel_local = tunnel_remote = None
+    for raw in lines[1:]:
+        line = raw.strip()
+        if line.startswith("status: "):
+            status = line.removeprefix("status: ").strip()
+        elif (tunnel := _TUNNEL.match(line)) is not None:
+            tunnel_local, tunnel_remote = tunnel["local"], tunnel["remote"]
+        elif (v4 := _INET.match(line)) is not None:
+            netmask = _NETMASK.search(v4["rest"])
+            broadcast = _BROADCAST.search(v4["rest"])
+            inet.append(
+                InetAddress(
+                    v4["addr"],
+                    netmask[1] if netmask else None,
+                    v4["dest"],
+                    broadcast[1] if broadcast else None,
+                )
+            )
+        elif (v6 := _INET6.match(line)) is not None:
+            prefixlen = _PREFIXLEN.search(v6["rest"])
+            inet6.append(
+                Inet6Address(
+                    v6["addr"], int(prefixlen[1]) if prefixlen else None, v6["dest"] or None
+                )
+            )
+    return IfconfigInterface(
+        name=header["name"],
+        flags=flags,
+        mtu=int(mtu_match[1]) if mtu_match else None,
+        status=status,
+        inet=tuple(inet),
+        inet6=tuple(inet6),
+        tunnel_local=tunnel_local,
+        tunnel_remote=tunnel_remote,
+    )
+
+
+_MESSAGE = re.compile(r"^(?P<type>RTM_[A-Z0-9_]+):")
+_NAME = re.compile(r"\bname ([^\s,]+)")
+_KINDS = {
+    "RTM_NEWADDR": "address",
+    "RTM_DELADDR": "address",
+    "RTM_CHGADDRATTR": "address",
+    "RTM_IFINFO": "link",
+    "RTM_IFANNOUNCE": "announce",
+    "RTM_DESYNC": "desync",
+}
+
+
+def parse_monitor_line(line: str) -> ChangeNotice | None:
+    """The notice one line of `route -n monitor` output stands for, or None.
+
+    Route additions and removals, proposals and address lines are not notices: the
+    observers look at interfaces and addresses only."""
+    message = _MESSAGE.match(line)
+    if message is None:
+        return None
+    kind = _KINDS.get(message["type"])
+    if kind is None:
+        return None
+    if kind == "desync":
+        return ChangeNotice("desync")
+    name = _NAME.search(line)
+    return ChangeNotice(kind, name[1] if name else None)

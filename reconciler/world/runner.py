@@ -1,0 +1,226 @@
+"""Running external programs: argv lists, never a shell, always a timeout.
+
+Platforms act on the host through a `CommandRunner`, so tests can swap in the scripted
+doubles of `reconciler.testing` while the platform code stays the same. `SubprocessRunner`
+is the real one: a child that overruns its timeout is killed together with whatever it
+started (it runs in its own session), and a program that cannot be started is reported as
+exit status 127 with a one-line reason instead of an OSError escaping into the loop.
+
+`check()` turns a failed run into a `TemporaryError` whose one-line message holds the
+command, its exit status and the last line of its stderr: that line becomes the outcome
+fact, so it must say what went wrong without the rest of the output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import IO, Protocol
+
+from attrs import frozen
+
+from reconciler.errors import TemporaryError
+
+__all__ = [
+    "CommandRunner",
+    "Completed",
+    "LineStream",
+    "SubprocessRunner",
+    "check",
+    "describe_failure",
+    "last_line",
+]
+
+NOT_STARTED = 127  # the shell's convention for "command not found"
+_KILL_GRACE = 2.0  # seconds a stream gets after SIGTERM before SIGKILL
+
+
+@frozen
+class Completed:
+    """A finished (or killed) run of one program."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration: float  # seconds
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    @property
+    def command(self) -> str:
+        """The argv as a user would type it, for messages."""
+        return shlex.join(self.argv)
+
+
+class LineStream(Protocol):
+    """Lines a long-running program prints, until it exits or is closed."""
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def close(self) -> None:
+        """Stop the program; iteration ends soon after. Safe to call twice."""
+        ...
+
+
+class CommandRunner(Protocol):
+    def run(self, argv: Sequence[str], *, timeout: float) -> Completed:
+        """Run `argv` to completion (or kill it after `timeout` seconds); never raises for
+        a failing or missing program: the Completed says what happened."""
+        ...
+
+    def stream(self, argv: Sequence[str]) -> LineStream:
+        """Start a long-running program (`route -n monitor`) and read its lines.
+
+        Raises TemporaryError when the program cannot be started."""
+        ...
+
+
+def last_line(text: str, limit: int = 200) -> str:
+    """The last non-blank line of `text`, shortened to `limit` characters."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    line = lines[-1]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def describe_failure(completed: Completed) -> str:
+    """One line: the command, how it ended, and stderr's last line."""
+    if completed.timed_out:
+        how = f"timed out after {completed.duration:.1f}s"
+    elif completed.returncode < 0:
+        how = f"was killed by signal {-completed.returncode}"
+    else:
+        how = f"exited with status {completed.returncode}"
+    detail = last_line(completed.stderr) or last_line(completed.stdout)
+    return f"`{completed.command}` {how}" + (f": {detail}" if detail else "")
+
+
+def check(completed: Completed) -> Completed:
+    """Return `completed` when it succeeded; raise TemporaryError describing it otherwise."""
+    if not completed.ok:
+        raise TemporaryError(describe_failure(completed))
+    return completed
+
+
+class SubprocessRunner:
+    """Runs real programs with subprocess: no shell, own session, killed on timeout."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        # A fixed, small environment: the daemon's own environment may hold anything, and
+        # programs whose output we parse must not be localised.
+        self._env = env if env is not None else _default_env()
+
+    def run(self, argv: Sequence[str], *, timeout: float) -> Completed:
+        args = tuple(argv)
+        started = time.monotonic()
+        if not args:
+            return Completed(args, NOT_STARTED, "", "(empty command): cannot run", 0.0)
+        try:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+                env=self._env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return Completed(
+                args, NOT_STARTED, "", _start_failure(args, exc), time.monotonic() - started
+            )
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_session(proc, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            return Completed(
+                args, proc.returncode, stdout, stderr, time.monotonic() - started, timed_out=True
+            )
+        return Completed(args, proc.returncode, stdout, stderr, time.monotonic() - started)
+
+    def stream(self, argv: Sequence[str]) -> LineStream:
+        args = tuple(argv)
+        if not args:
+            raise TemporaryError("(empty command): cannot run")
+        try:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                errors="replace",
+                bufsize=1,
+                env=self._env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise TemporaryError(f"`{shlex.join(args)}`: {_start_failure(args, exc)}") from None
+        return _ProcessLines(proc)
+
+
+class _ProcessLines:
+    """The stdout lines of a running child; close() ends the child and its session."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self._proc = proc
+        self._closed = threading.Event()
+
+    def __iter__(self) -> Iterator[str]:
+        out: IO[str] | None = self._proc.stdout
+        if out is None:
+            return
+        try:
+            for line in out:
+                if self._closed.is_set():
+                    return
+                yield line.rstrip("\n")
+        except ValueError:  # the pipe was closed under us by close()
+            return
+        finally:
+            self._proc.poll()
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        _kill_session(self._proc, signal.SIGTERM)
+        try:
+            self._proc.wait(timeout=_KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            _kill_session(self._proc, signal.SIGKILL)
+            self._proc.wait()
+
+
+def _kill_session(proc: subprocess.Popen[str], sig: signal.Signals) -> None:
+    # The child leads its own session, so its process group holds everything it started
+    # (a shell script's children too): kill them all, not just the direct child.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
+def _start_failure(argv: tuple[str, ...], exc: OSError) -> str:
+    program = argv[0] if argv else "(empty command)"
+    reason = exc.strerror or type(exc).__name__
+    return f"{program}: cannot run: {reason}"
+
+
+def _default_env() -> dict[str, str]:
+    return {
+        "PATH": "/sbin:/usr/sbin:/bin:/usr/bin:/usr/local/sbin:/usr/local/bin",
+        "LC_ALL": "C",
+        "LANG": "C",
+    }
