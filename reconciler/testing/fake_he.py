@@ -211,6 +211,7 @@ class FakeTunnelbroker:
         self._script: list[str] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         server_class = type("_Server", (ThreadingHTTPServer,), {"address_family": family})
@@ -236,11 +237,17 @@ class FakeTunnelbroker:
         return self
 
     def stop(self) -> None:
+        """Stop listening and cut open keep-alive connections, as a dead server would."""
         self._stopping.set()
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join(timeout=5)
         self._server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> FakeTunnelbroker:
         return self.start()
@@ -431,6 +438,17 @@ def _handler_for(fake: FakeTunnelbroker) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "fake-he/1"
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            with fake._lock:
+                fake._connections.add(self.connection)
+
+        def finish(self) -> None:
+            with fake._lock:
+                fake._connections.discard(self.connection)
+            with contextlib.suppress(OSError):
+                super().finish()
 
         def do_GET(self) -> None:
             self._serve("GET")

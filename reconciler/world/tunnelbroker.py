@@ -176,9 +176,9 @@ class TunnelbrokerClient:
                 )
             )
         lowered = body.lower()
-        if first.startswith("-error") and "pingable" in lowered:
+        if first.lower().startswith("-error") and "pingable" in lowered:
             return UpdateResult(Outcome.temporary(_unpingable(address), self.server_retry_after))
-        if first.startswith("-error") and ("rfc1918" in lowered or "private" in lowered):
+        if first.lower().startswith("-error") and ("rfc1918" in lowered or "private" in lowered):
             return UpdateResult(
                 Outcome.permanent(
                     f"HE refuses the private address {address or '(source)'} (RFC 1918); "

@@ -1,0 +1,415 @@
+"""The tunnelbroker client against the fake HE server over loopback (requests is not mocked)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from typing import IO
+from pathlib import Path
+
+import pytest
+
+from reconciler.model.config import TunnelbrokerConfig
+from reconciler.testing.fake_he import FakeTunnelbroker, TestCa, make_test_ca
+from reconciler.world.tunnelbroker import (
+    ABUSE_RETRY_AFTER,
+    SERVER_RETRY_AFTER,
+    TunnelbrokerClient,
+    UpdateResult,
+)
+
+TEST_KEY = "k3y-Sup3rSecret-2f9a7c"
+USERNAME = "rcuser"
+TUNNEL_ID = "123456"
+OLD = "198.51.100.2"
+NEW = "198.51.100.7"
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "update.key"
+    path.write_text(f"  {TEST_KEY}\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTunnelbroker]:
+    with FakeTunnelbroker(tunnel_id=TUNNEL_ID, username=USERNAME, key=TEST_KEY, endpoint=OLD) as f:
+        yield f
+
+
+def make_config(fake: FakeTunnelbroker, key_file: Path, **overrides: object) -> TunnelbrokerConfig:
+    values: dict[str, object] = {
+        "tunnel_id": TUNNEL_ID,
+        "username": USERNAME,
+        "update_key_file": key_file,
+        "update_url": fake.update_url,
+        "info_url": fake.info_url,
+        "connect_timeout": 2.0,
+        "read_timeout": 5.0,
+    }
+    values.update(overrides)
+    return TunnelbrokerConfig(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def client(fake: FakeTunnelbroker, key_file: Path) -> Iterator[TunnelbrokerClient]:
+    c = TunnelbrokerClient(make_config(fake, key_file))
+    yield c
+    c.close()
+
+
+def test_update_to_a_new_address_is_ok_and_reports_the_endpoint(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient
+) -> None:
+    """`good <sent address>` is success and HE's endpoint becomes that address."""
+    result = client.update(NEW, NEW)
+    assert result.outcome.status == "ok"
+    assert result.endpoint == NEW
+    assert fake.endpoint == NEW
+    request = fake.requests[-1]
+    assert request.params == {"hostname": TUNNEL_ID, "myip": NEW}
+    assert request.auth == "basic" and request.authorized
+
+
+def test_update_with_the_address_he_has_is_nochg_and_ok(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient
+) -> None:
+    """`nochg <expected>` is success too."""
+    result = client.update(OLD, OLD)
+    assert result.outcome.succeeded
+    assert result.endpoint == OLD
+    assert fake.requests[-1].body == f"nochg {OLD}"
+
+
+def test_update_without_myip_sends_none_and_he_uses_the_source(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient
+) -> None:
+    """With address None no myip goes out; HE takes the source (loopback: it cannot ping it)."""
+    result = client.update(None, "10.0.0.2")
+    assert fake.requests[-1].params == {"hostname": TUNNEL_ID}
+    assert fake.requests[-1].body == "good 127.0.0.1"
+    assert result.outcome.status == "temporary"
+    assert "66.220.2.74" in result.outcome.message
+
+
+def test_the_key_is_read_from_its_file_at_call_time(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient, key_file: Path
+) -> None:
+    """Changing the key file takes effect at the next call, without a new client."""
+    key_file.write_text("a-wrong-key\n")
+    assert client.update(NEW, NEW).outcome.status == "permanent"
+    key_file.write_text(TEST_KEY)
+    assert client.update(NEW, NEW).outcome.succeeded
+
+
+def test_wrong_key_is_badauth_and_permanent(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient, key_file: Path
+) -> None:
+    """The fake checks Basic auth for real; a wrong key answers badauth, a permanent outcome."""
+    key_file.write_text("not-the-key")
+    result = client.update(NEW, NEW)
+    assert fake.requests[-1].authorized is False
+    assert result.outcome.status == "permanent"
+    assert "badauth" in result.outcome.message
+    assert fake.endpoint == OLD
+
+
+def test_wrong_tunnel_id_is_nohost(fake: FakeTunnelbroker, key_file: Path) -> None:
+    """A tunnel id HE does not know is a permanent nohost."""
+    client = TunnelbrokerClient(make_config(fake, key_file, tunnel_id="999"))
+    result = client.update(NEW, NEW)
+    assert result.outcome.status == "permanent"
+    assert "nohost" in result.outcome.message
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "word", "retry_after"),
+    [
+        ("badauth", "permanent", "badauth", None),
+        ("nohost", "permanent", "nohost", None),
+        ("!yours", "permanent", "!yours", None),
+        ("notfqdn", "permanent", "notfqdn", None),
+        ("numhost", "permanent", "numhost", None),
+        ("401", "permanent", "HTTP 401", None),
+        ("403", "permanent", "HTTP 403", None),
+        ("legacy-rfc1918", "permanent", "RFC 1918", None),
+        ("unknown", "permanent", "Scheduled maintenance", None),
+        ("abuse", "temporary", "abuse", ABUSE_RETRY_AFTER),
+        ("911", "temporary", "911", SERVER_RETRY_AFTER),
+        ("dnserr", "temporary", "dnserr", SERVER_RETRY_AFTER),
+        ("500", "temporary", "HTTP 500", SERVER_RETRY_AFTER),
+        ("502", "temporary", "HTTP 502", SERVER_RETRY_AFTER),
+        ("503", "temporary", "HTTP 503", SERVER_RETRY_AFTER),
+        ("unpingable", "temporary", "66.220.2.74", SERVER_RETRY_AFTER),
+        ("legacy-unpingable", "temporary", "66.220.2.74", SERVER_RETRY_AFTER),
+    ],
+)
+def test_every_answer_in_the_table_maps_to_its_outcome(
+    fake: FakeTunnelbroker,
+    client: TunnelbrokerClient,
+    answer: str,
+    status: str,
+    word: str,
+    retry_after: float | None,
+) -> None:
+    """Each scripted HE answer becomes the outcome the protocol table prescribes, in one line."""
+    fake.script(answer)
+    result = client.update(NEW, NEW)
+    assert result.outcome.status == status
+    assert word in result.outcome.message
+    assert result.outcome.retry_after == retry_after
+    assert "\n" not in result.outcome.message
+    assert result.endpoint is None
+
+
+def test_good_with_another_address_is_not_success(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient
+) -> None:
+    """`good <other ip>` when we sent an address is a temporary failure naming both."""
+    fake.script("body:good 198.51.100.99")
+    result = client.update(NEW, NEW)
+    assert result.outcome.status == "temporary"
+    assert "198.51.100.99" in result.outcome.message and NEW in result.outcome.message
+
+
+def test_behind_nat_any_real_address_in_good_is_our_public_one(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient
+) -> None:
+    """Without myip, `good <public ip>` is success and that ip is the endpoint."""
+    fake.script("body:good 203.0.113.50")
+    result = client.update(None, "10.0.0.2")
+    assert result.outcome.succeeded
+    assert result.endpoint == "203.0.113.50"
+
+
+def test_a_long_unknown_body_is_cut_to_one_line(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient
+) -> None:
+    """Unknown bodies are logged whole but shown cut, on one line, in the outcome."""
+    fake.script("body:" + "weird\nbody " * 200)
+    result = client.update(NEW, NEW)
+    assert result.outcome.status == "permanent"
+    assert "\n" not in result.outcome.message
+    assert len(result.outcome.message) < 320
+
+
+def test_a_slow_answer_times_out_as_temporary(fake: FakeTunnelbroker, key_file: Path) -> None:
+    """An answer slower than the read timeout is a temporary failure, in about that time."""
+    fake.delay = 3.0
+    client = TunnelbrokerClient(make_config(fake, key_file, read_timeout=0.3))
+    started = time.monotonic()
+    result = client.update(NEW, NEW)
+    assert time.monotonic() - started < 2.5
+    assert result.outcome.status == "temporary"
+    assert "no answer in time" in result.outcome.message
+    assert result.outcome.retry_after == SERVER_RETRY_AFTER
+
+
+def test_a_dropped_connection_is_temporary(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient
+) -> None:
+    """The server closing the connection without an answer is a temporary connection failure."""
+    fake.script("drop")
+    result = client.update(NEW, NEW)
+    assert result.outcome.status == "temporary"
+    assert "connection failed" in result.outcome.message
+
+
+def test_nothing_listening_is_temporary(key_file: Path) -> None:
+    """A refused connection is temporary, never an exception."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = TunnelbrokerConfig(
+        tunnel_id=TUNNEL_ID,
+        username=USERNAME,
+        update_key_file=key_file,
+        update_url=f"http://127.0.0.1:{port}/nic/update",
+        connect_timeout=1.0,
+    )
+    result = TunnelbrokerClient(config).update(NEW, NEW)
+    assert result.outcome.status == "temporary"
+    assert "connection failed" in result.outcome.message
+
+
+def test_a_missing_key_file_is_permanent_and_names_the_file(
+    fake: FakeTunnelbroker, tmp_path: Path
+) -> None:
+    """No key file: a permanent outcome naming the file, and no request is made."""
+    missing = tmp_path / "nope.key"
+    result = TunnelbrokerClient(make_config(fake, missing)).update(NEW, NEW)
+    assert result.outcome.status == "permanent"
+    assert str(missing) in result.outcome.message
+    assert fake.requests == []
+
+
+def test_an_unreadable_key_file_is_permanent(fake: FakeTunnelbroker, tmp_path: Path) -> None:
+    """A key path that cannot be read (a directory) is permanent and names the path."""
+    result = TunnelbrokerClient(make_config(fake, tmp_path)).update(NEW, NEW)
+    assert result.outcome.status == "permanent"
+    assert str(tmp_path) in result.outcome.message
+
+
+@pytest.fixture(scope="module")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCa:
+    return make_test_ca(tmp_path_factory.mktemp("ca"))
+
+
+def test_tls_with_the_test_ca_is_verified_and_works(test_ca: TestCa, key_file: Path) -> None:
+    """Over HTTPS with `ca_file` set to the test CA the update succeeds."""
+    with FakeTunnelbroker(key=TEST_KEY, username=USERNAME, endpoint=OLD, tls=test_ca) as fake:
+        assert fake.update_url.startswith("https://")
+        client = TunnelbrokerClient(make_config(fake, key_file, ca_file=test_ca.ca_cert))
+        result = client.update(NEW, NEW)
+    assert result.outcome.succeeded, result.outcome.message
+
+
+def test_tls_with_an_untrusted_ca_fails(test_ca: TestCa, key_file: Path) -> None:
+    """Without trusting the test CA the certificate is refused and no request is served."""
+    with FakeTunnelbroker(key=TEST_KEY, username=USERNAME, endpoint=OLD, tls=test_ca) as fake:
+        result = TunnelbrokerClient(make_config(fake, key_file)).update(NEW, NEW)
+        assert fake.requests == []
+    assert result.outcome.status == "temporary"
+    assert "TLS verification failed" in result.outcome.message
+
+
+def test_tunnel_info_reads_the_endpoint_he_has(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient
+) -> None:
+    """tunnelInfo.php gives the client IPv4 endpoint, and follows an update."""
+    assert client.tunnel_info() == OLD
+    client.update(NEW, NEW)
+    info = client.read_tunnel_info()
+    assert info is not None and info.outcome.succeeded
+    assert info.client_ipv4 == NEW
+    assert info.server_ipv4 == fake.server_ipv4
+    assert fake.requests[-1].params == {"tid": TUNNEL_ID}
+
+
+def test_tunnel_info_is_none_when_not_configured(fake: FakeTunnelbroker, key_file: Path) -> None:
+    """Without info_url there is nothing to read."""
+    client = TunnelbrokerClient(make_config(fake, key_file, info_url=None))
+    assert client.tunnel_info() is None
+    assert client.read_tunnel_info() is None
+
+
+def test_tunnel_info_errors_are_outcomes(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient, key_file: Path
+) -> None:
+    """A wrong key, an unknown tunnel or a dead server give an outcome, never an exception."""
+    key_file.write_text("wrong")
+    info = client.read_tunnel_info()
+    assert info is not None and info.outcome.status == "permanent"
+    assert client.tunnel_info() is None
+    key_file.write_text(TEST_KEY)
+    other = TunnelbrokerClient(make_config(fake, key_file, tunnel_id="42"))
+    info = other.read_tunnel_info()
+    assert info is not None and info.outcome.status == "permanent"
+    assert "no tunnel 42" in info.outcome.message
+    fake.stop()
+    info = client.read_tunnel_info()
+    assert info is not None and info.outcome.status == "temporary"
+
+
+def test_the_key_appears_nowhere(
+    fake: FakeTunnelbroker,
+    key_file: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    test_ca: TestCa,
+) -> None:
+    """Across every path (success, errors, echoes, time-outs, TLS) the key never leaks."""
+    caplog.set_level(logging.DEBUG)
+    client = TunnelbrokerClient(make_config(fake, key_file, read_timeout=0.3))
+    results: list[object] = []
+    for answer in ["normal", "badauth", "unknown", "500", "drop", "abuse", "unpingable"]:
+        fake.script(answer)
+        results.append(client.update(NEW, NEW))
+    # A server that echoes the key (and the Basic token) back must not get it into a message.
+    fake.script(f"body:weird {TEST_KEY} echo")
+    results.append(client.update(NEW, NEW))
+    fake.script("body:dXNlcjprZXk= cmN1c2VyOmszeS1TdXAzclNlY3JldC0yZjlhN2M=")
+    results.append(client.update(NEW, NEW))
+    fake.delay = 1.0
+    results.append(client.update(NEW, NEW))
+    fake.delay = 0.0
+    results.append(client.read_tunnel_info())
+    with FakeTunnelbroker(key=TEST_KEY, username=USERNAME, tls=test_ca) as tls_fake:
+        results.append(TunnelbrokerClient(make_config(tls_fake, key_file)).update(NEW, NEW))
+    texts = [repr(r) for r in results] + [str(r) for r in results] + [repr(client)]
+    texts += [r.getMessage() for r in caplog.records] + [caplog.text]
+    # The fake's own records (bodies aside: the test itself scripted an echo of the key).
+    texts += [repr((r.params, r.auth, r.source)) for r in fake.requests]
+    captured = capsys.readouterr()
+    texts += [captured.out, captured.err]
+    token = base64.b64encode(f"{USERNAME}:{TEST_KEY}".encode()).decode()
+    assert any(isinstance(r, UpdateResult) and r.outcome.succeeded for r in results)
+    for text in texts:
+        assert TEST_KEY not in text
+        assert token not in text
+
+
+def test_a_running_fake_process_serves_the_client_without_myip_from_a_real_address(
+    lab_available: None, key_file: Path, tmp_path: Path
+) -> None:
+    """Behind NAT (no myip) HE records the request's real source address, in a netns."""
+    ns = f"rctb{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    server: subprocess.Popen[str] | None = None
+    try:
+        for cmd in (
+            ["ip", "link", "set", "lo", "up"],
+            # Not a loopback address, so HE (the fake) sees a real source.
+            ["ip", "addr", "add", "198.51.100.1/32", "dev", "lo"],
+        ):
+            subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True)
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-m", "reconciler.testing.fake_he",
+             "--listen", "198.51.100.1:8080", "--tunnel-id", TUNNEL_ID, "--username", USERNAME,
+             "--key-file", str(key_file), "--endpoint", OLD],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert server.stdout is not None
+        line = _read_line(server.stdout, 15.0)
+        assert line.strip() == "listening on 198.51.100.1:8080"
+        script = textwrap.dedent(f"""
+            from pathlib import Path
+            from reconciler.model.config import TunnelbrokerConfig
+            from reconciler.world.tunnelbroker import TunnelbrokerClient
+            config = TunnelbrokerConfig(
+                tunnel_id={TUNNEL_ID!r}, username={USERNAME!r},
+                update_key_file=Path({str(key_file)!r}),
+                update_url="http://198.51.100.1:8080/nic/update")
+            result = TunnelbrokerClient(config).update(None, "10.0.0.2")
+            print(result.outcome.status, result.endpoint)
+        """)
+        done = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", script],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert done.stdout.split() == ["ok", "198.51.100.1"], done.stderr
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def _read_line(stream: IO[str], timeout: float) -> str:
+    """One line from `stream`, or "" when none comes within `timeout` seconds."""
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(stream.readline()))
+    reader.daemon = True
+    reader.start()
+    reader.join(timeout)
+    return line[0] if line else ""
