@@ -12,8 +12,8 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from typing import IO
 from pathlib import Path
+from typing import IO
 
 import pytest
 
