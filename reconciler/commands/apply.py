@@ -1,0 +1,129 @@
+"""`reconciler apply`: observe everything, reconcile, exit (cron-free one-shot of the daemon).
+
+Exit status: 0 nothing to do or everything done, 2 some action failed, 1 error (including a
+running daemon holding the event log). A pass that succeeded in full is followed by another
+(at most a few), so one `apply` carries a WAN change through update, tunnel and firewall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from reconciler.commands._common import load_config_for
+from reconciler.logsetup import configure_logging
+from reconciler.statedir import events_dir, snapshots_dir
+
+if TYPE_CHECKING:
+    from reconciler.cli import Environment
+    from reconciler.model.actions import Action, Outcome
+    from reconciler.model.plan import Held
+
+__all__ = ["MAX_PASSES", "run"]
+
+MAX_PASSES = 5
+
+
+def run(args: argparse.Namespace, env: Environment) -> int:
+    from reconciler.daemon import config_loaded_fact, reconcile_once
+    from reconciler.eventlog import EventLog, SnapshotStore
+    from reconciler.recorder import Recorder
+    from reconciler.world.executors import Executor
+    from reconciler.world.observers import make_platform, observe_all
+    from reconciler.world.tunnelbroker import TunnelbrokerClient
+
+    config = load_config_for(args, env)
+    configure_logging("stderr", level=logging.ERROR, stream=env.stderr)
+    state_dir = config.daemon.state_dir
+    with EventLog.open(events_dir(state_dir)) as log:
+        recorder = Recorder(log, snapshots=SnapshotStore(snapshots_dir(state_dir)))
+        if recorder.state.config_digest != config.digest:
+            recorder.record(config_loaded_fact(config), "apply")
+        platform = make_platform(config)
+        client = TunnelbrokerClient(config.tunnelbroker)
+        try:
+            executor = Executor(platform, client, recorder)
+            observe_all(config, recorder, platform=platform, client=client)
+            done: list[tuple[Action, Outcome]] = []
+            held: tuple[Held, ...] = ()
+            for _ in range(MAX_PASSES):
+                result = reconcile_once(config, recorder, executor, time.time)
+                done.extend(result.done)
+                held = result.held
+                if result.failed or not result.done:
+                    break
+            recorder.snapshot()
+        finally:
+            client.close()
+    failed = any(not outcome.succeeded for _, outcome in done)
+    if args.json:
+        print(json.dumps(_as_json(done, held, failed), indent=2, sort_keys=True), file=env.stdout)
+    else:
+        _print_text(done, held, failed, env)
+    return 2 if failed else 0
+
+
+def _iso(at: float | None) -> str | None:
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _as_json(
+    done: list[tuple[Action, Outcome]], held: tuple[Held, ...], failed: bool
+) -> dict[str, Any]:
+    return {
+        "schema": "reconciler.apply/1",
+        "result": "failed" if failed else ("done" if done else "nothing-to-do"),
+        "actions": [
+            {
+                "key": action.key,
+                "kind": action.KIND,
+                "reason": action.reason,
+                "status": outcome.status,
+                "message": outcome.message,
+                "retry_after": outcome.retry_after,
+            }
+            for action, outcome in done
+        ],
+        "held": [
+            {
+                "key": item.action.key,
+                "kind": item.action.KIND,
+                "why": item.why,
+                "detail": item.detail,
+                "until": _iso(item.until),
+            }
+            for item in held
+        ],
+    }
+
+
+def _print_text(
+    done: list[tuple[Action, Outcome]], held: tuple[Held, ...], failed: bool, env: Environment
+) -> None:
+    for action, outcome in done:
+        label = "done" if outcome.succeeded else f"FAILED ({outcome.status})"
+        retry = f", retry after {outcome.retry_after:g} s" if outcome.retry_after else ""
+        print(f"{label:<22} {action.key}: {outcome.message or 'ok'}{retry}", file=env.stdout)
+        if action.reason:
+            print(f"{'':<22}   because {action.reason}", file=env.stdout)
+    for item in held:
+        until = f" until {_iso(item.until)}" if item.until is not None else ""
+        print(
+            f"{'held (' + item.why + ')':<22} {item.action.key}{until}: {item.detail}",
+            file=env.stdout,
+        )
+    ok = sum(1 for _, outcome in done if outcome.succeeded)
+    if failed:
+        print(f"Applied {ok} of {len(done)} actions; one failed.", file=env.stdout)
+    elif done:
+        print(f"Applied {ok} actions.", file=env.stdout)
+    elif held:
+        print(f"Nothing to do now; {len(held)} held back.", file=env.stdout)
+    else:
+        print("No changes. The network matches the configuration.", file=env.stdout)

@@ -1,0 +1,477 @@
+"""The daemon: observers on a schedule, kernel notices, and one level-based reconcile loop.
+
+Threads, and why each exists:
+- APScheduler's pool runs the periodic observers (probes, WAN, tunnel, hostname file, HE's
+  endpoint), each at its interval with jitter, never two runs of one job at once.
+- "kernel-notice" observes WAN and tunnel at once when the platform's watch reports a change
+  (its own thread with a coalescing flag, so a notice arriving during an observation is
+  never dropped, which APScheduler's max_instances would do).
+- "reconcile" plans on the folded state and executes; it sleeps on the recorder until a new
+  fact arrives or the earliest held action becomes due. One pass at a time, always.
+- The main thread only waits for signals (a self-pipe: handlers do nothing but write a byte)
+  and performs reloads and the orderly stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from attrs import field, frozen
+
+from reconciler import __version__
+from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.model.actions import Action, Outcome, RestartTunnel, RestartWan, RewriteHostname
+from reconciler.model.config import Config
+from reconciler.model.desired import desired
+from reconciler.model.facts import ConfigLoaded, DaemonStarted, DaemonStopped
+from reconciler.model.plan import Held, plan
+from reconciler.recorder import Recorder
+from reconciler.world import observers
+from reconciler.world.executors import Executor
+from reconciler.world.platform import ChangeNotice, Platform, Watch
+
+__all__ = [
+    "Daemon",
+    "PassResult",
+    "config_loaded_fact",
+    "earliest_due",
+    "observe_after",
+    "reconcile_once",
+]
+
+_log = logging.getLogger(__name__)
+
+# Between two passes the loop never sleeps longer than this: a backstop against a clock
+# jump or a lost wake-up, long enough to cost nothing when idle.
+_MAX_IDLE_WAIT = 300.0
+# After an unexpected error in a pass, wait this long before the next one (no tight loop).
+_ERROR_PAUSE = 5.0
+
+
+@frozen
+class PassResult:
+    """One reconcile pass: what ran with what outcome, and what the plan held back."""
+
+    done: tuple[tuple[Action, Outcome], ...] = ()
+    held: tuple[Held, ...] = field(default=(), eq=False)
+
+    @property
+    def failed(self) -> bool:
+        return any(not outcome.succeeded for _, outcome in self.done)
+
+
+def config_loaded_fact(config: Config) -> ConfigLoaded:
+    """The ConfigLoaded fact for `config`: digest, summary and probe thresholds, no secret."""
+    return ConfigLoaded(
+        digest=config.digest,
+        path=str(config.path),
+        summary=config.summary(),
+        fail_after={family: p.fail_after for family, p in config.probes.items()},
+        recover_after={family: p.recover_after for family, p in config.probes.items()},
+    )
+
+
+def observe_after(
+    action: Action, config: Config, platform: Platform, recorder: Recorder, netns: str | None
+) -> None:
+    """Observe what `action` touched, so the next plan sees its effect at once."""
+    match action:
+        case RestartWan():
+            observers.observe_wan(platform, recorder)
+            observers.observe_tunnel(platform, recorder)
+        case RewriteHostname():
+            observers.observe_hostname_file(config, platform, recorder)
+        case RestartTunnel():
+            observers.observe_tunnel(platform, recorder)
+            # Probe IPv6 right away: the repair is only known to work once a ping crosses.
+            observers.observe_probe(config, "ipv6", recorder, netns=netns)
+        case _:
+            pass  # update-he-endpoint records HE's answer itself; reload-pf leaves no trace
+
+
+def reconcile_once(
+    config: Config,
+    recorder: Recorder,
+    executor: Executor,
+    clock: Callable[[], float],
+    *,
+    netns: str | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> PassResult:
+    """Plan on the folded state and run the actions in order, stopping at the first failure;
+    after each action observe what it touched."""
+    state = recorder.state
+    current = plan(desired(config, state), state, clock())
+    done: list[tuple[Action, Outcome]] = []
+    if current.actions:
+        _log.info("plan: %s", ", ".join(action.key for action in current.actions))
+    for action in current.actions:
+        if should_stop():
+            break
+        outcome = executor.execute(action)
+        done.append((action, outcome))
+        try:
+            observe_after(action, config, executor.platform, recorder, netns)
+        except Exception as exc:  # the next scheduled observation will try again
+            _log.warning("observing after %s failed: %s", action.key, _one_line(exc))
+        if not outcome.succeeded:
+            break
+    return PassResult(tuple(done), tuple(current.held))
+
+
+def earliest_due(held: tuple[Held, ...]) -> float | None:
+    """The earliest time (epoch seconds) at which a held action becomes due, if any."""
+    known = [item.until for item in held if item.until is not None]
+    return min(known) if known else None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Daemon:
+    """`reconciler run`: observe, reconcile, repeat, until SIGTERM/SIGINT."""
+
+    def __init__(
+        self,
+        config: Config,
+        log: Any,
+        *,
+        snapshots: Any = None,
+        platform_factory: Callable[[Config], Platform] | None = None,
+        client_factory: Callable[[Config], Any] | None = None,
+        config_loader: Callable[[Any], Config] | None = None,
+        clock: Callable[[], float] = time.time,
+        netns: str | None = None,
+    ) -> None:
+        self._netns = netns
+        self._clock = clock
+        self._platform_factory = platform_factory or (
+            lambda c: observers.make_platform(c, netns=netns)
+        )
+        self._client_factory = client_factory or _default_client
+        self._config_loader = config_loader or _default_loader
+        self._recorder = Recorder(log, clock, snapshots=snapshots)
+        self._config = config
+        self._platform = self._platform_factory(config)
+        self._client = self._client_factory(config)
+        self._executor = Executor(self._platform, self._client, self._recorder)
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=4)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+        self._watch: Watch | None = None
+        self._work = threading.Lock()  # one reconcile pass, or one reload, at a time
+        self._stopping = threading.Event()
+        self._kick = threading.Condition()
+        self._kick_pending: str | None = None  # "links" or "all"
+        self._requests: deque[str] = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._threads: list[threading.Thread] = []
+        self._last_held: tuple[tuple[str, float | None], ...] = ()
+
+    @property
+    def recorder(self) -> Recorder:
+        return self._recorder
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    # -- requests from signal handlers and other threads ------------------------------------
+
+    def request_stop(self, reason: str = "requested") -> None:
+        """Ask the daemon to stop (safe from a signal handler or any thread)."""
+        self._request(f"stop:{reason}")
+
+    def request_reload(self) -> None:
+        """Ask the daemon to reload its configuration (safe from a signal handler)."""
+        self._request("reload")
+
+    def _request(self, what: str) -> None:
+        self._requests.append(what)  # deque.append is atomic: no lock a handler could hold
+        with contextlib.suppress(BlockingIOError):  # a full pipe: the main thread is awake
+            os.write(self._wake_w, b"\0")
+
+    # -- the main thread --------------------------------------------------------------------
+
+    def run(self, *, install_signals: bool = True) -> int:
+        """Start everything, wait for signals, stop in order. Returns the exit status."""
+        if install_signals:
+            self._install_signal_handlers()
+        self._recorder.record(DaemonStarted(pid=os.getpid(), version=__version__), "daemon")
+        self._recorder.record(config_loaded_fact(self._config), "daemon")
+        in_flight = [r.key for r in self._recorder.state.actions.values() if r.in_flight]
+        if in_flight:
+            _log.warning("interrupted before: %s (no outcome recorded)", ", ".join(in_flight))
+        _log.info(
+            "started: pid %d, config %s (%s), %d facts in the log",
+            os.getpid(),
+            self._config.path,
+            self._config.digest[:12],
+            self._recorder.last_seq,
+        )
+        self._observe_everything()
+        self._schedule_observers()
+        self._start_watch()
+        self._start_thread("kernel-notice", self._notice_loop)
+        self._start_thread("reconcile", self._reconcile_loop)
+        reason = self._serve_requests()
+        self._shutdown(reason)
+        return 0
+
+    def _install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.request_stop("SIGTERM"))
+        signal.signal(signal.SIGINT, lambda *_: self.request_stop("SIGINT"))
+        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+
+    def _serve_requests(self) -> str:
+        while True:
+            select.select([self._wake_r], [], [])
+            os.read(self._wake_r, 4096)
+            while self._requests:
+                what = self._requests.popleft()
+                if what.startswith("stop:"):
+                    return what.removeprefix("stop:")
+                if what == "reload":
+                    self._reload()
+
+    def _shutdown(self, reason: str) -> None:
+        _log.info("stopping (%s)", reason)
+        self._stopping.set()
+        self._recorder.wake()
+        with self._kick:
+            self._kick.notify_all()
+        if self._watch is not None:
+            self._watch.stop()
+        self._scheduler.shutdown(wait=True)
+        for thread in self._threads:
+            thread.join()  # the reconcile thread finishes the running action first
+        self._recorder.record(DaemonStopped(reason=reason), "daemon")
+        self._recorder.snapshot()
+        close = getattr(self._client, "close", None)
+        if callable(close):
+            close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        _log.info("stopped")
+
+    def _reload(self) -> None:
+        path = self._config.path
+        try:
+            new = self._config_loader(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                _log.error("reload refused: %s", problem)
+            _log.error("keeping the configuration loaded before (%s)", self._config.digest[:12])
+            return
+        except (ReconcilerError, OSError) as exc:
+            _log.error("reload refused: %s; keeping the old configuration", _one_line(exc))
+            return
+        if new.daemon.state_dir != self._config.daemon.state_dir:
+            _log.error("reload refused: daemon.state_dir cannot change without a restart")
+            return
+        try:
+            platform = self._platform_factory(new)
+            client = self._client_factory(new)
+        except Exception as exc:
+            _log.error("reload refused: %s; keeping the old configuration", _one_line(exc))
+            return
+        with self._work:  # never swap the world under a running action
+            if self._watch is not None:
+                self._watch.stop()
+                self._watch = None
+            old_client = self._client
+            self._config, self._platform, self._client = new, platform, client
+            self._executor = Executor(platform, client, self._recorder)
+            self._recorder.record(config_loaded_fact(new), "daemon")
+            self._scheduler.remove_all_jobs()
+            self._schedule_observers(start=False)
+            self._start_watch()
+        close = getattr(old_client, "close", None)
+        if callable(close):
+            close()
+        _log.info("reloaded %s (%s)", new.path, new.digest[:12])
+        self._kick_observation("all")
+
+    # -- observers --------------------------------------------------------------------------
+
+    def _safely(self, name: str, observe: Callable[[], object]) -> None:
+        if self._stopping.is_set():
+            return
+        try:
+            observe()
+        except Exception as exc:  # one failed observation must not stop the others
+            _log.warning("observer %s failed: %s", name, _one_line(exc))
+
+    def _observe_everything(self) -> None:
+        config, platform = self._config, self._platform
+        self._safely("wan", lambda: observers.observe_wan(platform, self._recorder))
+        self._observe_tunnel_side(config, platform)
+        for family in sorted(config.probes):
+            self._observe_probe(family)
+        self._observe_endpoint()
+
+    def _observe_tunnel_side(self, config: Config, platform: Platform) -> None:
+        self._safely("tunnel", lambda: observers.observe_tunnel(platform, self._recorder))
+        self._safely(
+            "hostname",
+            lambda: observers.observe_hostname_file(config, platform, self._recorder),
+        )
+
+    def _observe_probe(self, family: str) -> None:
+        config = self._config
+        self._safely(
+            f"probe:{family}",
+            lambda: observers.observe_probe(config, family, self._recorder, netns=self._netns),
+        )
+
+    def _observe_endpoint(self) -> None:
+        config, client = self._config, self._client
+        self._safely("he", lambda: observers.observe_endpoint(config, client, self._recorder))
+
+    def _schedule_observers(self, *, start: bool = True) -> None:
+        config = self._config
+
+        def every(seconds: float, job_id: str, func: Callable[[], None]) -> None:
+            self._scheduler.add_job(
+                func,
+                "interval",
+                seconds=seconds,
+                jitter=min(seconds * 0.1, 5.0),
+                id=job_id,
+                name=job_id,
+                replace_existing=True,
+            )
+
+        every(
+            config.tunnel.observe_interval,
+            "wan",
+            lambda: self._safely(
+                "wan", lambda: observers.observe_wan(self._platform, self._recorder)
+            ),
+        )
+        every(
+            config.tunnel.observe_interval,
+            "tunnel",
+            lambda: self._observe_tunnel_side(self._config, self._platform),
+        )
+        for family, probe in sorted(config.probes.items()):
+            every(probe.interval, f"probe:{family}", lambda f=family: self._observe_probe(f))
+        if config.tunnelbroker.info_url is not None:
+            # HE's tunnelInfo is a courtesy, not a monitor: ask no more often than we update.
+            interval = max(config.tunnel.observe_interval, config.tunnelbroker.min_update_interval)
+            every(interval, "he", self._observe_endpoint)
+        if start:
+            self._scheduler.start()
+
+    # -- kernel notices ---------------------------------------------------------------------
+
+    def _start_watch(self) -> None:
+        if not self._config.daemon.watch_kernel:
+            _log.info("kernel notifications off: polling only")
+            return
+        try:
+            self._watch = self._platform.watch(self._on_notice)
+        except Exception as exc:  # polling still works: say so and carry on
+            _log.warning("cannot watch the kernel (%s): polling only", _one_line(exc))
+
+    def _on_notice(self, notice: ChangeNotice) -> None:
+        _log.debug("kernel: %s %s", notice.kind, notice.interface or "")
+        self._kick_observation("all" if notice.kind == "desync" else "links")
+
+    def _kick_observation(self, scope: str) -> None:
+        with self._kick:
+            if self._kick_pending != "all":
+                self._kick_pending = scope
+            self._kick.notify()
+
+    def _notice_loop(self) -> None:
+        while True:
+            with self._kick:
+                while self._kick_pending is None and not self._stopping.is_set():
+                    self._kick.wait()
+                if self._stopping.is_set():
+                    return
+                scope, self._kick_pending = self._kick_pending, None
+            if scope == "all":
+                self._observe_everything()
+            else:
+                self._observe_links()
+
+    def _observe_links(self) -> None:
+        platform = self._platform
+        self._safely("wan", lambda: observers.observe_wan(platform, self._recorder))
+        self._safely("tunnel", lambda: observers.observe_tunnel(platform, self._recorder))
+
+    # -- the reconcile loop -----------------------------------------------------------------
+
+    def _reconcile_loop(self) -> None:
+        while not self._stopping.is_set():
+            seen = self._recorder.last_seq
+            timeout: float | None = _MAX_IDLE_WAIT
+            try:
+                with self._work:
+                    result = reconcile_once(
+                        self._config,
+                        self._recorder,
+                        self._executor,
+                        self._clock,
+                        netns=self._netns,
+                        should_stop=self._stopping.is_set,
+                    )
+                self._log_held(result.held)
+                due = earliest_due(result.held)
+                if due is not None:
+                    timeout = min(_MAX_IDLE_WAIT, max(0.05, due - self._clock()))
+            except Exception:
+                _log.exception("reconcile pass failed; trying again in %g s", _ERROR_PAUSE)
+                self._stopping.wait(_ERROR_PAUSE)
+                continue
+            self._recorder.wait_for_news(seen, timeout)
+
+    def _log_held(self, held: tuple[Held, ...]) -> None:
+        # The same holds come back on every pass: log them when they change, not each time.
+        summary = tuple((item.action.key, item.until) for item in held)
+        if summary == self._last_held:
+            return
+        self._last_held = summary
+        for item in held:
+            when = (
+                f" until {datetime.fromtimestamp(item.until, UTC):%Y-%m-%d %H:%M:%S}Z"
+                if item.until is not None
+                else ""
+            )
+            _log.info("held %s%s (%s): %s", item.action.key, when, item.why, item.detail)
+
+    def _start_thread(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+
+def _default_client(config: Config) -> Any:
+    from reconciler.world.tunnelbroker import TunnelbrokerClient
+
+    return TunnelbrokerClient(config.tunnelbroker)
+
+
+def _default_loader(path: Any) -> Config:
+    from reconciler.configfile import load_config
+
+    return load_config(path)

@@ -1,0 +1,147 @@
+"""The recorder: the one door through which facts enter the event log while the daemon runs.
+
+`record` appends a fact durably, folds it into the in-memory observed state and wakes whoever
+waits for news (the reconcile loop), all under one lock, so the state the loop plans on is
+always exactly the fold of the log up to `last_seq`. At start-up the state comes from the
+newest snapshot plus the tail of the log; every `snapshot_every` facts a new snapshot is
+written so the next start-up stays fast however long the log grows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+from reconciler.model.facts import Envelope, Fact, from_record, to_record
+from reconciler.model.state import (
+    SCHEMA_VERSION,
+    ObservedState,
+    fold,
+    state_from_mapping,
+    state_to_mapping,
+)
+
+__all__ = ["LogWriter", "Recorder", "SnapshotWriter"]
+
+_log = logging.getLogger(__name__)
+
+
+class LogWriter(Protocol):
+    """What the recorder needs of reconciler.eventlog.EventLog."""
+
+    @property
+    def last_seq(self) -> int: ...
+
+    def append(self, record: Mapping[str, Any]) -> int: ...
+
+    def read(self, start: int = 1) -> Iterator[tuple[int, Mapping[str, Any]]]: ...
+
+
+class SnapshotWriter(Protocol):
+    """What the recorder needs of reconciler.eventlog.SnapshotStore."""
+
+    def write(self, seq: int, state: Mapping[str, Any], schema: int) -> Any: ...
+
+    def latest(self, schema: int) -> tuple[int, Mapping[str, Any]] | None: ...
+
+
+class Recorder:
+    """Appends facts durably, keeps the folded state current, and wakes waiters."""
+
+    def __init__(
+        self,
+        log: LogWriter,
+        clock: Callable[[], float] = time.time,
+        *,
+        snapshots: SnapshotWriter | None = None,
+        snapshot_every: int = 1000,
+    ) -> None:
+        self._log = log
+        self._clock = clock
+        self._snapshots = snapshots
+        self._snapshot_every = max(1, snapshot_every)
+        self._changed = threading.Condition(threading.Lock())
+        self._state, self._last_seq = self._load()
+        self._since_snapshot = 0
+
+    @property
+    def state(self) -> ObservedState:
+        """The fold of every fact up to `last_seq` (an immutable value: safe to keep)."""
+        with self._changed:
+            return self._state
+
+    @property
+    def last_seq(self) -> int:
+        with self._changed:
+            return self._last_seq
+
+    def view(self) -> tuple[ObservedState, int]:
+        """The state and the sequence number it is folded up to, read together."""
+        with self._changed:
+            return self._state, self._last_seq
+
+    def record(self, fact: Fact, source: str) -> Envelope:
+        """Append `fact` durably, fold it in, wake waiters; the envelope carries its seq."""
+        at = self._clock()
+        record = to_record(fact, at=at, source=source)
+        with self._changed:
+            seq = self._log.append(record)
+            envelope = Envelope(seq=seq, at=at, source=source, fact=fact)
+            self._state = fold(self._state, envelope)
+            self._last_seq = seq
+            self._since_snapshot += 1
+            if self._since_snapshot >= self._snapshot_every:
+                self._write_snapshot()
+            self._changed.notify_all()
+        _log.debug("fact %d %s from %s: %s", seq, fact.TYPE, source, fact)
+        return envelope
+
+    def wait_for_news(self, after_seq: int, timeout: float | None) -> bool:
+        """Block until a fact newer than `after_seq` exists (True), or the timeout (False),
+        or `wake()` is called."""
+        with self._changed:
+            if self._last_seq > after_seq:
+                return True
+            self._changed.wait(timeout)
+            return self._last_seq > after_seq
+
+    def wake(self) -> None:
+        """Wake every waiter without a new fact (the daemon is stopping or reloading)."""
+        with self._changed:
+            self._changed.notify_all()
+
+    def snapshot(self) -> None:
+        """Write a snapshot of the state now (the daemon does this when it stops)."""
+        with self._changed:
+            if self._since_snapshot:
+                self._write_snapshot()
+
+    def _write_snapshot(self) -> None:
+        if self._snapshots is None or self._last_seq == 0:
+            return
+        try:
+            self._snapshots.write(self._last_seq, state_to_mapping(self._state), SCHEMA_VERSION)
+        except OSError as exc:  # a snapshot is an optimisation: never lose a fact over it
+            _log.warning("could not write a snapshot at seq %d: %s", self._last_seq, exc)
+            return
+        self._since_snapshot = 0
+
+    def _load(self) -> tuple[ObservedState, int]:
+        state = ObservedState()
+        start = 1
+        latest = self._snapshots.latest(SCHEMA_VERSION) if self._snapshots else None
+        if latest is not None and latest[0] <= self._log.last_seq:
+            seq, mapping = latest
+            try:
+                state = state_from_mapping(mapping)
+                start = seq + 1
+            except (KeyError, TypeError, ValueError) as exc:
+                _log.warning("ignoring snapshot at seq %d: %s", seq, exc)
+        last = start - 1
+        for seq, record in self._log.read(start):
+            state = fold(state, from_record(seq, record))
+            last = seq
+        return state, last

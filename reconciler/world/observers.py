@@ -1,0 +1,185 @@
+"""Observers: look at one part of the world and record what was seen as one fact.
+
+Each function observes once and records exactly one fact (the log is the history, so an
+unchanged observation is recorded too: it says "still so, at this time"). The source names
+the observer ("observer:wan", "observer:probe:ipv6", ...). The daemon calls these from its
+scheduler jobs through the Recorder; `observe_all` runs every one of them once against an
+open event log, for `reconciler apply` and `reconciler diff --observe`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from reconciler.model.facts import (
+    EndpointObserved,
+    Envelope,
+    Fact,
+    HostnameFileObserved,
+    ProbeObserved,
+    TunnelObserved,
+    WanAddressObserved,
+    to_record,
+)
+
+if TYPE_CHECKING:
+    from reconciler.model.config import Config
+    from reconciler.world.platform import Platform
+    from reconciler.world.tunnelbroker import TunnelbrokerClient
+
+__all__ = [
+    "FactSink",
+    "LogSink",
+    "make_platform",
+    "observe_all",
+    "observe_endpoint",
+    "observe_hostname_file",
+    "observe_probe",
+    "observe_tunnel",
+    "observe_wan",
+]
+
+
+class FactSink(Protocol):
+    """Where observations go: the daemon's Recorder, or a LogSink over an open EventLog."""
+
+    def record(self, fact: Fact, source: str) -> Envelope: ...
+
+
+class _Appender(Protocol):
+    def append(self, record: Mapping[str, Any]) -> int: ...
+
+
+class LogSink:
+    """Records facts straight into an open, writable event log (no folding)."""
+
+    def __init__(self, log: _Appender, clock: Callable[[], float] = time.time) -> None:
+        self._log = log
+        self._clock = clock
+
+    def record(self, fact: Fact, source: str) -> Envelope:
+        at = self._clock()
+        seq = self._log.append(to_record(fact, at=at, source=source))
+        return Envelope(seq=seq, at=at, source=source, fact=fact)
+
+
+def make_platform(config: Config, *, netns: str | None = None) -> Platform:
+    """The platform the configuration names, acting on this host (or on `netns`, Linux)."""
+    if config.daemon.platform == "openbsd":
+        from reconciler.world.openbsd import OpenBSDPlatform
+        from reconciler.world.runner import SubprocessRunner
+
+        return OpenBSDPlatform(config, SubprocessRunner())
+    from reconciler.world.linux import LinuxPlatform
+
+    return LinuxPlatform(config, netns=netns)
+
+
+def observe_wan(platform: Platform, sink: FactSink) -> Envelope:
+    """The WAN interface: does it exist, is its link up, which IPv4 addresses it holds."""
+    wan = platform.observe_wan()
+    fact = WanAddressObserved(
+        interface=wan.interface,
+        address=wan.address,
+        link_up=wan.link_up,
+        exists=wan.exists,
+        addresses=wan.addresses,
+    )
+    return sink.record(fact, "observer:wan")
+
+
+def observe_tunnel(platform: Platform, sink: FactSink) -> Envelope:
+    """The tunnel interface as the kernel has it: exists, up, local and remote ends."""
+    tunnel = platform.observe_tunnel()
+    fact = TunnelObserved(
+        interface=tunnel.interface,
+        exists=tunnel.exists,
+        up=tunnel.up,
+        local=tunnel.local,
+        remote=tunnel.remote,
+        mode=tunnel.mode,
+    )
+    return sink.record(fact, "observer:tunnel")
+
+
+def observe_probe(
+    config: Config, family: str, sink: FactSink, *, netns: str | None = None
+) -> Envelope | None:
+    """One ping of the family's probe target; None when no probe is configured for it."""
+    from reconciler.world.probe import ping
+
+    probe = config.probes.get(family)
+    if probe is None:
+        return None
+    source = probe.source
+    if source is None and family == "ipv6":
+        # The IPv6 probe must cross the tunnel: send it from the tunnel's client address.
+        source = config.tunnel.client_ipv6
+    result = ping(
+        probe.family,
+        probe.target,
+        timeout=probe.timeout,
+        source=source,
+        netns=netns,
+        platform=config.daemon.platform,
+    )
+    fact = ProbeObserved(
+        family=probe.family,
+        target=probe.target,
+        ok=result.ok,
+        rtt_ms=result.rtt_ms,
+        detail=result.detail,
+    )
+    return sink.record(fact, f"observer:probe:{family}")
+
+
+def observe_hostname_file(config: Config, platform: Platform, sink: FactSink) -> Envelope | None:
+    """The digest of the tunnel's hostname file; None when the config names no such file."""
+    path = config.tunnel.hostname_file
+    if path is None:
+        return None
+    content = platform.read_hostname_file()
+    digest = hashlib.sha256(content).hexdigest() if content is not None else None
+    return sink.record(HostnameFileObserved(path=str(path), digest=digest), "observer:hostname")
+
+
+def observe_endpoint(
+    config: Config, client: TunnelbrokerClient | None, sink: FactSink
+) -> Envelope | None:
+    """The client endpoint HE has (tunnelInfo.php), when configured and HE told us."""
+    if client is None or config.tunnelbroker.info_url is None:
+        return None
+    address = client.tunnel_info()
+    if address is None:  # not known (HE unreachable or said nothing usable): record nothing
+        return None
+    return sink.record(EndpointObserved(address=address, source="tunnel-info"), "observer:he")
+
+
+def observe_all(
+    config: Config,
+    log: Any,
+    *,
+    platform: Platform | None = None,
+    client: TunnelbrokerClient | None = None,
+    clock: Callable[[], float] = time.time,
+    netns: str | None = None,
+) -> list[Envelope]:
+    """Run every observer once. `log` is an open writable EventLog or any FactSink (such as
+    the daemon's Recorder); returns the recorded envelopes in order."""
+    sink: FactSink = log if hasattr(log, "record") else LogSink(log, clock)
+    platform = platform if platform is not None else make_platform(config, netns=netns)
+    if client is None and config.tunnelbroker.info_url is not None:
+        from reconciler.world.tunnelbroker import TunnelbrokerClient
+
+        client = TunnelbrokerClient(config.tunnelbroker)
+    recorded: list[Envelope | None] = [
+        observe_wan(platform, sink),
+        observe_tunnel(platform, sink),
+        observe_hostname_file(config, platform, sink),
+        *(observe_probe(config, family, sink, netns=netns) for family in sorted(config.probes)),
+        observe_endpoint(config, client, sink),
+    ]
+    return [envelope for envelope in recorded if envelope is not None]
