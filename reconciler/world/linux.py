@@ -1,0 +1,496 @@
+"""The Linux platform: links, addresses, the tunnel and change notifications through netlink.
+
+Everything the kernel knows is read and changed over rtnetlink with pyroute2; nothing parses
+`ip` output. Two tunnel modes: `sit` (6in4, what Hurricane Electric speaks) and `vxlan`, a
+stand-in for kernels without `sit` (containers, micro-VMs, this project's lab), where IPv6
+rides in UDP to the far end.
+
+Every public call opens its own short-lived netlink socket (in `netns` when given): that
+costs about a millisecond, keeps the platform safe to call from any scheduler thread, and
+survives the namespace's links being replaced behind our back.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2 import netns as pyroute2_netns
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import (
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV6_IFADDR,
+    RTMGRP_LINK,
+)
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+
+from reconciler.errors import PermanentError, PlatformUnsupportedError, TemporaryError
+from reconciler.model.config import Config
+from reconciler.world.platform import ChangeNotice, TunnelState, WanState
+from reconciler.world.runner import (
+    NOT_STARTED,
+    CommandRunner,
+    SubprocessRunner,
+    describe_failure,
+)
+
+__all__ = ["COMMAND_TIMEOUT", "SIT_UNSUPPORTED", "LinuxPlatform", "NetlinkWatch"]
+
+log = logging.getLogger(__name__)
+
+SIT_UNSUPPORTED = (
+    'this kernel has no sit (6in4) support: load the sit module, or use mode = "vxlan" for the lab'
+)
+COMMAND_TIMEOUT = 60.0  # seconds a restart or reload command may run before it is killed
+VXLAN_DEFAULT_PORT = 4789
+
+_IFF_UP = 0x1
+_IFF_RUNNING = 0x40  # RFC 2863 operationally up
+_IFA_F_NODAD = 0x02
+_NETLINK_ROUTE = 0
+_WATCH_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
+_WATCH_RCVBUF = 1 << 20
+# Errors where trying again later cannot help: the request itself is refused.
+_PERMANENT_ERRNOS = {errno.EPERM, errno.EACCES, errno.EOPNOTSUPP, errno.EINVAL, errno.ERANGE}
+
+
+class LinuxPlatform:
+    """reconciler.world.platform.Platform for Linux, optionally inside a named netns."""
+
+    name = "linux"
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        netns: str | None = None,
+        runner: CommandRunner | None = None,
+    ) -> None:
+        mode = config.tunnel.mode
+        if mode not in ("sit", "vxlan"):
+            raise PlatformUnsupportedError(
+                f'tunnel.mode = "{mode}" is not available on Linux: use "sit" or "vxlan"'
+            )
+        if mode == "vxlan" and config.tunnel.vxlan_id is None:
+            raise PlatformUnsupportedError('tunnel.mode = "vxlan" needs tunnel.vxlan_id')
+        self.config = config
+        self.netns = netns
+        self.runner: CommandRunner = runner if runner is not None else SubprocessRunner()
+
+    # -- observing ------------------------------------------------------------------------
+
+    def observe_wan(self) -> WanState:
+        """The WAN's IPv4 addresses (kernel order) and whether its link is up."""
+        interface = self.config.wan.interface
+        with self._netlink("observe", interface) as ipr:
+            link = _find_link(ipr, interface)
+            if link is None:
+                return WanState(interface=interface, exists=False, link_up=False)
+            addresses = tuple(
+                str(msg.get_attr("IFA_ADDRESS"))
+                for msg in ipr.get_addr(family=socket.AF_INET, index=link["index"])
+            )
+        flags = link["flags"]
+        link_up = bool(flags & _IFF_UP) and bool(flags & _IFF_RUNNING)
+        return WanState(interface=interface, exists=True, link_up=link_up, addresses=addresses)
+
+    def observe_tunnel(self) -> TunnelState:
+        """The tunnel link's kind, ends and state, whatever mode it was created in."""
+        interface = self.config.tunnel.interface
+        with self._netlink("observe", interface) as ipr:
+            link = _find_link(ipr, interface)
+        if link is None:
+            return TunnelState(interface=interface, exists=False, up=False)
+        kind, data = _link_kind(link)
+        local = remote = None
+        if kind == "sit" and data is not None:
+            local = _address_or_none(data.get_attr("IFLA_SIT_LOCAL"))
+            remote = _address_or_none(data.get_attr("IFLA_SIT_REMOTE"))
+        elif kind == "vxlan" and data is not None:
+            local = _address_or_none(data.get_attr("IFLA_VXLAN_LOCAL"))
+            remote = _address_or_none(data.get_attr("IFLA_VXLAN_GROUP"))
+        up = bool(link["flags"] & _IFF_UP) and link.get_attr("IFLA_OPERSTATE") != "DOWN"
+        return TunnelState(
+            interface=interface, exists=True, up=up, local=local, remote=remote, mode=kind
+        )
+
+    # -- the hostname file (only when tunnel.hostname_file is set) ------------------------
+
+    def read_hostname_file(self) -> bytes | None:
+        """The configured hostname file's bytes; None when unset or missing."""
+        path = self.config.tunnel.hostname_file
+        if path is None:
+            return None
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_hostname_file(self, content: str) -> bool:
+        """Atomically replace the configured file (backup kept); False when unchanged/unset."""
+        path = self.config.tunnel.hostname_file
+        if path is None:
+            return False
+        return _write_atomically(path, content.encode())
+
+    # -- acting ---------------------------------------------------------------------------
+
+    def restart_wan(self) -> None:
+        """wan.restart_command when configured, else the WAN link down and up again."""
+        command = self.config.wan.restart_command
+        if command:
+            self._run_command("wan.restart_command", list(command))
+            return
+        interface = self.config.wan.interface
+        with self._netlink("restart", interface) as ipr:
+            link = _find_link(ipr, interface)
+            if link is None:
+                raise TemporaryError(f"cannot restart WAN: interface {interface} does not exist")
+            ipr.link("set", index=link["index"], state="down")
+            ipr.link("set", index=link["index"], state="up")
+
+    def restart_tunnel(self, local: str, remote: str) -> None:
+        """Make the tunnel exist, up, from `local` to `remote`, with its address and routes.
+
+        The local end is changed in place when only it (or the remote) differs; a link of the
+        wrong kind or with parameters the kernel cannot change is deleted and recreated. When
+        everything is already right nothing changes.
+        """
+        tunnel = self.config.tunnel
+        with self._netlink("restart", tunnel.interface) as ipr:
+            index = self._ensure_tunnel_link(ipr, local, remote)
+            ipr.link("set", index=index, mtu=tunnel.mtu)
+            ipr.link("set", index=index, state="up")
+            self._ensure_client_address(ipr, index)
+            self._ensure_routes(ipr, index)
+
+    def reload_firewall(self) -> None:
+        """firewall.reload_command when configured; Linux has nothing to reload otherwise."""
+        command = self.config.firewall.reload_command
+        if command:
+            self._run_command("firewall.reload_command", list(command))
+
+    def watch(self, notify: Callable[[ChangeNotice], None]) -> NetlinkWatch:
+        """Deliver link and address changes to `notify` from a background thread."""
+        names: dict[int, str] = {}
+        with self._netlink("watch", "links") as ipr:
+            for link in ipr.get_links():
+                names[link["index"]] = str(link.get_attr("IFLA_IFNAME"))
+        try:
+            sock = pyroute2_netns.create_socket(
+                self.netns, socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_ROUTE, flags=0
+            )
+        except OSError as exc:
+            raise TemporaryError(f"cannot open a netlink socket: {_reason(exc)}") from exc
+        return NetlinkWatch(sock, notify, names)
+
+    # -- the tunnel, step by step ---------------------------------------------------------
+
+    def _ensure_tunnel_link(self, ipr: IPRoute, local: str, remote: str) -> int:
+        """The tunnel link's index, created or corrected so that its ends are local/remote."""
+        tunnel = self.config.tunnel
+        link = _find_link(ipr, tunnel.interface)
+        if link is not None:
+            kind, data = _link_kind(link)
+            if kind == tunnel.mode and data is not None and self._fixed_parts_match(data):
+                if self._ends(data) != (local, remote):
+                    try:
+                        ipr.link("set", index=link["index"], **self._ends_spec(local, remote))
+                    except NetlinkError:
+                        # The kernel would not change it in place: recreate below.
+                        log.info("recreating %s: in-place change refused", tunnel.interface)
+                    else:
+                        return int(link["index"])
+                else:
+                    return int(link["index"])
+            ipr.link("del", index=link["index"])
+        try:
+            ipr.link("add", ifname=tunnel.interface, **self._tunnel_spec(local, remote))
+        except NetlinkError as exc:
+            if tunnel.mode == "sit" and exc.code == errno.EOPNOTSUPP:
+                raise PlatformUnsupportedError(SIT_UNSUPPORTED) from exc
+            raise _netlink_failure(f"create tunnel {tunnel.interface}", exc) from exc
+        created = _find_link(ipr, tunnel.interface)
+        if created is None:
+            raise TemporaryError(f"tunnel {tunnel.interface} vanished right after creation")
+        return int(created["index"])
+
+    def _tunnel_spec(self, local: str, remote: str) -> dict[str, Any]:
+        tunnel = self.config.tunnel
+        if tunnel.mode == "sit":
+            return {"kind": "sit", "sit_local": local, "sit_remote": remote, "sit_ttl": tunnel.ttl}
+        return {
+            "kind": "vxlan",
+            "vxlan_id": tunnel.vxlan_id,
+            "vxlan_port": self._vxlan_port(),
+            "vxlan_local": local,
+            "vxlan_group": remote,
+            "vxlan_learning": 0,
+            "vxlan_ttl": tunnel.ttl,
+        }
+
+    def _ends_spec(self, local: str, remote: str) -> dict[str, Any]:
+        """Only the two ends: the kernel refuses a change that names the vxlan id or port at
+        all, even unchanged, so an in-place change must leave them out."""
+        if self.config.tunnel.mode == "sit":
+            return {"kind": "sit", "sit_local": local, "sit_remote": remote}
+        return {"kind": "vxlan", "vxlan_local": local, "vxlan_group": remote}
+
+    def _vxlan_port(self) -> int:
+        port = self.config.tunnel.vxlan_port
+        return port if port is not None else VXLAN_DEFAULT_PORT
+
+    def _ends(self, data: Any) -> tuple[str | None, str | None]:
+        if self.config.tunnel.mode == "sit":
+            return (
+                _address_or_none(data.get_attr("IFLA_SIT_LOCAL")),
+                _address_or_none(data.get_attr("IFLA_SIT_REMOTE")),
+            )
+        return (
+            _address_or_none(data.get_attr("IFLA_VXLAN_LOCAL")),
+            _address_or_none(data.get_attr("IFLA_VXLAN_GROUP")),
+        )
+
+    def _fixed_parts_match(self, data: Any) -> bool:
+        """Whether what the kernel cannot change in place (vxlan id, port; sit ttl) is right."""
+        tunnel = self.config.tunnel
+        if tunnel.mode == "sit":
+            return bool(data.get_attr("IFLA_SIT_TTL") == tunnel.ttl)
+        return bool(
+            data.get_attr("IFLA_VXLAN_ID") == tunnel.vxlan_id
+            and data.get_attr("IFLA_VXLAN_PORT") == self._vxlan_port()
+            and data.get_attr("IFLA_VXLAN_LEARNING") == 0
+        )
+
+    def _ensure_client_address(self, ipr: IPRoute, index: int) -> None:
+        tunnel = self.config.tunnel
+        present = {
+            (str(msg.get_attr("IFA_ADDRESS")), msg["prefixlen"])
+            for msg in ipr.get_addr(family=socket.AF_INET6, index=index)
+        }
+        if (tunnel.client_ipv6, tunnel.prefixlen) in present:
+            return
+        # A point-to-point tunnel has nobody to collide with: skip duplicate detection so
+        # the address is usable at once (sit has none anyway).
+        try:
+            ipr.addr(
+                "add",
+                index=index,
+                family=socket.AF_INET6,
+                address=tunnel.client_ipv6,
+                prefixlen=tunnel.prefixlen,
+                flags=_IFA_F_NODAD,
+            )
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:
+                doing = f"add {tunnel.client_ipv6} to {tunnel.interface}"
+                raise _netlink_failure(doing, exc) from exc
+
+    def _ensure_routes(self, ipr: IPRoute, index: int) -> None:
+        """sit: the IPv6 default route through the tunnel. vxlan (an Ethernet-like link): the
+        server on-link, and the default route via the server."""
+        tunnel = self.config.tunnel
+        try:
+            if tunnel.mode == "sit":
+                ipr.route("replace", family=socket.AF_INET6, dst="::/0", oif=index)
+                return
+            ipr.route("replace", family=socket.AF_INET6, dst=f"{tunnel.server_ipv6}/128", oif=index)
+            ipr.route(
+                "replace",
+                family=socket.AF_INET6,
+                dst="::/0",
+                gateway=tunnel.server_ipv6,
+                oif=index,
+            )
+        except NetlinkError as exc:
+            raise _netlink_failure(f"route IPv6 through {tunnel.interface}", exc) from exc
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @contextmanager
+    def _netlink(self, doing: str, what: str) -> Iterator[IPRoute]:
+        """A netlink socket for one call; kernel refusals become Temporary/PermanentError."""
+        try:
+            ipr = IPRoute(netns=self.netns, flags=0) if self.netns else IPRoute()
+        except FileNotFoundError as exc:
+            raise TemporaryError(f"network namespace {self.netns} does not exist") from exc
+        except OSError as exc:
+            raise TemporaryError(f"cannot open a netlink socket: {_reason(exc)}") from exc
+        try:
+            yield ipr
+        except NetlinkError as exc:
+            raise _netlink_failure(f"{doing} {what}", exc) from exc
+        finally:
+            ipr.close()
+
+    def _run_command(self, key: str, argv: list[str]) -> None:
+        """Run a configured command (argv, no shell); a failure becomes a one-line error."""
+        done = self.runner.run(argv, timeout=COMMAND_TIMEOUT)
+        if done.ok:
+            return
+        message = f"{key}: {describe_failure(done)}"
+        if done.returncode == NOT_STARTED and not done.timed_out:
+            # Could not even start it (missing, not executable): retrying will not help.
+            raise PermanentError(message)
+        raise TemporaryError(message)
+
+
+class NetlinkWatch:
+    """A background thread reading rtnetlink link/address notifications until stop()."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        notify: Callable[[ChangeNotice], None],
+        names: dict[int, str],
+        *,
+        rcvbuf: int = _WATCH_RCVBUF,
+    ) -> None:
+        self._sock = sock
+        self._notify = notify
+        self._names = dict(names)
+        self._marshal = MarshalRtnl()
+        # stop() writes to this pipe so the thread wakes at once instead of at a poll tick.
+        self._wake_r, self._wake_w = os.pipe()
+        self._stopped = threading.Event()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.bind((0, _WATCH_GROUPS))
+        self._thread = threading.Thread(target=self._loop, name="netlink-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """End the thread; no notice is delivered once this returns."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        os.write(self._wake_w, b"x")
+        self._thread.join(timeout=5.0)
+        self._sock.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            readers: list[Any] = [self._sock, self._wake_r]
+            ready, _, _ = select.select(readers, [], [])
+            if self._stopped.is_set() or self._wake_r in ready:
+                return
+            try:
+                data = self._sock.recv(1 << 16)
+            except OSError as exc:
+                # ENOBUFS: the kernel dropped messages because we fell behind. Either way
+                # what we know may be stale: ask for a fresh look.
+                self._deliver(ChangeNotice("desync"))
+                if exc.errno == errno.ENOBUFS:
+                    continue
+                log.warning("netlink watch ended: %s", _reason(exc))
+                return
+            try:
+                messages = list(self._marshal.parse(data))
+            except Exception as exc:  # pyroute2 parse failures have no common base class
+                log.warning("unreadable netlink message: %s", exc)
+                self._deliver(ChangeNotice("desync"))
+                continue
+            for message in messages:
+                self._handle(message)
+
+    def _handle(self, message: Any) -> None:
+        kind = message["header"]["type"]
+        index = message.get("index")
+        if kind in (RTM_NEWLINK, RTM_DELLINK):
+            name = message.get_attr("IFLA_IFNAME") or self._names.get(index)
+            if kind == RTM_NEWLINK and name:
+                self._names[index] = str(name)
+            else:
+                self._names.pop(index, None)
+            self._deliver(ChangeNotice("link", str(name) if name else None))
+        elif kind in (RTM_NEWADDR, RTM_DELADDR):
+            self._deliver(ChangeNotice("address", self._names.get(index)))
+        elif message["header"].get("error") is not None:
+            self._deliver(ChangeNotice("desync"))
+
+    def _deliver(self, notice: ChangeNotice) -> None:
+        if self._stopped.is_set():
+            return
+        try:
+            self._notify(notice)
+        except Exception:  # a broken callback must not end the watch
+            log.exception("change notification callback failed")
+
+
+def _find_link(ipr: IPRoute, name: str) -> Any | None:
+    indexes = ipr.link_lookup(ifname=name)
+    if not indexes:
+        return None
+    links = ipr.get_links(indexes[0])
+    return links[0] if links else None
+
+
+def _link_kind(link: Any) -> tuple[str | None, Any | None]:
+    info = link.get_attr("IFLA_LINKINFO")
+    if info is None:
+        return None, None
+    return info.get_attr("IFLA_INFO_KIND"), info.get_attr("IFLA_INFO_DATA")
+
+
+def _address_or_none(value: Any) -> str | None:
+    if value in (None, "", "0.0.0.0", "::"):
+        return None
+    return str(value)
+
+
+def _write_atomically(path: Path, content: bytes) -> bool:
+    """tmp, fsync, rename (the previous file kept as <name>.bak); False when unchanged."""
+    try:
+        if path.read_bytes() == content:
+            return False
+        had_previous = True
+    except FileNotFoundError:
+        had_previous = False
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    try:
+        os.write(fd, content)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if had_previous:
+        # A hard link keeps the old content as the backup while `path` itself never goes
+        # missing: the rename below swaps it in one step.
+        backup = path.with_name(f"{path.name}.bak")
+        backup.unlink(missing_ok=True)
+        os.link(path, backup)
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return True
+
+
+def _netlink_failure(doing: str, exc: NetlinkError) -> TemporaryError | PermanentError:
+    message = f"netlink: cannot {doing}: {_reason(exc)}"
+    if exc.code in _PERMANENT_ERRNOS:
+        return PermanentError(message)
+    return TemporaryError(message)
+
+
+def _reason(exc: OSError | NetlinkError) -> str:
+    code = getattr(exc, "code", None) or getattr(exc, "errno", None)
+    if isinstance(code, int) and code > 0:
+        return os.strerror(code)
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
