@@ -6,8 +6,9 @@ stand-in for kernels without `sit` (containers, micro-VMs, this project's lab), 
 rides in UDP to the far end.
 
 Every public call opens its own short-lived netlink socket (in `netns` when given): that
-costs about a millisecond, keeps the platform safe to call from any scheduler thread, and
-survives the namespace's links being replaced behind our back.
+costs about a millisecond here (about a dozen in a named netns, where pyroute2 forks a helper
+to open the socket), keeps the platform safe to call from any scheduler thread, and survives
+the namespace's links being replaced behind our back.
 """
 
 from __future__ import annotations
