@@ -1,0 +1,442 @@
+"""EventLog: an append-only, crash-safe log of msgpack mappings under sequence numbers.
+
+One writer at a time (an flock on `LOCK`, which holds the writer's pid); any number of
+readers without a lock. Every append is durable (fdatasync) before it returns. The format
+and the recovery rules are described in docs/log-format.md.
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+import fcntl
+import itertools
+import logging
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import msgpack
+
+from reconciler.errors import CorruptLogError, LogLockedError
+from reconciler.eventlog.files import (
+    fsync_dir,
+    list_segments,
+    make_private_dir,
+    unused_name,
+    write_durably,
+)
+from reconciler.eventlog.format import (
+    FRAME_HEADER,
+    MAX_PAYLOAD,
+    SEGMENT_HEADER,
+    Damage,
+    decode_segment_header,
+    encode_frame,
+    encode_segment_header,
+    is_torn_tail,
+    scan_frames,
+    segment_name,
+)
+
+__all__ = ["DEFAULT_SEGMENT_SIZE", "LOCK_NAME", "EventLog", "read_holder_pid", "writer_lock"]
+
+DEFAULT_SEGMENT_SIZE = 64 * 2**20
+LOCK_NAME = "LOCK"
+_READ_CHUNK = 1 << 20
+_INDEX_EVERY = 4096  # a sparse (seq, offset) index of the active segment: fast seeks on start-up
+_FRAME = struct.Struct("<IQII")
+
+log = logging.getLogger(__name__)
+
+Record = Mapping[str, Any]
+_ReadGen = Generator[tuple[int, Record], None, tuple[int, int, Damage | None]]
+
+
+def read_holder_pid(lock_path: Path) -> int | None:
+    """The pid the current writer wrote into the lock file, if readable."""
+    try:
+        text = lock_path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _unpack(payload: bytes) -> Record:
+    record: Record = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    return record
+
+
+class EventLog:
+    """A directory of segments. Use `EventLog.open(...)`, not the constructor."""
+
+    def __init__(self, path: Path, *, readonly: bool, segment_size: int) -> None:
+        self.path = path
+        self.readonly = readonly
+        self.segment_size = segment_size
+        self._lock = threading.Lock()
+        self._lock_fd: int | None = None
+        self._fd: int | None = None  # the active segment, opened for appending
+        self._active_first = 0
+        self._active_size = 0
+        self._next_seq = 1
+        self._index: list[tuple[int, int]] = []  # (seq, offset) in the active segment
+        self._failed: BaseException | None = None
+        self._closed = False
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | str,
+        *,
+        readonly: bool = False,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+    ) -> EventLog:
+        """Open (a writer creates) the log in directory `path`.
+
+        A writer takes the lock (LogLockedError naming the holder's pid when taken), cuts a
+        torn tail (keeping the cut bytes in a `.broken` file) and raises CorruptLogError,
+        touching nothing, when the last segment is damaged elsewhere. A reader takes no lock
+        and changes nothing.
+        """
+        if segment_size < SEGMENT_HEADER + FRAME_HEADER:
+            raise ValueError(f"segment_size {segment_size} is too small")
+        self = cls(Path(path), readonly=readonly, segment_size=segment_size)
+        if readonly:
+            self._scan(repair=False)
+            return self
+        make_private_dir(self.path)
+        self._take_lock()
+        try:
+            self._scan(repair=True)
+        except BaseException:
+            self._release_lock()
+            raise
+        return self
+
+    def _take_lock(self) -> None:
+        lock_path = self.path / LOCK_NAME
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise LogLockedError(self.path, read_holder_pid(lock_path)) from None
+            raise
+        # The pid is informational (for the error above); the flock is what excludes.
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing drops the flock
+            self._lock_fd = None
+
+    def _scan(self, *, repair: bool) -> None:
+        """Check every segment header; walk the last segment to find where appends go."""
+        segments = list_segments(self.path)
+        for first, seg in segments[:-1]:
+            with open(seg, "rb") as f:
+                self._check_header(seg, first, f.read(SEGMENT_HEADER))
+        if not segments:
+            return
+        first, seg = segments[-1]
+        data = seg.read_bytes()
+        self._check_header(seg, first, data)
+        index: list[tuple[int, int]] = []
+        pos, seq = SEGMENT_HEADER, first
+        while True:  # in steps, building the sparse index on the way
+            end, nxt, damage = scan_frames(data, pos, seq, _INDEX_EVERY)
+            progressed = end > pos
+            pos, seq = end, nxt
+            if damage is not None or not progressed or pos >= len(data):
+                break
+            index.append((seq, pos))
+        if damage is not None:
+            if not is_torn_tail(data, damage):
+                raise CorruptLogError(seg, damage.offset, damage.reason)
+            if repair:
+                self._cut_torn_tail(seg, damage, data)
+            else:
+                log.info("%s: stopping at a torn tail at byte %d", seg, damage.offset)
+        self._next_seq = seq
+        self._active_first = first
+        self._active_size = pos
+        self._index = index
+        if repair:
+            self._fd = os.open(seg, os.O_WRONLY | os.O_APPEND)
+
+    @staticmethod
+    def _check_header(seg: Path, first: int, data: bytes) -> None:
+        found = decode_segment_header(data[:SEGMENT_HEADER])
+        if isinstance(found, str):
+            raise CorruptLogError(seg, 0, found)
+        if found != first:
+            raise CorruptLogError(seg, 0, f"header says first sequence {found}, name says {first}")
+
+    def _cut_torn_tail(self, seg: Path, damage: Damage, data: bytes) -> None:
+        broken = unused_name(seg, f".{damage.offset}.broken")
+        write_durably(broken, data[damage.offset :])
+        fd = os.open(seg, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, damage.offset)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(self.path)
+        log.warning(
+            "%s: cut a torn tail of %d bytes at byte %d (%s); kept in %s",
+            seg,
+            len(data) - damage.offset,
+            damage.offset,
+            damage.reason,
+            broken.name,
+        )
+
+    # -- writing -------------------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        """The newest sequence number (0 when empty); for a reader, as of opening."""
+        return self._next_seq - 1
+
+    def append(self, record: Record) -> int:
+        """Append one record; durable when this returns. Returns its sequence number."""
+        return self.append_many((record,))[0]
+
+    def append_many(self, records: Iterable[Record]) -> list[int]:
+        """Append records in one group commit (one fdatasync); their sequence numbers."""
+        payloads = []
+        for record in records:
+            if not isinstance(record, Mapping):
+                raise TypeError(f"a log record must be a mapping, not {type(record).__name__}")
+            payload = msgpack.packb(record, use_bin_type=True)
+            if len(payload) > MAX_PAYLOAD:
+                raise ValueError(f"record of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+            payloads.append(payload)
+        if not payloads:
+            return []
+        with self._lock:
+            self._check_writable()
+            try:
+                return self._write(payloads)
+            except BaseException as exc:
+                # After a failed write or fsync the file's state is unknown: refuse further
+                # appends; reopening recovers (a partial frame is a torn tail).
+                self._failed = exc
+                raise
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise PermissionError("event log opened read-only")
+        if self._closed:
+            raise ValueError("event log is closed")
+        if self._failed is not None:
+            raise OSError(f"event log {self.path} failed earlier: {self._failed}")
+
+    def _write(self, payloads: list[bytes]) -> list[int]:
+        seqs: list[int] = []
+        pending: list[bytes] = []
+        pending_size = 0
+        for payload in payloads:
+            seq = self._next_seq
+            frame = encode_frame(seq, payload)
+            has_frames = self._active_size + pending_size > SEGMENT_HEADER
+            full = self._active_size + pending_size + len(frame) > self.segment_size
+            if self._fd is None or (full and has_frames):
+                self._flush(pending, sync=self._fd is not None)
+                pending, pending_size = [], 0
+                self._start_segment(seq)
+            if (seq - self._active_first) % _INDEX_EVERY == 0 and seq != self._active_first:
+                self._index.append((seq, self._active_size + pending_size))
+            pending.append(frame)
+            pending_size += len(frame)
+            self._next_seq = seq + 1
+            seqs.append(seq)
+        self._flush(pending, sync=True)
+        return seqs
+
+    def _flush(self, frames: list[bytes], *, sync: bool) -> None:
+        if self._fd is None:
+            return
+        if frames:
+            view = memoryview(b"".join(frames) if len(frames) > 1 else frames[0])
+            while view:
+                written = os.write(self._fd, view)
+                self._active_size += written
+                view = view[written:]
+        if sync:
+            os.fdatasync(self._fd)
+
+    def _start_segment(self, first_seq: int) -> None:
+        """Seal the active segment (already synced) and make a new one durably."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        seg = self.path / segment_name(first_seq)
+        write_durably(seg, encode_segment_header(first_seq))
+        self._fd = os.open(seg, os.O_WRONLY | os.O_APPEND)
+        self._active_first = first_seq
+        self._active_size = SEGMENT_HEADER
+        self._index = []
+
+    # -- reading -------------------------------------------------------------------------
+
+    def read(self, start: int = 1) -> Iterator[tuple[int, Record]]:
+        """(seq, record) from `start` on, in order, streamed.
+
+        Checks every checksum on the way and raises CorruptLogError before handing out
+        anything past damage; stops cleanly at a torn tail. A start below the first
+        segment (after retention) begins at the first record there is.
+        """
+        return self._read(max(start, 1))
+
+    def _read(self, start: int) -> Iterator[tuple[int, Record]]:
+        segments = list_segments(self.path)
+        if not segments:
+            return
+        firsts = [first for first, _ in segments]
+        i = max(bisect.bisect_right(firsts, start) - 1, 0)
+        first, seg = segments[i]
+        offset, seq = 0, first
+        if first == self._active_first and self._index:
+            k = bisect.bisect_right(self._index, (start, 2**64)) - 1
+            if k >= 0:
+                seq, offset = self._index[k]
+        while True:
+            end, seq, damage = yield from _read_segment(seg, first, offset, seq, start)
+            later = [s for s in list_segments(self.path) if s[0] > first]
+            if later and damage is not None and damage.kind == "incomplete":
+                # The writer may have finished this frame and rotated since: read on.
+                end, seq, damage = yield from _read_segment(seg, first, end, seq, start)
+            if damage is not None:
+                data = seg.read_bytes()
+                if later or not is_torn_tail(data, damage):
+                    raise CorruptLogError(seg, damage.offset, damage.reason)
+                return  # a torn tail, or a write in progress
+            if not later:
+                return
+            first, seg = later[0]
+            if first != seq:
+                raise CorruptLogError(
+                    seg, 0, f"segment starts at sequence {first}, expected {seq} (a gap)"
+                )
+            offset = 0
+
+    # -- retention -----------------------------------------------------------------------
+
+    def segments(self) -> list[tuple[int, Path]]:
+        """(first seq, path) of every segment, oldest first."""
+        return list_segments(self.path)
+
+    def remove_segments_before(self, seq: int) -> list[Path]:
+        """Delete sealed segments whose every record has a sequence number <= seq.
+
+        Meant for records covered by a snapshot at `seq`. The active segment always stays.
+        """
+        if self.readonly:
+            raise PermissionError("event log opened read-only")
+        with self._lock:
+            segments = list_segments(self.path)
+            removed = []
+            for (_, seg), (next_first, _) in itertools.pairwise(segments):
+                if next_first - 1 > seq:
+                    break
+                seg.unlink()
+                removed.append(seg)
+            if removed:
+                fsync_dir(self.path)
+                log.info("removed %d segments covered by the snapshot at %d", len(removed), seq)
+            return removed
+
+    # -- closing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._release_lock()
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@contextmanager
+def writer_lock(path: Path) -> Iterator[None]:
+    """Hold the writer's lock on an existing log directory (LogLockedError when taken)."""
+    holder = EventLog(path, readonly=False, segment_size=DEFAULT_SEGMENT_SIZE)
+    holder._take_lock()
+    try:
+        yield
+    finally:
+        holder._release_lock()
+
+
+def _read_segment(seg: Path, first: int, offset: int, seq: int, start: int) -> _ReadGen:
+    """Yield records of one segment from `offset`; return (end offset, next seq, damage)."""
+    unpack = _FRAME.unpack_from
+    crc32 = zlib.crc32
+    with open(seg, "rb", buffering=0) as f:
+        if offset == 0:
+            EventLog._check_header(seg, first, f.read(SEGMENT_HEADER))
+            offset = SEGMENT_HEADER
+        else:
+            f.seek(offset)
+        buf = b""
+        base = offset  # the file offset of buf[0]
+        pos = 0
+        want = _READ_CHUNK
+        while True:
+            chunk = f.read(want)
+            if not chunk:
+                if pos < len(buf):
+                    damage = Damage(base + pos, "incomplete", "last frame cut short")
+                    return base + pos, seq, damage
+                return base + pos, seq, None
+            buf = buf[pos:] + chunk
+            base += pos
+            pos = 0
+            size = len(buf)
+            want = _READ_CHUNK
+            while pos + FRAME_HEADER <= size:
+                length, frame_seq, payload_crc, header_crc = unpack(buf, pos)
+                if crc32(buf[pos : pos + 16]) != header_crc or length > MAX_PAYLOAD:
+                    damage = Damage(base + pos, "header", "frame header checksum mismatch")
+                    return base + pos, seq, damage
+                end = pos + FRAME_HEADER + length
+                if end > size:
+                    want = max(_READ_CHUNK, end - size)
+                    break
+                if frame_seq != seq:
+                    reason = f"sequence number {frame_seq}, expected {seq}"
+                    return base + pos, seq, Damage(base + pos, "sequence", reason)
+                if seq >= start:
+                    payload = buf[pos + FRAME_HEADER : end]
+                    if crc32(payload) != payload_crc:
+                        damage = Damage(base + pos, "payload", "payload checksum mismatch")
+                        return base + pos, seq, damage
+                    yield seq, _unpack(payload)
+                seq += 1
+                pos = end

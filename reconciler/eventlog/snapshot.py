@@ -1,0 +1,116 @@
+"""SnapshotStore: the folded state at a sequence number, so start-up need not replay everything.
+
+A snapshot is one file, written atomically and checked by a CRC. The log stays the truth: a
+damaged snapshot, or one written for another state schema, is skipped with a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from reconciler.eventlog.files import make_private_dir, write_durably
+
+__all__ = ["SNAPSHOT_MAGIC", "SnapshotStore", "decode_snapshot", "encode_snapshot"]
+
+SNAPSHOT_MAGIC = b"\x89RCSNP\r\n"
+_SUFFIX = ".snapshot"
+# magic, format version (u16), flags (u16), state schema (u32), sequence number (u64),
+# payload length (u32); then the msgpack payload; then a CRC-32 of everything before it.
+_HEAD = struct.Struct("<8sHHIQI")
+_CRC = struct.Struct("<I")
+_FORMAT_VERSION = 1
+
+log = logging.getLogger(__name__)
+
+
+def encode_snapshot(seq: int, state: Mapping[str, Any], schema: int) -> bytes:
+    payload: bytes = msgpack.packb(dict(state), use_bin_type=True)
+    body = _HEAD.pack(SNAPSHOT_MAGIC, _FORMAT_VERSION, 0, schema, seq, len(payload)) + payload
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def decode_snapshot(data: bytes) -> tuple[int, int, Mapping[str, Any]] | str:
+    """(schema, seq, state), or a one-line reason the snapshot cannot be used."""
+    if len(data) < _HEAD.size + _CRC.size:
+        return "too short"
+    magic, version, _flags, schema, seq, length = _HEAD.unpack_from(data)
+    if magic != SNAPSHOT_MAGIC:
+        return "not a snapshot (bad magic)"
+    if len(data) != _HEAD.size + length + _CRC.size:
+        return f"length {len(data)} does not match the header"
+    (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
+    if crc != zlib.crc32(memoryview(data)[: -_CRC.size]):
+        return "checksum mismatch"
+    if version != _FORMAT_VERSION:
+        return f"unsupported snapshot format {version}"
+    state = msgpack.unpackb(data[_HEAD.size : -_CRC.size], raw=False, strict_map_key=False)
+    if not isinstance(state, dict):
+        return "payload is not a mapping"
+    return int(schema), int(seq), state
+
+
+class SnapshotStore:
+    """Snapshots in one directory, named by sequence number; the newest `keep` are kept."""
+
+    def __init__(self, directory: Path | str, *, keep: int = 3) -> None:
+        self.directory = Path(directory)
+        self.keep = max(keep, 1)
+
+    def path_for(self, seq: int) -> Path:
+        return self.directory / f"{seq:020d}{_SUFFIX}"
+
+    def list(self) -> list[tuple[int, Path]]:
+        """(seq, path) of every snapshot file, newest first."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            stem = name[: -len(_SUFFIX)]
+            if name.endswith(_SUFFIX) and stem.isdigit():
+                found.append((int(stem), self.directory / name))
+        found.sort(reverse=True)
+        return found
+
+    def write(self, seq: int, state: Mapping[str, Any], schema: int) -> Path:
+        """Write the state folded up to `seq` atomically; prune all but the newest few."""
+        make_private_dir(self.directory)
+        path = self.path_for(seq)
+        write_durably(path, encode_snapshot(seq, state, schema))
+        for _, old in self.list()[self.keep :]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def latest(self, schema: int) -> tuple[int, Mapping[str, Any]] | None:
+        """(seq, state) of the newest valid snapshot of this schema, or None."""
+        for seq, path in self.list():
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                log.warning("snapshot %s skipped: %s", path, exc.strerror)
+                continue
+            try:
+                decoded = decode_snapshot(data)
+            except (ValueError, msgpack.UnpackException) as exc:
+                decoded = f"payload does not decode ({type(exc).__name__})"
+            if isinstance(decoded, str):
+                log.warning("snapshot %s skipped: %s", path, decoded)
+                continue
+            found_schema, found_seq, state = decoded
+            if found_schema != schema:
+                log.info("snapshot %s skipped: schema %d, want %d", path, found_schema, schema)
+                continue
+            if found_seq != seq:
+                log.warning("snapshot %s skipped: holds sequence %d", path, found_seq)
+                continue
+            return seq, state
+        return None
