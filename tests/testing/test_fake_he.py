@@ -1,0 +1,258 @@
+"""The fake HE server speaks the tunnelbroker protocol faithfully, in-process and as a process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+import requests
+
+from reconciler.testing.fake_he import (
+    ANSWERS,
+    RFC1918_LEGACY,
+    FakeTunnelbroker,
+    make_test_ca,
+    system_ping,
+)
+
+KEY = "fake-he-Key-7c1d"
+USER = "rcuser"
+TID = "123456"
+OLD = "198.51.100.2"
+NEW = "198.51.100.9"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTunnelbroker]:
+    with FakeTunnelbroker(tunnel_id=TID, username=USER, key=KEY, endpoint=OLD) as f:
+        yield f
+
+
+def update(
+    fake: FakeTunnelbroker, auth: tuple[str, str] | None = (USER, KEY), **params: str
+) -> requests.Response:
+    """An update request as a client would send it."""
+    return requests.get(fake.update_url, params={"hostname": TID, **params}, auth=auth, timeout=5)
+
+
+def test_a_change_answers_good_and_keeps_the_endpoint(fake: FakeTunnelbroker) -> None:
+    """A new myip answers `good <ip>`, is kept, and the same again answers `nochg <ip>`."""
+    first = update(fake, myip=NEW)
+    assert (first.status_code, first.text) == (200, f"good {NEW}")
+    assert fake.endpoint == NEW
+    again = update(fake, myip=NEW)
+    assert again.text == f"nochg {NEW}"
+    assert fake.counts["update"] == 2 and fake.counts["update:nochg"] == 1
+
+
+def test_without_myip_the_source_address_is_taken(fake: FakeTunnelbroker) -> None:
+    """No myip: HE uses the request's source address (here loopback)."""
+    assert update(fake).text == "good 127.0.0.1"
+    assert fake.requests[-1].source == "127.0.0.1"
+
+
+def test_basic_auth_is_checked(fake: FakeTunnelbroker) -> None:
+    """A wrong key, a wrong user or no credentials answer 401 badauth and change nothing."""
+    for auth in [(USER, "wrong"), ("someone", KEY), None]:
+        answer = update(fake, auth=auth, myip=NEW)
+        assert (answer.status_code, answer.text) == (401, "badauth")
+    assert fake.endpoint == OLD
+    assert [r.auth for r in fake.requests] == ["basic", "basic", "none"]
+
+
+def test_legacy_query_credentials_work_and_are_not_recorded(fake: FakeTunnelbroker) -> None:
+    """username=/password= in the query are accepted, and the password is never recorded."""
+    answer = update(fake, auth=None, myip=NEW, username=USER, password=KEY)
+    assert answer.text == f"good {NEW}"
+    recorded = fake.requests[-1]
+    assert recorded.auth == "query" and recorded.authorized
+    assert "password" not in recorded.params
+    assert KEY not in repr(fake.requests) and KEY not in json.dumps(fake.stats())
+
+
+@pytest.mark.parametrize(
+    ("hostname", "body"), [("999", "nohost"), ("abc.example", "notfqdn"), ("1,2", "numhost")]
+)
+def test_wrong_hostnames_get_hes_answers(fake: FakeTunnelbroker, hostname: str, body: str) -> None:
+    """An unknown tunnel id, a non-numeric one and several at once get their answers."""
+    answer = requests.get(
+        fake.update_url, params={"hostname": hostname}, auth=(USER, KEY), timeout=5
+    )
+    assert answer.text == body
+
+
+def test_a_private_myip_gets_the_legacy_rfc1918_error(fake: FakeTunnelbroker) -> None:
+    """RFC 1918 addresses are refused; the endpoint stays."""
+    assert update(fake, myip="192.168.1.20").text == RFC1918_LEGACY
+    assert fake.endpoint == OLD
+
+
+@pytest.mark.parametrize("name", sorted(ANSWERS))
+def test_every_scripted_answer_is_given_once(fake: FakeTunnelbroker, name: str) -> None:
+    """A scripted answer is served for the next update only; then HE behaves normally again."""
+    fake.script(name)
+    status, body = ANSWERS[name]
+    answer = update(fake, myip=NEW)
+    assert (answer.status_code, answer.text) == (status, body)
+    assert update(fake, myip=NEW).text == f"good {NEW}"
+
+
+def test_a_scripted_drop_closes_the_connection_unanswered(fake: FakeTunnelbroker) -> None:
+    """`drop` closes the connection without a status line."""
+    fake.script("drop")
+    with pytest.raises(requests.ConnectionError):
+        update(fake, myip=NEW)
+    assert fake.requests[-1].status == 0
+
+
+def test_unknown_scripted_answers_are_refused(fake: FakeTunnelbroker) -> None:
+    """Scripting a name the fake does not know is a test bug, reported at once."""
+    with pytest.raises(ValueError, match="unknown scripted answer"):
+        fake.script("gooood")
+
+
+def test_a_delay_answers_late(fake: FakeTunnelbroker) -> None:
+    """With a delay the answer comes no sooner than that."""
+    fake.delay = 0.5
+    started = time.monotonic()
+    assert update(fake, myip=NEW).text == f"good {NEW}"
+    assert time.monotonic() - started >= 0.5
+
+
+def test_on_update_runs_before_the_answer_with_the_new_address() -> None:
+    """on_update(address) is called for a change, before the client hears `good`, not on nochg."""
+    seen: list[str] = []
+    with FakeTunnelbroker(key=KEY, username=USER, tunnel_id=TID, on_update=seen.append) as f:
+        answer = update(f, myip=NEW)
+        assert seen == [NEW]
+        assert answer.text == f"good {NEW}"
+        update(f, myip=NEW)
+        assert seen == [NEW]
+
+
+def test_a_failed_ping_check_answers_good_127_and_keeps_the_endpoint() -> None:
+    """When the new address does not answer HE's ping, HE says `good 127.0.0.1` and keeps it."""
+    asked: list[str] = []
+
+    def unreachable(address: str) -> bool:
+        asked.append(address)
+        return False
+
+    with FakeTunnelbroker(key=KEY, username=USER, endpoint=OLD, ping_check=unreachable) as f:
+        assert update(f, myip=NEW).text == "good 127.0.0.1"
+        assert f.endpoint == OLD
+    assert asked == [NEW]
+
+
+def test_system_ping_reaches_loopback() -> None:
+    """The real ping used by --ping-check answers for 127.0.0.1."""
+    assert system_ping("127.0.0.1") is True
+
+
+def test_tunnel_info_serves_the_tunnel_as_xml(fake: FakeTunnelbroker) -> None:
+    """tunnelInfo.php?tid= answers XML with clientv4 = the current endpoint; auth is checked."""
+    answer = requests.get(fake.info_url, params={"tid": TID}, auth=(USER, KEY), timeout=5)
+    assert answer.status_code == 200
+    assert f"<clientv4>{OLD}</clientv4>" in answer.text
+    assert f'<tunnel id="{TID}">' in answer.text
+    denied = requests.get(fake.info_url, params={"tid": TID}, auth=(USER, "x"), timeout=5)
+    assert denied.status_code == 401
+    other = requests.get(fake.info_url, params={"tid": "7"}, auth=(USER, KEY), timeout=5)
+    assert "<tunnel " not in other.text
+
+
+def test_tls_is_served_with_the_test_ca(tmp_path: Path) -> None:
+    """With a test CA the fake serves HTTPS that verifies against that CA only."""
+    ca = make_test_ca(tmp_path)
+    with FakeTunnelbroker(key=KEY, username=USER, tunnel_id=TID, tls=ca) as f:
+        good = requests.get(
+            f.update_url, params={"hostname": TID, "myip": NEW}, auth=(USER, KEY),
+            verify=str(ca.ca_cert), timeout=5,
+        )  # fmt: skip
+        assert good.text == f"good {NEW}"
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f.update_url, verify=True, timeout=5)
+
+
+def test_the_fake_never_logs_the_key(
+    fake: FakeTunnelbroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its request log shows the path only, never query credentials."""
+    caplog.set_level(logging.DEBUG, logger="reconciler.testing.fake_he")
+    update(fake, auth=None, myip=NEW, username=USER, password=KEY)
+    update(fake, myip=NEW)
+    # Only the fake's own lines: urllib3 on the test's side logs the legacy URL it sent,
+    # which is exactly why the real client uses Basic auth.
+    ours = [r.getMessage() for r in caplog.records if r.name == "reconciler.testing.fake_he"]
+    assert any("/nic/update" in line for line in ours)
+    assert not any(KEY in line for line in ours)
+
+
+def _read_line(stream: IO[str], timeout: float) -> str:
+    """One line from `stream`, or "" when none comes within `timeout` seconds."""
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return line[0] if line else ""
+
+
+def test_the_process_serves_and_is_steered_through_the_control_api(tmp_path: Path) -> None:
+    """As a process it prints its address, obeys /_lab/, runs --on-update-exec, exits on TERM."""
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")
+    moved = tmp_path / "moved"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler.testing.fake_he", "--listen", "127.0.0.1:0",
+         "--tunnel-id", TID, "--username", USER, "--key-file", str(key_file),
+         "--endpoint", OLD, "--on-update-exec", sys.executable, "-c",
+         f"import sys; open({str(moved)!r}, 'w').write(sys.argv[1])", "{address}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = _read_line(process.stdout, 15.0).strip()
+        assert line.startswith("listening on 127.0.0.1:")
+        base = f"http://{line.removeprefix('listening on ')}"
+        url = f"{base}/nic/update"
+
+        def get(**params: str) -> requests.Response:
+            return requests.get(
+                url, params={"hostname": TID, **params}, auth=(USER, KEY), timeout=5
+            )
+
+        assert get(myip=NEW).text == f"good {NEW}"
+        assert moved.read_text() == NEW
+        requests.post(f"{base}/_lab/script", params={"answers": "abuse,badauth"}, timeout=5)
+        assert [get(myip=NEW).text for _ in range(3)] == ["abuse", "badauth", f"nochg {NEW}"]
+        requests.post(f"{base}/_lab/delay", params={"seconds": "0.4"}, timeout=5)
+        started = time.monotonic()
+        get(myip=NEW)
+        assert time.monotonic() - started >= 0.4
+        requests.post(f"{base}/_lab/delay", params={"seconds": "0"}, timeout=5)
+        new_key = tmp_path / "key2"
+        new_key.write_text("another-key")
+        requests.post(f"{base}/_lab/credentials", params={"key_file": str(new_key)}, timeout=5)
+        assert get(myip=NEW).status_code == 401
+        stats = requests.get(f"{base}/_lab/stats", timeout=5).json()
+        assert stats["schema"] == "reconciler.fake-he-stats/1"
+        assert stats["endpoint"] == NEW
+        assert stats["counts"]["update"] == 6
+        assert stats["counts"]["update:abuse"] == 1
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    _, err = process.communicate()
+    assert KEY not in err and "another-key" not in err
