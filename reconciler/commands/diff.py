@@ -1,0 +1,65 @@
+"""`reconciler diff`: the plan for the state folded from the log, printed, acting on nothing.
+
+Exit status like `terraform plan -detailed-exitcode`: 0 no changes, 2 changes pending
+(including actions held back), 1 error. `--observe` first runs every observer once and
+records its facts (it needs the log's write lock, so not while the daemon runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from reconciler.history import load_state
+from reconciler.model.desired import desired
+from reconciler.model.plan import plan
+from reconciler.render.diff import diff_json, diff_text
+from reconciler.statedir import events_dir
+
+if TYPE_CHECKING:
+    from reconciler.cli import Environment
+    from reconciler.model.config import Config
+
+__all__ = ["run"]
+
+
+def run(args: argparse.Namespace, env: Environment) -> int:
+    from reconciler.cli import ExitStatus
+    from reconciler.commands._common import load_config_for
+
+    config = load_config_for(args, env)
+    state_dir = (env.cwd / args.state_dir).resolve() if args.state_dir else config.daemon.state_dir
+    if args.observe:
+        _observe(config, state_dir)
+    observed, _ = load_state(state_dir)
+    wanted = desired(config, observed)
+    current = plan(wanted, observed, time.time())
+    if args.json:
+        document = diff_json(current, observed, wanted)
+        print(json.dumps(document, indent=2, sort_keys=True), file=env.stdout)
+    else:
+        env.stdout.write(diff_text(current, observed, wanted))
+    return ExitStatus.OK if current.empty else ExitStatus.CHANGES
+
+
+def _observe(config: Config, state_dir: Path) -> None:
+    """Run every observer once, recording facts (and the config, when it is new)."""
+    from reconciler.eventlog import EventLog
+    from reconciler.model.facts import ConfigLoaded, to_record
+    from reconciler.world.observers import observe_all
+
+    observed, _ = load_state(state_dir)
+    with EventLog.open(events_dir(state_dir)) as log:
+        if observed.config_digest != config.digest:
+            fact = ConfigLoaded(
+                digest=config.digest,
+                path=str(config.path),
+                summary=config.summary(),
+                fail_after={f: p.fail_after for f, p in config.probes.items()},
+                recover_after={f: p.recover_after for f, p in config.probes.items()},
+            )
+            log.append(to_record(fact, at=time.time(), source="diff"))
+        observe_all(config, log)
