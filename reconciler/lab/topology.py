@@ -164,6 +164,8 @@ class Lab:
         self.he_output_path = self.workdir / "fake-he.out"
         self.cli_transcript_path = self.workdir / "cli-transcript.log"
         self.update_key = f"lab-key-{os.urandom(12).hex()}"
+        self.keys_used: list[str] = [self.update_key]  # every key: none may leak anywhere
+        self.secret_files: set[Path] = {self.key_file, self.he_key_file}
         self.daemon: subprocess.Popen[bytes] | None = None
         self.he_server: subprocess.Popen[bytes] | None = None
         self._namespaces: list[str] = []
@@ -220,6 +222,13 @@ class Lab:
         _ip(namespace, f"link add {name} type {kind} local {local} remote {remote}")
         _ip(namespace, f"link set {name} mtu {TUNNEL_MTU} up")
         _ip(namespace, f"addr add {ipv6}/{TUNNEL_PREFIXLEN} dev {name} nodad")
+
+    def write_secret(self, path: Path, content: str) -> None:
+        """Write a key file (0600); the key joins `keys_used`."""
+        if content not in self.keys_used:
+            self.keys_used.append(content)
+        self.secret_files.add(path)
+        self._write_secret(path, content)
 
     @staticmethod
     def _write_secret(path: Path, content: str) -> None:
@@ -308,7 +317,7 @@ class Lab:
         """The lab's configuration as tables; `section__key=value` overrides one key
         (`probe_ipv6__interval=60` for [probe.ipv6] interval)."""
         base = f"http://{HE_ADDRESS}:{HE_PORT}"
-        probe = {"interval": 0.5, "timeout": 0.5, "fail_after": 2, "recover_after": 1}
+        probe = {"interval": 1.0, "timeout": 0.5, "fail_after": 2, "recover_after": 1}
         tables: dict[str, dict[str, Any]] = {
             "daemon": {
                 "platform": "linux",
@@ -376,7 +385,7 @@ class Lab:
     def set_update_key(self, key: str) -> None:
         """Replace the key in the daemon's key file (what a user fixing the config does)."""
         scratch = self.key_file.with_suffix(".tmp")
-        self._write_secret(scratch, key)
+        self.write_secret(scratch, key)
         os.replace(scratch, self.key_file)
         self.update_key = key
 
@@ -592,9 +601,8 @@ class Lab:
 
     def produced_files(self) -> Iterator[Path]:
         """Every file the run produced except the key files themselves."""
-        secrets = {self.key_file, self.he_key_file}
         for path in sorted(self.workdir.rglob("*")):
-            if path.is_file() and path not in secrets and not path.name.endswith(".tmp"):
+            if path.is_file() and path not in self.secret_files and path.suffix != ".tmp":
                 yield path
 
 

@@ -1,0 +1,239 @@
+"""The six scenarios of issue 5, end to end: the real daemon on real kernel interfaces."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from reconciler.lab.topology import Lab, wait_until
+from reconciler.model.facts import (
+    ActionFailed,
+    ActionStarted,
+    ActionSucceeded,
+    DaemonStarted,
+    ProbeObserved,
+)
+
+NEW_ADDRESS = "203.0.113.11"
+
+
+def _facts(lab: Lab, cls: type) -> list[Any]:
+    return [e for e in lab.envelopes() if isinstance(e.fact, cls)]
+
+
+def _started(lab: Lab, kind: str) -> list[Any]:
+    return [e for e in _facts(lab, ActionStarted) if e.fact.action == kind]
+
+
+def _succeeded(lab: Lab, kind: str) -> list[Any]:
+    return [e for e in _facts(lab, ActionSucceeded) if e.fact.action == kind]
+
+
+def _failed(lab: Lab, kind: str) -> list[Any]:
+    return [e for e in _facts(lab, ActionFailed) if e.fact.action == kind]
+
+
+def _ipv6_ok_probes(lab: Lab) -> int:
+    return sum(1 for e in _facts(lab, ProbeObserved) if e.fact.family == "ipv6" and e.fact.ok)
+
+
+def _start_converged(lab: Lab, **overrides: Any) -> None:
+    """Start the daemon and wait until it has seen IPv6 work across the tunnel."""
+    lab.start_daemon(**overrides)
+    wait_until(lambda: _ipv6_ok_probes(lab) >= 1, timeout=30, what="a good IPv6 probe")
+    assert lab.daemon_running(), lab.daemon_stderr()
+
+
+def _assert_no_key_anywhere(lab: Lab, keys: list[str]) -> None:
+    for path in lab.produced_files():
+        data = path.read_bytes()
+        for key in keys:
+            assert key.encode() not in data, f"the update key leaked into {path.name}"
+
+
+@pytest.fixture
+def lab(lab_available: None) -> Iterator[Lab]:
+    """A fresh lab per scenario; torn down (and searched for the key) whatever happens."""
+    with Lab() as built:
+        yield built
+        _assert_no_key_anywhere(built, built.keys_used)
+
+
+def test_scenario_1_quiet_day_does_nothing(lab: Lab) -> None:
+    """Nothing changes: over several probe cycles no action runs and HE hears nothing."""
+    _start_converged(lab)
+    wait_until(lambda: _ipv6_ok_probes(lab) >= 5, timeout=30, what="five IPv6 probe cycles")
+    assert _facts(lab, ActionStarted) == []
+    assert lab.he_update_calls() == 0
+    assert lab.daemon_running()
+    assert lab.stop_daemon() == 0
+
+
+def test_scenario_2_tunnel_down_is_restarted_without_he_update(lab: Lab) -> None:
+    """The tunnel goes down with IPv4 fine: it is restarted, IPv6 returns, HE is not called."""
+    _start_converged(lab)
+    lab.tunnel_down()
+    wait_until(lambda: _succeeded(lab, "restart-tunnel"), timeout=30, what="restart-tunnel")
+    wait_until(lab.ping6_through_tunnel, timeout=15, what="IPv6 across the tunnel")
+    state = lab.tunnel_state()
+    assert state is not None and "UP" in state["flags"]
+    assert _started(lab, "update-he-endpoint") == []
+    assert lab.he_update_calls() == 0
+
+
+@pytest.fixture(scope="module")
+def wan_outage(lab_available: None) -> Iterator[SimpleNamespace]:
+    """Scenario 3 played once: the WAN loses its address and link, then gets a new address."""
+    with Lab() as lab:
+        _start_converged(lab)
+        lab.remove_wan_address()
+        lab.wan_link(False)
+        wait_until(lambda: len(_started(lab, "restart-wan")) >= 3, timeout=40, what="3 restarts")
+        calls_while_down = lab.he_update_calls()
+        lab.set_wan_address(NEW_ADDRESS)
+        changed = time.monotonic()
+        wait_until(
+            lambda: lab.ping6_through_tunnel(timeout=0.3),
+            timeout=40,
+            interval=0.05,
+            what="IPv6 across the tunnel at the new address",
+        )
+        repair_seconds = time.monotonic() - changed
+        wait_until(lambda: _succeeded(lab, "reload-pf"), timeout=20, what="reload-pf")
+        time.sleep(3)  # long enough for a duplicate update to show
+        story = SimpleNamespace(
+            lab=lab, calls_while_down=calls_while_down, repair_seconds=repair_seconds
+        )
+        story.replay = lab.reconciler("replay")
+        story.replay_json = lab.reconciler("replay", "--json")
+        story.status = lab.reconciler("status", "--json")
+        story.diff = lab.reconciler("diff")
+        story.stopped = lab.stop_daemon()
+        yield story
+
+
+def test_scenario_3_wan_outage_then_new_address(wan_outage: SimpleNamespace) -> None:
+    """restart-wan backs off while down with no HE call; the new address gets one update,
+    a tunnel with the new local end, the firewall step, and IPv6 back."""
+    lab = wan_outage.lab
+    restarts = [e.at for e in _started(lab, "restart-wan")]
+    gaps = [b - a for a, b in itertools.pairwise(restarts)]
+    assert len(restarts) >= 3
+    assert min(gaps) >= 0.4, f"restart-wan attempts without backoff: {gaps}"
+    assert gaps[-1] >= gaps[0], f"the backoff does not grow: {gaps}"
+    assert wan_outage.calls_while_down == 0
+    assert lab.he_update_calls() == 1
+    assert lab.he_stats()["endpoint"] == NEW_ADDRESS
+    assert lab.he_tunnel_remote() == NEW_ADDRESS
+    assert lab.tunnel_local() == NEW_ADDRESS
+    assert [e.fact.key for e in _succeeded(lab, "restart-tunnel")][-1].startswith(
+        f"restart-tunnel:{NEW_ADDRESS}"
+    )
+    assert lab.firewall_marker.exists()
+    assert lab.ping6_through_tunnel()
+    assert wan_outage.diff.returncode == 0, wan_outage.diff.stdout + wan_outage.diff.stderr
+    assert wan_outage.stopped == 0
+
+
+def test_scenario_6_replay_tells_the_outage_story_with_times(wan_outage: SimpleNamespace) -> None:
+    """`reconciler replay` after the outage lists, in order and with times: restart attempts,
+    the new address, the update, the tunnel restart, the firewall reload, IPv6 back."""
+    replay = wan_outage.replay
+    assert replay.returncode == 0, replay.stderr
+    lines = replay.stdout.splitlines()
+    stamped = re.compile(r"\d{2}:\d{2}:\d{2}")
+
+    def first(pattern: str, after: int = -1) -> int:
+        for index, line in enumerate(lines):
+            if index > after and re.search(pattern, line, re.IGNORECASE):
+                assert stamped.search(line), f"no time on: {line}"
+                return index
+        raise AssertionError(f"replay never mentions {pattern!r} after line {after}")
+
+    restart_wan = first("restart-wan")
+    new_address = first(re.escape(NEW_ADDRESS), restart_wan)
+    update = first("update-he-endpoint", restart_wan)
+    tunnel = first("restart-tunnel", update)
+    firewall = first("reload-pf", tunnel)
+    ipv6_back = first(r"ipv6.*\bup\b", tunnel)
+    assert restart_wan < new_address and update < tunnel < firewall and tunnel < ipv6_back
+    document = json.loads(wan_outage.replay_json.stdout)
+    assert document["schema"].startswith("reconciler.replay/")
+
+
+def test_update_key_appears_in_nothing_the_lab_run_produced(wan_outage: SimpleNamespace) -> None:
+    """Daemon stderr, the event log, the fake HE's output and every CLI output lack the key."""
+    lab = wan_outage.lab
+    assert lab.daemon_stderr().strip(), "the daemon logged nothing: the search would be empty"
+    assert any(lab.state_dir.rglob("*")), "no event log: the search would be empty"
+    outputs = [wan_outage.replay, wan_outage.replay_json, wan_outage.status, wan_outage.diff]
+    for done in outputs:
+        assert lab.update_key not in done.stdout + done.stderr
+    _assert_no_key_anywhere(lab, lab.keys_used)
+
+
+def test_scenario_4a_abuse_stops_updates_for_hours(lab: Lab) -> None:
+    """HE answers `abuse`: one call, then no retry within the test, and status says why."""
+    _start_converged(lab)
+    lab.he("script", answers="abuse")
+    lab.set_wan_address(NEW_ADDRESS)
+    wait_until(lambda: _failed(lab, "update-he-endpoint"), timeout=30, what="the abuse answer")
+    time.sleep(6)  # several probe cycles and more than backoff_max
+    assert lab.he_update_calls() == 1
+    failure = _failed(lab, "update-he-endpoint")[0].fact
+    assert failure.kind == "temporary" and (failure.retry_after or 0) >= 3600
+    status = lab.reconciler("status")
+    assert "abuse" in status.stdout, status.stdout + status.stderr
+    as_json = lab.reconciler("status", "--json")
+    assert json.loads(as_json.stdout)["schema"].startswith("reconciler.status/")
+
+
+def test_scenario_4b_badauth_waits_for_fixed_key_and_sighup(lab: Lab) -> None:
+    """HE answers `badauth`: one call, no retry; after the key file is fixed and SIGHUP
+    the update goes through and IPv6 returns."""
+    _start_converged(lab)
+    right_key = f"lab-key-rotated-{time.time_ns()}"
+    accepted = lab.workdir / "he-accepts-new.key"
+    lab.write_secret(accepted, right_key)
+    lab.he("credentials", key_file=str(accepted))  # HE now wants a key the daemon lacks
+    lab.set_wan_address(NEW_ADDRESS)
+    wait_until(lambda: _failed(lab, "update-he-endpoint"), timeout=30, what="the badauth answer")
+    time.sleep(5)
+    assert _failed(lab, "update-he-endpoint")[0].fact.kind == "permanent"
+    assert lab.he_stats()["counts"].get("update:badauth") == 1
+    assert lab.he_update_calls() == 1
+    status = lab.reconciler("status")
+    assert "badauth" in status.stdout, status.stdout + status.stderr
+    lab.set_update_key(right_key)
+    lab.reload_daemon()
+    wait_until(lambda: _succeeded(lab, "update-he-endpoint"), timeout=30, what="the update")
+    wait_until(lab.ping6_through_tunnel, timeout=30, what="IPv6 across the tunnel")
+    assert lab.he_update_calls() == 2
+    assert lab.he_stats()["endpoint"] == NEW_ADDRESS
+
+
+def test_scenario_5_sigkill_mid_repair_resumes_without_duplicate_update(lab: Lab) -> None:
+    """SIGKILL while HE delays its answer; a new daemon converges with no second update."""
+    _start_converged(lab)
+    lab.he("delay", seconds=3)
+    lab.set_wan_address(NEW_ADDRESS)
+    wait_until(lambda: _started(lab, "update-he-endpoint"), timeout=30, what="the update intent")
+    assert lab.kill_daemon() != 0
+    lab.he("delay", seconds=0)
+    # The request reached HE before the kill: HE answers it and moves its end anyway.
+    wait_until(lambda: lab.he_stats()["endpoint"] == NEW_ADDRESS, timeout=15, what="HE's end")
+    assert not _succeeded(lab, "update-he-endpoint")  # the crash left the intent open
+    lab.start_daemon()
+    wait_until(lambda: len(_facts(lab, DaemonStarted)) == 2, timeout=15, what="the restart")
+    wait_until(lab.ping6_through_tunnel, timeout=40, what="IPv6 across the tunnel")
+    wait_until(lambda: lab.tunnel_local() == NEW_ADDRESS, timeout=10, what="the new local end")
+    time.sleep(3)  # long enough for a duplicate update to show
+    assert lab.he_update_calls() == 1
+    assert lab.stop_daemon() == 0
