@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -256,3 +257,46 @@ def test_the_process_serves_and_is_steered_through_the_control_api(tmp_path: Pat
             process.wait()
     _, err = process.communicate()
     assert KEY not in err and "another-key" not in err
+
+
+def test_ping_check_in_a_namespace_refuses_an_address_that_does_not_answer(
+    lab_available: None, tmp_path: Path
+) -> None:
+    """With --ping-check a pingable myip is taken; an unreachable one gets `good 127.0.0.1`."""
+    ns = f"rcfakehe{os.getpid()}"
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY)
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    server: subprocess.Popen[str] | None = None
+    try:
+        for cmd in (
+            ["ip", "link", "set", "lo", "up"],
+            ["ip", "addr", "add", "198.51.100.1/32", "dev", "lo"],
+        ):
+            subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True)
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-m", "reconciler.testing.fake_he",
+             "--listen", "198.51.100.1:8080", "--tunnel-id", TID, "--username", USER,
+             "--key-file", str(key_file), "--endpoint", OLD, "--ping-check"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert server.stdout is not None
+        assert _read_line(server.stdout, 15.0).strip() == "listening on 198.51.100.1:8080"
+        # The namespace has no route to 203.0.113.77, so the ping fails without leaving it.
+        script = (
+            "import requests\n"
+            "for ip in ('203.0.113.77', '198.51.100.1'):\n"
+            "    print(requests.get('http://198.51.100.1:8080/nic/update',\n"
+            f"        params={{'hostname': {TID!r}, 'myip': ip}}, auth=({USER!r}, {KEY!r}),\n"
+            "        timeout=10).text)\n"
+        )
+        done = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", script],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.stdout.splitlines() == ["good 127.0.0.1", "good 198.51.100.1"], done.stderr
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
