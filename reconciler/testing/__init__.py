@@ -2,7 +2,8 @@
 
 - `RecordingRunner`: a CommandRunner that records every argv and answers from a script;
 - `OpenBSDHost`: a scripted OpenBSD host (ifconfig, netstart, pfctl, route monitor) over a
-  temporary root, for running the real OpenBSD platform code anywhere.
+  temporary root, for running the real OpenBSD platform code anywhere;
+- `reconciler.testing.fake_he`: a fake Hurricane Electric update server (import it directly).
 """
 
 from __future__ import annotations

@@ -76,7 +76,10 @@ class IfconfigInterface:
 _HEADER = re.compile(r"^(?P<name>[a-z]+[0-9]+): flags=[0-9a-f]+<(?P<flags>[^>]*)>(?P<rest>.*)$")
 _MTU = re.compile(r"\bmtu (\d+)")
 _ARROW = r"(?:-->|->)"  # `-->` since OpenBSD 6.x, `->` before
-_TUNNEL = re.compile(rf"^tunnel: inet6? (?P<local>\S+) {_ARROW} (?P<remote>\S+)")
+# `tunnel: inet A --> B` now; OpenBSD 4.x printed `physical address inet A --> B`.
+_TUNNEL = re.compile(
+    rf"^(?:tunnel:|physical address) inet6? (?P<local>\S+) {_ARROW} (?P<remote>\S+)"
+)
 _INET = re.compile(rf"^inet (?P<addr>[0-9.]+)(?: {_ARROW} (?P<dest>[0-9.]+))?(?P<rest>.*)$")
 # A point-to-point inet6 line without a peer prints `-->` followed by nothing.
 _INET6 = re.compile(

@@ -1,0 +1,120 @@
+"""Tests for SubprocessRunner and check(), against real programs."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from reconciler.errors import TemporaryError
+from reconciler.world.runner import Completed, SubprocessRunner, check, describe_failure
+
+
+@pytest.fixture
+def runner() -> SubprocessRunner:
+    return SubprocessRunner()
+
+
+def test_output_and_status_are_captured(runner: SubprocessRunner) -> None:
+    """stdout, stderr and the exit status of a real program come back in the Completed."""
+    done = runner.run(["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=5)
+    assert done.argv == ("sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+    assert not done.ok
+    assert done.duration >= 0
+
+
+def test_arguments_are_never_shell_interpreted(runner: SubprocessRunner, tmp_path: Path) -> None:
+    """An argument full of shell syntax reaches the program as one literal argument."""
+    trap = tmp_path / "pwned"
+    done = runner.run(["echo", f"a; touch {trap}"], timeout=5)
+    assert done.stdout == f"a; touch {trap}\n"
+    assert not trap.exists()
+
+
+def test_missing_program_is_reported_not_raised(runner: SubprocessRunner) -> None:
+    """A program that does not exist gives exit status 127 and a one-line reason."""
+    done = runner.run(["/nonexistent/reconciler-test-tool", "x"], timeout=5)
+    assert done.returncode == 127
+    assert "/nonexistent/reconciler-test-tool: cannot run" in done.stderr
+
+
+def test_timeout_kills_the_child_and_what_it_started(
+    runner: SubprocessRunner, tmp_path: Path
+) -> None:
+    """An overrunning program is killed with its own children, and reported as timed out."""
+    pidfile = tmp_path / "grandchild.pid"
+    started = time.monotonic()
+    done = runner.run(["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"], timeout=0.5)
+    assert time.monotonic() - started < 5
+    assert done.timed_out
+    assert not done.ok
+    grandchild = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(grandchild), "the program's child survived the timeout"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def test_check_passes_a_success_through(runner: SubprocessRunner) -> None:
+    """check() returns a successful Completed unchanged."""
+    done = runner.run(["true"], timeout=5)
+    assert check(done) is done
+
+
+def test_check_names_status_and_last_stderr_line(runner: SubprocessRunner) -> None:
+    """A failure becomes a TemporaryError with the command, status and stderr's last line."""
+    done = runner.run(
+        ["sh", "-c", "echo first >&2; echo 'pf rules not loaded' >&2; exit 1"], timeout=5
+    )
+    with pytest.raises(TemporaryError) as caught:
+        check(done)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "exited with status 1" in message
+    assert message.endswith(": pf rules not loaded")
+    assert caught.value.temporary
+
+
+def test_describe_timeout_and_signal() -> None:
+    """Timeouts and deaths by signal are described as such."""
+    timed = Completed(("sleep", "9"), -9, "", "", 1.25, timed_out=True)
+    assert describe_failure(timed) == "`sleep 9` timed out after 1.2s"
+    killed = Completed(("route", "-n", "monitor"), -15, "", "", 0.5)
+    assert describe_failure(killed) == "`route -n monitor` was killed by signal 15"
+
+
+def test_stream_yields_lines_until_the_program_exits(runner: SubprocessRunner) -> None:
+    """stream() yields the program's lines without newlines and ends when it exits."""
+    stream = runner.stream(["sh", "-c", "echo one; echo two"])
+    assert list(stream) == ["one", "two"]
+    stream.close()
+
+
+def test_stream_close_stops_a_long_running_program(runner: SubprocessRunner) -> None:
+    """close() ends a program that would run forever, and iteration stops."""
+    stream = runner.stream(["sh", "-c", "while :; do echo tick; sleep 0.05; done"])
+    lines = iter(stream)
+    assert next(lines) == "tick"
+    stream.close()
+    rest = list(lines)
+    assert len(rest) < 5
+    stream.close()  # twice is harmless
+
+
+def test_stream_of_a_missing_program_raises_temporary_error(runner: SubprocessRunner) -> None:
+    """A stream that cannot start raises TemporaryError with one line, not OSError."""
+    with pytest.raises(TemporaryError, match="cannot run"):
+        runner.stream(["/nonexistent/route", "-n", "monitor"])
