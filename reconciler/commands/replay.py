@@ -1,0 +1,128 @@
+"""`reconciler replay [--since T] [--until T] [--at T] [--json]`: the log as a post-mortem.
+
+The whole log is folded from the start (so the state at every entry is exact) and streamed:
+entries are printed as they are read, never collected. `--at T` prints the state as it was
+at T instead. Times are ISO 8601 (UTC when no zone is given) or epoch seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from reconciler.errors import ReconcilerError
+from reconciler.history import iter_envelopes
+from reconciler.model.state import ObservedState, fold
+from reconciler.render.replay import (
+    REPLAY_SCHEMA,
+    entry_json,
+    entry_lines,
+    is_notable,
+    quiet_line,
+    state_changes,
+    state_json,
+    state_text,
+)
+from reconciler.render.timefmt import iso
+
+if TYPE_CHECKING:
+    from reconciler.cli import Environment
+
+__all__ = ["TimeArgumentError", "parse_time", "run"]
+
+
+class TimeArgumentError(ReconcilerError):
+    """A --since/--until/--at value that is not a time."""
+
+
+def parse_time(option: str, text: str) -> float:
+    """Epoch seconds for an ISO 8601 time (UTC unless it names a zone) or a plain number."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise TimeArgumentError(
+            f"{option}: {text!r} is not a time (use ISO 8601, e.g. 2024-05-01T12:00:00Z)"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def run(args: argparse.Namespace, env: Environment) -> int:
+    since = parse_time("--since", args.since) if args.since else None
+    until = parse_time("--until", args.until) if args.until else None
+    at = parse_time("--at", args.at) if args.at else None
+    if at is not None and (since is not None or until is not None):
+        raise TimeArgumentError("--at prints one state: it does not go with --since/--until")
+    if since is not None and until is not None and until < since:
+        raise TimeArgumentError("--until is before --since")
+    state_dir = _state_dir(args, env)
+    if at is not None:
+        return _print_state_at(state_dir, at, args.json, env.stdout)
+    return _print_timeline(state_dir, since, until, args.json, env.stdout)
+
+
+def _state_dir(args: argparse.Namespace, env: Environment) -> Path:
+    from reconciler.commands._common import resolve_state_dir
+
+    return resolve_state_dir(args, env)
+
+
+def _print_state_at(state_dir: Path, at: float, as_json: bool, out: TextIO) -> int:
+    state = ObservedState()
+    for envelope in iter_envelopes(state_dir):
+        if envelope.at > at:
+            break
+        state = fold(state, envelope)
+    if as_json:
+        print(json.dumps(state_json(state, at), indent=2, sort_keys=True), file=out)
+    else:
+        out.write(state_text(state, at))
+    return 0
+
+
+def _print_timeline(
+    state_dir: Path, since: float | None, until: float | None, as_json: bool, out: TextIO
+) -> int:
+    state = ObservedState()
+    shown = quiet = 0
+    if as_json:
+        out.write(
+            f'{{"schema": "{REPLAY_SCHEMA}", "since": {json.dumps(iso(since))}, '
+            f'"until": {json.dumps(iso(until))}, "entries": ['
+        )
+    for envelope in iter_envelopes(state_dir):
+        if until is not None and envelope.at > until:
+            break
+        after = fold(state, envelope)
+        if since is None or envelope.at >= since:
+            changes = state_changes(state, after)
+            if as_json:
+                out.write(
+                    ("," if shown else "") + "\n  " + json.dumps(entry_json(envelope, changes))
+                )
+                shown += 1
+            elif is_notable(envelope, changes):
+                if quiet:
+                    print(quiet_line(quiet), file=out)
+                    quiet = 0
+                print("\n".join(entry_lines(envelope, changes, after)), file=out)
+                shown += 1
+            else:
+                quiet += 1
+        state = after
+    if as_json:
+        out.write(f'\n], "count": {shown}}}\n')
+        return 0
+    if quiet:
+        print(quiet_line(quiet), file=out)
+    if not shown and not quiet:
+        print("The event log holds nothing in this time range.", file=out)
+    return 0
