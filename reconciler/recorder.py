@@ -124,8 +124,9 @@ class Recorder:
             return
         try:
             self._snapshots.write(self._last_seq, state_to_mapping(self._state), SCHEMA_VERSION)
-        except OSError as exc:  # a snapshot is an optimisation: never lose a fact over it
+        except Exception as exc:  # a snapshot is an optimisation: never fail a record over it
             _log.warning("could not write a snapshot at seq %d: %s", self._last_seq, exc)
+            self._since_snapshot = 0  # try again after another snapshot_every facts
             return
         self._since_snapshot = 0
 

@@ -1,0 +1,149 @@
+"""Test helpers for the daemon, recorder, observers, executors and their commands.
+
+Builds configurations for the scripted OpenBSD host (in-process tests) and writes TOML config
+files for daemons started as subprocesses inside a network namespace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from reconciler.model.config import (
+    Config,
+    DaemonConfig,
+    FirewallConfig,
+    ProbeConfig,
+    ReconcileConfig,
+    TunnelbrokerConfig,
+    TunnelConfig,
+    WanConfig,
+)
+
+__all__ = ["TEST_KEY", "linux_config_text", "openbsd_config", "write_key"]
+
+TEST_KEY = "sekrit-update-key-7f3a9c"
+HE_SERVER = "198.51.100.1"
+CLIENT6 = "2001:db8:1f06:abc::2"
+SERVER6 = "2001:db8:1f06:abc::1"
+
+
+def write_key(directory: Path, key: str = TEST_KEY) -> Path:
+    path = directory / "tunnelbroker.key"
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def openbsd_config(
+    tmp_path: Path,
+    *,
+    update_url: str,
+    info_url: str | None = None,
+    probes: dict[str, ProbeConfig] | None = None,
+    firewall: tuple[str, ...] = ("pfctl", "-f", "/etc/pf.conf"),
+    observe_interval: float = 30.0,
+    watch_kernel: bool = True,
+    digest: str = "",
+) -> Config:
+    """A Config for the scripted OpenBSD host rooted at tmp_path/root (em0, gif0)."""
+    key_file = (
+        write_key(tmp_path)
+        if not (tmp_path / "tunnelbroker.key").exists()
+        else (tmp_path / "tunnelbroker.key")
+    )
+    return Config(
+        path=tmp_path / "reconciler.conf",
+        digest=digest or hashlib.sha256(f"{update_url}{firewall}".encode()).hexdigest(),
+        daemon=DaemonConfig(
+            platform="openbsd",
+            state_dir=tmp_path / "state",
+            log="stderr",
+            watch_kernel=watch_kernel,
+        ),
+        wan=WanConfig(interface="em0", restart_command=None),
+        probes=probes or {},
+        tunnel=TunnelConfig(
+            interface="gif0",
+            mode="gif",
+            server_ipv4=HE_SERVER,
+            client_ipv6=CLIENT6,
+            server_ipv6=SERVER6,
+            hostname_file=Path("/etc/hostname.gif0"),  # under the host's root
+            observe_interval=observe_interval,
+        ),
+        tunnelbroker=TunnelbrokerConfig(
+            tunnel_id="123456",
+            username="rcuser",
+            update_key_file=key_file,
+            update_url=update_url,
+            info_url=info_url,
+            min_update_interval=1.0,
+            connect_timeout=1.0,
+            read_timeout=2.0,
+        ),
+        firewall=FirewallConfig(reload_command=firewall),
+        reconcile=ReconcileConfig(backoff_min=0.5, backoff_max=5.0),
+    )
+
+
+def linux_config_text(
+    directory: Path,
+    *,
+    wan: str,
+    update_url: str,
+    interval: float = 1.0,
+) -> str:
+    """A TOML config for a daemon run inside a namespace: vxlan tunnel, probes on loopback."""
+    key_file = (
+        write_key(directory)
+        if not (directory / "tunnelbroker.key").exists()
+        else (directory / "tunnelbroker.key")
+    )
+    return f"""\
+[daemon]
+platform = "linux"
+state_dir = "state"
+log = "stderr"
+
+[wan]
+interface = "{wan}"
+
+[probe.ipv4]
+target = "127.0.0.1"
+interval = {interval}
+timeout = 0.5
+
+[probe.ipv6]
+target = "{CLIENT6}"
+interval = {interval}
+timeout = 0.5
+
+[tunnel]
+interface = "rctun0"
+mode = "vxlan"
+server_ipv4 = "{HE_SERVER}"
+client_ipv6 = "{CLIENT6}"
+server_ipv6 = "{SERVER6}"
+prefixlen = 64
+mtu = 1450
+vxlan_id = 42
+vxlan_port = 4789
+observe_interval = {interval}
+
+[tunnelbroker]
+tunnel_id = "123456"
+username = "rcuser"
+update_key_file = "{key_file}"
+update_url = "{update_url}"
+min_update_interval = 1
+connect_timeout = 1
+read_timeout = 1
+
+[firewall]
+reload_command = []
+
+[reconcile]
+backoff_min = 1
+backoff_max = 5
+"""
