@@ -163,12 +163,12 @@ class EventLog:
                 break
             index.append((seq, pos))
         if damage is not None:
-            if not is_torn_tail(data, damage):
+            torn = is_torn_tail(data, damage)
+            if repair and not torn:
                 raise CorruptLogError(seg, damage.offset, damage.reason)
             if repair:
                 self._cut_torn_tail(seg, damage, data)
-            else:
-                log.info("%s: stopping at a torn tail at byte %d", seg, damage.offset)
+            # A reader opens anyway: read() hands out what precedes the damage, then raises.
         self._next_seq = seq
         self._active_first = first
         self._active_size = pos
