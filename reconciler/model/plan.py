@@ -248,8 +248,11 @@ def _reload_after_restart(
 ) -> ReloadPf | None:
     if not desired.reload_firewall or desired.local is None:
         return None
-    if any(a.KIND == RestartTunnel.KIND for a in planned):
-        return ReloadPf(desired.local, reason="the tunnel is restarted first")
+    restart = next((a for a in planned if a.KIND == RestartTunnel.KIND), None)
+    if restart is not None:
+        return ReloadPf(
+            desired.local, reason="the tunnel is restarted first", causes=restart.causes
+        )
     restarted = observed.last_success_seq_of(RestartTunnel.KIND)
     reloaded = observed.last_success_seq_of(ReloadPf.KIND)
     if restarted > reloaded:

@@ -1,0 +1,329 @@
+"""Table tests for every planner rule, and the two stories of the original write-up."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler.model.actions import ReloadPf, RestartTunnel, RestartWan, UpdateHeEndpoint
+from reconciler.model.config import ReconcileConfig
+from reconciler.model.facts import (
+    ActionFailed,
+    ActionStarted,
+    ActionSucceeded,
+    EndpointObserved,
+    HostnameFileObserved,
+    ProbeObserved,
+    TunnelObserved,
+    WanAddressObserved,
+)
+from reconciler.model.hostname import digest_of, render_hostname_file
+from reconciler.model.plan import backoff_delay
+
+from .world import HE_SERVER, History, make_config
+
+ADDR = "203.0.113.7"
+NEW = "203.0.113.9"
+
+
+def healthy(history: History, address: str = ADDR) -> History:
+    """Record a world where everything matches the configuration."""
+    content = render_hostname_file(history.config.tunnel, address)
+    history.record(WanAddressObserved("em0", address, True))
+    history.record(TunnelObserved("gif0", True, True, address, HE_SERVER))
+    history.record(HostnameFileObserved("/etc/hostname.gif0", digest_of(content.encode())))
+    history.record(EndpointObserved(address, "update", for_local=address))
+    history.record(ProbeObserved("ipv4", "198.51.100.53", True, 3.0))
+    history.record(ProbeObserved("ipv6", "2001:db8::53", True, 4.0))
+    return history
+
+
+def fail_probe(history: History, family: str, times: int) -> None:
+    for _ in range(times):
+        history.record(ProbeObserved(family, "x", False))
+
+
+def run_ok(history: History, action: object) -> None:
+    """Record an action as started and succeeded."""
+    key, kind = action.key, action.KIND  # type: ignore[attr-defined]
+    history.record(ActionStarted(key, kind, "test"))
+    history.record(ActionSucceeded(key, kind))
+
+
+def test_healthy_world_plans_nothing() -> None:
+    """When everything matches, the plan is empty and nothing is held."""
+    plan = healthy(History()).plan()
+    assert plan.empty and len(plan) == 0
+
+
+def test_unobserved_world_plans_nothing() -> None:
+    """With no observation of the WAN the planner does not guess."""
+    assert History().plan().empty
+
+
+@pytest.mark.parametrize(
+    ("wan", "reason"),
+    [
+        (WanAddressObserved("em0", None, True), "no IPv4 address"),
+        (WanAddressObserved("em0", ADDR, False), "link is down"),
+        (WanAddressObserved("em0", None, False, exists=False), "missing"),
+    ],
+)
+def test_wan_down_restarts_wan_only(wan: WanAddressObserved, reason: str) -> None:
+    """A WAN without an address, link or interface gets restart-wan and nothing else."""
+    history = healthy(History())
+    history.record(wan)
+    plan = history.plan()
+    assert [a.KIND for a in plan] == ["restart-wan"]
+    assert reason in plan.actions[0].reason
+    assert plan.actions[0].causes
+
+
+def test_single_lost_ping_changes_nothing() -> None:
+    """Hysteresis: one failed IPv4 probe below fail_after plans nothing."""
+    history = healthy(History())
+    fail_probe(history, "ipv4", 2)
+    assert history.plan().empty
+
+
+def test_ipv4_probes_down_restart_wan() -> None:
+    """fail_after failed IPv4 probes mean the WAN is down: restart-wan only."""
+    history = healthy(History())
+    fail_probe(history, "ipv4", 3)
+    plan = history.plan()
+    assert plan.actions == (RestartWan("em0"),)
+    assert "failed 3 times" in plan.actions[0].reason
+
+
+def test_wan_restart_rejudges_probes() -> None:
+    """After a restart-wan the IPv4 probe must fail fail_after times again before another."""
+    history = healthy(History())
+    fail_probe(history, "ipv4", 3)
+    run_ok(history, RestartWan("em0"))
+    assert history.plan(later=10_000).empty
+    fail_probe(history, "ipv4", 3)
+    assert history.kinds(later=10_000) == ["restart-wan"]
+
+
+def test_endpoint_differs_updates_he() -> None:
+    """HE holding another address than our public WAN address asks for an update with myip."""
+    history = healthy(History())
+    history.record(EndpointObserved("203.0.113.99", "tunnel-info"))
+    plan = history.plan()
+    assert plan.actions == (UpdateHeEndpoint(ADDR, ADDR),)
+    assert "203.0.113.99" in plan.actions[0].reason
+
+
+def test_update_never_repeated_for_accepted_address() -> None:
+    """Once HE accepted an address the planner never asks to send it again."""
+    history = healthy(History())
+    history.record(EndpointObserved(None, "tunnel-info"))
+    run_ok(history, UpdateHeEndpoint(ADDR, ADDR))
+    assert "update-he-endpoint" not in history.kinds(later=100_000)
+
+
+def test_private_wan_address_sends_no_myip() -> None:
+    """An RFC 1918 WAN address is never sent as myip; the update compares for_local instead."""
+    history = healthy(History(), address="192.168.1.20")
+    history.record(EndpointObserved("203.0.113.50", "update", for_local="192.168.1.2"))
+    plan = history.plan()
+    update = next(a for a in plan if isinstance(a, UpdateHeEndpoint))
+    assert update.address is None and update.local == "192.168.1.20"
+
+
+def test_nat_mode_update_due_on_local_change() -> None:
+    """Behind NAT the update is due only when the WAN differs from HE's confirmed for_local."""
+    history = History(make_config(public_address="tunnelbroker"))
+    healthy(history)
+    history.record(EndpointObserved("198.51.100.200", "update", for_local=ADDR))
+    assert "update-he-endpoint" not in history.kinds()
+    history.record(EndpointObserved("198.51.100.200", "update", for_local="203.0.113.1"))
+    assert history.plan().actions[0] == UpdateHeEndpoint(None, ADDR)
+
+
+def test_min_update_interval_holds_second_update() -> None:
+    """Two updates are never closer than min_update_interval."""
+    history = healthy(History())
+    history.record(ActionStarted(f"update-he-endpoint:{NEW}", "update-he-endpoint", "x"))
+    history.record(ActionSucceeded(f"update-he-endpoint:{NEW}", "update-he-endpoint"))
+    history.record(EndpointObserved(NEW, "update", for_local=NEW))
+    plan = history.plan(later=100)
+    assert [h.why for h in plan.held] == ["min-update-interval"]
+    assert "update-he-endpoint" in history.kinds(later=700)
+
+
+def test_permanent_failure_holds_until_config_changes() -> None:
+    """badauth holds every update while the config digest is the one it failed under."""
+    history = healthy(History())
+    history.record(EndpointObserved(None, "tunnel-info"))
+    key = f"update-he-endpoint:{ADDR}"
+    history.record(ActionStarted(key, "update-he-endpoint", "x"))
+    history.record(ActionFailed(key, "update-he-endpoint", "permanent", "badauth"))
+    plan = history.plan(later=10**7)
+    assert plan.held[0].why == "permanent-failure" and plan.held[0].until is None
+    history.config = make_config(digest="d2" * 32)
+    assert history.kinds(later=10**7) == ["update-he-endpoint"]
+
+
+def test_temporary_failure_backs_off_exponentially() -> None:
+    """Temporary failures hold the key for backoff_min, then doubling delays."""
+    history = healthy(History())
+    history.record(EndpointObserved(None, "tunnel-info"))
+    key = f"update-he-endpoint:{ADDR}"
+    for failures, delay in [(1, 5.0), (2, 10.0), (3, 20.0)]:
+        history.record(ActionStarted(key, "update-he-endpoint", "x"), after=1000)
+        history.record(ActionFailed(key, "update-he-endpoint", "temporary", "911"))
+        plan = history.plan()
+        assert plan.held[0].why == "backoff"
+        assert plan.held[0].until == pytest.approx(history.now + delay)
+        assert failures == history.state.actions[key].consecutive_failures
+
+
+def test_abuse_retry_after_holds_for_hours() -> None:
+    """An `abuse` answer's retry-after hint holds every update for hours, not seconds."""
+    history = healthy(History())
+    history.record(EndpointObserved(None, "tunnel-info"))
+    key = f"update-he-endpoint:{ADDR}"
+    history.record(ActionStarted(key, "update-he-endpoint", "x"))
+    history.record(ActionFailed(key, "update-he-endpoint", "temporary", "abuse", 7200.0))
+    assert history.plan(later=3600).held[0].why == "retry-after"
+    assert "update-he-endpoint" in history.kinds(later=7201)
+
+
+def test_backoff_delay_is_capped() -> None:
+    """The backoff doubles from the minimum and never exceeds the maximum."""
+    assert [backoff_delay(n, 5, 60) for n in range(6)] == [0, 5, 10, 20, 40, 60]
+
+
+def test_hostname_file_differs_rewrites() -> None:
+    """A hostname file that differs from its render is rewritten with the render."""
+    history = healthy(History())
+    history.record(HostnameFileObserved("/etc/hostname.gif0", "0" * 64))
+    (action,) = history.plan().actions
+    assert action.KIND == "rewrite-hostname"
+    assert f"tunnel {ADDR} {HE_SERVER}" in action.content  # type: ignore[union-attr]
+
+
+def test_no_hostname_file_configured_no_rewrite() -> None:
+    """Without tunnel.hostname_file there is never a rewrite."""
+    history = healthy(History(make_config(hostname_file=None)))
+    history.record(HostnameFileObserved("/etc/hostname.gif0", "0" * 64))
+    assert history.plan().empty
+
+
+@pytest.mark.parametrize(
+    ("tunnel", "reason"),
+    [
+        (TunnelObserved("gif0", False, False, None, None), "missing"),
+        (TunnelObserved("gif0", True, False, ADDR, HE_SERVER), "is down"),
+        (TunnelObserved("gif0", True, True, "203.0.113.1", HE_SERVER), "local end"),
+        (TunnelObserved("gif0", True, True, ADDR, "198.51.100.99"), "remote end"),
+    ],
+)
+def test_tunnel_problems_restart_tunnel_then_reload_pf(tunnel: TunnelObserved, reason: str) -> None:
+    """A missing, down or misaddressed tunnel is restarted, and the firewall reloaded after."""
+    history = healthy(History())
+    history.record(tunnel)
+    plan = history.plan()
+    assert plan.actions == (RestartTunnel("gif0", ADDR, HE_SERVER), ReloadPf(ADDR))
+    assert reason in plan.actions[0].reason
+
+
+def test_no_firewall_command_no_reload() -> None:
+    """With reload_command = [] the plan never reloads a firewall."""
+    history = healthy(History(make_config(reload_command=())))
+    history.record(TunnelObserved("gif0", True, False, ADDR, HE_SERVER))
+    assert history.kinds() == ["restart-tunnel"]
+
+
+def test_reload_pf_after_restart_success() -> None:
+    """A tunnel restart newer than the last firewall reload asks for reload-pf alone."""
+    history = healthy(History())
+    run_ok(history, RestartTunnel("gif0", ADDR, HE_SERVER))
+    assert history.kinds() == ["reload-pf"]
+    run_ok(history, ReloadPf(ADDR))
+    assert history.plan().empty
+
+
+def test_ipv6_down_while_ipv4_up_restarts_tunnel() -> None:
+    """IPv6 probes down (after hysteresis) with IPv4 up restart the tunnel."""
+    history = healthy(History())
+    fail_probe(history, "ipv6", 2)
+    assert history.plan().empty
+    fail_probe(history, "ipv6", 1)
+    assert history.kinds() == ["restart-tunnel", "reload-pf"]
+
+
+def test_restart_limit_stops_useless_restarts() -> None:
+    """restart_limit restarts within restart_window that did not help are held and reported."""
+    bounds = ReconcileConfig(backoff_min=1, backoff_max=1, restart_limit=3, restart_window=900)
+    history = healthy(History(make_config(reconcile=bounds)))
+    for _ in range(3):
+        fail_probe(history, "ipv6", 3)
+        assert history.kinds(later=5) == ["restart-tunnel", "reload-pf"]
+        run_ok(history, RestartTunnel("gif0", ADDR, HE_SERVER))
+        run_ok(history, ReloadPf(ADDR))
+    fail_probe(history, "ipv6", 3)
+    plan = history.plan(later=5)
+    assert [h.why for h in plan.held] == ["restart-limit"]
+    assert "restart-tunnel" not in [a.KIND for a in plan]
+
+
+def test_restarts_that_helped_do_not_count() -> None:
+    """When IPv6 comes back up, earlier restarts stop counting towards the limit."""
+    bounds = ReconcileConfig(backoff_min=1, backoff_max=1, restart_limit=2, restart_window=900)
+    history = healthy(History(make_config(reconcile=bounds)))
+    for _ in range(4):
+        fail_probe(history, "ipv6", 3)
+        assert "restart-tunnel" in history.kinds(later=5)
+        run_ok(history, RestartTunnel("gif0", ADDR, HE_SERVER))
+        run_ok(history, ReloadPf(ADDR))
+        history.record(ProbeObserved("ipv6", "x", True))
+
+
+def test_story_ipv4_up_tunnel_drops() -> None:
+    """Story 1: IPv4 up, the tunnel drops: restart the tunnel (and pf), nothing else."""
+    history = healthy(History())
+    history.record(TunnelObserved("gif0", True, False, ADDR, HE_SERVER))
+    fail_probe(history, "ipv6", 3)
+    assert history.kinds() == ["restart-tunnel", "reload-pf"]
+    run_ok(history, RestartTunnel("gif0", ADDR, HE_SERVER))
+    run_ok(history, ReloadPf(ADDR))
+    history.record(TunnelObserved("gif0", True, True, ADDR, HE_SERVER))
+    history.record(ProbeObserved("ipv6", "x", True))
+    assert history.plan().empty
+
+
+def test_story_ipv4_down_then_back_with_new_address() -> None:
+    """Story 2: WAN down -> restart-wan; back with a new address -> update, rewrite, restart,
+    reload, in that order; then nothing."""
+    history = healthy(History())
+    history.record(WanAddressObserved("em0", None, True))
+    fail_probe(history, "ipv4", 3)
+    assert history.kinds() == ["restart-wan"]
+    run_ok(history, RestartWan("em0"))
+    history.record(WanAddressObserved("em0", NEW, True))
+    history.record(ProbeObserved("ipv4", "x", True))
+    plan = history.plan()
+    assert [a.KIND for a in plan] == [
+        "update-he-endpoint",
+        "rewrite-hostname",
+        "restart-tunnel",
+        "reload-pf",
+    ]
+    for action in plan:
+        run_ok(history, action)
+    content = render_hostname_file(history.config.tunnel, NEW)
+    history.record(EndpointObserved(NEW, "update", for_local=NEW))
+    history.record(HostnameFileObserved("/etc/hostname.gif0", digest_of(content.encode())))
+    history.record(TunnelObserved("gif0", True, True, NEW, HE_SERVER))
+    assert history.plan().empty
+
+
+def test_actions_carry_reason_and_causes() -> None:
+    """Every planned action names a reason and the seqs of the facts it rests on."""
+    history = healthy(History())
+    wan_seq = history.record(WanAddressObserved("em0", NEW, True))
+    for action in history.plan():
+        assert action.reason
+        assert action.causes and all(0 < c <= history.state.seq for c in action.causes)
+    assert wan_seq in history.plan().actions[0].causes
