@@ -438,6 +438,9 @@ def _handler_for(fake: FakeTunnelbroker) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "fake-he/1"
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; with Nagle on, a keep-alive client waits
+        # for the delayed ACK (~40 ms) on every request.
+        disable_nagle_algorithm = True
 
         def setup(self) -> None:
             super().setup()

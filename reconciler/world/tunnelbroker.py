@@ -44,6 +44,7 @@ HE_PING_SOURCE: Final = "66.220.2.74"
 
 # Bodies longer than this are cut in messages; enough for an HTML error page's gist.
 _BODY_SHOWN: Final = 200
+_BODY_LOGGED: Final = 4000
 # tunnelInfo is a few hundred bytes; refuse to read megabytes from a broken server.
 _MAX_BODY: Final = 64 * 1024
 
@@ -196,6 +197,14 @@ class TunnelbrokerClient:
             return UpdateResult(
                 Outcome.permanent(f"HE answered HTTP {status}: {_shown_body(body, secrets)}")
             )
+        # The outcome carries a cut; the log gets the body whole (up to a sane bound), as
+        # pfSense does, so an operator can see what HE really said.
+        log.warning(
+            "tunnelbroker: unknown answer (HTTP %s, %d chars): %s",
+            status,
+            len(body),
+            _shown_body(body, secrets, limit=_BODY_LOGGED),
+        )
         return UpdateResult(
             Outcome.permanent(f"HE gave an unknown answer: {_shown_body(body, secrets)}")
         )
@@ -421,14 +430,14 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _shown_body(body: str, secrets: tuple[str, ...]) -> str:
+def _shown_body(body: str, secrets: tuple[str, ...], limit: int = _BODY_SHOWN) -> str:
     """A body as one printable line, cut to a readable length, scrubbed of the key."""
     printable = "".join(ch if ch.isprintable() else " " for ch in body)
     line = _scrub(_one_line(printable), secrets)
     if not line:
         return "(empty body)"
-    if len(line) > _BODY_SHOWN:
-        return f"{line[:_BODY_SHOWN]}... ({len(body)} bytes)"
+    if len(line) > limit:
+        return f"{line[:limit]}... ({len(body)} chars)"
     return line
 
 

@@ -413,3 +413,14 @@ def _read_line(stream: IO[str], timeout: float) -> str:
     reader.start()
     reader.join(timeout)
     return line[0] if line else ""
+
+
+def test_an_unknown_body_is_logged_whole(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log line of an unknown answer carries the whole body, where the outcome has a cut."""
+    body = "unexpected " + "x" * 600 + " tail-marker"
+    fake.script(f"body:{body}")
+    result = client.update(NEW, NEW)
+    assert "tail-marker" not in result.outcome.message
+    assert "tail-marker" in caplog.text
