@@ -110,9 +110,8 @@ class OpenBSDPlatform:
             if previous is not None:
                 write_atomically(self.backup_file, previous, HOSTNAME_FILE_MODE)
             write_atomically(self.hostname_file, data, HOSTNAME_FILE_MODE)
-        except OSError as exc:
-            target = exc.filename or self.hostname_file
-            raise TemporaryError(f"cannot write {target}: {exc.strerror}") from None
+        except OSError as exc:  # named by the file users know, not our temporary file
+            raise TemporaryError(f"cannot write {self.hostname_file}: {exc.strerror}") from None
         return True
 
     @property
