@@ -180,6 +180,7 @@ class Daemon:
         self._kick = threading.Condition()
         self._kick_pending: str | None = None  # "links" or "all"
         self._requests: deque[str] = deque()
+        self._finished = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._threads: list[threading.Thread] = []
@@ -204,6 +205,8 @@ class Daemon:
         self._request("reload")
 
     def _request(self, what: str) -> None:
+        if self._finished:  # the pipe is closed (its number may belong to another file now)
+            return
         self._requests.append(what)  # deque.append is atomic: no lock a handler could hold
         with contextlib.suppress(BlockingIOError):  # a full pipe: the main thread is awake
             os.write(self._wake_w, b"\0")
@@ -267,6 +270,7 @@ class Daemon:
         close = getattr(self._client, "close", None)
         if callable(close):
             close()
+        self._finished = True
         os.close(self._wake_r)
         os.close(self._wake_w)
         _log.info("stopped")

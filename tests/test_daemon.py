@@ -1,0 +1,243 @@
+"""Tests for reconciler.daemon: in-process against the scripted OpenBSD host and the fake HE,
+and as a real process in a network namespace for signals and the one-instance lock."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+from reconciler.daemon import Daemon
+from reconciler.errors import ConfigError
+from reconciler.eventlog import EventLog
+from reconciler.model.config import Config
+from reconciler.model.facts import (
+    ActionStarted,
+    ConfigLoaded,
+    DaemonStarted,
+    DaemonStopped,
+    from_record,
+)
+from reconciler.testing.fake_he import FakeTunnelbroker
+from reconciler.testing.openbsd_host import OpenBSDHost
+from reconciler.world.openbsd import OpenBSDPlatform
+from tests.daemon_helpers import HE_SERVER, TEST_KEY, linux_config_text, openbsd_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def _facts(events: Path) -> list:  # type: ignore[type-arg]
+    with EventLog.open(events, readonly=True) as log:
+        return [from_record(seq, record).fact for seq, record in log.read(1)]
+
+
+class InProcess:
+    """A daemon on its own thread, over the scripted OpenBSD host and a fake HE."""
+
+    def __init__(self, tmp_path: Path, fake: FakeTunnelbroker, host: OpenBSDHost) -> None:
+        self.config = openbsd_config(tmp_path, update_url=fake.update_url)
+        self.host = host
+        self.loads: list[Config | ConfigError] = []
+        self.log = EventLog.open(tmp_path / "events")
+        self.daemon = Daemon(
+            self.config,
+            self.log,
+            platform_factory=lambda c: OpenBSDPlatform(c, host, root=host.root),
+            config_loader=self._load,
+        )
+        self.status: list[int] = []
+        self.thread = threading.Thread(
+            target=lambda: self.status.append(self.daemon.run(install_signals=False))
+        )
+
+    def _load(self, path: object) -> Config:
+        answer = self.loads.pop(0)
+        if isinstance(answer, ConfigError):
+            raise answer
+        return answer
+
+    def facts(self) -> list:  # type: ignore[type-arg]
+        return [from_record(seq, record).fact for seq, record in self.log.read(1)]
+
+    def converged_on(self, local: str) -> bool:
+        tunnel = self.daemon.recorder.state.tunnel
+        return (
+            tunnel is not None
+            and tunnel.local == local
+            and tunnel.up
+            and self.host.pf_loads > 0
+            and not any(r.in_flight for r in self.daemon.recorder.state.actions.values())
+        )
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[InProcess, FakeTunnelbroker]]:
+    (tmp_path / "root" / "etc").mkdir(parents=True)
+    (tmp_path / "root" / "etc" / "pf.conf").write_text("pass\n")
+    host = OpenBSDHost(tmp_path / "root", wan_address="203.0.113.7")
+    with FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake:
+        world = InProcess(tmp_path, fake, host)
+        world.thread.start()
+        try:
+            yield world, fake
+        finally:
+            world.daemon.request_stop("test over")
+            world.thread.join(10)
+            world.log.close()
+
+
+def test_start_up_converges_then_a_kernel_notice_repairs_an_address_change(
+    running: tuple[InProcess, FakeTunnelbroker],
+) -> None:
+    """From nothing the daemon updates HE, writes gif0 and restarts it; a new WAN address
+    (announced by the routing socket, no polling) is repaired with exactly one update."""
+    world, fake = running
+    _wait_for(lambda: world.converged_on("203.0.113.7") and fake.endpoint == "203.0.113.7")
+    facts = world.facts()
+    assert isinstance(facts[0], DaemonStarted) and isinstance(facts[1], ConfigLoaded)
+    updates_before = fake.stats().get("updates")
+    world.host.set_address("em0", "203.0.113.8")
+    _wait_for(lambda: world.converged_on("203.0.113.8") and fake.endpoint == "203.0.113.8")
+    started = [f.key for f in world.facts() if isinstance(f, ActionStarted)]
+    assert started.count("update-he-endpoint:203.0.113.8") == 1
+    assert started.count("update-he-endpoint:203.0.113.7") == 1
+    assert f"restart-tunnel:203.0.113.8->{HE_SERVER}" in started
+    assert "reload-pf:203.0.113.8" in started
+    if updates_before is not None:
+        assert fake.stats()["updates"] == updates_before + 1
+
+
+def test_stop_finishes_records_daemon_stopped_and_returns_zero(
+    running: tuple[InProcess, FakeTunnelbroker],
+) -> None:
+    """request_stop (what SIGTERM does) ends run() with 0 and DaemonStopped as the last fact."""
+    world, _ = running
+    _wait_for(lambda: world.converged_on("203.0.113.7"))
+    world.daemon.request_stop("SIGTERM")
+    world.thread.join(5)
+    assert world.status == [0]
+    assert world.facts()[-1] == DaemonStopped(reason="SIGTERM")
+
+
+def test_reload_keeps_the_old_config_when_the_new_one_is_invalid(
+    running: tuple[InProcess, FakeTunnelbroker],
+) -> None:
+    """A bad config on reload is refused whole; a good one is recorded as ConfigLoaded."""
+    world, _ = running
+    _wait_for(lambda: world.converged_on("203.0.113.7"))
+    world.loads.append(ConfigError("x.conf", ["x.conf: tunnel.mtu: must be a number"]))
+    world.daemon.request_reload()
+    _wait_for(lambda: not world.loads)
+    time.sleep(0.2)
+    assert sum(isinstance(f, ConfigLoaded) for f in world.facts()) == 1
+    assert world.daemon.config is world.config
+    changed = attrs.evolve(world.config, digest="f" * 64)
+    world.loads.append(changed)
+    world.daemon.request_reload()
+    _wait_for(lambda: sum(isinstance(f, ConfigLoaded) for f in world.facts()) == 2)
+    assert world.daemon.config is changed
+    assert [f for f in world.facts() if isinstance(f, ConfigLoaded)][-1].digest == "f" * 64
+
+
+# -- a real process in a network namespace -----------------------------------------------
+
+
+@pytest.fixture
+def netns(lab_available: None) -> Iterator[str]:
+    name = f"rcd{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for argv in (
+            ["link", "set", "lo", "up"],
+            ["link", "add", "wan0", "type", "veth", "peer", "name", "wanpeer"],
+            ["link", "set", "wanpeer", "up"],
+            ["addr", "add", "203.0.113.7/24", "dev", "wan0"],
+            ["link", "set", "wan0", "up"],
+        ):
+            subprocess.run(["ip", "-n", name, *argv], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def _start(netns: str, config: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            sys.executable,
+            "-m",
+            "reconciler",
+            "run",
+            "-c",
+            str(config),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_process_signals_and_one_instance_per_state_dir(netns: str, tmp_path: Path) -> None:
+    """SIGHUP with a bad file keeps the old config, with a good one records ConfigLoaded; a
+    second daemon exits 1 naming the first's pid; SIGTERM exits 0 within 5 s."""
+    config = tmp_path / "reconciler.conf"
+    good = linux_config_text(tmp_path, wan="wan0", update_url="http://127.0.0.1:9/nic/update")
+    config.write_text(good)
+    events = tmp_path / "state" / "events"
+    daemon = _start(netns, config)
+    try:
+        _wait_for(
+            lambda: events.is_dir() and any(isinstance(f, DaemonStarted) for f in _facts(events))
+        )
+        started = next(f for f in _facts(events) if isinstance(f, DaemonStarted))
+
+        second = _start(netns, config)
+        _, err = second.communicate(timeout=20)
+        assert second.returncode == 1
+        assert f"process {started.pid}" in err and len(err.strip().splitlines()) == 1
+
+        def loaded() -> int:
+            return sum(isinstance(f, ConfigLoaded) for f in _facts(events))
+
+        assert loaded() == 1
+        config.write_text(good + "\n[bogus]\nkey = 1\n")
+        daemon.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert loaded() == 1 and daemon.poll() is None
+        config.write_text(good.replace("mtu = 1450", "mtu = 1400"))
+        daemon.send_signal(signal.SIGHUP)
+        _wait_for(lambda: loaded() == 2)
+
+        sent = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=10)
+        assert daemon.returncode == 0, err
+        assert time.monotonic() - sent < 5.0
+        assert _facts(events)[-1] == DaemonStopped(reason="SIGTERM")
+        assert "bogus" in err  # the refused reload was logged
+        assert TEST_KEY not in err
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
