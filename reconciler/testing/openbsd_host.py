@@ -43,6 +43,7 @@ _FLAG_BITS = {  # if.h values, in the order ifconfig prints them
     "SIMPLEX": 0x800,
     "MULTICAST": 0x8000,
 }
+_DEFAULT_PF_CONF = "set skip on lo\nblock return\npass\n"
 _PF_SYNTAX_FAILURE = "pfctl: Syntax error in config file: pf rules not loaded"
 
 
@@ -91,6 +92,11 @@ class OpenBSDHost(RecordingRunner):
     ) -> None:
         super().__init__(responder=self._answer)
         self.root = Path(root)
+        # A fresh OpenBSD install has /etc and a default /etc/pf.conf.
+        (self.root / "etc").mkdir(parents=True, exist_ok=True)
+        pf_conf = self.root / "etc" / "pf.conf"
+        if not pf_conf.exists():
+            pf_conf.write_text(_DEFAULT_PF_CONF)
         self.wan = wan
         self.interfaces: dict[str, HostInterface] = {}
         self.lease: str | None = None
