@@ -12,6 +12,9 @@ BENCHES = {
 
 
 def main(argv: list[str]) -> int:
+    # `python -m bench lab --soak 600`: names first, then options for the benchmark(s).
+    first_option = next((i for i, arg in enumerate(argv) if arg.startswith("-")), len(argv))
+    argv, options = argv[:first_option], argv[first_option:]
     names = argv or list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
@@ -19,7 +22,8 @@ def main(argv: list[str]) -> int:
         return 1
     status = 0
     for name in names:
-        status |= importlib.import_module(BENCHES[name]).main()
+        module = importlib.import_module(BENCHES[name])
+        status |= module.main(options) if options else module.main()
     return status
 
 

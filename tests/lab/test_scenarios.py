@@ -153,7 +153,9 @@ def test_scenario_6_replay_tells_the_outage_story_with_times(wan_outage: SimpleN
     def first(pattern: str, after: int = -1) -> int:
         for index, line in enumerate(lines):
             if index > after and re.search(pattern, line, re.IGNORECASE):
-                assert stamped.search(line), f"no time on: {line}"
+                # a record's time heads it; its details are indented below
+                heading = next(h for h in reversed(lines[: index + 1]) if not h[:1].isspace())
+                assert stamped.search(heading), f"no time for: {line}"
                 return index
         raise AssertionError(f"replay never mentions {pattern!r} after line {after}")
 
@@ -162,7 +164,7 @@ def test_scenario_6_replay_tells_the_outage_story_with_times(wan_outage: SimpleN
     update = first("update-he-endpoint", restart_wan)
     tunnel = first("restart-tunnel", update)
     firewall = first("reload-pf", tunnel)
-    ipv6_back = first(r"ipv6.*\bup\b", tunnel)
+    ipv6_back = first(r"ipv6.*->\s*up\b", tunnel)
     assert restart_wan < new_address and update < tunnel < firewall and tunnel < ipv6_back
     document = json.loads(wan_outage.replay_json.stdout)
     assert document["schema"].startswith("reconciler.replay/")

@@ -1,0 +1,155 @@
+"""Time to repair in the network lab, kernel notifications vs 60 s polling, and a soak (root).
+
+    python -m bench lab [--rounds 10] [--polling-rounds 3] [--skip-polling]
+    python -m bench lab --soak 600 [--every 20]
+
+Time to repair: from the moment the lab gives the WAN a new address to the first IPv6 ping
+from the router that crosses the tunnel. The polling run is the original design: no kernel
+notifications, every observer on a 60 s interval. The soak changes the address every
+`--every` seconds and samples the daemon's RSS and CPU time from /proc. Prints figures only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reconciler.lab.topology import Lab, lab_unavailable_reason, wait_until
+
+__all__ = ["main"]
+
+POLLING = {
+    "daemon__watch_kernel": False,
+    "probe_ipv4__interval": 60.0,
+    "probe_ipv6__interval": 60.0,
+    "tunnel__observe_interval": 60.0,
+}
+_CLOCK_TICKS = 100  # USER_HZ on Linux
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench lab")
+    parser.add_argument("--rounds", type=int, default=10, help="address changes, notifications")
+    parser.add_argument("--polling-rounds", type=int, default=3, help="address changes, polling")
+    parser.add_argument("--skip-polling", action="store_true", help="only the notification run")
+    parser.add_argument("--soak", type=float, metavar="SECONDS", help="run a soak instead")
+    parser.add_argument("--every", type=float, default=20.0, help="soak: seconds per change")
+    args = parser.parse_args(list(argv or []))
+    reason = lab_unavailable_reason()
+    if reason:
+        print(f"bench lab: skipped: {reason}")
+        return 1
+    if args.soak:
+        return _soak(args.soak, args.every)
+    fast = _repair_times(args.rounds, {})
+    _report("kernel notifications", fast)
+    if args.skip_polling:
+        return 0
+    slow = _repair_times(args.polling_rounds, POLLING, per_round_timeout=200.0)
+    _report("60 s polling (watch_kernel = false)", slow)
+    if fast and slow:
+        ratio = statistics.median(slow) / statistics.median(fast)
+        print(f"lab repair: polling / notifications (median): {ratio:.1f}x")
+    return 0
+
+
+def _addresses() -> Any:
+    host = 11
+    while True:
+        yield f"203.0.113.{host}"
+        host = 11 if host >= 250 else host + 1
+
+
+def _repair_times(
+    rounds: int, overrides: dict[str, Any], per_round_timeout: float = 60.0
+) -> list[float]:
+    times: list[float] = []
+    with Lab() as lab:
+        lab.start_daemon(**overrides)
+        wait_until(lab.ping6_through_tunnel, timeout=60, what="the lab to converge")
+        addresses = _addresses()
+        for _ in range(rounds):
+            time.sleep(1.5)  # past min_update_interval, and the loop at rest
+            times.append(_one_repair(lab, next(addresses), per_round_timeout))
+        lab.stop_daemon()
+    return times
+
+
+def _one_repair(lab: Lab, address: str, timeout: float) -> float:
+    started = time.monotonic()
+    lab.set_wan_address(address)
+    wait_until(
+        lambda: lab.ping6_through_tunnel(timeout=0.2),
+        timeout=timeout,
+        interval=0.02,
+        what=f"IPv6 across the tunnel after moving to {address}",
+    )
+    return time.monotonic() - started
+
+
+def _report(label: str, times: list[float]) -> None:
+    if not times:
+        print(f"lab repair ({label}): no rounds")
+        return
+    ordered = sorted(times)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    print(
+        f"lab repair ({label}): {len(times)} changes, median {statistics.median(times):.3f} s, "
+        f"p90 {p90:.3f} s, min {ordered[0]:.3f} s, max {ordered[-1]:.3f} s"
+    )
+
+
+def _proc_figures(pid: int) -> tuple[float, float]:
+    """(RSS in MB, CPU seconds user+system) of a process, from /proc."""
+    rss_kb = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss_kb = int(line.split()[1])
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return rss_kb / 1024, cpu
+
+
+def _soak(duration: float, every: float) -> int:
+    repaired: list[float] = []
+    failed = 0
+    samples: list[float] = []
+    with Lab() as lab:
+        daemon = lab.start_daemon()
+        wait_until(lab.ping6_through_tunnel, timeout=60, what="the lab to converge")
+        rss_start, cpu_start = _proc_figures(daemon.pid)
+        began = time.monotonic()
+        addresses = _addresses()
+        while time.monotonic() - began < duration:
+            round_start = time.monotonic()
+            try:
+                repaired.append(_one_repair(lab, next(addresses), timeout=every))
+            except Exception:
+                failed += 1
+            while time.monotonic() - round_start < every:
+                samples.append(_proc_figures(daemon.pid)[0])
+                time.sleep(1.0)
+        elapsed = time.monotonic() - began
+        rss_end, cpu_end = _proc_figures(daemon.pid)
+        lab.stop_daemon()
+    cpu_per_hour = (cpu_end - cpu_start) / elapsed * 3600
+    print(
+        f"lab soak: {elapsed:.0f} s, {len(repaired) + failed} address changes, "
+        f"{len(repaired)} repaired, {failed} not repaired within {every:g} s"
+    )
+    _report("soak", repaired)
+    print(
+        f"lab soak: daemon RSS start {rss_start:.1f} MB, end {rss_end:.1f} MB, "
+        f"max {max(samples or [rss_end]):.1f} MB; CPU {cpu_per_hour:.1f} s per hour"
+    )
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
