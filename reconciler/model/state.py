@@ -373,7 +373,7 @@ _VIEWS: dict[str, type[Any]] = {
 
 def state_to_mapping(state: ObservedState) -> dict[str, Any]:
     """A plain mapping of `state` (lists, dicts, scalars) fit for msgpack."""
-    out = attrs.asdict(state, recurse=True, retain_collection_types=False)
+    out = attrs.asdict(state, recurse=True)
     out["schema"] = SCHEMA_VERSION
     return out
 

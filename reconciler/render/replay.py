@@ -218,7 +218,7 @@ def state_text(state: ObservedState, at: float) -> str:
 
 def state_json(state: ObservedState, at: float) -> dict[str, Any]:
     """The observed state as it was at `at` (schema `reconciler.replay-state/1`)."""
-    body = _plain(attrs.asdict(state, recurse=True, retain_collection_types=False))
+    body = _plain(attrs.asdict(state, recurse=True))
     return {"schema": STATE_SCHEMA, "at": iso(at), "state": body}
 
 

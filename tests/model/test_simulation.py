@@ -1,0 +1,170 @@
+"""A simulated world driven by plan -> apply -> observe (Hypothesis): the loop converges when
+the world allows, and never abuses Hurricane Electric."""
+
+from __future__ import annotations
+
+from attrs import define, field
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler.model.actions import (
+    Action,
+    ReloadPf,
+    RestartTunnel,
+    RestartWan,
+    RewriteHostname,
+    UpdateHeEndpoint,
+)
+from reconciler.model.config import ReconcileConfig
+from reconciler.model.facts import (
+    ActionFailed,
+    ActionStarted,
+    ActionSucceeded,
+    EndpointObserved,
+    HostnameFileObserved,
+    ProbeObserved,
+    TunnelObserved,
+    WanAddressObserved,
+)
+from reconciler.model.hostname import digest_of
+
+from .world import HE_SERVER, History, make_config
+
+ADDRESSES = ["203.0.113.7", "203.0.113.9", "198.51.100.4", "192.168.1.20"]
+ANSWERS = ["good", "abuse", "badauth", "911"]
+MIN_UPDATE_INTERVAL = 600.0
+
+
+@define
+class World:
+    """The network and HE as the simulation keeps them."""
+
+    wan: str | None = "203.0.113.7"
+    he_endpoint: str | None = None
+    he_for_local: str | None = None
+    tunnel_local: str | None = None
+    tunnel_up: bool = False
+    hostname_digest: str | None = None
+    answers: list[str] = field(factory=list)
+    sends: list[tuple[float, str | None]] = field(factory=list)
+    nochg: int = 0
+    permanent_at: float | None = None
+    sends_after_permanent: int = 0
+
+    def answer(self) -> str:
+        return self.answers.pop(0) if self.answers else "good"
+
+
+def observe(history: History, world: World) -> None:
+    history.record(WanAddressObserved("em0", world.wan, True), after=0)
+    history.record(
+        TunnelObserved("gif0", world.tunnel_local is not None, world.tunnel_up,
+                       world.tunnel_local, HE_SERVER),
+        after=0,
+    )  # fmt: skip
+    history.record(HostnameFileObserved("/etc/hostname.gif0", world.hostname_digest), after=0)
+    history.record(ProbeObserved("ipv4", "t", world.wan is not None), after=0)
+    ipv6_works = (
+        world.tunnel_up and world.tunnel_local == world.wan and world.he_for_local == world.wan
+    )
+    history.record(ProbeObserved("ipv6", "t", ipv6_works), after=0)
+
+
+def apply(history: History, world: World, action: Action) -> bool:
+    """Run one action against the world, recording intent and outcome like the daemon."""
+    history.record(ActionStarted(action.key, action.KIND, action.reason, action.causes), after=0)
+    ok, kind, message, retry = True, "", "", None
+    match action:
+        case UpdateHeEndpoint():
+            world.sends.append((history.now, action.address))
+            if world.permanent_at is not None:
+                world.sends_after_permanent += 1
+            sent = action.address
+            if sent is not None and sent == world.he_endpoint:
+                world.nochg += 1
+            answer = world.answer()
+            if answer == "good":
+                world.he_endpoint = sent or f"nat-for-{action.local}"
+                world.he_for_local = action.local
+                history.record(
+                    EndpointObserved(world.he_endpoint, "update", for_local=action.local), after=0
+                )
+            else:
+                ok, message = False, answer
+                kind = "permanent" if answer == "badauth" else "temporary"
+                retry = 7200.0 if answer == "abuse" else None
+                if kind == "permanent":
+                    world.permanent_at = history.now
+        case RewriteHostname():
+            world.hostname_digest = digest_of(action.content.encode())
+        case RestartTunnel():
+            world.tunnel_local, world.tunnel_up = action.local, True
+        case RestartWan() | ReloadPf():
+            pass
+    if ok:
+        history.record(ActionSucceeded(action.key, action.KIND), after=0)
+    else:
+        history.record(
+            ActionFailed(action.key, action.KIND, kind, message, retry),
+            after=0,  # type: ignore[arg-type]
+        )
+    return ok
+
+
+def step(history: History, world: World, dt: float) -> bool:
+    """One reconcile pass after `dt` seconds; True when the plan was empty."""
+    history.now += dt
+    observe(history, world)
+    plan = history.plan()
+    for action in plan:
+        if not apply(history, world, action):
+            break
+    return plan.empty
+
+
+scenario = st.lists(
+    st.tuples(st.none() | st.sampled_from(ADDRESSES), st.sampled_from(ANSWERS)),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenario, st.sampled_from(["interface", "tunnelbroker"]))
+def test_loop_converges_and_never_abuses_he(
+    events: list[tuple[str | None, str]], public_address: str
+) -> None:
+    """Random address changes and HE answers: no nochg, no two sends within the minimum
+    interval, nothing after a permanent failure, and convergence once the world allows."""
+    bounds = ReconcileConfig(backoff_min=5, backoff_max=3600, restart_limit=5, restart_window=900)
+    history = History(
+        make_config(
+            public_address=public_address,
+            min_update_interval=MIN_UPDATE_INTERVAL,
+            reconcile=bounds,
+        )
+    )
+    world = World()
+    for new_address, answer in events:
+        if new_address is not None:
+            world.wan = new_address
+        world.answers.append(answer)
+        step(history, world, 60.0)
+    world.answers.clear()  # from now on HE answers "good": the world allows convergence
+    converged = False
+    for _ in range(80):
+        if step(history, world, 300.0) and step(history, world, 300.0):
+            converged = True
+            break
+    assert world.nochg == 0
+    times = [at for at, _ in world.sends]
+    assert all(b - a >= MIN_UPDATE_INTERVAL for a, b in zip(times, times[1:], strict=False))
+    assert world.sends_after_permanent == 0
+    if world.permanent_at is None:
+        assert converged, f"did not converge: {history.plan()}"
+        assert world.tunnel_local == world.wan
+    else:
+        plan = history.plan()
+        assert all(
+            h.why == "permanent-failure" for h in plan.held if h.action.KIND == "update-he-endpoint"
+        )

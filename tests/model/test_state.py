@@ -1,0 +1,134 @@
+"""The fold: hysteresis, action records, causes, snapshots, and fold algebra (Hypothesis)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reconciler.model.facts import (
+    ActionFailed,
+    ActionStarted,
+    ActionSucceeded,
+    ConfigLoaded,
+    Envelope,
+    ProbeObserved,
+    UnknownFact,
+    WanAddressObserved,
+)
+from reconciler.model.state import (
+    ObservedState,
+    fold,
+    fold_all,
+    state_from_mapping,
+    state_to_mapping,
+)
+from tests.strategies import envelopes
+
+from .world import History
+
+
+def probes(history: History, family: str, pattern: str) -> list[str]:
+    """Record probes by pattern ("x" failed, "o" ok) and return the status after each."""
+    statuses = []
+    for mark in pattern:
+        history.record(ProbeObserved(family, "t", mark == "o"))
+        statuses.append(history.state.probe(family).status)
+    return statuses
+
+
+def test_probe_status_waits_for_fail_after() -> None:
+    """A family goes down only after fail_after consecutive failures (default 3)."""
+    history = History(loaded=False)
+    assert probes(history, "ipv6", "oxxoxxx") == ["up", "up", "up", "up", "up", "up", "down"]
+
+
+def test_probe_recover_after_from_config_loaded() -> None:
+    """recover_after carried by ConfigLoaded decides how many successes bring a family up."""
+    history = History(loaded=False)
+    history.record(ConfigLoaded("d", "p", fail_after={"ipv4": 1}, recover_after={"ipv4": 2}))
+    assert probes(history, "ipv4", "xooxoo") == ["down", "down", "up", "down", "down", "up"]
+
+
+def test_unknown_until_judged() -> None:
+    """Before enough probes a family stays unknown."""
+    history = History(loaded=False)
+    assert probes(history, "ipv4", "xx") == ["unknown", "unknown"]
+
+
+def test_action_record_tracks_attempts_and_outcomes() -> None:
+    """Started/failed/succeeded facts count attempts, failures in a row and what is in flight."""
+    history = History()
+    key = "restart-wan:em0"
+    history.record(ActionStarted(key, "restart-wan", "r"))
+    assert history.state.actions[key].in_flight
+    history.record(ActionFailed(key, "restart-wan", "temporary", "boom", 30.0))
+    history.record(ActionStarted(key, "restart-wan", "r"))
+    history.record(ActionFailed(key, "restart-wan", "permanent", "nope"))
+    record = history.state.actions[key]
+    assert (record.attempts, record.consecutive_failures, record.last_outcome) == (
+        2,
+        2,
+        "permanent",
+    )
+    assert record.permanent_digest == history.config.digest and not record.in_flight
+    history.record(ActionStarted(key, "restart-wan", "r"))
+    history.record(ActionSucceeded(key, "restart-wan"))
+    record = history.state.actions[key]
+    assert (record.consecutive_failures, record.last_outcome, record.permanent_digest) == (
+        0,
+        "ok",
+        None,
+    )
+
+
+def test_crash_in_the_middle_is_visible() -> None:
+    """An ActionStarted without an outcome stays in flight after the fold."""
+    history = History()
+    history.record(ActionStarted("reload-pf:x", "reload-pf", "r"))
+    assert [r.key for r in history.state.actions.values() if r.in_flight] == ["reload-pf:x"]
+
+
+def test_cause_is_the_fact_that_first_showed_a_value() -> None:
+    """Repeating an unchanged observation keeps the seq of the fact that first showed it."""
+    history = History()
+    first = history.record(WanAddressObserved("em0", "203.0.113.7", True))
+    history.record(WanAddressObserved("em0", "203.0.113.7", True))
+    assert history.state.wan is not None and history.state.wan.seq == first
+
+
+def test_unknown_fact_only_moves_seq() -> None:
+    """A fact this version does not know changes nothing but the seq and time."""
+    state = ObservedState()
+    after = fold(state, Envelope(7, 5.0, "x", UnknownFact("future", 9, {"a": 1})))
+    assert (after.seq, after.at) == (7, 5.0)
+    assert state_to_mapping(after) | {"seq": 0, "at": 0.0} == state_to_mapping(state)
+
+
+@given(envelopes(), st.data())
+def test_fold_prefix_snapshot_then_rest_equals_fold_all(
+    items: list[Envelope], data: st.DataObject
+) -> None:
+    """Folding a prefix, snapshotting it, and folding the rest equals folding everything."""
+    cut = data.draw(st.integers(0, len(items)))
+    whole = fold_all(items)
+    prefix = fold_all(items[:cut])
+    resumed = fold_all(items[cut:], state_from_mapping(state_to_mapping(prefix)))
+    assert state_to_mapping(resumed) == state_to_mapping(whole)
+
+
+@given(envelopes())
+def test_snapshot_mapping_round_trips(items: list[Envelope]) -> None:
+    """state_from_mapping(state_to_mapping(s)) == s for every folded state."""
+    state = fold_all(items)
+    assert state_from_mapping(state_to_mapping(state)) == state
+
+
+def test_snapshot_of_other_schema_is_refused() -> None:
+    """A mapping of another schema version raises ValueError (callers fold the log instead)."""
+    mapping = state_to_mapping(ObservedState()) | {"schema": 999}
+    try:
+        state_from_mapping(mapping)
+    except ValueError as exc:
+        assert "999" in str(exc)
+    else:
+        raise AssertionError("schema 999 was accepted")
