@@ -3,6 +3,8 @@ the world allows, and never abuses Hurricane Electric."""
 
 from __future__ import annotations
 
+import itertools
+
 from attrs import define, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -158,7 +160,7 @@ def test_loop_converges_and_never_abuses_he(
             break
     assert world.nochg == 0
     times = [at for at, _ in world.sends]
-    assert all(b - a >= MIN_UPDATE_INTERVAL for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= MIN_UPDATE_INTERVAL for a, b in itertools.pairwise(times))
     assert world.sends_after_permanent == 0
     if world.permanent_at is None:
         assert converged, f"did not converge: {history.plan()}"
