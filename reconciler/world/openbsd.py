@@ -171,7 +171,11 @@ class RouteMonitorWatch:
 
     When the monitor dies (or cannot start) nobody knows what changed meanwhile: the watch
     says "desync" so the loop observes everything afresh, waits `restart_delay` seconds (a
-    monitor that dies at once must not spin), and starts it again."""
+    monitor that dies at once must not spin), and starts it again.
+
+    Known limit: route(8) flushes stdout after address and link messages but not after
+    RTM_IFANNOUNCE or RTM_DESYNC, so through a pipe those two arrive with the next flushed
+    message; the periodic observations are the backstop (a pty would lift this)."""
 
     def __init__(
         self,
