@@ -15,6 +15,7 @@ Threads, and why each exists:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import select
@@ -376,7 +377,7 @@ class Daemon:
             lambda: self._observe_tunnel_side(self._config, self._platform),
         )
         for family, probe in sorted(config.probes.items()):
-            every(probe.interval, f"probe:{family}", lambda f=family: self._observe_probe(f))
+            every(probe.interval, f"probe:{family}", functools.partial(self._observe_probe, family))
         if config.tunnelbroker.info_url is not None:
             # HE's tunnelInfo is a courtesy, not a monitor: ask no more often than we update.
             interval = max(config.tunnel.observe_interval, config.tunnelbroker.min_update_interval)

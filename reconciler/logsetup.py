@@ -18,6 +18,7 @@ __all__ = ["configure_logging"]
 
 _STDERR_FORMAT = "%(levelname)s %(message)s"
 _SYSLOG_SOCKET = "/dev/log"
+_HANDLER_NAME = "reconciler"
 
 
 def configure_logging(
@@ -41,10 +42,10 @@ def configure_logging(
         handler.setFormatter(logging.Formatter(_STDERR_FORMAT))
     root = logging.getLogger("reconciler")
     for old in list(root.handlers):
-        if getattr(old, "_reconciler_handler", False):
+        if old.get_name() == _HANDLER_NAME:  # configured before (a test, a second main())
             root.removeHandler(old)
             old.close()
-    handler._reconciler_handler = True  # type: ignore[attr-defined]
+    handler.set_name(_HANDLER_NAME)
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False

@@ -6,7 +6,11 @@ files for daemons started as subprocesses inside a network namespace.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from reconciler.model.config import (
@@ -20,7 +24,14 @@ from reconciler.model.config import (
     WanConfig,
 )
 
-__all__ = ["TEST_KEY", "linux_config_text", "openbsd_config", "write_key"]
+__all__ = [
+    "TEST_KEY",
+    "fake_he_in",
+    "linux_config_text",
+    "openbsd_config",
+    "router_netns",
+    "write_key",
+]
 
 TEST_KEY = "sekrit-update-key-7f3a9c"
 HE_SERVER = "198.51.100.1"
@@ -147,3 +158,63 @@ reload_command = []
 backoff_min = 1
 backoff_max = 5
 """
+
+
+@contextlib.contextmanager
+def router_netns(name: str, wan_address: str = "203.0.113.7") -> Iterator[str]:
+    """A namespace with loopback up and a veth `wan0` holding `wan_address`/24; always
+    deleted afterwards."""
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for argv in (
+            ["link", "set", "lo", "up"],
+            ["link", "add", "wan0", "type", "veth", "peer", "name", "wanpeer"],
+            ["link", "set", "wanpeer", "up"],
+            ["addr", "add", f"{wan_address}/24", "dev", "wan0"],
+            ["link", "set", "wan0", "up"],
+        ):
+            subprocess.run(["ip", "-n", name, *argv], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@contextlib.contextmanager
+def fake_he_in(netns: str, directory: Path, endpoint: str = "203.0.113.5") -> Iterator[str]:
+    """The fake HE as a process inside `netns` on its loopback; yields its update URL."""
+    key_file = (
+        write_key(directory)
+        if not (directory / "tunnelbroker.key").exists()
+        else (directory / "tunnelbroker.key")
+    )
+    process = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            sys.executable,
+            "-m",
+            "reconciler.testing.fake_he",
+            "--listen",
+            "127.0.0.1:0",
+            "--tunnel-id",
+            "123456",
+            "--username",
+            "rcuser",
+            "--key-file",
+            str(key_file),
+            "--endpoint",
+            endpoint,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        address = line.strip().removeprefix("listening on ")
+        yield f"http://{address}/nic/update"
+    finally:
+        process.terminate()
+        process.wait(10)

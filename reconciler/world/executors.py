@@ -9,7 +9,7 @@ already present succeeds and changes nothing (the platforms and HE's `nochg` see
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from reconciler.errors import ActionError, PermanentError, PlatformUnsupportedError
 from reconciler.model.actions import (
@@ -37,6 +37,8 @@ __all__ = ["Executor", "UpdateClient", "one_line"]
 _log = logging.getLogger(__name__)
 
 _MESSAGE_LIMIT = 300
+
+FailureKind = Literal["temporary", "permanent"]
 
 
 class _UpdateResult(Protocol):
@@ -82,8 +84,10 @@ class Executor:
         try:
             outcome, endpoint = self._act(action)
         except ActionError as exc:
-            kind = "temporary" if exc.temporary else "permanent"
-            outcome = Outcome(kind, one_line(exc.message), exc.retry_after)
+            if exc.temporary:
+                outcome = Outcome.temporary(one_line(exc.message), exc.retry_after)
+            else:
+                outcome = Outcome.permanent(one_line(exc.message))
         except PlatformUnsupportedError as exc:
             outcome = Outcome.permanent(one_line(str(exc)))
         except Exception as exc:  # an unexpected failure is worth another try later
@@ -104,7 +108,7 @@ class Executor:
                 )
             _log.info("done %s: %s", action.key, message or "ok")
         else:
-            kind = "permanent" if outcome.status == "permanent" else "temporary"
+            kind: FailureKind = "permanent" if outcome.status == "permanent" else "temporary"
             self.recorder.record(
                 ActionFailed(
                     key=action.key,

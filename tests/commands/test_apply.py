@@ -1,0 +1,66 @@
+"""Tests for `reconciler apply`: a real Linux platform in a namespace, the fake HE there."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from reconciler.eventlog import EventLog
+from reconciler.model.facts import ActionStarted, from_record
+from tests.daemon_helpers import TEST_KEY, fake_he_in, linux_config_text, router_netns
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _apply(netns: str, config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-m", "reconciler", "apply",
+         "-c", str(config), *extra],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_apply_converges_then_has_nothing_to_do(lab_available: None, tmp_path: Path) -> None:
+    """The first apply updates HE and builds the tunnel (exit 0); the second does nothing."""
+    with (
+        router_netns(f"rca{os.getpid()}") as netns,
+        fake_he_in(netns, tmp_path) as update_url,
+    ):
+        config = tmp_path / "reconciler.conf"
+        config.write_text(linux_config_text(tmp_path, wan="wan0", update_url=update_url))
+        first = _apply(netns, config, "--json")
+        assert first.returncode == 0, first.stderr
+        report = json.loads(first.stdout)
+        assert report["schema"] == "reconciler.apply/1"
+        assert report["result"] == "done"
+        keys = [entry["key"] for entry in report["actions"]]
+        assert "update-he-endpoint:203.0.113.7" in keys
+        assert any(key.startswith("restart-tunnel:203.0.113.7->") for key in keys)
+        assert all(entry["status"] == "ok" for entry in report["actions"])
+
+        second = _apply(netns, config)
+        assert second.returncode == 0, second.stderr
+        assert "No changes" in second.stdout
+        assert TEST_KEY not in first.stdout + first.stderr + second.stdout + second.stderr
+
+
+def test_apply_exits_2_when_an_action_fails(lab_available: None, tmp_path: Path) -> None:
+    """HE unreachable: the update fails, is recorded, and apply exits 2 naming it."""
+    with router_netns(f"rcb{os.getpid()}") as netns:
+        config = tmp_path / "reconciler.conf"
+        config.write_text(
+            linux_config_text(tmp_path, wan="wan0", update_url="http://127.0.0.1:9/nic/update")
+        )
+        done = _apply(netns, config)
+        assert done.returncode == 2, done.stderr
+        assert "FAILED (temporary)" in done.stdout and "update-he-endpoint" in done.stdout
+        with EventLog.open(tmp_path / "state" / "events", readonly=True) as log:
+            started = [
+                from_record(seq, record).fact
+                for seq, record in log.read(1)
+                if record.get("t") == ActionStarted.TYPE
+            ]
+        assert [f.key for f in started] == ["update-he-endpoint:203.0.113.7"]
