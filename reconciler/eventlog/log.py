@@ -88,6 +88,8 @@ class EventLog:
         self._next_seq = 1
         self._index: list[tuple[int, int]] = []  # (seq, offset) in the active segment
         self._failed: BaseException | None = None
+        # For a reader: damage the opening scan found in the last segment (read() raises there).
+        self.damage: CorruptLogError | None = None
         self._closed = False
 
     # -- opening -------------------------------------------------------------------------
@@ -168,6 +170,8 @@ class EventLog:
                 raise CorruptLogError(seg, damage.offset, damage.reason)
             if repair:
                 self._cut_torn_tail(seg, damage, data)
+            elif not torn:
+                self.damage = CorruptLogError(seg, damage.offset, damage.reason)
             # A reader opens anyway: read() hands out what precedes the damage, then raises.
         self._next_seq = seq
         self._active_first = first

@@ -263,6 +263,8 @@ def stats(path: Path | str) -> LogStats:
     if not segments:
         return LogStats(0, 0, 0, None, None, None, None)
     with EventLog.open(directory, readonly=True) as log:
+        if log.damage is not None:
+            raise log.damage
         last = log.last_seq
         first_seq = segments[0][0]
         if last < first_seq:
