@@ -1,0 +1,204 @@
+"""Loading the configuration: the shipped example, the search order, and broken configs that
+`reconciler check-config` rejects with exit 1 and a line naming the key."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import Environment, main
+from reconciler.configfile import find_config_path, load_config
+from reconciler.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+VALID = """\
+[daemon]
+platform = "linux"
+state_dir = "state"
+log = "stderr"
+
+[wan]
+interface = "veth0"
+public_address = "interface"
+
+[probe.ipv4]
+target = "198.51.100.53"
+interval = 60
+timeout = 1
+
+[probe.ipv6]
+target = "2001:db8::53"
+interval = 60
+
+[tunnel]
+interface = "he-ipv6"
+mode = "vxlan"
+server_ipv4 = "198.51.100.1"
+client_ipv6 = "2001:db8:1f06:abc::2"
+server_ipv6 = "2001:db8:1f06:abc::1"
+vxlan_id = 42
+
+[tunnelbroker]
+tunnel_id = "123456"
+username = "example"
+update_key_file = "he.key"
+update_url = "https://127.0.0.1:8443/nic/update"
+min_update_interval = 600
+
+[firewall]
+reload_command = []
+"""
+
+
+def write_config(tmp_path: Path, text: str = VALID, key_mode: int = 0o600) -> Path:
+    key = tmp_path / "he.key"
+    key.write_text("s3cret-update-key\n")
+    key.chmod(key_mode)
+    path = tmp_path / "reconciler.conf"
+    path.write_text(text)
+    return path
+
+
+def check(path: Path, cwd: Path) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    env = Environment(stdout=out, stderr=err, environ={}, cwd=cwd)
+    code = main(["check-config", "-c", str(path)], env)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_valid_config_loads(tmp_path: Path) -> None:
+    """A valid file loads, resolving relative paths against its directory."""
+    config = load_config(write_config(tmp_path))
+    assert config.daemon.state_dir == tmp_path / "state"
+    assert config.tunnelbroker.update_key_file == tmp_path / "he.key"
+    assert config.tunnel.vxlan_id == 42 and config.firewall.reload_command == ()
+
+
+def test_check_config_valid_exit_0(tmp_path: Path) -> None:
+    """check-config prints a summary and exits 0 for a valid file, never the key."""
+    code, out, err = check(write_config(tmp_path), tmp_path)
+    assert (code, err) == (0, "")
+    assert "valid" in out and "s3cret" not in out
+
+
+def test_shipped_example_is_valid_but_for_its_key_file(tmp_path: Path) -> None:
+    """etc/reconciler.conf parses; its only problem here is the absent /etc key file."""
+    text = (REPO / "etc" / "reconciler.conf").read_text()
+    text = text.replace("/etc/reconciler/tunnelbroker.key", str(tmp_path / "he.key"))
+    config = load_config(write_config(tmp_path, text))
+    assert (config.wan.interface, config.tunnel.interface) == ("em0", "gif0")
+    assert config.probes["ipv6"].target == "2001:4860:4860::8888"
+
+
+def test_digest_changes_with_key_file_not_its_secret(tmp_path: Path) -> None:
+    """Rewriting the key file changes the digest; the digest does not contain the key."""
+    path = write_config(tmp_path)
+    first = load_config(path).digest
+    key = tmp_path / "he.key"
+    key.write_text("another-key-value\n")
+    os.utime(key, ns=(1, 1))
+    assert load_config(path).digest != first
+
+
+def test_search_order(tmp_path: Path) -> None:
+    """-c wins over $RECONCILER_CONFIG, which wins over ./etc/reconciler.conf."""
+    (tmp_path / "etc").mkdir()
+    local = tmp_path / "etc" / "reconciler.conf"
+    local.write_text("")
+    other = tmp_path / "other.conf"
+    other.write_text("")
+    assert find_config_path(None, {}, tmp_path) == local
+    assert find_config_path(None, {"RECONCILER_CONFIG": str(other)}, tmp_path) == other
+    assert find_config_path(str(local), {"RECONCILER_CONFIG": str(other)}, tmp_path) == local
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        find_config_path("missing.conf", {}, tmp_path)
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    """Validation is complete: several problems give several lines in one error."""
+    text = VALID.replace('"198.51.100.1"', '"nope"').replace("interval = 60\n", "intervall = 60\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config(tmp_path, text))
+    keys = " ".join(caught.value.problems)
+    assert "tunnel.server_ipv4" in keys and "probe.ipv4.intervall" in keys
+
+
+def _replace(old: str, new: str) -> str:
+    assert old in VALID, old
+    return VALID.replace(old, new, 1)
+
+
+BROKEN = [
+    ("missing section", VALID.replace("[wan]\n", "[wanx]\n"), "wan"),
+    ("missing platform", _replace('platform = "linux"\n', ""), "daemon.platform"),
+    ("bad platform", _replace('platform = "linux"', 'platform = "bsd"'), "daemon.platform"),
+    ("bad log", _replace('log = "stderr"', 'log = "file"'), "daemon.log"),
+    ("typo key", _replace('log = "stderr"', 'logg = "stderr"'), "daemon.logg"),
+    ("missing wan iface", _replace('interface = "veth0"\n', ""), "wan.interface"),
+    ("shell string", _replace("[wan]\n", '[wan]\nrestart_command = "sh /etc/netstart"\n'),
+     "wan.restart_command"),
+    ("public_address", _replace('public_address = "interface"', 'public_address = "nat"'),
+     "wan.public_address"),
+    ("v6 target for v4", _replace('target = "198.51.100.53"', 'target = "2001:db8::1"'),
+     "probe.ipv4.target"),
+    ("bad v6 target", _replace('target = "2001:db8::53"', 'target = "2001:db8::zz"'),
+     "probe.ipv6.target"),
+    ("interval type", _replace("interval = 60\ntimeout", 'interval = "60"\ntimeout'),
+     "probe.ipv4.interval"),
+    ("timeout too long", _replace("timeout = 1", "timeout = 90"), "probe.ipv4.timeout"),
+    ("fail_after zero", _replace("timeout = 1", "timeout = 1\nfail_after = 0"),
+     "probe.ipv4.fail_after"),
+    ("bad server v4", _replace('server_ipv4 = "198.51.100.1"', 'server_ipv4 = "198.51.100"'),
+     "tunnel.server_ipv4"),
+    ("client v6 is v4", _replace('"2001:db8:1f06:abc::2"', '"10.0.0.1"'),
+     "tunnel.client_ipv6"),
+    ("gif on linux", _replace('mode = "vxlan"', 'mode = "gif"'), "tunnel.mode"),
+    ("mtu small", _replace("vxlan_id = 42", "vxlan_id = 42\nmtu = 576"), "tunnel.mtu"),
+    ("prefixlen", _replace("vxlan_id = 42", "vxlan_id = 42\nprefixlen = 129"), "tunnel.prefixlen"),
+    ("vxlan id missing", _replace("vxlan_id = 42\n", ""), "tunnel.vxlan_id"),
+    ("hostname dir", _replace("vxlan_id = 42", 'vxlan_id = 42\nhostname_file = "no/such/dir/h"'),
+     "tunnel.hostname_file"),
+    ("tunnel id", _replace('tunnel_id = "123456"', 'tunnel_id = "abc"'), "tunnelbroker.tunnel_id"),
+    ("username type", _replace('username = "example"', "username = 7"), "tunnelbroker.username"),
+    ("key file missing", _replace('"he.key"', '"../nowhere/he.key"'),
+     "tunnelbroker.update_key_file"),
+    ("key file dir", _replace('"he.key"', '"."'), "tunnelbroker.update_key_file"),
+    ("url scheme", _replace('"https://127.0.0.1:8443/nic/update"', '"ftp://x/nic"'),
+     "tunnelbroker.update_url"),
+    ("url creds", _replace('"https://127.0.0.1:8443/nic/update"', '"https://u:p@x/nic"'),
+     "tunnelbroker.update_url"),
+    ("interval negative", _replace("min_update_interval = 600", "min_update_interval = -1"),
+     "tunnelbroker.min_update_interval"),
+    ("firewall string", _replace("reload_command = []", 'reload_command = "pfctl -f x"'),
+     "firewall.reload_command"),
+    ("backoff order", VALID + "\n[reconcile]\nbackoff_min = 60\nbackoff_max = 5\n",
+     "reconcile.backoff_max"),
+    ("unknown section", VALID + "\n[extra]\nx = 1\n", "extra"),
+    ("toml syntax", VALID + "\n[wan\n", "TOML syntax"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "text", "key"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_config_exit_1_names_key(tmp_path: Path, case: str, text: str, key: str) -> None:
+    """Each broken config makes check-config exit 1 with a one-line error naming the key."""
+    path = write_config(tmp_path, text)
+    code, out, err = check(path, tmp_path)
+    assert code == 1, (case, out, err)
+    lines = err.strip().splitlines()
+    assert any(f"{path}: {key}" in line for line in lines) or (
+        key == "TOML syntax" and key in err
+    ), err
+    assert "Traceback" not in err and "s3cret" not in err + out
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
+def test_key_file_readable_by_others_rejected(tmp_path: Path, mode: int) -> None:
+    """A key file group- or world-readable is refused, naming the key and the mode."""
+    code, _, err = check(write_config(tmp_path, key_mode=mode), tmp_path)
+    assert code == 1
+    assert "tunnelbroker.update_key_file" in err and f"{mode:04o}" in err
+    assert "s3cret" not in err
