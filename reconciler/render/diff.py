@@ -72,8 +72,8 @@ def before_after(action: Action, observed: ObservedState, desired: DesiredState)
                 before = f"{action.interface} missing"
             else:
                 state = "up" if tunnel.up else "down"
-                before = f"{action.interface} {tunnel.local} -> {tunnel.remote} ({state})"
-            return before, f"{action.interface} {action.local} -> {action.remote} (up)"
+                before = f"{action.interface} {tunnel.local} to {tunnel.remote} ({state})"
+            return before, f"{action.interface} {action.local} to {action.remote} (up)"
         case ReloadPf():
             return "rules loaded before the tunnel restart", "rules reloaded"
     raise AssertionError(f"unknown action {action!r}")  # pragma: no cover - closed set
