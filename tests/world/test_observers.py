@@ -60,9 +60,7 @@ def test_observe_tunnel_and_hostname_file(tmp_path: Path, host: OpenBSDHost) -> 
         assert isinstance(tunnel.fact, TunnelObserved) and not tunnel.fact.exists
         missing = observers.observe_hostname_file(config, platform, recorder)
         assert missing is not None
-        assert missing.fact == HostnameFileObserved(
-            path="/etc/hostname.gif0", digest=None
-        )
+        assert missing.fact == HostnameFileObserved(path="/etc/hostname.gif0", digest=None)
         host.hostname_path("gif0").write_text("tunnel 203.0.113.7 198.51.100.1\nup\n")
         present = observers.observe_hostname_file(config, platform, recorder)
         assert present is not None and isinstance(present.fact, HostnameFileObserved)
