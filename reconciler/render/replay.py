@@ -57,7 +57,10 @@ def state_changes(before: ObservedState, after: ObservedState) -> list[str]:
             changes.append(f"{label}: {_show(old)} -> {_show(new)}")
 
     wb, wa = before.wan, after.wan
-    if wa is not None and wb != wa:
+    if wa is not None and wb is None:
+        link = _updown(wa.link_up) if wa.exists else "missing"
+        changes.append(f"WAN {wa.interface} observed: {link}, address {_show(wa.address)}")
+    elif wa is not None and wb != wa:
         note(f"WAN {wa.interface} address", wb.address if wb else None, wa.address)
         note(f"WAN {wa.interface} link", _updown(wb.link_up) if wb else None, _updown(wa.link_up))
         note(f"WAN {wa.interface}", _present(wb.exists) if wb else None, _present(wa.exists))
@@ -66,7 +69,13 @@ def state_changes(before: ObservedState, after: ObservedState) -> list[str]:
         label = "IPv4" if family == "ipv4" else "IPv6"
         note(f"{label} probe", pb.status, pa.status)
     tb, ta = before.tunnel, after.tunnel
-    if ta is not None and tb != ta:
+    if ta is not None and tb is None:
+        if ta.exists:
+            ends = f"{_show(ta.local)} to {_show(ta.remote)}"
+            changes.append(f"tunnel {ta.interface} observed: {_updown(ta.up)}, {ends}")
+        else:
+            changes.append(f"tunnel {ta.interface} observed: missing")
+    elif ta is not None and tb != ta:
         name = f"tunnel {ta.interface}"
         note(name, _present(tb.exists) if tb else None, _present(ta.exists))
         note(f"{name} state", _updown(tb.up) if tb else None, _updown(ta.up))
@@ -77,8 +86,9 @@ def state_changes(before: ObservedState, after: ObservedState) -> list[str]:
         note(f"hostname file {ha.path}", _digest(hb.digest if hb else None), _digest(ha.digest))
     eb, ea = before.endpoint, after.endpoint
     if ea is not None and eb != ea:
-        note("HE endpoint", eb.address if eb else None, ea.address)
-        note("HE endpoint made for", eb.for_local if eb else None, ea.for_local)
+        note("HE endpoint", eb.address if eb else "unknown", ea.address)
+        if eb is not None:
+            note("HE endpoint made for", eb.for_local, ea.for_local)
     if before.config_digest != after.config_digest:
         note("config", _digest(before.config_digest), _digest(after.config_digest))
     return changes

@@ -1,0 +1,95 @@
+"""`reconciler replay` on the committed story log: timeline structure, --at, JSON, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reconciler.commands.replay import parse_time
+from reconciler.errors import ReconcilerError
+from reconciler.history import iter_envelopes, load_state
+from reconciler.model.facts import ActionFailed, UnknownFact
+from tests.commands.test_diff import FIXTURE, run_cli
+from tests.fixtures.make_story_log import STORY
+
+
+def test_fixture_log_reads_back_typed() -> None:
+    """The committed log written by this version reads back fact for fact, plus one unknown."""
+    envelopes = list(iter_envelopes(FIXTURE))
+    assert [e.fact for e in envelopes[:-1]] == [fact for _, _, fact in STORY]
+    assert isinstance(envelopes[-1].fact, UnknownFact)
+    state, seq = load_state(FIXTURE)
+    assert seq == len(STORY) + 1
+    assert state.wan is not None and state.wan.address == "203.0.113.9"
+    failed = state.actions["restart-tunnel:203.0.113.9->198.51.100.1"]
+    assert failed.last_outcome == "temporary" and isinstance(envelopes[19].fact, ActionFailed)
+
+
+def test_replay_tells_the_story(tmp_path: Path) -> None:
+    """The timeline shows state changes, decisions with reasons and causes, and outcomes."""
+    code, out, err = run_cli(["replay", "--state-dir", str(FIXTURE)], tmp_path)
+    assert (code, err) == (0, "")
+    assert "changed: IPv4 probe: up -> down" in out
+    assert "changed: WAN em0 address: 203.0.113.7 -> none" in out
+    assert "decided restart-wan:em0: WAN em0 has no IPv4 address (because of #10, #11)" in out
+    assert "failed restart-tunnel:203.0.113.9->198.51.100.1 (temporary" in out
+    assert "changed: HE endpoint: 203.0.113.7 -> 203.0.113.9" in out
+    assert "not understood (unknown fact type)" in out
+    heads = [line for line in out.splitlines() if line.startswith("2024-05-01T")]
+    assert heads and all("#" in h for h in heads)
+    assert [h.split()[0] for h in heads] == sorted(h.split()[0] for h in heads)
+
+
+def test_replay_window(tmp_path: Path) -> None:
+    """--since/--until keep only entries inside the window."""
+    args = ["replay", "--state-dir", str(FIXTURE), "--since", "2024-05-01T12:03:00",
+            "--until", "2024-05-01T12:04:03Z"]  # fmt: skip
+    code, out, _ = run_cli(args, tmp_path)
+    heads = [line.split()[0] for line in out.splitlines() if line.startswith("2024")]
+    assert code == 0 and heads
+    assert all("2024-05-01T12:03:00Z" <= h <= "2024-05-01T12:04:03Z" for h in heads)
+
+
+def test_replay_at_prints_state_then(tmp_path: Path) -> None:
+    """--at prints the state as it was: the WAN without an address at 12:02:30."""
+    code, out, _ = run_cli(
+        ["replay", "--state-dir", str(FIXTURE), "--at", "2024-05-01T12:02:30Z"], tmp_path
+    )
+    assert code == 0
+    assert "WAN em0: up, address none" in out and "ipv4 probe: unknown" not in out
+
+
+def test_replay_json_is_versioned(tmp_path: Path) -> None:
+    """--json prints one document with a schema and an entry per fact."""
+    code, out, _ = run_cli(["replay", "--json", "--state-dir", str(FIXTURE)], tmp_path)
+    document = json.loads(out)
+    assert code == 0 and document["schema"] == "reconciler.replay/1"
+    assert document["count"] == len(document["entries"]) == len(STORY) + 1
+    assert document["entries"][-1]["type"] == "route-observed"
+    code, out, _ = run_cli(
+        ["replay", "--json", "--state-dir", str(FIXTURE), "--at", "2024-05-01T12:10:00Z"],
+        tmp_path,
+    )
+    assert json.loads(out)["schema"] == "reconciler.replay-state/1"
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2024-13-01", ""])
+def test_bad_time_is_one_line_error(tmp_path: Path, value: str) -> None:
+    """A time that does not parse is one line on stderr and exit 1, never a traceback."""
+    code, _out, err = run_cli(["replay", "--state-dir", str(FIXTURE), "--since", value], tmp_path)
+    if value == "":
+        assert code == 0  # an empty option means "from the start"
+        return
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "--since" in err
+
+
+def test_parse_time_forms() -> None:
+    """ISO 8601 with and without a zone (UTC) and epoch seconds are accepted."""
+    assert parse_time("--at", "2024-05-01T12:00:00Z") == 1_714_564_800.0
+    assert parse_time("--at", "2024-05-01T12:00:00") == 1_714_564_800.0
+    assert parse_time("--at", "2024-05-01T14:00:00+02:00") == 1_714_564_800.0
+    assert parse_time("--at", "1714564800") == 1_714_564_800.0
+    with pytest.raises(ReconcilerError):
+        parse_time("--at", "noon")
