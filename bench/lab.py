@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reconciler.lab.topology import Lab, lab_unavailable_reason, wait_until
+from reconciler.lab.topology import Lab, LabError, lab_unavailable_reason, wait_until
 
 __all__ = ["main"]
 
@@ -74,7 +74,11 @@ def _repair_times(
         addresses = _addresses()
         for _ in range(rounds):
             time.sleep(1.5)  # past min_update_interval, and the loop at rest
-            times.append(_one_repair(lab, next(addresses), per_round_timeout))
+            try:
+                times.append(_one_repair(lab, next(addresses), per_round_timeout))
+            except LabError as exc:
+                print(f"lab repair: not repaired: {exc}")
+                break  # the lab is broken from here on: the figures so far stand
         lab.stop_daemon()
     return times
 
@@ -128,7 +132,7 @@ def _soak(duration: float, every: float) -> int:
             round_start = time.monotonic()
             try:
                 repaired.append(_one_repair(lab, next(addresses), timeout=every))
-            except Exception:
+            except LabError:
                 failed += 1
             while time.monotonic() - round_start < every:
                 samples.append(_proc_figures(daemon.pid)[0])

@@ -1,7 +1,7 @@
 """`reconciler lab demo`: build the lab, run the daemon, move the WAN address, watch the repair.
 
 The live view tails the event log read-only from a thread: one line per fact and action as
-it lands (repeated probe results that change nothing are left out to keep the story
+it lands (observations that repeat what is already known are left out to keep the story
 readable). At the end it prints `reconciler diff` (no changes) and `reconciler replay`, then
 tears the lab down, also on Ctrl-C.
 """
@@ -44,7 +44,7 @@ class _LiveView:
         self.lab = lab
         self.out = out
         self.printed_seq = 0
-        self.last_probe: dict[str, bool] = {}
+        self.last_seen: dict[tuple[str, Any], dict[str, Any]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lab-live-view", daemon=True)
 
@@ -70,10 +70,13 @@ class _LiveView:
                 continue
             self.printed_seq = envelope.seq
             fact = envelope.fact
-            if getattr(fact, "TYPE", "") == "probe-observed":
-                if self.last_probe.get(fact.family) == fact.ok:
-                    continue  # an unchanged probe result is no news
-                self.last_probe[fact.family] = fact.ok
+            if getattr(fact, "TYPE", "").endswith("-observed") and attrs.has(type(fact)):
+                fields = attrs.asdict(fact, recurse=False)
+                subject = (fact.TYPE, fields.get("family") or fields.get("interface"))
+                news = {k: v for k, v in fields.items() if k not in ("rtt_ms", "detail")}
+                if self.last_seen.get(subject) == news:
+                    continue  # an observation that changes nothing is no news
+                self.last_seen[subject] = news
             print(describe_envelope(envelope), file=self.out, flush=True)
 
 
@@ -106,8 +109,12 @@ def _demo_in(lab: Lab, out: TextIO) -> int:
     try:
         wait_until(lab.ping6_through_tunnel, timeout=20, what="IPv6 across the tunnel")
         time.sleep(2)  # a few quiet probe cycles
-        say(f"the ISP moves the WAN address: {lab.wan_address} -> {NEW_WAN_ADDRESS}")
+        say(
+            f"the ISP reconnects the WAN (link down, then up with a new address): "
+            f"{lab.wan_address} -> {NEW_WAN_ADDRESS}"
+        )
         changed_at = time.monotonic()
+        lab.wan_link(False)
         lab.set_wan_address(NEW_WAN_ADDRESS)
         wait_until(
             lambda: lab.ping6_through_tunnel(timeout=0.3),
