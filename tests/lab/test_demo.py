@@ -1,0 +1,40 @@
+"""`reconciler lab demo`: refuses politely without root; one line per fact in the live view."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from reconciler.lab.demo import describe_envelope
+from reconciler.model.facts import Envelope, WanAddressObserved
+
+# Import everything first: once unprivileged, root's interpreter files may be unreadable.
+_AS_NOBODY = """
+import os, sys
+import reconciler.cli, reconciler.commands.lab, reconciler.lab.demo
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+sys.exit(reconciler.cli.main(["lab", "demo"]))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to an unprivileged user needs root")
+def test_demo_without_root_says_so_in_one_line_and_exits_1() -> None:
+    """Run as `nobody`, the demo prints one line naming root and exits 1, no traceback."""
+    done = subprocess.run([sys.executable, "-c", _AS_NOBODY], capture_output=True, text=True)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "root" in lines[0], done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_describe_envelope_is_one_line_with_time_source_type_and_news() -> None:
+    """A fact becomes one line: UTC time, source, type, and only the fields that say something."""
+    fact = WanAddressObserved(interface="wan0", address="203.0.113.11", link_up=True)
+    line = describe_envelope(Envelope(seq=7, at=0.5, source="observer:wan", fact=fact))
+    assert "\n" not in line
+    assert line.startswith("00:00:00.500  observer:wan")
+    assert "wan-address-observed" in line and "address=203.0.113.11" in line
+    assert "addresses=" not in line
