@@ -19,6 +19,8 @@ from attrs import frozen
 __all__ = [
     "FORMAT_VERSION",
     "FRAME_HEADER",
+    "FRAME_OVERHEAD",
+    "FRAME_TRAILER",
     "MAX_PAYLOAD",
     "SEGMENT_HEADER",
     "SEGMENT_MAGIC",
@@ -29,6 +31,7 @@ __all__ = [
     "encode_frame",
     "encode_segment_header",
     "find_intact_frame",
+    "inspect_frame",
     "is_segment_name",
     "is_torn_tail",
     "scan_frames",
@@ -43,10 +46,13 @@ SEGMENT_SUFFIX = ".log"
 # magic, format version (u16), flags (u16, zero), first sequence number (u64), CRC of the rest
 _SEGMENT_HEAD = struct.Struct("<8sHHQ")
 SEGMENT_HEADER = _SEGMENT_HEAD.size + 4
-# payload length (u32), sequence number (u64), payload CRC (u32), then the CRC of those 16 bytes
-_FRAME_HEAD = struct.Struct("<IQI")
-_FRAME_FULL = struct.Struct("<IQII")
+# Frame: payload length (u32), sequence number (u64), CRC-32 of those 12 bytes (u32), the
+# payload, then a CRC-32 of everything before it in the frame (u32 trailer).
+_FRAME_HEAD = struct.Struct("<IQ")
+_FRAME_FULL = struct.Struct("<IQI")
 FRAME_HEADER = _FRAME_FULL.size
+FRAME_TRAILER = 4
+FRAME_OVERHEAD = FRAME_HEADER + FRAME_TRAILER
 MAX_PAYLOAD = 2**30  # a larger length is damage, whatever its CRC says
 _U32 = struct.Struct("<I")
 
@@ -88,18 +94,23 @@ def decode_segment_header(data: bytes) -> int | str:
 
 
 def encode_frame(seq: int, payload: bytes) -> bytes:
-    head = _FRAME_HEAD.pack(len(payload), seq, _crc32(payload))
-    return head + _U32.pack(_crc32(head)) + payload
+    head = _FRAME_HEAD.pack(len(payload), seq)
+    head += _U32.pack(_crc32(head))
+    return b"".join((head, payload, _U32.pack(_crc32(payload, _crc32(head)))))
 
 
 @frozen
 class Frame:
-    """An intact frame: where it starts (in the buffer), its sequence number and payload span."""
+    """An intact frame: where it starts, its sequence number, payload start, and frame end."""
 
     offset: int
     seq: int
     start: int
     end: int
+
+    @property
+    def payload_end(self) -> int:
+        return self.end - FRAME_TRAILER
 
 
 @frozen
@@ -111,40 +122,43 @@ class Damage:
     reason: str
 
 
-def walk_frames(
-    buf: bytes | memoryview, pos: int, expected_seq: int, *, check_payload: bool = True
-) -> Iterator[Frame | Damage]:
+def inspect_frame(buf: bytes | memoryview, pos: int, seq: int | None) -> int | Damage:
+    """The end of the intact frame at `pos` (numbered `seq` unless None), or why it is not.
+
+    The header CRC is checked first, so a damaged length reads as damage ("header") rather
+    than as a frame running past the end of the file ("incomplete", a torn write).
+    """
+    size = len(buf)
+    if pos + FRAME_HEADER > size:
+        return Damage(pos, "incomplete", f"frame header cut short ({size - pos} bytes)")
+    length, frame_seq, header_crc = _FRAME_FULL.unpack_from(buf, pos)
+    if _crc32(buf[pos : pos + 12]) != header_crc or length > MAX_PAYLOAD:
+        return Damage(pos, "header", "frame header checksum mismatch")
+    end: int = pos + FRAME_OVERHEAD + length
+    if end > size:
+        return Damage(pos, "incomplete", f"frame of {length} bytes cut short")
+    if _crc32(buf[pos : end - FRAME_TRAILER]) != _U32.unpack_from(buf, end - FRAME_TRAILER)[0]:
+        return Damage(pos, "payload", "frame checksum mismatch")
+    if seq is not None and frame_seq != seq:
+        return Damage(pos, "sequence", f"sequence number {frame_seq}, expected {seq}")
+    return end
+
+
+def walk_frames(buf: bytes | memoryview, pos: int, expected_seq: int) -> Iterator[Frame | Damage]:
     """Yield the frames in buf[pos:] in order; a Damage ends the walk.
 
     The walk ends silently when the buffer ends exactly on a frame boundary. Sequence numbers
-    must run on from `expected_seq`. With check_payload=False only headers are verified (for
-    skipping frames that will not be handed out).
+    must run on from `expected_seq`.
     """
-    size = len(buf)
-    unpack = _FRAME_FULL.unpack_from
     seq = expected_seq
-    while pos < size:
-        if pos + FRAME_HEADER > size:
-            yield Damage(pos, "incomplete", f"frame header cut short ({size - pos} bytes)")
+    while pos < len(buf):
+        found = inspect_frame(buf, pos, seq)
+        if isinstance(found, Damage):
+            yield found
             return
-        length, frame_seq, payload_crc, header_crc = unpack(buf, pos)
-        if _crc32(buf[pos : pos + 16]) != header_crc or length > MAX_PAYLOAD:
-            yield Damage(pos, "header", "frame header checksum mismatch")
-            return
-        start = pos + FRAME_HEADER
-        end = start + length
-        if end > size:
-            yield Damage(pos, "incomplete", f"frame of {length} bytes cut short at {size - start}")
-            return
-        if frame_seq != seq:
-            yield Damage(pos, "sequence", f"sequence number {frame_seq}, expected {seq}")
-            return
-        if check_payload and _crc32(buf[start:end]) != payload_crc:
-            yield Damage(pos, "payload", "payload checksum mismatch")
-            return
-        yield Frame(pos, seq, start, end)
+        yield Frame(pos, seq, pos + FRAME_HEADER, found)
         seq += 1
-        pos = end
+        pos = found
 
 
 def find_intact_frame(buf: bytes | memoryview, after: int) -> Frame | None:
@@ -156,14 +170,12 @@ def find_intact_frame(buf: bytes | memoryview, after: int) -> Frame | None:
     """
     data = bytes(buf)
     limit = len(data.rstrip(b"\0"))
-    unpack = _FRAME_FULL.unpack_from
     pos = after + 1
     while pos + FRAME_HEADER <= len(data) and pos < limit:
-        length, seq, payload_crc, header_crc = unpack(data, pos)
-        if _crc32(data[pos : pos + 16]) == header_crc and length <= MAX_PAYLOAD:
-            end = pos + FRAME_HEADER + length
-            if end <= len(data) and _crc32(data[pos + FRAME_HEADER : end]) == payload_crc:
-                return Frame(pos, seq, pos + FRAME_HEADER, end)
+        found = inspect_frame(data, pos, None)
+        if not isinstance(found, Damage):
+            seq = _FRAME_FULL.unpack_from(data, pos)[1]
+            return Frame(pos, seq, pos + FRAME_HEADER, found)
         pos += 1
     return None
 
@@ -178,24 +190,25 @@ def scan_frames(
     """
     size = len(buf)
     unpack = _FRAME_FULL.unpack_from
+    trailer = _U32.unpack_from
     crc32 = _crc32
     left = -1 if limit is None else limit
     while pos + FRAME_HEADER <= size and left != 0:
-        length, frame_seq, payload_crc, header_crc = unpack(buf, pos)
-        if crc32(buf[pos : pos + 16]) != header_crc or length > MAX_PAYLOAD:
-            return pos, seq, Damage(pos, "header", "frame header checksum mismatch")
-        end = pos + FRAME_HEADER + length
-        if end > size:
-            break
-        if frame_seq != seq:
-            return pos, seq, Damage(pos, "sequence", f"sequence number {frame_seq}, expected {seq}")
-        if crc32(buf[pos + FRAME_HEADER : end]) != payload_crc:
-            return pos, seq, Damage(pos, "payload", "payload checksum mismatch")
+        length, frame_seq, _ = unpack(buf, pos)
+        end = pos + FRAME_OVERHEAD + length
+        if (
+            end > size
+            or frame_seq != seq
+            or crc32(buf[pos : end - FRAME_TRAILER]) != trailer(buf, end - FRAME_TRAILER)[0]
+        ):
+            found = inspect_frame(buf, pos, seq)
+            assert isinstance(found, Damage)
+            return pos, seq, found
         seq += 1
         pos = end
         left -= 1
     if pos < size and left != 0:
-        return pos, seq, Damage(pos, "incomplete", f"last frame cut short ({size - pos} bytes)")
+        return pos, seq, Damage(pos, "incomplete", f"frame header cut short ({size - pos} bytes)")
     return pos, seq, None
 
 

@@ -129,7 +129,7 @@ def _scan_segment(path: Path, first_seq: int, *, last: bool) -> _SegmentScan:
         damage: Damage | None = None
         for item in walk_frames(data, pos, seq):
             if isinstance(item, Frame):
-                payload = data[item.start : item.end]
+                payload = data[item.start : item.payload_end]
                 if _decodes_to_mapping(payload):
                     frames.append((item.seq, payload))
                     seq, pos = item.seq + 1, item.end
