@@ -37,7 +37,7 @@ def test_verify_then_repair_a_damaged_log(tmp_path: Path) -> None:
 
     status, out, _ = _run("log", "verify", "--state-dir", str(tmp_path), cwd=tmp_path)
     assert status == 1
-    assert f"{segment}: byte {victim.offset}: payload checksum mismatch" in out
+    assert f"{segment}: byte {victim.offset}: frame checksum mismatch" in out
 
     status, out, _ = _run("log", "repair", "--state-dir", str(tmp_path), cwd=tmp_path)
     assert status == 0
