@@ -181,7 +181,7 @@ class ObservedState:
 def fold(state: ObservedState, envelope: Envelope) -> ObservedState:
     """The state after `envelope`; pure, and total over every fact (unknown ones only move seq)."""
     seq, at, fact = envelope.seq, envelope.at, envelope.fact
-    base = attrs.evolve(state, seq=seq, at=at)
+    base = _Moved(state, seq, at)
     match fact:
         case WanAddressObserved():
             wan = WanView(fact.interface, fact.address, fact.link_up, fact.exists, seq, at)
@@ -190,7 +190,7 @@ def fold(state: ObservedState, envelope: Envelope) -> ObservedState:
             actions = state.actions
             if _wan_usable(wan) and state.probe("ipv4").status != "down":
                 actions = _forget_recent_starts(actions, RestartWan.KIND)
-            return attrs.evolve(base, wan=wan, actions=actions)
+            return base.evolve(wan=wan, actions=actions)
         case ProbeObserved():
             return _fold_probe(base, fact, seq, at)
         case TunnelObserved():
@@ -199,19 +199,18 @@ def fold(state: ObservedState, envelope: Envelope) -> ObservedState:
             )
             if state.tunnel is not None and _same_tunnel(state.tunnel, tunnel):
                 tunnel = state.tunnel
-            return attrs.evolve(base, tunnel=tunnel)
+            return base.evolve(tunnel=tunnel)
         case HostnameFileObserved():
             view = HostnameView(fact.path, fact.digest, seq, at)
             old = state.hostname_file
             if old is not None and (old.path, old.digest) == (view.path, view.digest):
                 view = old
-            return attrs.evolve(base, hostname_file=view)
+            return base.evolve(hostname_file=view)
         case EndpointObserved():
             endpoint = EndpointView(fact.address, fact.for_local, fact.source, seq, at)
-            return attrs.evolve(base, endpoint=endpoint)
+            return base.evolve(endpoint=endpoint)
         case ConfigLoaded():
-            return attrs.evolve(
-                base,
+            return base.evolve(
                 config_digest=fact.digest,
                 config_seq=seq,
                 fail_after=_thresholds(fact.fail_after, state.fail_after),
@@ -233,7 +232,7 @@ def fold(state: ObservedState, envelope: Envelope) -> ObservedState:
                 last_success_seq=seq,
                 last_outcome_seq=seq,
             )
-            return attrs.evolve(base, actions={**state.actions, fact.key: record})
+            return base.evolve(actions={**state.actions, fact.key: record})
         case ActionFailed():
             record = _record(state, fact.key, fact.action)
             record = attrs.evolve(
@@ -247,9 +246,35 @@ def fold(state: ObservedState, envelope: Envelope) -> ObservedState:
                 in_flight=False,
                 last_outcome_seq=seq,
             )
-            return attrs.evolve(base, actions={**state.actions, fact.key: record})
+            return base.evolve(actions={**state.actions, fact.key: record})
         case _:
-            return base  # DaemonStarted/Stopped and unknown facts change nothing we plan on
+            return (
+                base.evolve()
+            )  # DaemonStarted/Stopped and unknown facts change nothing we plan on
+
+
+_STATE_FIELDS = tuple(a.name for a in attrs.fields(ObservedState))
+
+
+class _Moved:
+    """`state` as of a new seq and time: reads go to the old state, `evolve` builds the new
+    one in a single constructor call (attrs.evolve's introspection dominated the fold)."""
+
+    __slots__ = ("at", "seq", "state")
+
+    def __init__(self, state: ObservedState, seq: int, at: float) -> None:
+        self.state, self.seq, self.at = state, seq, at
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.state, name)
+
+    def probe(self, family: str) -> ProbeView:
+        return self.state.probe(family)
+
+    def evolve(self, **changes: Any) -> ObservedState:
+        values = {name: getattr(self.state, name) for name in _STATE_FIELDS}
+        values.update(changes, seq=self.seq, at=self.at)
+        return ObservedState(**values)
 
 
 def fold_all(envelopes: Any, state: ObservedState | None = None) -> ObservedState:
@@ -292,7 +317,7 @@ def _thresholds(given: Mapping[str, int], previous: Mapping[str, int]) -> dict[s
     return merged
 
 
-def _fold_probe(base: ObservedState, fact: ProbeObserved, seq: int, at: float) -> ObservedState:
+def _fold_probe(base: _Moved, fact: ProbeObserved, seq: int, at: float) -> ObservedState:
     family = fact.family
     old = base.probe(family)
     ok_count = old.consecutive_ok + 1 if fact.ok else 0
@@ -319,11 +344,11 @@ def _fold_probe(base: ObservedState, fact: ProbeObserved, seq: int, at: float) -
         # The problem a restart was meant to fix has gone: its restarts stop counting.
         gone = RestartWan.KIND if family == "ipv4" else RestartTunnel.KIND
         actions = _forget_recent_starts(actions, gone)
-    return attrs.evolve(base, probes={**base.probes, family: view}, actions=actions)
+    return base.evolve(probes={**base.probes, family: view}, actions=actions)
 
 
-def _fold_started(base: ObservedState, fact: ActionStarted, seq: int, at: float) -> ObservedState:
-    record = _record(base, fact.key, fact.action)
+def _fold_started(base: _Moved, fact: ActionStarted, seq: int, at: float) -> ObservedState:
+    record = _record(base.state, fact.key, fact.action)
     starts = (*record.recent_starts, at)[-RECENT_STARTS_KEPT:]
     record = attrs.evolve(
         record,
@@ -343,7 +368,7 @@ def _fold_started(base: ObservedState, fact: ActionStarted, seq: int, at: float)
     if rejudged is not None:
         probe = base.probe(rejudged)
         changes["probes"] = {**base.probes, rejudged: attrs.evolve(probe, consecutive_failed=0)}
-    return attrs.evolve(base, **changes)
+    return base.evolve(**changes)
 
 
 def _record(state: ObservedState, key: str, kind: str) -> ActionRecord:
