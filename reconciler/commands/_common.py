@@ -25,5 +25,5 @@ def resolve_state_dir(args: argparse.Namespace, env: Environment) -> Path:
     """--state-dir when given, else the configuration's state_dir."""
     given = getattr(args, "state_dir", None)
     if given:
-        return (env.cwd / given).resolve()
+        return (env.cwd / Path(given)).resolve()
     return load_config_for(args, env).daemon.state_dir
