@@ -164,8 +164,8 @@ def test_scenario_6_replay_tells_the_outage_story_with_times(wan_outage: SimpleN
     update = first("update-he-endpoint", restart_wan)
     tunnel = first("restart-tunnel", update)
     firewall = first("reload-pf", tunnel)
-    ipv6_back = first(r"ipv6.*->\s*up\b", tunnel)
-    assert restart_wan < new_address and update < tunnel < firewall and tunnel < ipv6_back
+    ipv6_back = first(r"ipv6.*->\s*up\b", update)
+    assert restart_wan < new_address and update < tunnel < firewall and update < ipv6_back
     document = json.loads(wan_outage.replay_json.stdout)
     assert document["schema"].startswith("reconciler.replay/")
 
