@@ -44,6 +44,10 @@ def _ipv6_ok_probes(lab: Lab) -> int:
     return sum(1 for e in _facts(lab, ProbeObserved) if e.fact.family == "ipv6" and e.fact.ok)
 
 
+def _ipv6_failed_probes(lab: Lab) -> int:
+    return sum(1 for e in _facts(lab, ProbeObserved) if e.fact.family == "ipv6" and not e.fact.ok)
+
+
 def _start_converged(lab: Lab, **overrides: Any) -> None:
     """Start the daemon and wait until it has seen IPv6 work across the tunnel."""
     lab.start_daemon(**overrides)
@@ -96,6 +100,8 @@ def wan_outage(lab_available: None) -> Iterator[SimpleNamespace]:
         lab.remove_wan_address()
         lab.wan_link(False)
         wait_until(lambda: len(_started(lab, "restart-wan")) >= 3, timeout=40, what="3 restarts")
+        # down long enough that the IPv6 probe, too, is held down (fail_after = 2)
+        wait_until(lambda: _ipv6_failed_probes(lab) >= 3, timeout=20, what="IPv6 probes failing")
         calls_while_down = lab.he_update_calls()
         lab.set_wan_address(NEW_ADDRESS)
         changed = time.monotonic()
@@ -164,7 +170,7 @@ def test_scenario_6_replay_tells_the_outage_story_with_times(wan_outage: SimpleN
     update = first("update-he-endpoint", restart_wan)
     tunnel = first("restart-tunnel", update)
     firewall = first("reload-pf", tunnel)
-    ipv6_back = first(r"ipv6.*->\s*up\b", update)
+    ipv6_back = first(r"ipv6 probe: down -> up", update)
     assert restart_wan < new_address and update < tunnel < firewall and update < ipv6_back
     document = json.loads(wan_outage.replay_json.stdout)
     assert document["schema"].startswith("reconciler.replay/")
