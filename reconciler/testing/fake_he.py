@@ -99,6 +99,7 @@ class RecordedRequest:
     authorized: bool
     status: int  # 0 when the connection was dropped
     body: str
+    source_port: int = 0  # tells apart requests that shared a kept-alive connection
 
 
 @frozen
@@ -476,7 +477,17 @@ def _handler_for(fake: FakeTunnelbroker) -> type[BaseHTTPRequestHandler]:
                 return
             kind, answer, status, body = self._respond(split.path, params, source, authorized)
             fake._record(
-                RecordedRequest(method, split.path, shown, source, auth, authorized, status, body),
+                RecordedRequest(
+                    method,
+                    split.path,
+                    shown,
+                    source,
+                    auth,
+                    authorized,
+                    status,
+                    body,
+                    source_port=int(self.client_address[1]),
+                ),
                 kind,
                 answer,
             )

@@ -86,7 +86,7 @@ class _KeyUnavailable(Exception):
 
 
 class TunnelbrokerClient:
-    """Talks to HE over one `requests.Session`, with TLS verified and bounded timeouts."""
+    """Talks to HE with TLS verified, bounded timeouts and a fresh connection per call."""
 
     def __init__(
         self,
@@ -341,29 +341,37 @@ class TunnelbrokerClient:
 
     def _get(self, url: str, params: dict[str, str], key: str) -> tuple[int, str]:
         verify: bool | str = str(self.config.ca_file) if self.config.ca_file else True
-        with self._session.get(
-            url,
-            params=params,
-            auth=(self.config.username, key),
-            timeout=(self.config.connect_timeout, self.config.read_timeout),
-            verify=verify,
-            # A redirect is never part of HE's protocol; following one could carry the
-            # Authorization header somewhere we did not choose.
-            allow_redirects=False,
-            stream=True,
-        ) as response:
-            raw = b""
-            # iter_content (not raw.read) so a drop or stall mid-body surfaces as a
-            # requests exception like any other.
-            for chunk in response.iter_content(chunk_size=4096):
-                raw += chunk
-                if len(raw) > _MAX_BODY:
-                    break
-            if 300 <= response.status_code <= 399:
-                target = _scrub_url(response.headers.get("Location", "?"))
-                return response.status_code, f"redirect to {target}"
-            encoding = response.encoding or "utf-8"
-            return response.status_code, raw[:_MAX_BODY].decode(encoding, errors="replace")
+        try:
+            with self._session.get(
+                url,
+                params=params,
+                auth=(self.config.username, key),
+                timeout=(self.config.connect_timeout, self.config.read_timeout),
+                verify=verify,
+                # A redirect is never part of HE's protocol; following one could carry the
+                # Authorization header somewhere we did not choose.
+                allow_redirects=False,
+                stream=True,
+                # A fresh connection every call: a kept-alive one stays bound to the WAN address
+                # it was opened from, and after the ISP changes that address the next update
+                # would vanish into a dead socket. Calls are rare; reuse buys nothing.
+                headers={"Connection": "close"},
+            ) as response:
+                raw = b""
+                # iter_content (not raw.read) so a drop or stall mid-body surfaces as a
+                # requests exception like any other.
+                for chunk in response.iter_content(chunk_size=4096):
+                    raw += chunk
+                    if len(raw) > _MAX_BODY:
+                        break
+                if 300 <= response.status_code <= 399:
+                    target = _scrub_url(response.headers.get("Location", "?"))
+                    return response.status_code, f"redirect to {target}"
+                encoding = response.encoding or "utf-8"
+                return response.status_code, raw[:_MAX_BODY].decode(encoding, errors="replace")
+        finally:
+            # Drop whatever the pool still holds (a stalled socket after a time-out, say).
+            self._session.close()
 
     def _request_failure(self, what: str, exc: Exception, key: str) -> Outcome:
         if isinstance(exc, requests.exceptions.SSLError):

@@ -81,6 +81,19 @@ def test_update_to_a_new_address_is_ok_and_reports_the_endpoint(
     assert request.auth == "basic" and request.authorized
 
 
+def test_every_call_opens_a_fresh_connection(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient
+) -> None:
+    """No connection is kept alive between calls: after the ISP changes our address, a pooled
+    socket would still be bound to the old one and the update would never reach HE."""
+    client.update(NEW, NEW)
+    client.tunnel_info()
+    client.update(OLD, OLD)
+    ports = [r.source_port for r in fake.requests]
+    assert len(ports) == 3
+    assert len(set(ports)) == 3, f"a connection was reused: {ports}"
+
+
 def test_update_with_the_address_he_has_is_nochg_and_ok(
     fake: FakeTunnelbroker, client: TunnelbrokerClient
 ) -> None:
