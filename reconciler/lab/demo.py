@@ -34,7 +34,7 @@ def describe_envelope(envelope: Any) -> str:
             if key in _SKIPPED_FIELDS or value in (None, "", (), {}):
                 continue
             fields.append(f"{key}={value}")
-    return f"{stamp}  {envelope.source:<20} {name:<22} {' '.join(fields)}".rstrip()
+    return f"{stamp}  {envelope.source:<29} {name:<22} {' '.join(fields)}".rstrip()
 
 
 class _LiveView:
