@@ -1,15 +1,25 @@
 """The daemon: observers on a schedule, kernel notices, and one level-based reconcile loop.
 
 Threads, and why each exists:
-- APScheduler's pool runs the periodic observers (probes, WAN, tunnel, hostname file, HE's
-  endpoint), each at its interval with jitter, never two runs of one job at once.
+- APScheduler runs the periodic observers (probes, WAN, tunnel, hostname file, HE's
+  endpoint), each at its interval with jitter, never two runs of one job at once, each run on
+  a daemon thread of its own (a pool's threads are joined at interpreter exit, which would let
+  a slow HE request hold the process past its 5 s stop).
 - "kernel-notice" observes WAN and tunnel at once when the platform's watch reports a change
   (its own thread with a coalescing flag, so a notice arriving during an observation is
   never dropped, which APScheduler's max_instances would do).
-- "reconcile" plans on the folded state and executes; it sleeps on the recorder until a new
-  fact arrives or the earliest held action becomes due. One pass at a time, always.
+- "reconcile" makes the first observation of everything, then plans on the folded state and
+  executes; it sleeps on the recorder until a new fact arrives or the earliest held action
+  becomes due. One pass at a time, always.
 - The main thread only waits for signals (a self-pipe: handlers do nothing but write a byte)
   and performs reloads and the orderly stop.
+
+Stopping (SIGTERM/SIGINT) is bounded: the running action gets STOP_GRACE seconds to finish.
+An action that has not finished by then (an HE update waiting out its read timeout, a restart
+command) is abandoned on its thread: DaemonStopped names it and says its outcome is unknown,
+the recorder refuses every later fact, and the process exits 0 within 5 s. Its ActionStarted
+stays in the log without an outcome, which the planner counts as an attempt (so a restarted
+daemon sends no second HE update within min_update_interval).
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.schedulers.background import BackgroundScheduler
 from attrs import field, frozen
 
@@ -38,15 +48,18 @@ from reconciler.model.config import Config
 from reconciler.model.desired import desired
 from reconciler.model.facts import ConfigLoaded, DaemonStarted, DaemonStopped
 from reconciler.model.plan import Held, plan
-from reconciler.recorder import Recorder
+from reconciler.model.state import ObservedState
+from reconciler.recorder import Recorder, RecorderClosedError
 from reconciler.world import observers
 from reconciler.world.executors import Executor
 from reconciler.world.platform import ChangeNotice, Platform, Watch
 
 __all__ = [
+    "STOP_GRACE",
     "Daemon",
     "PassResult",
     "config_loaded_fact",
+    "daemon_stopped_fact",
     "earliest_due",
     "observe_after",
     "reconcile_once",
@@ -59,6 +72,12 @@ _log = logging.getLogger(__name__)
 _MAX_IDLE_WAIT = 300.0
 # After an unexpected error in a pass, wait this long before the next one (no tight loop).
 _ERROR_PAUSE = 5.0
+# How long the running action (and the other threads) may take to finish after a stop
+# request. The promise is an exit within 5 s; the rest is for DaemonStopped, the snapshot
+# and the interpreter's exit.
+STOP_GRACE = 4.0
+# While a reload waits for the running action, look for a stop request this often.
+_RELOAD_POLL = 0.1
 
 
 @frozen
@@ -125,11 +144,30 @@ def reconcile_once(
         done.append((action, outcome))
         try:
             observe_after(action, config, executor.platform, recorder, netns)
+        except RecorderClosedError:
+            raise
         except Exception as exc:  # the next scheduled observation will try again
             _log.warning("observing after %s failed: %s", action.key, _one_line(exc))
         if not outcome.succeeded:
             break
     return PassResult(tuple(done), tuple(current.held))
+
+
+def daemon_stopped_fact(reason: str, state: ObservedState, since_seq: int) -> DaemonStopped:
+    """DaemonStopped for a stop for `reason`; it names every action started after
+    `since_seq` that has no outcome in `state` (abandoned when its grace period ran out)."""
+    unfinished = sorted(
+        record.key
+        for record in state.actions.values()
+        if record.in_flight and record.last_started_seq > since_seq
+    )
+    if not unfinished:
+        return DaemonStopped(reason=reason)
+    verb = "was" if len(unfinished) == 1 else "were"
+    return DaemonStopped(
+        reason=f"{reason}: stopped while {', '.join(unfinished)} {verb} running; "
+        f"its outcome is unknown"
+    )
 
 
 def earliest_due(held: tuple[Held, ...]) -> float | None:
@@ -141,6 +179,26 @@ def earliest_due(held: tuple[Held, ...]) -> float | None:
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _DaemonThreadExecutor(BaseExecutor):  # type: ignore[misc]  # APScheduler is untyped
+    """An APScheduler executor that runs each job on a daemon thread of its own.
+
+    concurrent.futures' pool (APScheduler's ThreadPoolExecutor) joins its threads when the
+    interpreter exits, so one observer waiting on HE's read timeout would hold the stopping
+    process for up to that long. max_instances=1 keeps it to one thread per job.
+    """
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        def work() -> None:
+            try:
+                events = run_job(job, job._jobstore_alias, run_times, self._logger.name)
+            except BaseException as exc:
+                self._run_job_error(job.id, exc, exc.__traceback__)
+            else:
+                self._run_job_success(job.id, events)
+
+        threading.Thread(target=work, name=f"job:{job.id}", daemon=True).start()
 
 
 class Daemon:
@@ -171,7 +229,7 @@ class Daemon:
         self._client = self._client_factory(config)
         self._executor = Executor(self._platform, self._client, self._recorder)
         self._scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=4)},
+            executors={"default": _DaemonThreadExecutor()},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
@@ -186,6 +244,7 @@ class Daemon:
         os.set_blocking(self._wake_w, False)
         self._threads: list[threading.Thread] = []
         self._last_held: tuple[tuple[str, float | None], ...] = ()
+        self._started_seq = 0  # the seq of this run's DaemonStarted
 
     @property
     def recorder(self) -> Recorder:
@@ -218,7 +277,10 @@ class Daemon:
         """Start everything, wait for signals, stop in order. Returns the exit status."""
         if install_signals:
             self._install_signal_handlers()
-        self._recorder.record(DaemonStarted(pid=os.getpid(), version=__version__), "daemon")
+        started = self._recorder.record(
+            DaemonStarted(pid=os.getpid(), version=__version__), "daemon"
+        )
+        self._started_seq = started.seq
         self._recorder.record(config_loaded_fact(self._config), "daemon")
         in_flight = [r.key for r in self._recorder.state.actions.values() if r.in_flight]
         if in_flight:
@@ -230,7 +292,6 @@ class Daemon:
             self._config.digest[:12],
             self._recorder.last_seq,
         )
-        self._observe_everything()
         self._schedule_observers()
         self._start_watch()
         self._start_thread("kernel-notice", self._notice_loop)
@@ -256,6 +317,7 @@ class Daemon:
                     self._reload()
 
     def _shutdown(self, reason: str) -> None:
+        deadline = time.monotonic() + STOP_GRACE
         _log.info("stopping (%s)", reason)
         self._stopping.set()
         self._recorder.wake()
@@ -263,10 +325,18 @@ class Daemon:
             self._kick.notify_all()
         if self._watch is not None:
             self._watch.stop()
-        self._scheduler.shutdown(wait=True)
+        # Running observer jobs are not waited for: they are bounded by their own timeouts,
+        # live on daemon threads, and the closed recorder refuses what they find later.
+        self._scheduler.shutdown(wait=False)
         for thread in self._threads:
-            thread.join()  # the reconcile thread finishes the running action first
-        self._recorder.record(DaemonStopped(reason=reason), "daemon")
+            # The reconcile thread finishes the running action, if it can within the grace.
+            thread.join(max(0.0, deadline - time.monotonic()))
+        stopped = self._recorder.record_final(
+            lambda state: daemon_stopped_fact(reason, state, self._started_seq), "daemon"
+        )
+        assert isinstance(stopped.fact, DaemonStopped)
+        if stopped.fact.reason != reason:
+            _log.warning("%s", stopped.fact.reason)
         self._recorder.snapshot()
         close = getattr(self._client, "close", None)
         if callable(close):
@@ -297,7 +367,10 @@ class Daemon:
         except Exception as exc:
             _log.error("reload refused: %s; keeping the old configuration", _one_line(exc))
             return
-        with self._work:  # never swap the world under a running action
+        if not self._acquire_work_unless_stopping():
+            _log.warning("reload of %s abandoned: the daemon is stopping", new.path)
+            return
+        try:  # never swap the world under a running action
             if self._watch is not None:
                 self._watch.stop()
                 self._watch = None
@@ -308,11 +381,21 @@ class Daemon:
             self._scheduler.remove_all_jobs()
             self._schedule_observers(start=False)
             self._start_watch()
+        finally:
+            self._work.release()
         close = getattr(old_client, "close", None)
         if callable(close):
             close()
         _log.info("reloaded %s (%s)", new.path, new.digest[:12])
         self._kick_observation("all")
+
+    def _acquire_work_unless_stopping(self) -> bool:
+        """Take the work lock for a reload; give up (False) when a stop request arrives
+        while a running action holds it, so a reload never delays a stop."""
+        while not self._work.acquire(timeout=_RELOAD_POLL):
+            if any(request.startswith("stop:") for request in tuple(self._requests)):
+                return False
+        return True
 
     # -- observers --------------------------------------------------------------------------
 
@@ -321,6 +404,8 @@ class Daemon:
             return
         try:
             observe()
+        except RecorderClosedError:
+            _log.debug("observer %s finished after the stop: not recorded", name)
         except Exception as exc:  # one failed observation must not stop the others
             _log.warning("observer %s failed: %s", name, _one_line(exc))
 
@@ -427,6 +512,7 @@ class Daemon:
     # -- the reconcile loop -----------------------------------------------------------------
 
     def _reconcile_loop(self) -> None:
+        self._observe_everything()  # here, not on the main thread: a stop is never delayed
         while not self._stopping.is_set():
             seen = self._recorder.last_seq
             timeout: float | None = _MAX_IDLE_WAIT
@@ -444,6 +530,8 @@ class Daemon:
                 due = earliest_due(result.held)
                 if due is not None:
                     timeout = min(_MAX_IDLE_WAIT, max(0.05, due - self._clock()))
+            except RecorderClosedError:
+                return  # abandoned at the stop: its outcome cannot be recorded any more
             except Exception:
                 _log.exception("reconcile pass failed; trying again in %g s", _ERROR_PAUSE)
                 self._stopping.wait(_ERROR_PAUSE)

@@ -5,6 +5,11 @@ waits for news (the reconcile loop), all under one lock, so the state the loop p
 always exactly the fold of the log up to `last_seq`. At start-up the state comes from the
 newest snapshot plus the tail of the log; every `snapshot_every` facts a new snapshot is
 written so the next start-up stays fast however long the log grows.
+
+`record_final` records the daemon's last fact and closes the door: a thread the daemon
+abandoned at its stop (an action that outlived its grace period) gets RecorderClosedError
+instead of writing after DaemonStopped, so nothing lands in the log once the daemon said it
+stopped, and no append is ever in progress when the log is closed.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
+from reconciler.errors import ReconcilerError
 from reconciler.model.facts import Envelope, Fact, from_record, to_record
 from reconciler.model.state import (
     SCHEMA_VERSION,
@@ -24,9 +30,13 @@ from reconciler.model.state import (
     state_to_mapping,
 )
 
-__all__ = ["LogWriter", "Recorder", "SnapshotWriter"]
+__all__ = ["LogWriter", "Recorder", "RecorderClosedError", "SnapshotWriter"]
 
 _log = logging.getLogger(__name__)
+
+
+class RecorderClosedError(ReconcilerError):
+    """A fact arrived after the recorder took its final one; it was not recorded."""
 
 
 class LogWriter(Protocol):
@@ -66,6 +76,13 @@ class Recorder:
         self._changed = threading.Condition(threading.Lock())
         self._state, self._last_seq = self._load()
         self._since_snapshot = 0
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once `record_final` has run: every later `record` raises."""
+        with self._changed:
+            return self._closed
 
     @property
     def state(self) -> ObservedState:
@@ -84,19 +101,39 @@ class Recorder:
             return self._state, self._last_seq
 
     def record(self, fact: Fact, source: str) -> Envelope:
-        """Append `fact` durably, fold it in, wake waiters; the envelope carries its seq."""
+        """Append `fact` durably, fold it in, wake waiters; the envelope carries its seq.
+        Raises RecorderClosedError after `record_final`."""
         at = self._clock()
-        record = to_record(fact, at=at, source=source)
+        record = to_record(fact, at=at, source=source)  # encoded outside the lock
         with self._changed:
-            seq = self._log.append(record)
-            envelope = Envelope(seq=seq, at=at, source=source, fact=fact)
-            self._state = fold(self._state, envelope)
-            self._last_seq = seq
-            self._since_snapshot += 1
-            if self._since_snapshot >= self._snapshot_every:
-                self._write_snapshot()
-            self._changed.notify_all()
-        _log.debug("fact %d %s from %s: %s", seq, fact.TYPE, source, fact)
+            envelope = self._append(fact, record, source, at)
+        _log.debug("fact %d %s from %s: %s", envelope.seq, fact.TYPE, source, fact)
+        return envelope
+
+    def record_final(self, final: Callable[[ObservedState], Fact], source: str) -> Envelope:
+        """Record the last fact this recorder takes (the daemon's DaemonStopped). It is made
+        by `final` from the state under the recorder's lock, so it cannot contradict a fact
+        another thread records at the same moment (an action's outcome, say)."""
+        at = self._clock()
+        with self._changed:
+            fact = final(self._state)
+            try:
+                return self._append(fact, to_record(fact, at=at, source=source), source, at)
+            finally:
+                self._closed = True  # closed even when the final append failed
+
+    def _append(self, fact: Fact, record: Mapping[str, Any], source: str, at: float) -> Envelope:
+        # Called with the lock held: the append, the fold and last_seq move together.
+        if self._closed:
+            raise RecorderClosedError(f"{fact.TYPE} from {source} not recorded: stopped")
+        seq = self._log.append(record)
+        envelope = Envelope(seq=seq, at=at, source=source, fact=fact)
+        self._state = fold(self._state, envelope)
+        self._last_seq = seq
+        self._since_snapshot += 1
+        if self._since_snapshot >= self._snapshot_every:
+            self._write_snapshot()
+        self._changed.notify_all()
         return envelope
 
     def wait_for_news(self, after_seq: int, timeout: float | None) -> bool:

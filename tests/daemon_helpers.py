@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from reconciler.model.config import (
     Config,
@@ -26,6 +28,7 @@ from reconciler.model.config import (
 
 __all__ = [
     "TEST_KEY",
+    "fake_he_control",
     "fake_he_in",
     "linux_config_text",
     "openbsd_config",
@@ -104,6 +107,8 @@ def linux_config_text(
     wan: str,
     update_url: str,
     interval: float = 1.0,
+    read_timeout: float = 1.0,
+    min_update_interval: float = 1.0,
 ) -> str:
     """A TOML config for a daemon run inside a namespace: vxlan tunnel, probes on loopback."""
     key_file = (
@@ -147,9 +152,9 @@ tunnel_id = "123456"
 username = "rcuser"
 update_key_file = "{key_file}"
 update_url = "{update_url}"
-min_update_interval = 1
+min_update_interval = {min_update_interval}
 connect_timeout = 1
-read_timeout = 1
+read_timeout = {read_timeout}
 
 [firewall]
 reload_command = []
@@ -218,3 +223,22 @@ def fake_he_in(netns: str, directory: Path, endpoint: str = "203.0.113.5") -> It
     finally:
         process.terminate()
         process.wait(10)
+
+
+def fake_he_control(netns: str, update_url: str, request: str) -> dict[str, Any]:
+    """Ask the fake HE inside `netns` (its update URL) a control request such as
+    `delay?seconds=8` or `stats`; its JSON answer."""
+    url = update_url.removesuffix("/nic/update") + "/_lab/" + request
+    fetch = (
+        "import sys, urllib.request; "
+        "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+    )
+    done = subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", fetch, url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
+    )
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return answer

@@ -15,21 +15,34 @@ from pathlib import Path
 import attrs
 import pytest
 
-from reconciler.daemon import Daemon
+from reconciler.configfile import load_config
+from reconciler.daemon import STOP_GRACE, Daemon
 from reconciler.errors import ConfigError
 from reconciler.eventlog import EventLog
+from reconciler.history import load_state
 from reconciler.model.config import Config
+from reconciler.model.desired import desired
 from reconciler.model.facts import (
+    ActionFailed,
     ActionStarted,
+    ActionSucceeded,
     ConfigLoaded,
     DaemonStarted,
     DaemonStopped,
     from_record,
 )
+from reconciler.model.plan import plan
 from reconciler.testing.fake_he import FakeTunnelbroker
 from reconciler.testing.openbsd_host import OpenBSDHost
 from reconciler.world.openbsd import OpenBSDPlatform
-from tests.daemon_helpers import HE_SERVER, TEST_KEY, linux_config_text, openbsd_config
+from tests.daemon_helpers import (
+    HE_SERVER,
+    TEST_KEY,
+    fake_he_control,
+    fake_he_in,
+    linux_config_text,
+    openbsd_config,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -241,3 +254,78 @@ def test_process_signals_and_one_instance_per_state_dir(netns: str, tmp_path: Pa
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait()
+
+
+def test_sigterm_during_a_slow_he_update_exits_in_time_and_the_update_is_not_repeated(
+    netns: str, tmp_path: Path
+) -> None:
+    """HE answering slower than the stop grace: SIGTERM still exits 0 within 5 s, records
+    DaemonStopped naming the abandoned update, leaves a clean log whose open ActionStarted
+    counts as an attempt, so a restarted daemon sends no second update within
+    min_update_interval."""
+    assert STOP_GRACE < 5.0
+    key = "update-he-endpoint:203.0.113.7"
+    config = tmp_path / "reconciler.conf"
+    events = tmp_path / "state" / "events"
+
+    def started_updates() -> int:
+        facts = _facts(events) if events.is_dir() else []
+        return sum(isinstance(f, ActionStarted) and f.key == key for f in facts)
+
+    with fake_he_in(netns, tmp_path) as update_url:
+        fake_he_control(netns, update_url, "delay?seconds=8")
+        config.write_text(
+            linux_config_text(
+                tmp_path,
+                wan="wan0",
+                update_url=update_url,
+                read_timeout=15,
+                min_update_interval=600,
+            )
+        )
+        daemon = _start(netns, config)
+        try:
+            _wait_for(lambda: started_updates() == 1, timeout=20)
+            sent = time.monotonic()
+            daemon.send_signal(signal.SIGTERM)
+            _, err = daemon.communicate(timeout=10)
+            elapsed = time.monotonic() - sent
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
+        assert daemon.returncode == 0, err
+        assert elapsed < 5.0, f"stopped after {elapsed:.2f} s"
+        assert TEST_KEY not in err
+
+        facts = _facts(events)  # the log opens and reads cleanly to its end
+        reason = f"SIGTERM: stopped while {key} was running; its outcome is unknown"
+        assert facts[-1] == DaemonStopped(reason=reason)
+        outcomes = [f for f in facts if isinstance(f, ActionSucceeded | ActionFailed)]
+        assert key not in [f.key for f in outcomes]
+        state, _ = load_state(tmp_path / "state")
+        assert state.actions[key].in_flight
+        loaded = load_config(config)
+        held = plan(desired(loaded, state), state, time.time()).held
+        assert [h.why for h in held if h.action.key == key] == ["min-update-interval"]
+
+        # Restart with HE answering at once: it must not ask HE again for this address.
+        fake_he_control(netns, update_url, "delay?seconds=0")
+        daemon = _start(netns, config)
+        try:
+            _wait_for(lambda: sum(isinstance(f, DaemonStarted) for f in _facts(events)) == 2)
+            # The abandoned request reaches the fake only once its 8 s delay is over.
+            _wait_for(
+                lambda: fake_he_control(netns, update_url, "stats")["counts"].get("update") == 1,
+                timeout=15,
+            )
+            time.sleep(1.0)  # several reconcile passes on fresh observations
+            daemon.send_signal(signal.SIGTERM)
+            _, err = daemon.communicate(timeout=10)
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
+        assert daemon.returncode == 0, err
+        assert started_updates() == 1
+        assert fake_he_control(netns, update_url, "stats")["counts"].get("update") == 1
