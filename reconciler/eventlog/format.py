@@ -215,10 +215,28 @@ def scan_frames(
 def is_torn_tail(buf: bytes | memoryview, damage: Damage) -> bool:
     """Whether damage found in the last segment is a write cut short, not corruption.
 
-    A frame that is intact but out of sequence is never torn. Otherwise the damage is a torn
-    tail exactly when no intact frame follows it: an interrupted write leaves garbage or
-    zeros only after the last good frame, and cutting there loses nothing that was intact.
+    Only what an interrupted append can leave counts as torn (docs/log-format.md, recovery):
+
+    - never when the damage is an intact frame out of sequence, or when an intact frame
+      follows the damage anywhere (cutting there would lose good data);
+    - when the frame header at the damage passes its own CRC: the frame runs past the end of
+      the file, or nothing but zeros follows the frame's end (a final frame written partly);
+    - when the header fails its CRC or is cut short: nothing but zeros follows the header's
+      16 bytes (a header half-written before zero fill). A bad header with data behind it is
+      a damaged length field, which must not pass for a torn tail.
+
+    Runs only on damage; the cheap byte checks come before the scan for an intact frame.
     """
     if damage.kind == "sequence":
         return False
-    return find_intact_frame(buf, damage.offset) is None
+    data = bytes(buf)
+    offset = damage.offset
+    size = len(data)
+    junk_end = offset + FRAME_HEADER  # where a torn write may stop leaving non-zero bytes
+    if junk_end <= size:
+        length, _, header_crc = _FRAME_FULL.unpack_from(data, offset)
+        if _crc32(data[offset : offset + 12]) == header_crc and length <= MAX_PAYLOAD:
+            junk_end = offset + FRAME_OVERHEAD + length  # the header is trustworthy
+    if junk_end < size and data.count(0, junk_end) != size - junk_end:
+        return False
+    return find_intact_frame(data, offset) is None

@@ -327,6 +327,14 @@ class EventLog:
                 end, seq, damage = yield from _read_segment(seg, first, end, seq, start)
             if damage is not None:
                 data = seg.read_bytes()
+                if not later:
+                    # Judge the damage on this one snapshot of the file: a write in progress
+                    # may have finished the frame since, and frames behind it must not then
+                    # make it look like corruption.
+                    again = inspect_frame(data, damage.offset, seq)
+                    if not isinstance(again, Damage):
+                        return  # the frame was being written when we read: stop before it
+                    damage = again
                 if later or not is_torn_tail(data, damage):
                     raise CorruptLogError(seg, damage.offset, damage.reason)
                 return  # a torn tail, or a write in progress

@@ -17,7 +17,12 @@ from hypothesis import strategies as st
 from reconciler.errors import CorruptLogError, LogLockedError
 from reconciler.eventlog import EventLog
 from reconciler.eventlog.files import list_segments
-from reconciler.eventlog.format import FRAME_HEADER
+from reconciler.eventlog.format import (
+    FRAME_HEADER,
+    SEGMENT_HEADER,
+    encode_segment_header,
+    segment_name,
+)
 
 from .helpers import fill, flip_byte, frames_of, last_segment, record_for
 
@@ -248,6 +253,100 @@ def test_cut_frame_followed_by_zeros_is_torn(tmp_path: Path) -> None:
         with EventLog.open(tmp_path) as log:
             assert log.last_seq == 4
         segment.write_bytes(data)
+
+
+def _files(path: Path) -> dict[str, bytes]:
+    """Every file in a log directory, by name, with its bytes."""
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+
+
+@pytest.mark.parametrize("at", [0, 1, 3, 6, 12, 15])
+def test_damaged_first_frame_header_with_data_behind_is_refused_untouched(
+    tmp_path: Path, at: int
+) -> None:
+    """A damaged header of the only frame, kilobytes behind it, is corruption: nothing is cut."""
+    with EventLog.open(tmp_path) as log:
+        log.append({"at": 1.0, "blob": "x" * 4096})
+    segment = last_segment(tmp_path)
+    flip_byte(segment, SEGMENT_HEADER + at)
+    before = _files(tmp_path)
+    with pytest.raises(CorruptLogError) as caught:
+        EventLog.open(tmp_path)
+    assert (caught.value.segment, caught.value.offset) == (segment, SEGMENT_HEADER)
+    assert _files(tmp_path) == before  # byte-identical, and no .broken file
+    seen: list[int] = []
+    with pytest.raises(CorruptLogError), EventLog.open(tmp_path, readonly=True) as reader:
+        seen.extend(s for s, _ in reader.read())
+    assert seen == []
+    assert _files(tmp_path) == before
+
+
+def test_damaged_first_frame_header_before_non_frame_bytes_is_refused(tmp_path: Path) -> None:
+    """Garbage of kilobytes behind a bad first header (no frame to be found) is not cut."""
+    segment = tmp_path / segment_name(1)
+    segment.write_bytes(encode_segment_header(1))
+    garbage = bytes((i * 7 + 3) % 255 + 1 for i in range(8192))  # no zero byte, no frame
+    segment.write_bytes(segment.read_bytes() + garbage)
+    (tmp_path / "LOCK").write_text(f"{os.getpid()}\n")  # as a writer of this process left it
+    before = _files(tmp_path)
+    with pytest.raises(CorruptLogError) as caught:
+        EventLog.open(tmp_path)
+    assert caught.value.offset == SEGMENT_HEADER
+    assert _files(tmp_path) == before
+
+
+def test_bit_flip_in_last_frame_header_with_payload_behind_is_corruption(tmp_path: Path) -> None:
+    """Any flipped bit in the last frame's header, its payload behind it: refused, not cut."""
+    fill(tmp_path, 5)
+    segment = last_segment(tmp_path)
+    last = frames_of(segment)[-1]
+    good = segment.read_bytes()
+    for at in range(FRAME_HEADER):
+        for bit in (0x01, 0x80):
+            data = bytearray(good)
+            data[last.offset + at] ^= bit
+            segment.write_bytes(bytes(data))
+            before = _files(tmp_path)
+            with pytest.raises(CorruptLogError) as caught:
+                EventLog.open(tmp_path)
+            assert caught.value.offset == last.offset
+            assert "header" in caught.value.reason
+            assert _files(tmp_path) == before
+            seen: list[int] = []
+            with pytest.raises(CorruptLogError), EventLog.open(tmp_path, readonly=True) as r:
+                seen.extend(s for s, _ in r.read())
+            assert seen == [1, 2, 3, 4]
+    segment.write_bytes(good)
+
+
+def test_half_written_header_then_zeros_is_torn(tmp_path: Path) -> None:
+    """Garbage no longer than a frame header, then zero fill, is a torn header and is cut."""
+    fill(tmp_path, 5)
+    segment = last_segment(tmp_path)
+    good = segment.read_bytes()
+    for junk in range(1, FRAME_HEADER + 1):
+        segment.write_bytes(good + b"\xa7" * junk + b"\0" * 500)
+        with EventLog.open(tmp_path) as log:
+            assert log.last_seq == 5
+        assert segment.read_bytes() == good
+    assert len(list(tmp_path.glob("*.broken*"))) == FRAME_HEADER
+
+
+def test_last_frame_with_damaged_payload_then_data_is_corruption(tmp_path: Path) -> None:
+    """A sound last header whose payload fails its CRC is torn before zeros, corrupt before data."""
+    fill(tmp_path, 5)
+    segment = last_segment(tmp_path)
+    last = frames_of(segment)[-1]
+    data = bytearray(segment.read_bytes())
+    data[last.offset + FRAME_HEADER + 1] ^= 0x22
+    segment.write_bytes(bytes(data) + b"\0" * 40 + b"\x01")
+    with pytest.raises(CorruptLogError) as caught:
+        EventLog.open(tmp_path)
+    assert (caught.value.offset, caught.value.reason) == (last.offset, "frame checksum mismatch")
+    segment.write_bytes(bytes(data) + b"\0" * 40)
+    with EventLog.open(tmp_path) as log:
+        assert log.last_seq == 4
+    assert segment.stat().st_size == last.offset
 
 
 def test_damage_in_an_earlier_frame_raises_naming_file_and_offset(tmp_path: Path) -> None:

@@ -49,6 +49,19 @@ def test_verify_then_repair_a_damaged_log(tmp_path: Path) -> None:
     assert status == 0, out
 
 
+def test_verify_exits_one_for_a_damaged_last_frame_header(tmp_path: Path) -> None:
+    """A bad header on the last frame with its payload behind is damage, not a torn tail."""
+    log_dir = events_dir(tmp_path)
+    fill(log_dir, 5)
+    _, segment = list_segments(log_dir)[0]
+    last = frames_of(segment)[-1]
+    flip_byte(segment, last.offset + 5)
+    status, out, _ = _run("log", "verify", "--state-dir", str(tmp_path), cwd=tmp_path)
+    assert status == 1
+    assert f"{segment}: byte {last.offset}: frame header checksum mismatch" in out
+    assert "torn tail" not in out
+
+
 def test_stats_json_has_a_versioned_schema(tmp_path: Path) -> None:
     """stats --json prints one document with schema reconciler.log-stats/1 and the figures."""
     fill(events_dir(tmp_path), 12)

@@ -102,6 +102,46 @@ def test_repair_cuts_torn_tail_into_broken_file(tmp_path: Path) -> None:
     assert verify(tmp_path).torn_tail is None
 
 
+def test_damaged_last_frame_header_is_damage_for_verify_and_repair(tmp_path: Path) -> None:
+    """A bad last header with payload behind: verify reports damage, repair moves it aside."""
+    fill(tmp_path, 5)
+    segment = last_segment(tmp_path)
+    last = frames_of(segment)[-1]
+    flip_byte(segment, last.offset + 2)
+    damaged = segment.read_bytes()
+    report = verify(tmp_path)
+    assert not report.ok
+    assert report.torn_tail is None
+    assert [(p.segment, p.offset) for p in report.problems] == [(segment, last.offset)]
+    assert report.records == 4
+
+    names_before = {p.name for p in tmp_path.iterdir()}
+    fixed = repair(tmp_path)
+    assert [m[0] for m in fixed.moved_aside] == [segment]
+    assert fixed.moved_aside[0][1].read_bytes() == damaged  # nothing deleted
+    assert fixed.salvaged == 4
+    assert names_before <= {p.name for p in tmp_path.iterdir()}
+    assert verify(tmp_path).ok
+    with EventLog.open(tmp_path) as log:
+        assert [r for _, r in log.read()] == [record_for(i) for i in range(1, 5)]
+
+
+def test_repair_keeps_a_damaged_only_frame_aside(tmp_path: Path) -> None:
+    """A damaged length in the only frame, data behind it: repair empties the segment, keeps it."""
+    with EventLog.open(tmp_path) as log:
+        log.append({"at": 1.0, "blob": "x" * 4096})
+    segment = last_segment(tmp_path)
+    flip_byte(segment, frames_of(segment)[0].offset)
+    damaged = segment.read_bytes()
+    assert not verify(tmp_path).ok
+    fixed = repair(tmp_path)
+    assert fixed.moved_aside[0][1].read_bytes() == damaged
+    assert fixed.salvaged == 0
+    assert verify(tmp_path).ok
+    with EventLog.open(tmp_path) as log:
+        assert log.last_seq == 0
+
+
 def test_repair_refuses_while_a_writer_runs(tmp_path: Path) -> None:
     """Repair needs the writer's lock; a running writer makes it fail naming the pid."""
     fill(tmp_path, 3)
