@@ -59,6 +59,7 @@ def openbsd_config(
     observe_interval: float = 30.0,
     watch_kernel: bool = True,
     digest: str = "",
+    read_timeout: float = 2.0,
 ) -> Config:
     """A Config for the scripted OpenBSD host rooted at tmp_path/root (em0, gif0)."""
     key_file = (
@@ -94,7 +95,7 @@ def openbsd_config(
             info_url=info_url,
             min_update_interval=1.0,
             connect_timeout=1.0,
-            read_timeout=2.0,
+            read_timeout=read_timeout,
         ),
         firewall=FirewallConfig(reload_command=firewall),
         reconcile=ReconcileConfig(backoff_min=0.5, backoff_max=5.0),

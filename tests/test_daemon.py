@@ -18,7 +18,7 @@ import pytest
 from reconciler.configfile import load_config
 from reconciler.daemon import STOP_GRACE, Daemon
 from reconciler.errors import ConfigError
-from reconciler.eventlog import EventLog
+from reconciler.eventlog import EventLog, SnapshotStore
 from reconciler.history import load_state
 from reconciler.model.config import Config
 from reconciler.model.desired import desired
@@ -32,6 +32,7 @@ from reconciler.model.facts import (
     from_record,
 )
 from reconciler.model.plan import plan
+from reconciler.model.state import SCHEMA_VERSION
 from reconciler.testing.fake_he import FakeTunnelbroker
 from reconciler.testing.openbsd_host import OpenBSDHost
 from reconciler.world.openbsd import OpenBSDPlatform
@@ -64,14 +65,20 @@ def _facts(events: Path) -> list:  # type: ignore[type-arg]
 class InProcess:
     """A daemon on its own thread, over the scripted OpenBSD host and a fake HE."""
 
-    def __init__(self, tmp_path: Path, fake: FakeTunnelbroker, host: OpenBSDHost) -> None:
-        self.config = openbsd_config(tmp_path, update_url=fake.update_url)
+    def __init__(
+        self, tmp_path: Path, fake: FakeTunnelbroker, host: OpenBSDHost, read_timeout: float = 2.0
+    ) -> None:
+        self.config = openbsd_config(
+            tmp_path, update_url=fake.update_url, read_timeout=read_timeout
+        )
         self.host = host
         self.loads: list[Config | ConfigError] = []
         self.log = EventLog.open(tmp_path / "events")
+        self.snapshots = SnapshotStore(tmp_path / "snapshots")
         self.daemon = Daemon(
             self.config,
             self.log,
+            snapshots=self.snapshots,
             platform_factory=lambda c: OpenBSDPlatform(c, host, root=host.root),
             config_loader=self._load,
         )
@@ -100,11 +107,15 @@ class InProcess:
         )
 
 
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[tuple[InProcess, FakeTunnelbroker]]:
+def _openbsd_host(tmp_path: Path) -> OpenBSDHost:
     (tmp_path / "root" / "etc").mkdir(parents=True)
     (tmp_path / "root" / "etc" / "pf.conf").write_text("pass\n")
-    host = OpenBSDHost(tmp_path / "root", wan_address="203.0.113.7")
+    return OpenBSDHost(tmp_path / "root", wan_address="203.0.113.7")
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[InProcess, FakeTunnelbroker]]:
+    host = _openbsd_host(tmp_path)
     with FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake:
         world = InProcess(tmp_path, fake, host)
         world.thread.start()
@@ -140,13 +151,25 @@ def test_start_up_converges_then_a_kernel_notice_repairs_an_address_change(
 def test_stop_finishes_records_daemon_stopped_and_returns_zero(
     running: tuple[InProcess, FakeTunnelbroker],
 ) -> None:
-    """request_stop (what SIGTERM does) ends run() with 0 and DaemonStopped as the last fact."""
+    """request_stop (what SIGTERM does) ends run() with 0 and DaemonStopped as the last fact;
+    the snapshot written at the stop holds that state and the next start-up begins from it."""
     world, _ = running
     _wait_for(lambda: world.converged_on("203.0.113.7"))
     world.daemon.request_stop("SIGTERM")
     world.thread.join(5)
     assert world.status == [0]
     assert world.facts()[-1] == DaemonStopped(reason="SIGTERM")
+    latest = world.snapshots.latest(SCHEMA_VERSION)
+    assert latest is not None and latest[0] == world.log.last_seq
+    stopped_state = world.daemon.recorder.state
+    again = Daemon(
+        world.config,
+        world.log,
+        snapshots=world.snapshots,
+        platform_factory=lambda c: OpenBSDPlatform(c, world.host, root=world.host.root),
+    )
+    assert again.recorder.state == stopped_state
+    assert again.recorder.last_seq == world.log.last_seq
 
 
 def test_reload_keeps_the_old_config_when_the_new_one_is_invalid(
@@ -167,6 +190,39 @@ def test_reload_keeps_the_old_config_when_the_new_one_is_invalid(
     _wait_for(lambda: sum(isinstance(f, ConfigLoaded) for f in world.facts()) == 2)
     assert world.daemon.config is changed
     assert [f for f in world.facts() if isinstance(f, ConfigLoaded)][-1].digest == "f" * 64
+
+
+def test_a_stop_abandons_a_slow_update_and_a_waiting_reload_within_the_grace(
+    tmp_path: Path,
+) -> None:
+    """With HE slower than STOP_GRACE, a reload waiting for the update is given up and a stop
+    returns 0 within 5 s; the update's late answer is not recorded after DaemonStopped."""
+    host = _openbsd_host(tmp_path)
+    key = "update-he-endpoint:203.0.113.7"
+    with FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake:
+        fake.delay = STOP_GRACE + 2.0
+        world = InProcess(tmp_path, fake, host, read_timeout=15.0)
+        world.thread.start()
+        try:
+            _wait_for(lambda: any(getattr(f, "key", None) == key for f in world.facts()))
+            world.loads.append(attrs.evolve(world.config, digest="e" * 64))
+            world.daemon.request_reload()
+            time.sleep(0.3)  # the reload is now waiting for the running update
+            sent = time.monotonic()
+            world.daemon.request_stop("SIGTERM")
+            world.thread.join(5.0)
+            elapsed = time.monotonic() - sent
+            assert world.status == [0] and elapsed < 5.0
+            reason = f"SIGTERM: stopped while {key} was running; its outcome is unknown"
+            assert world.facts()[-1] == DaemonStopped(reason=reason)
+            assert sum(isinstance(f, ConfigLoaded) for f in world.facts()) == 1
+            _wait_for(lambda: fake.stats()["counts"].get("update") == 1)
+            time.sleep(0.3)  # the abandoned thread has its answer now, and nowhere to put it
+            assert world.facts()[-1] == DaemonStopped(reason=reason)
+        finally:
+            world.daemon.request_stop("test over")
+            world.thread.join(10)
+            world.log.close()
 
 
 # -- a real process in a network namespace -----------------------------------------------
