@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,6 +18,7 @@ from reconciler.model.facts import (
 )
 from reconciler.model.state import (
     ObservedState,
+    ProbeView,
     fold,
     fold_all,
     state_from_mapping,
@@ -132,3 +134,31 @@ def test_snapshot_of_other_schema_is_refused() -> None:
         assert "999" in str(exc)
     else:
         raise AssertionError("schema 999 was accepted")
+
+
+@given(envelopes())
+def test_fold_leaves_every_earlier_state_untouched(items: list[Envelope]) -> None:
+    """Each state the fold returned still reads the same after every later fact is folded."""
+    states, seen = [], []
+    current = ObservedState()
+    for envelope in items:
+        current = fold(current, envelope)
+        states.append(current)
+        seen.append(state_to_mapping(current))
+    assert [state_to_mapping(s) for s in states] == seen
+
+
+def test_probe_view_fields_are_in_the_order_the_fold_builds_them() -> None:
+    """The probe fold builds ProbeView positionally: its field order is part of that code."""
+    assert [a.name for a in attrs.fields(ProbeView)] == [
+        "family",
+        "status",
+        "consecutive_ok",
+        "consecutive_failed",
+        "target",
+        "last_ok",
+        "last_seq",
+        "last_at",
+        "seq",
+        "since",
+    ]

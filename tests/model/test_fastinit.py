@@ -1,0 +1,73 @@
+"""Positional slot constructors: the same objects attrs' __init__ makes, or a refusal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+from attrs import field, frozen
+
+from reconciler.model import facts, state
+from reconciler.model.fastinit import slot_constructor
+
+EXAMPLES: list[tuple[type[Any], tuple[Any, ...]]] = [
+    (facts.ProbeObserved, ("ipv6", "2001:db8::1", False, None, "100% packet loss")),
+    (facts.TunnelObserved, ("gif0", True, True, "203.0.113.7", "198.51.100.1", "gif")),
+    (facts.Envelope, (3, 5.0, "probe", facts.DaemonStopped("SIGTERM"))),
+    (state.ProbeView, ("ipv4", "up", 2, 0, "198.51.100.53", True, 9, 4.0, 8, 3.0)),
+    (state.ObservedState, tuple(getattr(state.ObservedState(), n) for n in state._STATE_FIELDS)),
+]
+
+
+@pytest.mark.parametrize(("cls", "values"), EXAMPLES, ids=lambda x: getattr(x, "__name__", ""))
+def test_made_object_equals_the_attrs_constructed_one(
+    cls: type[Any], values: tuple[Any, ...]
+) -> None:
+    """The constructor's object has the class, fields, equality, hash and repr of cls(...)."""
+    made = slot_constructor(cls)(*values)
+    reference = cls(*values)
+    assert type(made) is cls
+    assert made == reference
+    assert repr(made) == repr(reference)
+    assert attrs.asdict(made, recurse=False) == attrs.asdict(reference, recurse=False)
+    if cls.__hash__ is not None and cls not in (state.ObservedState,):
+        assert hash(made) == hash(reference)
+
+
+def test_made_object_stays_frozen() -> None:
+    """An object made this way refuses assignment like any frozen attrs instance."""
+    made = slot_constructor(facts.ProbeObserved)("ipv4", "t", True, 1.0, "")
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        made.ok = False  # type: ignore[misc]
+
+
+def test_wrong_argument_count_is_a_type_error() -> None:
+    """Every field is required, in order: too few arguments raise TypeError."""
+    with pytest.raises(TypeError):
+        slot_constructor(facts.ProbeObserved)("ipv4", "t")
+
+
+def test_classes_with_converters_are_refused() -> None:
+    """A converter must run, so a class with one gets no shortcut."""
+    with pytest.raises(TypeError, match="converter"):
+        slot_constructor(facts.ActionStarted)
+
+
+def test_classes_with_post_init_or_no_slots_are_refused() -> None:
+    """Hooks and dict-based classes would not be built the same way: refused."""
+
+    @frozen
+    class WithHook:
+        value: int = field()
+
+        def __attrs_post_init__(self) -> None:
+            pass
+
+    @attrs.define(slots=False, frozen=True)
+    class NoSlots:
+        value: int
+
+    for cls in (WithHook, NoSlots, int):
+        with pytest.raises(TypeError):
+            slot_constructor(cls)
