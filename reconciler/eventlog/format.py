@@ -164,8 +164,8 @@ def walk_frames(buf: bytes | memoryview, pos: int, expected_seq: int) -> Iterato
 def find_intact_frame(buf: bytes | memoryview, after: int) -> Frame | None:
     """The first intact frame (both checksums good) starting after offset `after`, if any.
 
-    Used to tell corruption (good frames follow the damage) from a torn tail (nothing intact
-    follows). Trailing zeros cannot hold a frame (an all-zero header fails its CRC), so the
+    Good frames after damage make it corruption, never a torn tail (see is_torn_tail).
+    Trailing zeros cannot hold a frame (an all-zero header fails its CRC), so the
     scan stops where they begin.
     """
     data = bytes(buf)
