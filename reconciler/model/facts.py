@@ -339,27 +339,25 @@ class _Decoder:
 
 _DECODERS = {name: _Decoder(cls) for name, cls in FACT_TYPES.items()}
 _make_envelope = slot_constructor(Envelope)
+_envelope_values = operator.itemgetter("t", "v", "at", "src", "d")
 
 
 def _fast_envelope(seq: int, record: Mapping[str, Any]) -> Envelope | None:
     """The envelope for a well-formed current record, or None to take the general path."""
-    if type(record) is not dict:
+    try:
+        type_name, version, at, source, data = _envelope_values(record)
+    except (KeyError, TypeError):
         return None
-    type_name = record.get("t")
-    at = record.get("at")
-    source = record.get("src")
-    data = record.get("d")
-    version = record.get("v")
+    decoder = _DECODERS.get(type_name) if type(type_name) is str else None
     if (
-        type(type_name) is not str
+        decoder is None
         or type(at) is not float
         or type(source) is not str
         or type(data) is not dict
         or type(version) is not int
+        or version != decoder.version
+        or len(data) != decoder.count
     ):
-        return None
-    decoder = _DECODERS.get(type_name)
-    if decoder is None or version != decoder.version or len(data) != decoder.count:
         return None
     try:
         fact = decoder.make(*decoder.values(data))
