@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from reconciler.atomicfile import fsync_dir, write_atomically
 from reconciler.eventlog.format import is_segment_name, segment_first_seq
 
 __all__ = [
@@ -21,31 +22,9 @@ def make_private_dir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new file in `path` survive power loss."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_durably(path: Path, data: bytes) -> None:
-    """Write a whole file atomically: tmp file, fsync, rename over `path`, fsync the directory.
-
-    A crash leaves either the old file (or none) or the new one, never a part of it.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    fsync_dir(path.parent)
+    """Write a whole file atomically, readable by its owner only (segment headers, snapshots)."""
+    write_atomically(path, data, mode=0o600)
 
 
 def list_segments(directory: Path) -> list[tuple[int, Path]]:

@@ -21,7 +21,6 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -40,6 +39,7 @@ from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from reconciler.errors import PermanentError, PlatformUnsupportedError, TemporaryError
 from reconciler.model.config import Config
+from reconciler.world.hostname_file import read_hostname_file, replace_hostname_file
 from reconciler.world.platform import ChangeNotice, TunnelState, WanState
 from reconciler.world.runner import (
     NOT_STARTED,
@@ -133,19 +133,12 @@ class LinuxPlatform:
     def read_hostname_file(self) -> bytes | None:
         """The configured hostname file's bytes; None when unset or missing."""
         path = self.config.tunnel.hostname_file
-        if path is None:
-            return None
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            return None
+        return None if path is None else read_hostname_file(path)
 
     def write_hostname_file(self, content: str) -> bool:
         """Atomically replace the configured file (backup kept); False when unchanged/unset."""
         path = self.config.tunnel.hostname_file
-        if path is None:
-            return False
-        return _write_atomically(path, content.encode())
+        return False if path is None else replace_hostname_file(path, content)
 
     # -- acting ---------------------------------------------------------------------------
 
@@ -451,36 +444,6 @@ def _address_or_none(value: Any) -> str | None:
     if value in (None, "", "0.0.0.0", "::"):
         return None
     return str(value)
-
-
-def _write_atomically(path: Path, content: bytes) -> bool:
-    """tmp, fsync, rename (the previous file kept as <name>.bak); False when unchanged."""
-    try:
-        if path.read_bytes() == content:
-            return False
-        had_previous = True
-    except FileNotFoundError:
-        had_previous = False
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        os.write(fd, content)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if had_previous:
-        # A hard link keeps the old content as the backup while `path` itself never goes
-        # missing: the rename below swaps it in one step.
-        backup = path.with_name(f"{path.name}.bak")
-        backup.unlink(missing_ok=True)
-        os.link(path, backup)
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    return True
 
 
 def _netlink_failure(doing: str, exc: NetlinkError) -> TemporaryError | PermanentError:

@@ -12,15 +12,14 @@ commands' own paths stay as the real host knows them.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from reconciler.errors import ReconcilerError, TemporaryError
 from reconciler.model.config import Config
+from reconciler.world.hostname_file import backup_path, read_hostname_file, replace_hostname_file
 from reconciler.world.openbsd_text import (
     IfconfigInterface,
     is_missing_interface,
@@ -30,11 +29,10 @@ from reconciler.world.openbsd_text import (
 from reconciler.world.platform import ChangeNotice, TunnelState, WanState
 from reconciler.world.runner import CommandRunner, Completed, LineStream, check, last_line
 
-__all__ = ["HOSTNAME_FILE_MODE", "OpenBSDPlatform", "RouteMonitorWatch", "write_atomically"]
+__all__ = ["OpenBSDPlatform", "RouteMonitorWatch"]
 
 log = logging.getLogger(__name__)
 
-HOSTNAME_FILE_MODE = 0o640  # netstart(8) "fixes" anything readable by others, with a warning
 OBSERVE_TIMEOUT = 10.0
 RESTART_WAN_TIMEOUT = 120.0  # DHCP may take a while to get a lease
 RESTART_TUNNEL_TIMEOUT = 60.0
@@ -92,32 +90,16 @@ class OpenBSDPlatform:
         )
 
     def read_hostname_file(self) -> bytes | None:
-        try:
-            return self.hostname_file.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise TemporaryError(f"cannot read {self.hostname_file}: {exc.strerror}") from None
+        return read_hostname_file(self.hostname_file)
 
     # -- acting -----------------------------------------------------------------------------
 
     def write_hostname_file(self, content: str) -> bool:
-        data = content.encode()
-        previous = self.read_hostname_file()
-        if previous == data:
-            return False
-        try:
-            if previous is not None:
-                write_atomically(self.backup_file, previous, HOSTNAME_FILE_MODE)
-            write_atomically(self.hostname_file, data, HOSTNAME_FILE_MODE)
-        except OSError as exc:  # named by the file users know, not our temporary file
-            raise TemporaryError(f"cannot write {self.hostname_file}: {exc.strerror}") from None
-        return True
+        return replace_hostname_file(self.hostname_file, content)
 
     @property
     def backup_file(self) -> Path:
-        # Hidden, so netstart's `/etc/hostname.*` never mistakes the backup for an interface.
-        return self.hostname_file.with_name(f".{self.hostname_file.name}.bak")
+        return backup_path(self.hostname_file)
 
     def restart_wan(self) -> None:
         wan = self._config.wan
@@ -239,31 +221,3 @@ class RouteMonitorWatch:
             self._notify(notice)
         except Exception as exc:  # the watch must outlive a faulty callback
             log.warning("change notice %s not delivered: %s", notice.kind, exc)
-
-
-def write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Replace `path` with `data` so that a crash leaves either the old or the new file.
-
-    Write a temporary file in the same directory, fsync it, rename it over the target,
-    then fsync the directory so the rename itself is durable."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        try:
-            os.fchmod(fd, mode)  # the umask must not loosen or tighten the mode
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

@@ -363,10 +363,10 @@ def test_hostname_file_when_configured(tmp_path: Path) -> None:
     assert platform.write_hostname_file("first\n") is False
     assert platform.write_hostname_file("second\n") is True
     assert platform.read_hostname_file() == b"second\n"
-    assert (tmp_path / "hostname.he-ipv6.bak").read_bytes() == b"first\n"
+    assert (tmp_path / ".hostname.he-ipv6.bak").read_bytes() == b"first\n"
     assert target.stat().st_mode & 0o777 == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "hostname.he-ipv6", "hostname.he-ipv6.bak",
+        ".hostname.he-ipv6.bak", "hostname.he-ipv6",
     ]  # fmt: skip
 
 
