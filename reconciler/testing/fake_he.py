@@ -208,6 +208,7 @@ class FakeTunnelbroker:
         self.delay = 0.0
         self.requests: list[RecordedRequest] = []
         self.counts: Counter[str] = Counter()
+        self.updates_received = 0  # update requests taken in, answered or not (see `delay`)
         self._endpoint = endpoint
         self._script: list[str] = []
         self._lock = threading.Lock()
@@ -308,6 +309,7 @@ class FakeTunnelbroker:
                 "schema": "reconciler.fake-he-stats/1",
                 "endpoint": self._endpoint,
                 "counts": dict(self.counts),
+                "updates_received": self.updates_received,
                 "pending": list(self._script),
                 "delay": self.delay,
             }
@@ -471,6 +473,9 @@ def _handler_for(fake: FakeTunnelbroker) -> type[BaseHTTPRequestHandler]:
                 self._answer(status, body, "application/json")
                 return
             source = str(self.client_address[0])
+            if split.path == "/nic/update":
+                with fake._lock:
+                    fake.updates_received += 1
             auth, authorized = fake._check_auth(self.headers, params)
             shown = {k: v for k, v in params.items() if k != "password"}
             if fake.delay > 0 and fake._stopping.wait(fake.delay):

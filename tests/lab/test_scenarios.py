@@ -231,8 +231,13 @@ def test_scenario_5_sigkill_mid_repair_resumes_without_duplicate_update(lab: Lab
     """SIGKILL while HE delays its answer; a new daemon converges with no second update."""
     _start_converged(lab)
     lab.he("delay", seconds=3)
+    received = lab.he_stats()["updates_received"]
     lab.set_wan_address(NEW_ADDRESS)
     wait_until(lambda: _started(lab, "update-he-endpoint"), timeout=30, what="the update intent")
+    # The intent is durable before the request leaves: kill once HE holds the request.
+    wait_until(
+        lambda: lab.he_stats()["updates_received"] > received, timeout=15, what="the request"
+    )
     assert lab.kill_daemon() != 0
     lab.he("delay", seconds=0)
     # The request reached HE before the kill: HE answers it and moves its end anyway.

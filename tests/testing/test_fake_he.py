@@ -129,6 +129,24 @@ def test_a_delay_answers_late(fake: FakeTunnelbroker) -> None:
     assert time.monotonic() - started >= 0.5
 
 
+def test_a_delayed_update_counts_as_received_before_it_is_answered(
+    fake: FakeTunnelbroker,
+) -> None:
+    """`updates_received` counts an update the moment it arrives, so a test can act while HE
+    holds it; info requests do not count."""
+    fake.delay = 1.0
+    assert fake.stats()["updates_received"] == 0
+    worker = threading.Thread(target=update, args=(fake,), kwargs={"myip": NEW})
+    worker.start()
+    deadline = time.monotonic() + 0.8
+    while fake.stats()["updates_received"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fake.stats()["updates_received"] == 1
+    assert fake.requests == []  # not answered yet
+    worker.join()
+    assert len(fake.requests) == 1
+
+
 def test_on_update_runs_before_the_answer_with_the_new_address() -> None:
     """on_update(address) is called for a change, before the client hears `good`, not on nochg."""
     seen: list[str] = []
