@@ -250,3 +250,22 @@ def test_scenario_5_sigkill_mid_repair_resumes_without_duplicate_update(lab: Lab
     time.sleep(3)  # long enough for a duplicate update to show
     assert lab.he_update_calls() == 1
     assert lab.stop_daemon() == 0
+
+
+def test_diff_observe_looks_at_the_world_and_acts_on_nothing(lab: Lab) -> None:
+    """`diff --observe` with the daemon stopped records fresh observations, shows the repair
+    the new WAN address needs (exit 2), and touches neither HE nor the tunnel."""
+    _start_converged(lab)
+    assert lab.stop_daemon() == 0
+    lab.set_wan_address(NEW_ADDRESS)
+    before = len(lab.envelopes())
+    done = lab.reconciler("diff", "--observe", "--json")
+    assert done.returncode == 2, done.stderr
+    kinds = [a["kind"] for a in json.loads(done.stdout)["actions"]]
+    assert kinds[:1] == ["update-he-endpoint"]
+    assert "restart-tunnel" in kinds
+    after = lab.envelopes()[before:]
+    assert after, "diff --observe recorded no observations"
+    assert not [e for e in after if isinstance(e.fact, ActionStarted)]
+    assert lab.he_update_calls() == 0
+    assert lab.tunnel_local() != NEW_ADDRESS
