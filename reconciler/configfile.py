@@ -143,16 +143,30 @@ class _Reader:
         )
 
     def daemon(self) -> DaemonConfig | None:
-        t = self.section("daemon", {"platform", "state_dir", "log", "watch_kernel"})
+        t = self.section(
+            "daemon",
+            {"platform", "state_dir", "log", "watch_kernel", "retain_days", "retain_mb"},
+        )
         platform = self.choice(t, "daemon.platform", ("openbsd", "linux"))
         state_dir = self.path_value(t, "daemon.state_dir", default="/var/db/reconciler")
         if state_dir is not None and state_dir.exists() and not state_dir.is_dir():
             self.problem("daemon.state_dir", f"{state_dir} exists and is not a directory")
         log = self.choice(t, "daemon.log", ("syslog", "stderr"), default="syslog")
         watch = self.boolean(t, "daemon.watch_kernel", default=True)
+        retain_days = self.number(t, "daemon.retain_days", default=0.0, minimum=0.0)
+        retain_mb = self.number(t, "daemon.retain_mb", default=0.0, minimum=0.0)
         if platform is None or state_dir is None or log is None or watch is None:
             return None
-        return DaemonConfig(platform, state_dir, log, watch)  # type: ignore[arg-type]
+        if retain_days is None or retain_mb is None:
+            return None
+        return DaemonConfig(
+            platform,  # type: ignore[arg-type]  # checked by choice()
+            state_dir,
+            log,  # type: ignore[arg-type]
+            watch,
+            retain_days,
+            retain_mb,
+        )
 
     def wan(self) -> WanConfig | None:
         t = self.section("wan", {"interface", "restart_command", "public_address"})

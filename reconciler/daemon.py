@@ -43,6 +43,7 @@ from attrs import field, frozen
 
 from reconciler import __version__
 from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.eventlog import apply_retention
 from reconciler.model.actions import Action, Outcome, RestartTunnel, RestartWan, RewriteHostname
 from reconciler.model.config import Config
 from reconciler.model.desired import desired
@@ -223,8 +224,9 @@ class Daemon:
         )
         self._client_factory = client_factory or _default_client
         self._config_loader = config_loader or _default_loader
-        self._recorder = Recorder(log, clock, snapshots=snapshots)
+        self._log = log
         self._config = config
+        self._recorder = Recorder(log, clock, snapshots=snapshots, after_snapshot=self._retain)
         self._platform = self._platform_factory(config)
         self._client = self._client_factory(config)
         self._executor = Executor(self._platform, self._client, self._recorder)
@@ -272,6 +274,21 @@ class Daemon:
             os.write(self._wake_w, b"\0")
 
     # -- the main thread --------------------------------------------------------------------
+
+    def _retain(self, snapshot_seq: int) -> None:
+        """Drop old log segments the snapshot covers, as [daemon] retain_days / retain_mb say."""
+        daemon = self._config.daemon
+        if not (daemon.retain_days or daemon.retain_mb):
+            return
+        removed = apply_retention(
+            self._log,
+            snapshot_seq,
+            now=self._clock(),
+            max_age=daemon.retain_days * 86400 or None,
+            max_bytes=int(daemon.retain_mb * 2**20) or None,
+        )
+        for path in removed:
+            _log.info("retention: removed %s (covered by the snapshot at #%d)", path, snapshot_seq)
 
     def run(self, *, install_signals: bool = True) -> int:
         """Start everything, wait for signals, stop in order. Returns the exit status."""

@@ -4,7 +4,8 @@
 waits for news (the reconcile loop), all under one lock, so the state the loop plans on is
 always exactly the fold of the log up to `last_seq`. At start-up the state comes from the
 newest snapshot plus the tail of the log; every `snapshot_every` facts a new snapshot is
-written so the next start-up stays fast however long the log grows.
+written so the next start-up stays fast however long the log grows, and `after_snapshot`
+(the daemon's retention) may then drop old segments the snapshot covers.
 
 `record_final` records the daemon's last fact and closes the door: a thread the daemon
 abandoned at its stop (an action that outlived its grace period) gets RecorderClosedError
@@ -68,10 +69,12 @@ class Recorder:
         *,
         snapshots: SnapshotWriter | None = None,
         snapshot_every: int = 1000,
+        after_snapshot: Callable[[int], None] | None = None,
     ) -> None:
         self._log = log
         self._clock = clock
         self._snapshots = snapshots
+        self._after_snapshot = after_snapshot
         self._snapshot_every = max(1, snapshot_every)
         self._changed = threading.Condition(threading.Lock())
         self._state, self._last_seq = self._load()
@@ -166,6 +169,11 @@ class Recorder:
             self._since_snapshot = 0  # try again after another snapshot_every facts
             return
         self._since_snapshot = 0
+        if self._after_snapshot is not None:
+            try:
+                self._after_snapshot(self._last_seq)
+            except Exception as exc:  # housekeeping must not stop the recording either
+                _log.warning("after the snapshot at seq %d: %s", self._last_seq, exc)
 
     def _load(self) -> tuple[ObservedState, int]:
         state = ObservedState()

@@ -29,7 +29,9 @@ from reconciler.model.facts import (
     ConfigLoaded,
     DaemonStarted,
     DaemonStopped,
+    ProbeObserved,
     from_record,
+    to_record,
 )
 from reconciler.model.plan import plan
 from reconciler.model.state import SCHEMA_VERSION
@@ -385,3 +387,39 @@ def test_sigterm_during_a_slow_he_update_exits_in_time_and_the_update_is_not_rep
         assert daemon.returncode == 0, err
         assert started_updates() == 1
         assert fake_he_control(netns, update_url, "stats")["counts"].get("update") == 1
+
+
+def test_retention_drops_old_segments_once_a_snapshot_covers_them(tmp_path: Path) -> None:
+    """With [daemon] retain_mb set, the snapshot at the stop lets the oldest segments go, and
+    the state read back from snapshot + what is left equals the daemon's."""
+    events = tmp_path / "events"
+    probe = ProbeObserved("ipv4", "192.0.2.1", True, 1.0)
+    with EventLog.open(events, segment_size=4096) as old:
+        old.append_many([to_record(probe, at=1.0 + i, source="test") for i in range(300)])
+    host = _openbsd_host(tmp_path)
+    with FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake:
+        config = openbsd_config(tmp_path, update_url=fake.update_url, read_timeout=2.0)
+        config = attrs.evolve(config, daemon=attrs.evolve(config.daemon, retain_mb=0.01))
+        log = EventLog.open(events, segment_size=4096)
+        segments_before = len(log.segments())
+        daemon = Daemon(
+            config,
+            log,
+            snapshots=SnapshotStore(tmp_path / "snapshots"),
+            platform_factory=lambda c: OpenBSDPlatform(c, host, root=host.root),
+        )
+        status: list[int] = []
+        thread = threading.Thread(target=lambda: status.append(daemon.run(install_signals=False)))
+        thread.start()
+        try:
+            _wait_for(lambda: daemon.recorder.state.tunnel is not None)
+        finally:
+            daemon.request_stop("test over")
+            thread.join(10)
+        log.close()
+    assert status == [0]
+    with EventLog.open(events, readonly=True) as kept:
+        remaining = kept.segments()
+    assert 0 < len(remaining) < segments_before
+    state, _ = load_state(tmp_path)
+    assert state == daemon.recorder.state

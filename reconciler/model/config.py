@@ -34,6 +34,8 @@ class DaemonConfig:
     state_dir: Path
     log: LogTarget
     watch_kernel: bool = True  # kernel change notifications; False means polling only
+    retain_days: float = 0.0  # drop log segments older than this, once a snapshot covers them
+    retain_mb: float = 0.0  # ... or while the log is larger than this (0: keep everything)
 
 
 @frozen

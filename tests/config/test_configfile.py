@@ -104,6 +104,14 @@ def test_digest_changes_with_key_file_not_its_secret(tmp_path: Path) -> None:
     assert load_config(path).digest != first
 
 
+def test_retention_is_off_unless_asked_for(tmp_path: Path) -> None:
+    """The log is kept whole by default; retain_days and retain_mb are read when given."""
+    assert load_config(write_config(tmp_path, VALID)).daemon.retain_days == 0
+    text = _replace('log = "stderr"', 'log = "stderr"\nretain_days = 30\nretain_mb = 16')
+    daemon = load_config(write_config(tmp_path, text)).daemon
+    assert (daemon.retain_days, daemon.retain_mb) == (30, 16)
+
+
 def test_search_order(tmp_path: Path) -> None:
     """-c wins over $RECONCILER_CONFIG, which wins over ./etc/reconciler.conf."""
     (tmp_path / "etc").mkdir()
@@ -177,6 +185,10 @@ BROKEN = [
      "firewall.reload_command"),
     ("backoff order", VALID + "\n[reconcile]\nbackoff_min = 60\nbackoff_max = 5\n",
      "reconcile.backoff_max"),
+    ("retain negative", _replace('log = "stderr"', 'log = "stderr"\nretain_days = -1'),
+     "daemon.retain_days"),
+    ("retain type", _replace('log = "stderr"', 'log = "stderr"\nretain_mb = "64M"'),
+     "daemon.retain_mb"),
     ("unknown section", VALID + "\n[extra]\nx = 1\n", "extra"),
     ("toml syntax", VALID + "\n[wan\n", "TOML syntax"),
 ]  # fmt: skip
