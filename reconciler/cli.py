@@ -8,6 +8,7 @@ as one line per problem), never as a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import enum
 import importlib
 import os
@@ -25,12 +26,14 @@ __all__ = ["Environment", "ExitStatus", "build_parser", "main"]
 
 
 class ExitStatus(enum.IntEnum):
-    """Documented in the README. 2 means "changes pending" (diff) or "an action failed" (apply)."""
+    """Documented in the README. 2 means "changes pending" (diff) or "an action failed" (apply);
+    a usage error is 1, like any other error, so a script never takes a typo for a change."""
 
     OK = 0
     ERROR = 1
     CHANGES = 2
     INTERRUPTED = 130
+    PIPE_CLOSED = 141  # as a process killed by SIGPIPE
 
 
 @frozen
@@ -118,12 +121,17 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
     env = env or Environment()
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse has printed its usage line
-        return int(exc.code or 0)
+        with contextlib.redirect_stdout(env.stdout), contextlib.redirect_stderr(env.stderr):
+            args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help or --version (0), or a usage error argparse printed
+        # A usage error must not read as diff's "changes pending" (2): it is an error.
+        return ExitStatus.OK if not exc.code else ExitStatus.ERROR
     module = importlib.import_module(f"reconciler.commands.{_COMMANDS[args.command]}")
     try:
         return int(module.run(args, env))
+    except BrokenPipeError:  # `reconciler replay | head`: the reader has seen enough
+        _silence_stdout(env)
+        return ExitStatus.PIPE_CLOSED
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=env.stderr)
@@ -142,3 +150,11 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
             file=env.stderr,
         )
         return ExitStatus.ERROR
+
+
+def _silence_stdout(env: Environment) -> None:
+    """Point a closed stdout at /dev/null so flushing it at exit raises nothing more."""
+    if env.stdout is sys.stdout:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())

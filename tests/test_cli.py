@@ -28,11 +28,31 @@ def fake_command(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     return module
 
 
-def test_unknown_command_is_a_usage_error() -> None:
-    """argparse's usage error exits 2 and prints no traceback."""
-    code, _, err = run(["frobnicate"])
-    assert code == 2
-    assert "Traceback" not in err
+def test_a_usage_error_is_an_error_not_changes_pending() -> None:
+    """A typo exits 1 (never diff's 2, "changes pending"), with argparse's usage line on the
+    injected stderr and no traceback."""
+    code, out, err = run(["diff", "--typo"])
+    assert code == ExitStatus.ERROR
+    assert "unrecognized arguments: --typo" in err
+    assert "Traceback" not in err and out == ""
+
+
+def test_help_exits_0_on_the_injected_stdout() -> None:
+    """--help prints to the environment's stdout and exits 0."""
+    code, out, _ = run(["--help"])
+    assert code == 0
+    assert "usage: reconciler" in out
+
+
+def test_a_closed_pipe_ends_quietly(fake_command: types.ModuleType) -> None:
+    """When the reader of our output goes away (`| head`), exit 141 without a message."""
+
+    def write_forever(args: argparse.Namespace, env: Environment) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    fake_command.run = write_forever
+    code, _, err = run(["check-config"])
+    assert (code, err) == (ExitStatus.PIPE_CLOSED, "")
 
 
 def test_config_errors_print_one_line_per_problem(fake_command: types.ModuleType) -> None:
