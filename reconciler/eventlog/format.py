@@ -17,6 +17,7 @@ from typing import Literal
 from attrs import frozen
 
 __all__ = [
+    "CRC32_RESIDUE",
     "FORMAT_VERSION",
     "FRAME_HEADER",
     "FRAME_OVERHEAD",
@@ -55,6 +56,10 @@ FRAME_TRAILER = 4
 FRAME_OVERHEAD = FRAME_HEADER + FRAME_TRAILER
 MAX_PAYLOAD = 2**30  # a larger length is damage, whatever its CRC says
 _U32 = struct.Struct("<I")
+# CRC-32 of any bytes followed by their own CRC (u32, little-endian): a constant. A frame is
+# intact exactly when the CRC over all of it, trailer included, is this value, so readers
+# check a frame with one CRC call and no trailer unpacking.
+CRC32_RESIDUE = 0x2144DF1C
 
 _crc32 = zlib.crc32
 
@@ -189,18 +194,14 @@ def scan_frames(
     frame); `walk_frames` says the same thing frame by frame.
     """
     size = len(buf)
-    unpack = _FRAME_FULL.unpack_from
-    trailer = _U32.unpack_from
+    unpack = _FRAME_HEAD.unpack_from
     crc32 = _crc32
+    residue = CRC32_RESIDUE
     left = -1 if limit is None else limit
     while pos + FRAME_HEADER <= size and left != 0:
-        length, frame_seq, _ = unpack(buf, pos)
+        length, frame_seq = unpack(buf, pos)
         end = pos + FRAME_OVERHEAD + length
-        if (
-            end > size
-            or frame_seq != seq
-            or crc32(buf[pos : end - FRAME_TRAILER]) != trailer(buf, end - FRAME_TRAILER)[0]
-        ):
+        if end > size or frame_seq != seq or crc32(buf[pos:end]) != residue:
             found = inspect_frame(buf, pos, seq)
             assert isinstance(found, Damage)
             return pos, seq, found

@@ -137,3 +137,29 @@ def test_memoryview_is_judged_like_bytes() -> None:
     damaged = _segment(3) + b"\x5a" * 40
     assert is_torn_tail(memoryview(torn), _damage(torn))
     assert not is_torn_tail(memoryview(damaged), _damage(damaged))
+
+
+def test_crc_over_a_frame_and_its_trailer_is_the_residue_only_when_intact() -> None:
+    """A whole frame's CRC is CRC32_RESIDUE when intact; any changed trailer bit breaks it."""
+    import zlib
+
+    from reconciler.eventlog.format import CRC32_RESIDUE
+
+    for size in (0, 1, 5, 200):
+        frame = encode_frame(7, bytes(range(size)))
+        assert zlib.crc32(frame) == CRC32_RESIDUE
+        for bit in range(32):
+            bad = bytearray(frame)
+            bad[len(frame) - 4 + bit // 8] ^= 1 << (bit % 8)
+            assert zlib.crc32(bytes(bad)) != CRC32_RESIDUE
+
+
+def test_scan_frames_stops_at_a_bad_trailer() -> None:
+    """scan_frames walks intact frames and reports a frame whose trailer is wrong as damage."""
+    from reconciler.eventlog.format import scan_frames
+
+    data = bytearray(_segment(3))
+    data[-1] ^= 0x01
+    end, seq, damage = scan_frames(bytes(data), SEGMENT_HEADER, 1)
+    assert (end, seq) == (_last_frame_offset(3), 3)
+    assert damage is not None and damage.kind == "payload"

@@ -450,3 +450,27 @@ def test_any_msgpack_mapping_round_trips(tmp_path_factory: pytest.TempPathFactor
         assert [r for _, r in log.read()] == records
     with EventLog.open(path, readonly=True) as reader:
         assert [(s, r) for s, r in reader.read()] == list(zip(seqs, records, strict=True))
+
+
+def test_records_with_non_string_keys_read_back(tmp_path: Path) -> None:
+    """Integer map keys (at any depth) survive a round trip among ordinary records."""
+    odd = {1: "one", "nested": {2: [3, {4: b"\x00"}]}}
+    with EventLog.open(tmp_path) as log:
+        log.append_many([record_for(1), odd, record_for(3)])
+    with EventLog.open(tmp_path, readonly=True) as reader:
+        assert [r for _, r in reader.read()] == [record_for(1), odd, record_for(3)]
+
+
+def test_a_flipped_trailer_bit_is_corruption_at_its_frame(tmp_path: Path) -> None:
+    """A frame whose trailing CRC is wrong, with frames behind it, stops the read there."""
+    fill(tmp_path, 5)
+    seg = last_segment(tmp_path)
+    frames = frames_of(seg)
+    data = bytearray(seg.read_bytes())
+    data[frames[2].end - 1] ^= 0x80
+    seg.write_bytes(bytes(data))
+    seen = []
+    with pytest.raises(CorruptLogError) as caught, EventLog.open(tmp_path, readonly=True) as r:
+        seen.extend(seq for seq, _ in r.read())
+    assert seen == [1, 2]
+    assert caught.value.offset == frames[2].offset
