@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 from attrs import field, frozen
 
-from reconciler.model.fastinit import slot_constructor
+from reconciler.model.fastinit import twin_builder
 
 __all__ = [
     "FACT_TYPES",
@@ -54,7 +54,12 @@ def _strs(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
-@frozen
+# Facts and envelopes have no __weakref__ slot (nothing takes weak references to them): the
+# replay decoder builds them through a mutable twin of the same layout (fastinit.twin_builder),
+# which CPython refuses for classes whose weak reference slot follows named slots.
+
+
+@frozen(weakref_slot=False)
 class WanAddressObserved:
     """The WAN interface as seen now; `address` is the IPv4 address the tunnel should use."""
 
@@ -68,7 +73,7 @@ class WanAddressObserved:
     addresses: tuple[str, ...] = field(default=(), converter=_strs)
 
 
-@frozen
+@frozen(weakref_slot=False)
 class ProbeObserved:
     """One probe (a ping) and its outcome; `rtt_ms` is None when it failed."""
 
@@ -82,7 +87,7 @@ class ProbeObserved:
     detail: str = ""
 
 
-@frozen
+@frozen(weakref_slot=False)
 class TunnelObserved:
     """The tunnel interface as configured in the kernel now."""
 
@@ -97,7 +102,7 @@ class TunnelObserved:
     mode: str | None = None
 
 
-@frozen
+@frozen(weakref_slot=False)
 class HostnameFileObserved:
     """The digest (sha256, hex) of the tunnel's hostname file; None when it is missing."""
 
@@ -108,7 +113,7 @@ class HostnameFileObserved:
     digest: str | None
 
 
-@frozen
+@frozen(weakref_slot=False)
 class EndpointObserved:
     """The client endpoint Hurricane Electric has for the tunnel.
 
@@ -124,7 +129,7 @@ class EndpointObserved:
     for_local: str | None = None
 
 
-@frozen
+@frozen(weakref_slot=False)
 class ActionStarted:
     """Recorded durably before an action runs, so a crash in the middle shows after restart.
 
@@ -140,7 +145,7 @@ class ActionStarted:
     causes: tuple[int, ...] = field(default=(), converter=_ints)
 
 
-@frozen
+@frozen(weakref_slot=False)
 class ActionSucceeded:
     """An action finished and did what it should."""
 
@@ -153,7 +158,7 @@ class ActionSucceeded:
     causes: tuple[int, ...] = field(default=(), converter=_ints)
 
 
-@frozen
+@frozen(weakref_slot=False)
 class ActionFailed:
     """An action failed; `kind` decides whether and when the planner may try it again."""
 
@@ -168,7 +173,7 @@ class ActionFailed:
     causes: tuple[int, ...] = field(default=(), converter=_ints)
 
 
-@frozen
+@frozen(weakref_slot=False)
 class ConfigLoaded:
     """A configuration took effect: its digest and a summary free of secrets.
 
@@ -186,7 +191,7 @@ class ConfigLoaded:
     recover_after: dict[str, int] = field(factory=dict, hash=False)
 
 
-@frozen
+@frozen(weakref_slot=False)
 class DaemonStarted:
     TYPE: ClassVar[str] = "daemon-started"
     VERSION: ClassVar[int] = 1
@@ -195,7 +200,7 @@ class DaemonStarted:
     version: str
 
 
-@frozen
+@frozen(weakref_slot=False)
 class DaemonStopped:
     TYPE: ClassVar[str] = "daemon-stopped"
     VERSION: ClassVar[int] = 1
@@ -239,7 +244,7 @@ FACT_TYPES: dict[str, type[Any]] = {
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
-@frozen
+@frozen(weakref_slot=False)
 class UnknownFact:
     """A record this release cannot type (written by a newer one, or malformed): kept raw."""
 
@@ -249,7 +254,7 @@ class UnknownFact:
     problem: str = ""
 
 
-@frozen
+@frozen(weakref_slot=False)
 class Envelope:
     """A fact as it stands in the log: its sequence number, UTC time and source."""
 
@@ -332,13 +337,13 @@ class _Decoder:
             getter if len(names) > 1 else lambda d: (getter(d),)
         )
         try:
-            self.make: Callable[..., Any] = slot_constructor(cls)
+            self.make: Callable[..., Any] = twin_builder(cls)
         except TypeError:
             self.make = cls  # converters: attrs' own __init__ must run them
 
 
 _DECODERS = {name: _Decoder(cls) for name, cls in FACT_TYPES.items()}
-_make_envelope = slot_constructor(Envelope)
+_make_envelope = twin_builder(Envelope)
 _envelope_values = operator.itemgetter("t", "v", "at", "src", "d")
 
 

@@ -16,13 +16,13 @@ from typing import Any, TypeVar
 
 import attrs
 
-__all__ = ["slot_constructor"]
+__all__ = ["slot_constructor", "twin_builder"]
 
 T = TypeVar("T")
 
 
-def slot_constructor(cls: type[T]) -> Callable[..., T]:
-    """`make(*fields)` equal to `cls(*fields)`, faster; TypeError when `cls` does not allow it."""
+def _plain_fields(cls: type[Any]) -> tuple[attrs.Attribute[Any], ...]:
+    """`cls`'s fields; TypeError unless filling its slots directly equals calling `cls(...)`."""
     if not attrs.has(cls) or "__slots__" not in cls.__dict__:
         raise TypeError(f"{cls.__name__} is not a slotted attrs class")
     for hook in ("__attrs_pre_init__", "__attrs_post_init__"):
@@ -30,10 +30,16 @@ def slot_constructor(cls: type[T]) -> Callable[..., T]:
             raise TypeError(f"{cls.__name__} has {hook}")
     if "_attrs_cached_hash" in cls.__dict__["__slots__"]:
         raise TypeError(f"{cls.__name__} caches its hash")
-    fields = attrs.fields(cls)
+    fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(cls)
     for f in fields:
         if f.converter is not None or f.validator is not None or not f.init:
             raise TypeError(f"{cls.__name__}.{f.name} has a converter, validator or no init")
+    return fields
+
+
+def slot_constructor(cls: type[T]) -> Callable[..., T]:
+    """`make(*fields)` equal to `cls(*fields)`, faster; TypeError when `cls` does not allow it."""
+    fields = _plain_fields(cls)
     names = [f"a{i}" for i in range(len(fields))]
     namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
     lines = [f"def make({', '.join(names)}):", "    obj = _new(_cls)"]
@@ -47,3 +53,41 @@ def slot_constructor(cls: type[T]) -> Callable[..., T]:
     make: Callable[..., T] = namespace["make"]
     make.__qualname__ = f"slot_constructor({cls.__qualname__})"
     return make
+
+
+def twin_builder(cls: type[T], given: tuple[str, ...] | None = None) -> Callable[..., T]:
+    """`build(*values)` equal to `cls(*values)`; with `given`, `build(old, *values)` copies.
+
+    Faster still than `slot_constructor`: filling a slot through its descriptor is a call
+    (about 60 ns); an attribute store on an ordinary slotted class is specialised by the
+    interpreter (a few ns). So the object is made as an instance of a plain twin class with
+    the very same slots, filled with attribute stores, then given its real class by
+    `__class__` assignment. CPython allows that only between classes of identical layout and
+    checks it on every assignment: a layout that drifted raises TypeError, never corrupts.
+    The object is an ordinary instance of `cls`.
+
+    With `given` (a subset of the fields), `build(old, *values)` sets those fields to
+    `values` and copies the others from `old`, an instance of `cls`: a changed copy for the
+    price of one construction. `cls` must qualify for `slot_constructor` and have no
+    `__weakref__` slot (attrs' `weakref_slot=False`): CPython's layout check refuses classes
+    whose weak reference slot follows named slots.
+    """
+    fields = tuple(f.name for f in _plain_fields(cls))
+    if cls.__dict__["__slots__"] != fields:
+        raise TypeError(f"{cls.__name__}'s slots are not exactly its fields (a __weakref__ slot?)")
+    if any(name.startswith("_") for name in fields):
+        raise TypeError(f"{cls.__name__} has a field name that could clash with the builder's")
+    chosen = fields if given is None else given
+    if not set(chosen) <= set(fields):
+        raise TypeError(f"{cls.__name__} has no fields {sorted(set(chosen) - set(fields))}")
+    twin = type(f"_Mutable{cls.__name__}", (), {"__slots__": fields})
+    params = list(chosen) if given is None else ["_old", *chosen]
+    lines = [f"def build({', '.join(params)}):", "    _obj = _new(_twin)"]
+    for name in fields:
+        lines.append(f"    _obj.{name} = {name if name in chosen else '_old.' + name}")
+    lines += ["    _obj.__class__ = _cls", "    return _obj"]
+    namespace: dict[str, Any] = {"_new": object.__new__, "_twin": twin, "_cls": cls}
+    exec("\n".join(lines), namespace)  # generated from field names only
+    build: Callable[..., T] = namespace["build"]
+    build.__qualname__ = f"twin_builder({cls.__qualname__})"
+    return build

@@ -29,6 +29,7 @@ from reconciler.model.facts import (
     TunnelObserved,
     WanAddressObserved,
 )
+from reconciler.model.fastinit import twin_builder
 
 __all__ = [
     "DEFAULT_FAIL_AFTER",
@@ -105,7 +106,7 @@ class EndpointView:
 
 
 # No __weakref__ slot (nothing takes weak references to states): it lets the fold build
-# states and probe views through a mutable twin of the same layout (see _twin_builder).
+# states and probe views through a mutable twin of the same layout (see fastinit.twin_builder).
 @frozen(weakref_slot=False)
 class ProbeView:
     """One probe family after hysteresis. `seq` is the fact that set the current status."""
@@ -206,62 +207,12 @@ def _moved(state: ObservedState, seq: int, at: float, **changes: Any) -> Observe
     return moved
 
 
-def _twin_builder(cls: type[Any], given: tuple[str, ...]) -> Callable[..., Any]:
-    """`build(old, *values)`: a `cls` whose `given` fields take `values`, the rest old's.
-
-    With every field given there is no `old`: `build(*values)` in field order. The hot path
-    of a replay: filling a frozen slotted instance calls a slot descriptor per field (about
-    60 ns each; a probe fact's new state and probe view cost 24 of them). Instead the object
-    is made as an instance of a plain class with the very same slots, filled with ordinary
-    attribute stores (specialised by the interpreter, a few ns each), then given its real
-    class by `__class__` assignment. CPython allows that only between classes of identical
-    layout and checks it on every assignment: a layout that drifted raises TypeError, it
-    cannot corrupt. The result is an ordinary `cls` instance. Only for slotted classes
-    whose slots are exactly their fields (no __weakref__ slot, which the layout check
-    rejects) and that have no converters, validators or init hooks; `_check_builders`
-    compares the builders' objects with attrs' own at import.
-    """
-    fields = tuple(a.name for a in attrs.fields(cls))
-    if cls.__dict__.get("__slots__") != fields or not set(given) <= set(fields):
-        raise TypeError(f"{cls.__name__}: slots are not exactly its fields")
-    if any(name.startswith("_") for name in fields):
-        raise TypeError(f"{cls.__name__}: a field name would clash with the builder's names")
-    twin = type(f"_Mutable{cls.__name__}", (), {"__slots__": fields})
-    params = list(given) if set(given) == set(fields) else ["_old", *given]
-    lines = [f"def build({', '.join(params)}):", "    _obj = _new(_twin)"]
-    for name in fields:
-        lines.append(f"    _obj.{name} = {name if name in given else '_old.' + name}")
-    lines += ["    _obj.__class__ = _cls", "    return _obj"]
-    namespace: dict[str, Any] = {"_new": object.__new__, "_twin": twin, "_cls": cls}
-    exec("\n".join(lines), namespace)  # generated from field names only
-    build: Callable[..., Any] = namespace["build"]
-    build.__qualname__ = f"_twin_builder({cls.__qualname__})"
-    return build
-
-
 # A probe fact moves seq and at and replaces one probe view: the bulk of any log.
-_probe_step = _twin_builder(ObservedState, ("seq", "at", "probes"))
-_make_state = _twin_builder(ObservedState, _STATE_FIELDS)
-_make_probe_view = _twin_builder(ProbeView, tuple(a.name for a in attrs.fields(ProbeView)))
-
-
-def _check_builders() -> None:
-    """The builders make what attrs' __init__ makes (type, fields, equality, hash)."""
-    view_values: tuple[Any, ...] = ("ipv6", "up", 2, 0, "2001:db8::1", True, 9, 4.0, 8, 3.0)
-    view = _make_probe_view(*view_values)
-    state = ObservedState(config_digest="d", probes={"ipv6": view})
-    stepped = _probe_step(state, 9, 4.0, {})
-    expected = [
-        (view, ProbeView(*view_values)),
-        (stepped, attrs.evolve(state, seq=9, at=4.0, probes={})),
-        (_make_state(*_state_values(state)), state),
-    ]
-    for made, reference in expected:
-        if type(made) is not type(reference) or made != reference or hash(made) != hash(reference):
-            raise RuntimeError(f"fold builder disagrees with attrs: {made!r} != {reference!r}")
-
-
-_check_builders()
+# Built through a mutable twin of the same layout (see fastinit.twin_builder): a probe fact
+# then costs one state and one probe view at a few ns per field.
+_probe_step = twin_builder(ObservedState, ("seq", "at", "probes"))
+_make_state = twin_builder(ObservedState)
+_make_probe_view = twin_builder(ProbeView)
 
 
 def _fold_wan(state: ObservedState, fact: WanAddressObserved, seq: int, at: float) -> ObservedState:
