@@ -474,3 +474,19 @@ def test_a_flipped_trailer_bit_is_corruption_at_its_frame(tmp_path: Path) -> Non
         seen.extend(seq for seq, _ in r.read())
     assert seen == [1, 2]
     assert caught.value.offset == frames[2].offset
+
+
+def test_reader_seeks_into_the_last_segment_and_counts_on_first_use(tmp_path: Path) -> None:
+    """A reader walks the last segment when first asked: seeks land right, last_seq is current."""
+    fill(tmp_path, 9000)
+    with EventLog.open(tmp_path, readonly=True) as reader:
+        got = list(reader.read(8190))
+        assert [seq for seq, _ in got] == list(range(8190, 9001))
+        assert all(record == record_for(seq) for seq, record in got)
+        assert reader.last_seq == 9000
+        assert reader.damage is None
+    with EventLog.open(tmp_path, readonly=True) as reader:
+        with EventLog.open(tmp_path) as writer:
+            writer.append(record_for(9001))
+        assert reader.last_seq == 9001
+        assert [seq for seq, _ in reader.read(9001)] == [9001]
