@@ -129,5 +129,5 @@ class Config:
         }
 
 
-# load_config(path) -> Config and find_config_path(cli_value, environ) live below
-# (owned by the config issue).
+# load_config(path) -> Config and find_config_path(cli_value, environ, cwd) live in
+# reconciler/configfile.py (this module does no I/O).
