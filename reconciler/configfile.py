@@ -185,12 +185,12 @@ class _Reader:
             name, {"target", "interval", "timeout", "fail_after", "recover_after", "source"}
         )
         version = 4 if family == "ipv4" else 6
-        target = self.address(t, f"{name}.target", version)
+        target = self.address(t, f"{name}.target", version, host=True)
         interval = self.number(t, f"{name}.interval", default=60.0, minimum=1.0)
         timeout = self.number(t, f"{name}.timeout", default=1.0, minimum=0.1)
         fail_after = self.integer(t, f"{name}.fail_after", default=3, low=1, high=100)
         recover_after = self.integer(t, f"{name}.recover_after", default=1, low=1, high=100)
-        source = self.address(t, f"{name}.source", version, required=False)
+        source = self.address(t, f"{name}.source", version, required=False, host=True)
         if interval is not None and timeout is not None and timeout >= interval:
             self.problem(f"{name}.timeout", f"must be shorter than interval ({interval:g} s)")
         values = (target, interval, timeout, fail_after, recover_after)
@@ -214,9 +214,9 @@ class _Reader:
         t = self.section("tunnel", keys)
         interface = self.interface_name(t, "tunnel.interface")
         mode = self.choice(t, "tunnel.mode", ("gif", "sit", "vxlan"))
-        server_ipv4 = self.address(t, "tunnel.server_ipv4", 4)
-        client_ipv6 = self.address(t, "tunnel.client_ipv6", 6)
-        server_ipv6 = self.address(t, "tunnel.server_ipv6", 6)
+        server_ipv4 = self.address(t, "tunnel.server_ipv4", 4, host=True)
+        client_ipv6 = self.address(t, "tunnel.client_ipv6", 6, host=True)
+        server_ipv6 = self.address(t, "tunnel.server_ipv6", 6, host=True)
         prefixlen = self.integer(t, "tunnel.prefixlen", default=128, low=1, high=128)
         mtu = self.integer(t, "tunnel.mtu", default=1480, low=1280, high=65535)
         ttl = self.integer(t, "tunnel.ttl", default=255, low=1, high=255)
@@ -278,7 +278,9 @@ class _Reader:
             t, "tunnelbroker.update_url", default="https://ipv4.tunnelbroker.net/nic/update"
         )
         info_url = self.url(t, "tunnelbroker.info_url", default=None)
-        interval = self.number(t, "tunnelbroker.min_update_interval", default=600.0, minimum=0.0)
+        # 0 would switch off the rate gate that keeps HE from locking the account for abuse;
+        # 1 s is for the lab, a router wants minutes (see docs/configuration.md).
+        interval = self.number(t, "tunnelbroker.min_update_interval", default=600.0, minimum=1.0)
         connect = self.number(t, "tunnelbroker.connect_timeout", default=5.0, minimum=0.1)
         read = self.number(t, "tunnelbroker.read_timeout", default=15.0, minimum=0.1)
         ca_file = self.path_value(t, "tunnelbroker.ca_file", required=False)
@@ -388,8 +390,15 @@ class _Reader:
         return value
 
     def address(
-        self, t: Mapping[str, Any], key: str, version: int, *, required: bool = True
+        self,
+        t: Mapping[str, Any],
+        key: str,
+        version: int,
+        *,
+        required: bool = True,
+        host: bool = False,
     ) -> str | None:
+        """An address of `version`; with `host`, one that names a single host (unicast)."""
         value = self.get(t, key, required)
         if value is _MISSING:
             return None
@@ -404,6 +413,10 @@ class _Reader:
             return None
         if parsed.version != version:
             self.problem(key, f"{value!r} is an IPv{parsed.version} address, expected {family}")
+            return None
+        not_a_host = _not_a_host(parsed) if host else None
+        if not_a_host:
+            self.problem(key, f"{value!r} is {not_a_host}, not the address of a host")
             return None
         return str(parsed)
 
@@ -437,14 +450,27 @@ class _Reader:
         value = self.get(t, key, False)
         if value is _MISSING:
             return default
-        parts = urlsplit(value) if isinstance(value, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        if not isinstance(value, str):
             self.problem(key, f"must be an http(s) URL, not {_show(value)}")
+            return None
+        # urlsplit and .port raise ValueError on a malformed host ("https://[::1/nic") or port
+        # ("https://h:99999/", "https://h:x/"): a problem with this key, not an internal error.
+        try:
+            parts = urlsplit(value)
+            hostname, port = parts.hostname, parts.port
+        except ValueError as exc:
+            self.problem(key, f"{_show(value)} is not a valid URL: {exc}")
+            return None
+        if parts.scheme not in ("http", "https") or not hostname:
+            self.problem(key, f"must be an http(s) URL, not {_show(value)}")
+            return None
+        if port == 0:
+            self.problem(key, f"port 0 is not a port to connect to, in {_show(value)}")
             return None
         if parts.username or parts.password:
             self.problem(key, "must not carry credentials (they come from update_key_file)")
             return None
-        return str(value)
+        return value
 
     def path_value(
         self, t: Mapping[str, Any], key: str, *, required: bool = True, default: str | None = None
@@ -479,6 +505,21 @@ class _Reader:
             )
             return None
         return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def _not_a_host(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """What kind of non-host address `address` is, or None when it names one host."""
+    if address.is_unspecified:
+        return "the unspecified address"
+    if address.is_multicast:
+        return "a multicast address"
+    if isinstance(address, ipaddress.IPv4Address):
+        if address == ipaddress.IPv4Address("255.255.255.255"):
+            return "the broadcast address"
+    elif address.scope_id is not None:
+        # a zone ("%eth0") ties the address to one link of this machine: not a peer anywhere
+        return "a scoped address"
+    return None
 
 
 def _show(value: Any) -> str:

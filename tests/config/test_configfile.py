@@ -181,6 +181,42 @@ BROKEN = [
      "tunnelbroker.update_url"),
     ("interval negative", _replace("min_update_interval = 600", "min_update_interval = -1"),
      "tunnelbroker.min_update_interval"),
+    ("interval zero", _replace("min_update_interval = 600", "min_update_interval = 0"),
+     "tunnelbroker.min_update_interval"),
+    ("url bad ipv6 host", _replace('"https://127.0.0.1:8443/nic/update"', '"https://[::1/nic"'),
+     "tunnelbroker.update_url"),
+    ("url port range", _replace('"https://127.0.0.1:8443/nic/update"', '"https://x:99999/nic"'),
+     "tunnelbroker.update_url"),
+    ("url port text", _replace('"https://127.0.0.1:8443/nic/update"', '"https://x:web/nic"'),
+     "tunnelbroker.update_url"),
+    ("url port zero", _replace('"https://127.0.0.1:8443/nic/update"', '"https://x:0/nic"'),
+     "tunnelbroker.update_url"),
+    ("info url bad host", _replace("min_update_interval = 600",
+                                   'min_update_interval = 600\ninfo_url = "http://[zz/info"'),
+     "tunnelbroker.info_url"),
+    ("server v4 unspecified", _replace('server_ipv4 = "198.51.100.1"', 'server_ipv4 = "0.0.0.0"'),
+     "tunnel.server_ipv4"),
+    ("server v4 broadcast",
+     _replace('server_ipv4 = "198.51.100.1"', 'server_ipv4 = "255.255.255.255"'),
+     "tunnel.server_ipv4"),
+    ("server v4 multicast", _replace('server_ipv4 = "198.51.100.1"', 'server_ipv4 = "224.0.0.1"'),
+     "tunnel.server_ipv4"),
+    ("v4 target multicast", _replace('target = "198.51.100.53"', 'target = "239.1.2.3"'),
+     "probe.ipv4.target"),
+    ("v4 target unspecified", _replace('target = "198.51.100.53"', 'target = "0.0.0.0"'),
+     "probe.ipv4.target"),
+    ("v6 target unspecified", _replace('target = "2001:db8::53"', 'target = "::"'),
+     "probe.ipv6.target"),
+    ("v6 target scoped", _replace('target = "2001:db8::53"', 'target = "fe80::1%eth0"'),
+     "probe.ipv6.target"),
+    ("v6 source multicast", _replace('target = "2001:db8::53"',
+                                     'target = "2001:db8::53"\nsource = "ff02::1"'),
+     "probe.ipv6.source"),
+    ("client v6 scoped", _replace('"2001:db8:1f06:abc::2"', '"fe80::2%eth0"'),
+     "tunnel.client_ipv6"),
+    ("client v6 unspecified", _replace('"2001:db8:1f06:abc::2"', '"::"'), "tunnel.client_ipv6"),
+    ("server v6 multicast", _replace('"2001:db8:1f06:abc::1"', '"ff02::1"'),
+     "tunnel.server_ipv6"),
     ("firewall string", _replace("reload_command = []", 'reload_command = "pfctl -f x"'),
      "firewall.reload_command"),
     ("backoff order", VALID + "\n[reconcile]\nbackoff_min = 60\nbackoff_max = 5\n",
@@ -205,6 +241,32 @@ def test_broken_config_exit_1_names_key(tmp_path: Path, case: str, text: str, ke
         key == "TOML syntax" and key in err
     ), err
     assert "Traceback" not in err and "s3cret" not in err + out
+
+
+def test_malformed_url_is_one_problem_among_all_the_others(tmp_path: Path) -> None:
+    """A URL urlsplit cannot parse is reported for its key, with every other problem too."""
+    text = _replace('"https://127.0.0.1:8443/nic/update"', '"https://[::1/nic"').replace(
+        'log = "stderr"', 'log = "file"'
+    )
+    code, _, err = check(write_config(tmp_path, text), tmp_path)
+    assert code == 1
+    assert "internal error" not in err.lower()
+    assert "tunnelbroker.update_url" in err and "daemon.log" in err
+
+
+def test_min_update_interval_of_one_second_is_allowed(tmp_path: Path) -> None:
+    """The smallest rate gate, 1 s (the lab's), is valid; only 0 and below are refused."""
+    text = _replace("min_update_interval = 600", "min_update_interval = 1")
+    assert load_config(write_config(tmp_path, text)).tunnelbroker.min_update_interval == 1
+
+
+def test_host_addresses_accept_ordinary_unicast(tmp_path: Path) -> None:
+    """Loopback and unscoped addresses still pass the host check (the lab and tests use them)."""
+    text = _replace('target = "198.51.100.53"', 'target = "127.0.0.1"').replace(
+        'target = "2001:db8::53"', 'target = "::1"'
+    )
+    config = load_config(write_config(tmp_path, text))
+    assert (config.probes["ipv4"].target, config.probes["ipv6"].target) == ("127.0.0.1", "::1")
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
