@@ -32,10 +32,14 @@ from reconciler.model.config import (
     WanConfig,
 )
 
-__all__ = ["SEARCH_PATHS", "find_config_path", "load_config"]
+__all__ = ["DEFAULT_STATE_DIRS", "SEARCH_PATHS", "find_config_path", "load_config"]
 
 # After -c and $RECONCILER_CONFIG; the first is relative to the working directory.
 SEARCH_PATHS = (Path("etc/reconciler.conf"), Path("/etc/reconciler.conf"))
+
+# daemon.state_dir when the file has none: where each system keeps a daemon's state (OpenBSD's
+# /var/db; on Linux the FHS's /var/lib, which the systemd unit makes writable).
+DEFAULT_STATE_DIRS = {"openbsd": "/var/db/reconciler", "linux": "/var/lib/reconciler"}
 
 _MISSING = object()
 
@@ -148,7 +152,10 @@ class _Reader:
             {"platform", "state_dir", "log", "watch_kernel", "retain_days", "retain_mb"},
         )
         platform = self.choice(t, "daemon.platform", ("openbsd", "linux"))
-        state_dir = self.path_value(t, "daemon.state_dir", default="/var/db/reconciler")
+        # Without a valid platform there is no default, and no DaemonConfig either: "." stands
+        # in so that only the platform is reported.
+        default_state_dir = DEFAULT_STATE_DIRS.get(platform or "", ".")
+        state_dir = self.path_value(t, "daemon.state_dir", default=default_state_dir)
         if state_dir is not None and state_dir.exists() and not state_dir.is_dir():
             self.problem("daemon.state_dir", f"{state_dir} exists and is not a directory")
         log = self.choice(t, "daemon.log", ("syslog", "stderr"), default="syslog")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import Environment, main
-from reconciler.configfile import find_config_path, load_config
+from reconciler.configfile import DEFAULT_STATE_DIRS, find_config_path, load_config
 from reconciler.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,6 +102,31 @@ def test_digest_changes_with_key_file_not_its_secret(tmp_path: Path) -> None:
     key.write_text("another-key-value\n")
     os.utime(key, ns=(1, 1))
     assert load_config(path).digest != first
+
+
+@pytest.mark.parametrize(
+    ("platform", "mode", "expected"),
+    [("openbsd", "gif", "/var/db/reconciler"), ("linux", "vxlan", "/var/lib/reconciler")],
+)
+def test_state_dir_default_is_the_platforms(
+    tmp_path: Path, platform: str, mode: str, expected: str
+) -> None:
+    """Without daemon.state_dir the state lives where the platform keeps daemon state (the
+    systemd unit makes /var/lib/reconciler writable)."""
+    text = _replace('state_dir = "state"\n', "").replace(
+        'platform = "linux"', f'platform = "{platform}"'
+    )
+    text = text.replace('mode = "vxlan"', f'mode = "{mode}"')
+    if mode != "vxlan":
+        text = text.replace("vxlan_id = 42\n", "")
+    config = load_config(write_config(tmp_path, text))
+    assert config.daemon.state_dir == Path(expected)
+
+
+def test_systemd_unit_can_write_the_linux_default_state_dir() -> None:
+    """The shipped systemd unit's ReadWritePaths covers the Linux default state directory."""
+    unit = (REPO / "etc" / "systemd" / "reconciler.service").read_text()
+    assert f"ReadWritePaths={DEFAULT_STATE_DIRS['linux']}" in unit
 
 
 def test_retention_is_off_unless_asked_for(tmp_path: Path) -> None:
