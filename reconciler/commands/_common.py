@@ -1,16 +1,31 @@
-"""What several commands share: finding the configuration and the state directory."""
+"""What several commands share: finding the configuration and the state directory.
+
+Commands that only read the event log (replay, log, status) must work while the rest of the
+configuration is broken (a key file with the wrong mode, a typo elsewhere): the log is where
+a post-mortem starts. `resolve_state_dir` then falls back to the file's `[daemon] state_dir`
+alone, saying so in one stderr line. A state directory that does not exist is an error: a
+typo'd path must not read as an empty, healthy log.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from reconciler.errors import ConfigError, ReconcilerError
 
 if TYPE_CHECKING:
     from reconciler.cli import Environment
     from reconciler.model.config import Config
 
-__all__ = ["load_config_for", "resolve_state_dir"]
+__all__ = ["StateDirError", "load_config_for", "resolve_state_dir", "state_dir_from_toml"]
+
+
+class StateDirError(ReconcilerError):
+    """The state directory a command should read does not exist (or is not a directory)."""
 
 
 def load_config_for(args: argparse.Namespace, env: Environment) -> Config:
@@ -21,9 +36,71 @@ def load_config_for(args: argparse.Namespace, env: Environment) -> Config:
     return load_config(path)
 
 
-def resolve_state_dir(args: argparse.Namespace, env: Environment) -> Path:
-    """--state-dir when given, else the configuration's state_dir."""
+def resolve_state_dir(
+    args: argparse.Namespace,
+    env: Environment,
+    config: Config | None = None,
+    *,
+    must_exist: bool = True,
+) -> Path:
+    """--state-dir when given, else `config`'s state_dir, else the configuration file's.
+
+    Without `config`, the file is loaded; when it is invalid, only `[daemon] state_dir` is
+    read from it (one stderr line says the rest is invalid), and when even that cannot be
+    read the original ConfigError stands. The directory must exist (StateDirError) unless
+    `must_exist` is false (a command that is about to write the log creates it).
+    """
     given = getattr(args, "state_dir", None)
     if given:
-        return (env.cwd / Path(given)).resolve()
-    return load_config_for(args, env).daemon.state_dir
+        state_dir = (env.cwd / Path(given)).resolve()
+    elif config is not None:
+        state_dir = config.daemon.state_dir
+    else:
+        state_dir = _state_dir_from_config(args, env)
+    if must_exist:
+        _require_directory(state_dir, "--state-dir" if given else "daemon.state_dir")
+    return state_dir
+
+
+def state_dir_from_toml(path: Path) -> Path | None:
+    """`[daemon] state_dir` of the TOML file at `path`, resolved against its directory; None
+    when the file cannot be read or parsed or holds no such string."""
+    try:
+        document = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    daemon = document.get("daemon")
+    value = daemon.get("state_dir") if isinstance(daemon, dict) else None
+    if not isinstance(value, str) or not value or "\0" in value:
+        return None
+    # As the loader resolves it (normpath, not resolve: a symlink stays as configured).
+    return Path(os.path.normpath(path.resolve().parent / Path(value).expanduser()))
+
+
+def _state_dir_from_config(args: argparse.Namespace, env: Environment) -> Path:
+    from reconciler.configfile import find_config_path, load_config
+
+    path = find_config_path(getattr(args, "config", None), env.environ, env.cwd)
+    try:
+        return load_config(path).daemon.state_dir
+    except ConfigError as exc:
+        fallback = state_dir_from_toml(path)
+        if fallback is None:
+            raise
+        count = len(exc.problems)
+        print(
+            f"reconciler: {path}: the rest of the configuration is invalid "
+            f"({count} problem{'s' if count != 1 else ''}, see `reconciler check-config`); "
+            f"reading the event log in {fallback}",
+            file=env.stderr,
+        )
+        return fallback
+
+
+def _require_directory(state_dir: Path, origin: str) -> None:
+    if not state_dir.exists():
+        raise StateDirError(
+            f"no event log: state directory {state_dir} does not exist (from {origin})"
+        )
+    if not state_dir.is_dir():
+        raise StateDirError(f"state directory {state_dir} is not a directory (from {origin})")

@@ -28,10 +28,11 @@ __all__ = ["run"]
 
 def run(args: argparse.Namespace, env: Environment) -> int:
     from reconciler.cli import ExitStatus
-    from reconciler.commands._common import load_config_for
+    from reconciler.commands._common import load_config_for, resolve_state_dir
 
-    config = load_config_for(args, env)
-    state_dir = (env.cwd / args.state_dir).resolve() if args.state_dir else config.daemon.state_dir
+    config = load_config_for(args, env)  # the plan needs all of it, not only state_dir
+    # --observe writes the log, creating the directory on a fresh machine.
+    state_dir = resolve_state_dir(args, env, config, must_exist=not args.observe)
     if args.observe:
         _observe(config, state_dir)
     observed, _ = load_state(state_dir)

@@ -46,15 +46,15 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     from reconciler.eventlog import EventLog, SnapshotStore
     from reconciler.recorder import Recorder
 
-    state_dir = resolve_state_dir(args, env)
     config: Config | None = None
     config_problem = None
     try:
         config = load_config_for(args, env)
     except ConfigError as exc:
-        if not getattr(args, "state_dir", None):
-            raise
         config_problem = exc.problems[0] if exc.problems else "invalid configuration"
+    # Without a valid config the state dir comes from --state-dir or [daemon] state_dir alone
+    # (or the ConfigError stands): the log's view is shown, the plan part is not.
+    state_dir = resolve_state_dir(args, env, config)
     log_dir = events_dir(state_dir)
     if not log_dir.is_dir():
         print(f"reconciler: no event log in {state_dir} yet (has the daemon run?)", file=env.stderr)
