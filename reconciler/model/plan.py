@@ -14,6 +14,8 @@ the daemon and `reconciler diff` get the same answer from the same log. The rule
 - Temporary failures back off exponentially per key (honouring a retry-after hint); restarts
   are spaced the same way, and `restart_limit` restarts within `restart_window` that did not
   fix the problem stop and are reported as held.
+- When several holds apply, the one that ends last is reported (a permanent one, which has
+  no end, wins): that is when the action can run.
 
 Facts about the world that were never observed lead to no action (the plan does not guess),
 with one exception: HE's endpoint, which may only be learnt by updating it.
@@ -92,14 +94,14 @@ def plan(desired: DesiredState, observed: ObservedState, now: float) -> Plan:
     actions: list[Action] = []
     held: list[Held] = []
     for action in wanted:
-        hold = _hold(action, desired, observed, now)
+        hold = _latest(_holds(action, desired, observed, now))
         if hold is None:
             actions.append(action)
         else:
             held.append(hold)
     reload = _reload_after_restart(desired, observed, actions)
     if reload is not None:
-        hold = _hold(reload, desired, observed, now)
+        hold = _latest(_holds(reload, desired, observed, now))
         if hold is None:
             actions.append(reload)
         else:
@@ -271,31 +273,38 @@ def _causes(seqs: list[int]) -> tuple[int, ...]:
 # --- what holds an action back ----------------------------------------------------------
 
 
-def _hold(
+def _holds(
     action: Action, desired: DesiredState, observed: ObservedState, now: float
-) -> Held | None:
+) -> list[Held]:
+    """Every hold that applies to `action` now (the caller reports the one that ends last)."""
     bounds = desired.reconcile
     same_kind = observed.records_of(action.KIND)
     record = observed.actions.get(action.key)
+    holds: list[Held] = []
     # A permanent failure holds the whole kind (badauth is not about one address) until the
     # configuration, or the key file, changes.
     for other in same_kind:
         if other.last_outcome == "permanent" and other.permanent_digest == desired.config_digest:
-            return Held(
-                action,
-                "permanent-failure",
-                f"{other.key} failed permanently ({other.last_message}); "
-                "waiting for the configuration to change",
-                None,
+            holds.append(
+                Held(
+                    action,
+                    "permanent-failure",
+                    f"{other.key} failed permanently ({other.last_message}); "
+                    "waiting for the configuration to change",
+                    None,
+                )
             )
+            break
     if action.KIND in _RESTARTS and record is not None:
         recent = [t for t in record.recent_starts if t > now - bounds.restart_window]
         if len(recent) >= bounds.restart_limit:
-            return Held(
-                action,
-                "restart-limit",
-                f"{len(recent)} restarts within {bounds.restart_window:g} s did not help",
-                min(recent) + bounds.restart_window,
+            holds.append(
+                Held(
+                    action,
+                    "restart-limit",
+                    f"{len(recent)} restarts within {bounds.restart_window:g} s did not help",
+                    min(recent) + bounds.restart_window,
+                )
             )
     if record is not None and record.last_outcome == "temporary" and record.failed_at is not None:
         delay = backoff_delay(record.consecutive_failures, bounds.backoff_min, bounds.backoff_max)
@@ -304,21 +313,37 @@ def _hold(
             delay, why = record.retry_after, "retry-after"
         due = record.failed_at + delay
         if now < due:
-            return Held(
-                action,
-                why,
-                f"{record.consecutive_failures} failure(s), last: {record.last_message}",
-                due,
+            holds.append(
+                Held(
+                    action,
+                    why,
+                    f"{record.consecutive_failures} failure(s), last: {record.last_message}",
+                    due,
+                )
             )
     if action.KIND == UpdateHeEndpoint.KIND:
-        hold = _hold_update(action, desired, observed, now, same_kind)
-        if hold is not None:
-            return hold
+        holds.extend(_hold_update(action, desired, observed, now, same_kind))
     if action.KIND in _RESTARTS and record is not None:
         hold = _hold_settling(action, record, desired, now)
         if hold is not None:
-            return hold
-    return None
+            holds.append(hold)
+    return holds
+
+
+def _later(a: Held, b: Held) -> bool:
+    """Whether hold `a` ends after hold `b` (None, a permanent hold, never ends)."""
+    if b.until is None:
+        return False
+    return a.until is None or a.until > b.until
+
+
+def _latest(holds: list[Held]) -> Held | None:
+    """The hold that ends last; the first listed among equals."""
+    latest: Held | None = None
+    for hold in holds:
+        if latest is None or _later(hold, latest):
+            latest = hold
+    return latest
 
 
 def _hold_update(
@@ -327,22 +352,25 @@ def _hold_update(
     observed: ObservedState,
     now: float,
     same_kind: list[ActionRecord],
-) -> Held | None:
+) -> list[Held]:
+    holds: list[Held] = []
     # HE's "abuse" blocks the account, not one address: its hint holds every update.
     for other in same_kind:
         if other.last_outcome == "temporary" and other.retry_after and other.failed_at:
             due = other.failed_at + other.retry_after
             if now < due:
-                return Held(action, "retry-after", f"{other.key}: {other.last_message}", due)
+                holds.append(Held(action, "retry-after", f"{other.key}: {other.last_message}", due))
     last = observed.last_update_attempt_at
     if last is not None and now < last + desired.min_update_interval:
-        return Held(
-            action,
-            "min-update-interval",
-            f"the last update was attempted less than {desired.min_update_interval:g} s ago",
-            last + desired.min_update_interval,
+        holds.append(
+            Held(
+                action,
+                "min-update-interval",
+                f"the last update was attempted less than {desired.min_update_interval:g} s ago",
+                last + desired.min_update_interval,
+            )
         )
-    return None
+    return holds
 
 
 def _hold_settling(

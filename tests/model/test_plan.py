@@ -166,7 +166,8 @@ def test_permanent_failure_holds_until_config_changes() -> None:
 
 def test_temporary_failure_backs_off_exponentially() -> None:
     """Temporary failures hold the key for backoff_min, then doubling delays."""
-    history = healthy(History())
+    # A minimum interval shorter than the backoff, so that the backoff is the latest hold.
+    history = healthy(History(make_config(min_update_interval=1.0)))
     history.record(EndpointObserved(None, "tunnel-info"))
     key = f"update-he-endpoint:{ADDR}"
     for failures, delay in [(1, 5.0), (2, 10.0), (3, 20.0)]:
@@ -327,3 +328,35 @@ def test_actions_carry_reason_and_causes() -> None:
         assert action.reason
         assert action.causes and all(0 < c <= history.state.seq for c in action.causes)
     assert wan_seq in history.plan().actions[0].causes
+
+
+def update_backing_off(history: History) -> str:
+    """Record an update of ADDR that HE answered with a temporary failure (911) just now."""
+    history.record(EndpointObserved(None, "tunnel-info"))
+    key = f"update-he-endpoint:{ADDR}"
+    history.record(ActionStarted(key, "update-he-endpoint", "x"))
+    history.record(ActionFailed(key, "update-he-endpoint", "temporary", "911"))
+    return key
+
+
+def test_hold_reports_the_hold_that_ends_last() -> None:
+    """A held update shows the latest of its holds: min-update-interval beyond the backoff."""
+    history = healthy(History())
+    update_backing_off(history)
+    started_at = history.state.last_update_attempt_at
+    assert started_at is not None
+    (hold,) = history.plan().held
+    assert hold.why == "min-update-interval"
+    assert hold.until == pytest.approx(started_at + 600.0)
+
+
+def test_permanent_hold_wins_over_timed_holds() -> None:
+    """A permanent failure (no end) wins over a backoff and the minimum interval."""
+    history = healthy(History())
+    history.record(EndpointObserved(None, "tunnel-info"))
+    old_key = f"update-he-endpoint:{NEW}"
+    history.record(ActionStarted(old_key, "update-he-endpoint", "x"))
+    history.record(ActionFailed(old_key, "update-he-endpoint", "permanent", "badauth"))
+    update_backing_off(history)
+    (hold,) = history.plan().held
+    assert (hold.why, hold.until) == ("permanent-failure", None)
