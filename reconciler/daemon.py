@@ -8,9 +8,10 @@ Threads, and why each exists:
 - "kernel-notice" observes WAN and tunnel at once when the platform's watch reports a change
   (its own thread with a coalescing flag, so a notice arriving during an observation is
   never dropped, which APScheduler's max_instances would do).
-- "reconcile" makes the first observation of everything, then plans on the folded state and
-  executes; it sleeps on the recorder until a new fact arrives or the earliest held action
-  becomes due. One pass at a time, always.
+- "reconcile" makes the first observation of everything, then runs reconcile passes
+  (reconciler.reconcile.reconcile_once: plan on the folded state, execute); it sleeps on
+  the recorder until a new fact arrives or the earliest held action becomes due. One pass
+  at a time, always.
 - The main thread only waits for signals (a self-pipe: handlers do nothing but write a byte)
   and performs reloads and the orderly stop.
 
@@ -39,32 +40,25 @@ from typing import Any
 
 from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.schedulers.background import BackgroundScheduler
-from attrs import field, frozen
 
 from reconciler import __version__
-from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.errors import ConfigError, ReconcilerError, error_line
 from reconciler.eventlog import apply_retention
-from reconciler.model.actions import Action, Outcome, RestartTunnel, RestartWan, RewriteHostname
 from reconciler.model.config import Config
-from reconciler.model.desired import desired
-from reconciler.model.facts import ConfigLoaded, DaemonStarted, DaemonStopped
-from reconciler.model.plan import Held, plan
-from reconciler.model.state import ObservedState
+from reconciler.model.facts import DaemonStarted, DaemonStopped
+from reconciler.model.plan import Held
+from reconciler.reconcile import (
+    config_loaded_fact,
+    daemon_stopped_fact,
+    earliest_due,
+    reconcile_once,
+)
 from reconciler.recorder import Recorder, RecorderClosedError
 from reconciler.world import observers
 from reconciler.world.executors import Executor
 from reconciler.world.platform import ChangeNotice, Platform, Watch
 
-__all__ = [
-    "STOP_GRACE",
-    "Daemon",
-    "PassResult",
-    "config_loaded_fact",
-    "daemon_stopped_fact",
-    "earliest_due",
-    "observe_after",
-    "reconcile_once",
-]
+__all__ = ["STOP_GRACE", "Daemon"]
 
 _log = logging.getLogger(__name__)
 
@@ -79,107 +73,6 @@ _ERROR_PAUSE = 5.0
 STOP_GRACE = 4.0
 # While a reload waits for the running action, look for a stop request this often.
 _RELOAD_POLL = 0.1
-
-
-@frozen
-class PassResult:
-    """One reconcile pass: what ran with what outcome, and what the plan held back."""
-
-    done: tuple[tuple[Action, Outcome], ...] = ()
-    held: tuple[Held, ...] = field(default=(), eq=False)
-
-    @property
-    def failed(self) -> bool:
-        return any(not outcome.succeeded for _, outcome in self.done)
-
-
-def config_loaded_fact(config: Config) -> ConfigLoaded:
-    """The ConfigLoaded fact for `config`: digest, summary and probe thresholds, no secret."""
-    return ConfigLoaded(
-        digest=config.digest,
-        path=str(config.path),
-        summary=config.summary(),
-        fail_after={family: p.fail_after for family, p in config.probes.items()},
-        recover_after={family: p.recover_after for family, p in config.probes.items()},
-    )
-
-
-def observe_after(
-    action: Action, config: Config, platform: Platform, recorder: Recorder, netns: str | None
-) -> None:
-    """Observe what `action` touched, so the next plan sees its effect at once."""
-    match action:
-        case RestartWan():
-            observers.observe_wan(platform, recorder)
-            observers.observe_tunnel(platform, recorder)
-        case RewriteHostname():
-            observers.observe_hostname_file(config, platform, recorder)
-        case RestartTunnel():
-            observers.observe_tunnel(platform, recorder)
-            # Probe IPv6 right away: the repair is only known to work once a ping crosses.
-            observers.observe_probe(config, "ipv6", recorder, netns=netns)
-        case _:
-            pass  # update-he-endpoint records HE's answer itself; reload-pf leaves no trace
-
-
-def reconcile_once(
-    config: Config,
-    recorder: Recorder,
-    executor: Executor,
-    clock: Callable[[], float],
-    *,
-    netns: str | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
-) -> PassResult:
-    """Plan on the folded state and run the actions in order, stopping at the first failure;
-    after each action observe what it touched."""
-    state = recorder.state
-    current = plan(desired(config, state), state, clock())
-    done: list[tuple[Action, Outcome]] = []
-    if current.actions:
-        _log.info("plan: %s", ", ".join(action.key for action in current.actions))
-    for action in current.actions:
-        if should_stop():
-            break
-        outcome = executor.execute(action)
-        done.append((action, outcome))
-        try:
-            observe_after(action, config, executor.platform, recorder, netns)
-        except RecorderClosedError:
-            raise
-        except Exception as exc:  # the next scheduled observation will try again
-            _log.warning("observing after %s failed: %s", action.key, _one_line(exc))
-        if not outcome.succeeded:
-            break
-    return PassResult(tuple(done), tuple(current.held))
-
-
-def daemon_stopped_fact(reason: str, state: ObservedState, since_seq: int) -> DaemonStopped:
-    """DaemonStopped for a stop for `reason`; it names every action started after
-    `since_seq` that has no outcome in `state` (abandoned when its grace period ran out)."""
-    unfinished = sorted(
-        record.key
-        for record in state.actions.values()
-        if record.in_flight and record.last_started_seq > since_seq
-    )
-    if not unfinished:
-        return DaemonStopped(reason=reason)
-    verb = "was" if len(unfinished) == 1 else "were"
-    return DaemonStopped(
-        reason=f"{reason}: stopped while {', '.join(unfinished)} {verb} running; "
-        f"its outcome is unknown"
-    )
-
-
-def earliest_due(held: tuple[Held, ...]) -> float | None:
-    """The earliest time (epoch seconds) at which a held action becomes due, if any."""
-    known = [item.until for item in held if item.until is not None]
-    return min(known) if known else None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class _DaemonThreadExecutor(BaseExecutor):  # type: ignore[misc]  # APScheduler is untyped
@@ -373,7 +266,7 @@ class Daemon:
             _log.error("keeping the configuration loaded before (%s)", self._config.digest[:12])
             return
         except (ReconcilerError, OSError) as exc:
-            _log.error("reload refused: %s; keeping the old configuration", _one_line(exc))
+            _log.error("reload refused: %s; keeping the old configuration", error_line(exc))
             return
         if new.daemon.state_dir != self._config.daemon.state_dir:
             _log.error("reload refused: daemon.state_dir cannot change without a restart")
@@ -382,7 +275,7 @@ class Daemon:
             platform = self._platform_factory(new)
             client = self._client_factory(new)
         except Exception as exc:
-            _log.error("reload refused: %s; keeping the old configuration", _one_line(exc))
+            _log.error("reload refused: %s; keeping the old configuration", error_line(exc))
             return
         if not self._acquire_work_unless_stopping():
             _log.warning("reload of %s abandoned: the daemon is stopping", new.path)
@@ -424,7 +317,7 @@ class Daemon:
         except RecorderClosedError:
             _log.debug("observer %s finished after the stop: not recorded", name)
         except Exception as exc:  # one failed observation must not stop the others
-            _log.warning("observer %s failed: %s", name, _one_line(exc))
+            _log.warning("observer %s failed: %s", name, error_line(exc))
 
     def _observe_everything(self) -> None:
         config, platform = self._config, self._platform
@@ -496,7 +389,7 @@ class Daemon:
         try:
             self._watch = self._platform.watch(self._on_notice)
         except Exception as exc:  # polling still works: say so and carry on
-            _log.warning("cannot watch the kernel (%s): polling only", _one_line(exc))
+            _log.warning("cannot watch the kernel (%s): polling only", error_line(exc))
 
     def _on_notice(self, notice: ChangeNotice) -> None:
         _log.debug("kernel: %s %s", notice.kind, notice.interface or "")

@@ -1,7 +1,8 @@
 """One family of errors: everything reconciler raises on purpose derives from ReconcilerError.
 
 Messages are one line, name what failed (a file and offset, a config key), and never carry
-the tunnelbroker update key.
+the tunnelbroker update key. `one_line` and `error_line` make a message one line, for
+every module that reports a failure.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ __all__ = [
     "PlatformUnsupportedError",
     "ReconcilerError",
     "TemporaryError",
+    "error_line",
+    "one_line",
 ]
 
 
@@ -78,3 +81,20 @@ class PermanentError(ActionError):
     """Retrying cannot help until the configuration changes."""
 
     temporary = False
+
+
+def one_line(text: str, limit: int | None = None) -> str:
+    """`text` as one line (runs of whitespace, newlines included, become one space), cut to
+    `limit` characters with "..." when it is longer: fit for a fact, a log line or a CLI
+    error."""
+    line = " ".join(text.split())
+    if limit is None or len(line) <= limit:
+        return line
+    return line[: max(0, limit - 3)] + "..."
+
+
+def error_line(exc: BaseException) -> str:
+    """An exception as one line, its type first ("TimeoutError: timed out"); the type alone
+    when it has no message."""
+    text = one_line(str(exc))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

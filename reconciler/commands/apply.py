@@ -29,8 +29,8 @@ MAX_PASSES = 5
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
-    from reconciler.daemon import config_loaded_fact, reconcile_once
     from reconciler.eventlog import EventLog, SnapshotStore
+    from reconciler.reconcile import config_loaded_fact, reconcile_once
     from reconciler.recorder import Recorder
     from reconciler.world.executors import Executor
     from reconciler.world.observers import make_platform, observe_all

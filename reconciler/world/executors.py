@@ -11,7 +11,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from reconciler.errors import ActionError, PermanentError, PlatformUnsupportedError
+from reconciler.errors import (
+    ActionError,
+    PermanentError,
+    PlatformUnsupportedError,
+    error_line,
+    one_line,
+)
 from reconciler.model.actions import (
     Action,
     Outcome,
@@ -32,10 +38,11 @@ if TYPE_CHECKING:
     from reconciler.world.observers import FactSink
     from reconciler.world.platform import Platform
 
-__all__ = ["Executor", "UpdateClient", "one_line"]
+__all__ = ["Executor", "UpdateClient"]
 
 _log = logging.getLogger(__name__)
 
+# A message in a fact and a log line: long enough for a reason, short enough to read.
 _MESSAGE_LIMIT = 300
 
 FailureKind = Literal["temporary", "permanent"]
@@ -53,12 +60,6 @@ class UpdateClient(Protocol):
     """What the executor needs of reconciler.world.tunnelbroker.TunnelbrokerClient."""
 
     def update(self, address: str | None, expected: str | None) -> _UpdateResult: ...
-
-
-def one_line(text: str) -> str:
-    """A message fit for a fact and a log line: one line, bounded length."""
-    line = " ".join(text.split())
-    return line if len(line) <= _MESSAGE_LIMIT else line[: _MESSAGE_LIMIT - 3] + "..."
 
 
 class Executor:
@@ -85,15 +86,15 @@ class Executor:
             outcome, endpoint = self._act(action)
         except ActionError as exc:
             if exc.temporary:
-                outcome = Outcome.temporary(one_line(exc.message), exc.retry_after)
+                outcome = Outcome.temporary(one_line(exc.message, _MESSAGE_LIMIT), exc.retry_after)
             else:
-                outcome = Outcome.permanent(one_line(exc.message))
+                outcome = Outcome.permanent(one_line(exc.message, _MESSAGE_LIMIT))
         except PlatformUnsupportedError as exc:
-            outcome = Outcome.permanent(one_line(str(exc)))
+            outcome = Outcome.permanent(one_line(str(exc), _MESSAGE_LIMIT))
         except Exception as exc:  # an unexpected failure is worth another try later
             _log.debug("%s raised", action.key, exc_info=True)
-            outcome = Outcome.temporary(one_line(f"{type(exc).__name__}: {exc}"))
-        message = one_line(outcome.message)
+            outcome = Outcome.temporary(one_line(error_line(exc), _MESSAGE_LIMIT))
+        message = one_line(outcome.message, _MESSAGE_LIMIT)
         if outcome.succeeded:
             self.recorder.record(
                 ActionSucceeded(

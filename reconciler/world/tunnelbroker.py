@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from attrs import frozen
 
+from reconciler.errors import one_line
 from reconciler.model.actions import Outcome
 from reconciler.model.config import TunnelbrokerConfig
 
@@ -384,7 +385,7 @@ class TunnelbrokerClient:
             kind = "connection failed"
         else:
             kind = type(exc).__name__
-        detail = _scrub(_one_line(_innermost(exc)), _secrets(self.config.username, key))
+        detail = _scrub(one_line(_innermost(exc)), _secrets(self.config.username, key))
         message = f"HE {what} at {self._shown_url()}: {kind}: {detail}"
         log.warning("%s", message)
         # An untrusted certificate will not fix itself in ten minutes, but a middlebox or a
@@ -434,14 +435,10 @@ def _innermost(exc: BaseException) -> str:
     return str(reason) or type(reason).__name__
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _shown_body(body: str, secrets: tuple[str, ...], limit: int = _BODY_SHOWN) -> str:
     """A body as one printable line, cut to a readable length, scrubbed of the key."""
     printable = "".join(ch if ch.isprintable() else " " for ch in body)
-    line = _scrub(_one_line(printable), secrets)
+    line = _scrub(one_line(printable), secrets)
     if not line:
         return "(empty body)"
     if len(line) > limit:

@@ -47,7 +47,7 @@ def test_status_reads_while_the_writer_holds_the_log(tmp_path: Path) -> None:
     with EventLog.open(tmp_path / "state" / "events") as log:
         recorder = Recorder(log, lambda: now)
         recorder.record(DaemonStarted(pid=os.getpid(), version="t"), "daemon")
-        from reconciler.daemon import config_loaded_fact
+        from reconciler.reconcile import config_loaded_fact
 
         recorder.record(config_loaded_fact(loaded), "daemon")
         recorder.record(
