@@ -1,9 +1,14 @@
 """Reading the past: typed envelopes from a state directory, and the observed state they fold to.
 
-`load_state` starts from the newest valid snapshot and folds only the tail of the log after
-it; a snapshot that is damaged, of another schema, or newer than the log is ignored (the
-log is the truth). Everything here only reads: the log is opened read-only, without a lock,
-so it works while the daemon runs.
+There is one start-up loader, `load_from`, used by the daemon's Recorder and by `load_state`
+(status, diff): it starts from the newest usable snapshot and folds only the tail of the log
+after it. A snapshot that is damaged, of another schema, newer than the log, or whose state
+does not carry its own sequence number is skipped for the next older one (the log is the
+truth). When the log no longer holds the records the fold needs, because retention removed
+segments no usable snapshot covers, the loader says so loudly and the result carries the gap:
+the state then lacks whatever those records held (update attempts, permanent-failure holds,
+in-flight intents). Everything here only reads; `load_state` and `iter_envelopes` open the log
+read-only, without a lock, so they work while the daemon runs.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from attrs import frozen
 
 from reconciler.model.facts import Envelope, from_record
 from reconciler.model.state import (
@@ -22,13 +29,51 @@ from reconciler.model.state import (
 )
 from reconciler.statedir import events_dir, snapshots_dir
 
-__all__ = ["fold_records", "iter_envelopes", "load_state", "state_from_snapshot"]
+__all__ = [
+    "Loaded",
+    "LogReader",
+    "first_seq",
+    "fold_records",
+    "iter_envelopes",
+    "load",
+    "load_from",
+    "load_state",
+    "state_from_snapshot",
+]
 
 _log = logging.getLogger(__name__)
 
+Snapshot = tuple[int, Mapping[str, Any]]
+
+
+class LogReader(Protocol):
+    """What the loader needs of reconciler.eventlog.EventLog."""
+
+    @property
+    def last_seq(self) -> int: ...
+
+    def read(self, start: int = 1) -> Iterator[tuple[int, Mapping[str, Any]]]: ...
+
+
+@frozen
+class Loaded:
+    """The state start-up folded, and how it got there."""
+
+    state: ObservedState
+    last_seq: int  # the seq the state is folded up to
+    snapshot_seq: int  # the snapshot it started from; 0 when it folded from the log's start
+    gap: tuple[int, int] | None = None  # (first, last) seq needed but no longer in the log
+
+    @property
+    def complete(self) -> bool:
+        """True when nothing the fold needed was missing."""
+        return self.gap is None
+
 
 def iter_envelopes(state_dir: Path, start: int = 1) -> Iterator[Envelope]:
-    """Every fact in the state directory's log from `start`, typed (unknown ones kept raw)."""
+    """Every fact in the state directory's log from `start`, typed (unknown ones kept raw).
+
+    After retention the log may begin later than `start`: `first_seq` says where."""
     events = events_dir(state_dir)
     if not events.is_dir():
         return
@@ -42,6 +87,21 @@ def iter_envelopes(state_dir: Path, start: int = 1) -> Iterator[Envelope]:
         log.close()
 
 
+def first_seq(state_dir: Path) -> int | None:
+    """The first sequence number the state directory's log still holds; None when it holds
+    none. Above 1, retention removed the history before it (`replay` says so)."""
+    events = events_dir(state_dir)
+    if not events.is_dir():
+        return None
+    from reconciler.eventlog import EventLog
+
+    with EventLog.open(events, readonly=True) as log:
+        segments = log.segments()
+        if not segments or log.last_seq < segments[0][0]:
+            return None
+        return segments[0][0]
+
+
 def fold_records(
     state: ObservedState, records: Iterable[tuple[int, Mapping[str, Any]]]
 ) -> tuple[ObservedState, int]:
@@ -53,9 +113,7 @@ def fold_records(
     return state, last
 
 
-def state_from_snapshot(
-    snapshot: tuple[int, Mapping[str, Any]] | None, last_seq: int
-) -> tuple[ObservedState, int]:
+def state_from_snapshot(snapshot: Snapshot | None, last_seq: int) -> tuple[ObservedState, int]:
     """The state a snapshot holds and its seq; an empty state (seq 0) when it is unusable."""
     if snapshot is None:
         return ObservedState(), 0
@@ -66,7 +124,7 @@ def state_from_snapshot(
     try:
         state = state_from_mapping(mapping)
     except ValueError as exc:
-        _log.warning("snapshot at seq %d is unusable (%s): folding the whole log", seq, exc)
+        _log.warning("snapshot at seq %d is unusable (%s): ignored", seq, exc)
         return ObservedState(), 0
     if state.seq != seq:
         _log.warning("snapshot file says seq %d, its state %d: ignored", seq, state.seq)
@@ -74,21 +132,50 @@ def state_from_snapshot(
     return state, seq
 
 
+def load_from(log: LogReader, snapshots: Iterable[Snapshot] = ()) -> Loaded:
+    """The state from the newest usable of `snapshots` (newest first) plus the log's tail.
+
+    Logs a warning, and returns the gap, when the log no longer holds the records right
+    after the starting point (retention removed them)."""
+    last_seq = log.last_seq
+    state, start_seq = ObservedState(), 0
+    for snapshot in snapshots:
+        state, start_seq = state_from_snapshot(snapshot, last_seq)
+        if start_seq:
+            break
+    gap: tuple[int, int] | None = None
+    records = log.read(start_seq + 1)
+    head = next(records, None)
+    if head is not None and head[0] > start_seq + 1:
+        gap = (start_seq + 1, head[0] - 1)
+        where = f"the snapshot at #{start_seq}" if start_seq else "no usable snapshot"
+        _log.warning(
+            "the log no longer holds #%d..#%d (removed by retention) and %s covers them: "
+            "the state lacks what they held (update attempts, permanent-failure holds, "
+            "actions in flight)",
+            gap[0],
+            gap[1],
+            where,
+        )
+    if head is not None:
+        state = fold(state, from_record(*head))
+    state, last = fold_records(state, records)
+    return Loaded(state, max(last, start_seq), start_seq, gap)
+
+
 def load_state(state_dir: Path) -> tuple[ObservedState, int]:
     """The observed state from the newest valid snapshot plus the log's tail, and its seq."""
+    loaded = load(state_dir)
+    return loaded.state, loaded.last_seq
+
+
+def load(state_dir: Path) -> Loaded:
+    """`load_from` over a state directory: its log (read-only) and its snapshots."""
     events = events_dir(state_dir)
     if not events.is_dir():
-        return ObservedState(), 0
+        return Loaded(ObservedState(), 0, 0)
     from reconciler.eventlog import EventLog, SnapshotStore
 
-    log = EventLog.open(events, readonly=True)
-    try:
-        snapshot = None
-        snapshots = snapshots_dir(state_dir)
-        if snapshots.is_dir():
-            snapshot = SnapshotStore(snapshots).latest(SCHEMA_VERSION)
-        state, seq = state_from_snapshot(snapshot, log.last_seq)
-        state, last = fold_records(state, log.read(seq + 1))
-        return state, max(last, seq)
-    finally:
-        log.close()
+    with EventLog.open(events, readonly=True) as log:
+        store = SnapshotStore(snapshots_dir(state_dir))
+        return load_from(log, store.candidates(SCHEMA_VERSION))

@@ -10,7 +10,7 @@ import logging
 import os
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,25 +92,43 @@ class SnapshotStore:
 
     def latest(self, schema: int) -> tuple[int, Mapping[str, Any]] | None:
         """(seq, state) of the newest valid snapshot of this schema, or None."""
+        return next(self.candidates(schema), None)
+
+    def candidates(self, schema: int) -> Iterator[tuple[int, Mapping[str, Any]]]:
+        """(seq, state) of every valid snapshot of this schema, newest first; each file that
+        cannot be used is skipped with a log line. Start-up takes the first whose state it
+        can use, so a snapshot that decodes but does not fit falls back to an older one."""
         for seq, path in self.list():
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                log.warning("snapshot %s skipped: %s", path, exc.strerror)
-                continue
-            try:
-                decoded = decode_snapshot(data)
-            except (ValueError, msgpack.UnpackException) as exc:
-                decoded = f"payload does not decode ({type(exc).__name__})"
-            if isinstance(decoded, str):
-                log.warning("snapshot %s skipped: %s", path, decoded)
-                continue
-            found_schema, found_seq, state = decoded
-            if found_schema != schema:
-                log.info("snapshot %s skipped: schema %d, want %d", path, found_schema, schema)
-                continue
-            if found_seq != seq:
-                log.warning("snapshot %s skipped: holds sequence %d", path, found_seq)
-                continue
-            return seq, state
-        return None
+            state = self._read(seq, path, schema)
+            if state is not None:
+                yield seq, state
+
+    def oldest_seq(self, schema: int) -> int | None:
+        """The seq of the oldest valid snapshot of this schema, or None when there is none.
+
+        Retention removes no record newer than this: were the newer snapshots damaged later,
+        start-up could still fall back to this one and find the whole tail after it."""
+        found = [seq for seq, _ in self.candidates(schema)]
+        return found[-1] if found else None
+
+    def _read(self, seq: int, path: Path, schema: int) -> Mapping[str, Any] | None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            log.warning("snapshot %s skipped: %s", path, exc.strerror)
+            return None
+        try:
+            decoded = decode_snapshot(data)
+        except (ValueError, msgpack.UnpackException) as exc:
+            decoded = f"payload does not decode ({type(exc).__name__})"
+        if isinstance(decoded, str):
+            log.warning("snapshot %s skipped: %s", path, decoded)
+            return None
+        found_schema, found_seq, state = decoded
+        if found_schema != schema:
+            log.info("snapshot %s skipped: schema %d, want %d", path, found_schema, schema)
+            return None
+        if found_seq != seq:
+            log.warning("snapshot %s skipped: holds sequence %d", path, found_seq)
+            return None
+        return state
