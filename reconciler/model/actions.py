@@ -115,7 +115,8 @@ class ReloadPf:
 Action = RestartWan | UpdateHeEndpoint | RewriteHostname | RestartTunnel | ReloadPf
 
 # The order in which a plan lists (and the daemon runs) actions; each waits for the one
-# before it to succeed.
+# before it to succeed: a pass stops at a failure, and plan() holds ("waiting") every action
+# after one that is wanted but held back.
 ACTION_ORDER: tuple[str, ...] = (
     RestartWan.KIND,
     UpdateHeEndpoint.KIND,

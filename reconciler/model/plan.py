@@ -11,6 +11,10 @@ the daemon and `reconciler diff` get the same answer from the same log. The rule
 - The hostname file differs from its render: `rewrite-hostname`.
 - The tunnel is missing, down, has the wrong ends, or IPv6 is down while IPv4 is not:
   `restart-tunnel`; after a tunnel restart: `reload-pf`.
+- Order (ACTION_ORDER): an action waits for its predecessor's success. A wanted action that
+  is held (backoff, permanent failure, minimum interval, ...) holds every action after it
+  ("waiting"): a tunnel rebuilt before HE follows cannot carry IPv6, and restarting it again
+  and again only burns the restart limit.
 - Temporary failures back off exponentially per key (honouring a retry-after hint); restarts
   are spaced the same way, and `restart_limit` restarts within `restart_window` that did not
   fix the problem stop and are reported as held.
@@ -44,7 +48,7 @@ __all__ = ["Held", "HoldReason", "Plan", "backoff_delay", "plan"]
 
 HoldReason = Literal[
     "backoff", "retry-after", "settling", "min-update-interval", "permanent-failure",
-    "restart-limit",
+    "restart-limit", "waiting",
 ]  # fmt: skip
 
 _RESTARTS = (RestartWan.KIND, RestartTunnel.KIND)
@@ -91,24 +95,28 @@ def backoff_delay(failures: int, minimum: float, maximum: float) -> float:
 def plan(desired: DesiredState, observed: ObservedState, now: float) -> Plan:
     """What to do now to bring `observed` to `desired`; pure, and empty once they match."""
     wanted = _wanted(desired, observed)
+    reload = _reload_after_restart(desired, observed, wanted)
+    if reload is not None:
+        wanted.append(reload)
+    order = {kind: i for i, kind in enumerate(ACTION_ORDER)}
+    wanted.sort(key=lambda a: order[a.KIND])
     actions: list[Action] = []
     held: list[Held] = []
+    blocker: Held | None = None  # the held predecessor that ends last
     for action in wanted:
-        hold = _latest(_holds(action, desired, observed, now))
+        holds = []
+        if blocker is not None:
+            holds.append(
+                Held(action, "waiting", f"waiting for {blocker.action.KIND}", blocker.until)
+            )
+        holds.extend(_holds(action, desired, observed, now))
+        hold = _latest(holds)
         if hold is None:
             actions.append(action)
-        else:
-            held.append(hold)
-    reload = _reload_after_restart(desired, observed, actions)
-    if reload is not None:
-        hold = _latest(_holds(reload, desired, observed, now))
-        if hold is None:
-            actions.append(reload)
-        else:
-            held.append(hold)
-    order = {kind: i for i, kind in enumerate(ACTION_ORDER)}
-    actions.sort(key=lambda a: order[a.KIND])
-    held.sort(key=lambda h: order[h.action.KIND])
+            continue
+        held.append(hold)
+        if blocker is None or _later(hold, blocker):
+            blocker = hold
     return Plan(actions=tuple(actions), held=tuple(held), now=now)
 
 
@@ -246,11 +254,11 @@ def _restart_tunnel(
 
 
 def _reload_after_restart(
-    desired: DesiredState, observed: ObservedState, planned: list[Action]
+    desired: DesiredState, observed: ObservedState, wanted: list[Action]
 ) -> ReloadPf | None:
     if not desired.reload_firewall or desired.local is None:
         return None
-    restart = next((a for a in planned if a.KIND == RestartTunnel.KIND), None)
+    restart = next((a for a in wanted if a.KIND == RestartTunnel.KIND), None)
     if restart is not None:
         return ReloadPf(
             desired.local, reason="the tunnel is restarted first", causes=restart.causes

@@ -265,7 +265,10 @@ def test_restart_limit_stops_useless_restarts() -> None:
         run_ok(history, ReloadPf(ADDR))
     fail_probe(history, "ipv6", 3)
     plan = history.plan(later=5)
-    assert [h.why for h in plan.held] == ["restart-limit"]
+    assert [(h.action.KIND, h.why) for h in plan.held] == [
+        ("restart-tunnel", "restart-limit"),
+        ("reload-pf", "waiting"),
+    ]
     assert "restart-tunnel" not in [a.KIND for a in plan]
 
 
@@ -360,3 +363,45 @@ def test_permanent_hold_wins_over_timed_holds() -> None:
     update_backing_off(history)
     (hold,) = history.plan().held
     assert (hold.why, hold.until) == ("permanent-failure", None)
+
+
+def test_actions_wait_for_a_held_update() -> None:
+    """With the update held, rewrite-hostname, restart-tunnel and reload-pf wait for it."""
+    history = healthy(History())
+    history.record(WanAddressObserved("em0", NEW, True))
+    history.record(EndpointObserved(ADDR, "tunnel-info"))
+    key = f"update-he-endpoint:{NEW}"
+    history.record(ActionStarted(key, "update-he-endpoint", "x"))
+    history.record(ActionFailed(key, "update-he-endpoint", "temporary", "911"))
+    plan = history.plan(later=3)
+    assert plan.actions == ()
+    update, *waiting = plan.held
+    assert (update.action.KIND, update.why) == ("update-he-endpoint", "min-update-interval")
+    assert [h.action.KIND for h in waiting] == ["rewrite-hostname", "restart-tunnel", "reload-pf"]
+    assert all(h.why == "waiting" for h in waiting)
+    assert all(h.detail == "waiting for update-he-endpoint" for h in waiting)
+    assert all(h.until == update.until for h in waiting)
+    assert history.kinds(later=10_000) == [
+        "update-he-endpoint",
+        "rewrite-hostname",
+        "restart-tunnel",
+        "reload-pf",
+    ]
+
+
+def test_ipv6_down_does_not_burn_restarts_while_the_update_is_held() -> None:
+    """IPv6 down behind a permanently failed update: no restart-tunnel, however long it lasts."""
+    bounds = ReconcileConfig(backoff_min=1, backoff_max=1, restart_limit=3, restart_window=900)
+    history = healthy(History(make_config(reconcile=bounds)))
+    history.record(WanAddressObserved("em0", NEW, True))
+    history.record(EndpointObserved(ADDR, "tunnel-info"))
+    key = f"update-he-endpoint:{NEW}"
+    history.record(ActionStarted(key, "update-he-endpoint", "x"))
+    history.record(ActionFailed(key, "update-he-endpoint", "permanent", "badauth"))
+    for _ in range(10):
+        fail_probe(history, "ipv6", 3)
+        plan = history.plan(later=60)
+        assert plan.actions == ()
+        restart = next(h for h in plan.held if h.action.KIND == "restart-tunnel")
+        assert (restart.why, restart.until) == ("waiting", None)
+        assert restart.detail == "waiting for update-he-endpoint"
