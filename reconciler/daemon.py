@@ -6,8 +6,9 @@ Threads, and why each exists:
   a daemon thread of its own (a pool's threads are joined at interpreter exit, which would let
   a slow HE request hold the process past its 5 s stop).
 - "kernel-notice" observes WAN and tunnel at once when the platform's watch reports a change
-  (its own thread with a coalescing flag, so a notice arriving during an observation is
-  never dropped, which APScheduler's max_instances would do).
+  to the WAN or tunnel interface, or lost messages (other interfaces are ignored). It is a
+  thread of its own with a coalescing flag, so a notice arriving during an observation is
+  never dropped, which APScheduler's max_instances would do.
 - "reconcile" makes the first observation of everything, then runs reconcile passes
   (reconciler.reconcile.reconcile_once: plan on the folded state, execute); it sleeps on
   the recorder until a new fact arrives or the earliest held action becomes due. One pass
@@ -392,8 +393,21 @@ class Daemon:
             _log.warning("cannot watch the kernel (%s): polling only", error_line(exc))
 
     def _on_notice(self, notice: ChangeNotice) -> None:
+        if notice.kind == "desync":  # messages were lost: anything may have changed
+            _log.debug("kernel: desync")
+            self._kick_observation("all")
+            return
+        config = self._config
+        # A LAN, a privacy address or a bridge changing says nothing about the WAN or the
+        # tunnel, and each observation costs two fsync'd facts. A notice naming no interface
+        # may be about either.
+        if notice.interface is not None and notice.interface not in (
+            config.wan.interface,
+            config.tunnel.interface,
+        ):
+            return
         _log.debug("kernel: %s %s", notice.kind, notice.interface or "")
-        self._kick_observation("all" if notice.kind == "desync" else "links")
+        self._kick_observation("links")
 
     def _kick_observation(self, scope: str) -> None:
         with self._kick:

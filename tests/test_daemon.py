@@ -30,6 +30,8 @@ from reconciler.model.facts import (
     DaemonStarted,
     DaemonStopped,
     ProbeObserved,
+    TunnelObserved,
+    WanAddressObserved,
     from_record,
     to_record,
 )
@@ -148,6 +150,28 @@ def test_start_up_converges_then_a_kernel_notice_repairs_an_address_change(
     assert "reload-pf:203.0.113.8" in started
     if updates_before is not None:
         assert fake.stats()["updates"] == updates_before + 1
+
+
+def _link_observations(world: InProcess) -> int:
+    return sum(isinstance(f, WanAddressObserved | TunnelObserved) for f in world.facts())
+
+
+def test_kernel_notices_about_other_interfaces_are_ignored(
+    running: tuple[InProcess, FakeTunnelbroker],
+) -> None:
+    """A LAN interface appearing, going up and getting an address makes no observation (no
+    facts); a notice about the WAN interface still does, at once."""
+    world, _ = running
+    _wait_for(lambda: world.converged_on("203.0.113.7"))
+    time.sleep(0.3)  # the repair's own notices (gif0 rebuilt) are observed by now
+    before = _link_observations(world)
+    world.host.run(("ifconfig", "vlan5", "create"), timeout=1.0)
+    world.host.run(("ifconfig", "vlan5", "up"), timeout=1.0)
+    world.host.set_address("vlan5", "192.0.2.1")
+    time.sleep(0.5)  # an observation of the scripted host takes milliseconds
+    assert _link_observations(world) == before
+    world.host.set_address("em0", "203.0.113.7")  # the same address, announced again
+    _wait_for(lambda: _link_observations(world) > before, timeout=2.0)
 
 
 def test_stop_finishes_records_daemon_stopped_and_returns_zero(
