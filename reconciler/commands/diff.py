@@ -1,8 +1,10 @@
 """`reconciler diff`: the plan for the state folded from the log, printed, acting on nothing.
 
 Exit status like `terraform plan -detailed-exitcode`: 0 no changes, 2 changes pending
-(including actions held back), 1 error. `--observe` first runs every observer once and
-records its facts (it needs the log's write lock, so not while the daemon runs).
+(including actions held back), 1 error, or something the configuration observes (the WAN,
+the tunnel, a probe, the hostname file) never observed: the output lists it. `--observe`
+first runs every observer once and records its facts (it needs the log's write lock, so
+not while the daemon runs).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING
 from reconciler.history import load_state
 from reconciler.model.desired import desired
 from reconciler.model.plan import plan
-from reconciler.render.diff import diff_json, diff_text
+from reconciler.render.diff import diff_json, diff_text, unobserved
 from reconciler.statedir import events_dir
 
 if TYPE_CHECKING:
@@ -38,11 +40,14 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     observed, _ = load_state(state_dir)
     wanted = desired(config, observed)
     current = plan(wanted, observed, time.time())
+    missing = unobserved(observed, config)
     if args.json:
-        document = diff_json(current, observed, wanted)
+        document = diff_json(current, observed, wanted, missing)
         print(json.dumps(document, indent=2, sort_keys=True), file=env.stdout)
     else:
-        env.stdout.write(diff_text(current, observed, wanted))
+        env.stdout.write(diff_text(current, observed, wanted, missing))
+    if missing:  # a plan over a world never observed proves nothing: not a success
+        return ExitStatus.ERROR
     return ExitStatus.OK if current.empty else ExitStatus.CHANGES
 
 

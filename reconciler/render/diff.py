@@ -17,6 +17,7 @@ from reconciler.model.actions import (
     RewriteHostname,
     UpdateHeEndpoint,
 )
+from reconciler.model.config import Config
 from reconciler.model.desired import DesiredState
 from reconciler.model.plan import Held, Plan
 from reconciler.model.state import ObservedState
@@ -25,16 +26,20 @@ from reconciler.render.timefmt import duration, iso
 __all__ = [
     "DIFF_SCHEMA",
     "NO_CHANGES",
+    "OBSERVE_HINT",
     "before_after",
     "cause_index",
     "diff_json",
     "diff_text",
+    "not_observed_line",
     "summary_line",
     "symbol",
+    "unobserved",
 ]
 
 DIFF_SCHEMA = "reconciler.diff/1"
 NO_CHANGES = "No changes. The network matches the configuration."
+OBSERVE_HINT = "(run `reconciler diff --observe`)"
 
 
 def symbol(action: Action) -> str:
@@ -107,6 +112,33 @@ def cause_index(observed: ObservedState) -> dict[int, tuple[str, float]]:
     return index
 
 
+def unobserved(observed: ObservedState, config: Config) -> tuple[str, ...]:
+    """What the configuration has observers for that the log never showed, in plan order.
+
+    A plan over such a state says nothing about the network: an empty one is not a match
+    (a typo'd state dir, a daemon that never ran). The HE endpoint is not listed: it is only
+    observable with `tunnelbroker.info_url`, and the plan works from our own address without.
+    """
+    missing: list[str] = []
+    if observed.wan is None:
+        missing.append("WAN")
+    missing.extend(
+        f"{family.replace('ipv', 'IPv')} probe"
+        for family in sorted(config.probes)
+        if observed.probe(family).last_seq == 0
+    )
+    if config.tunnel.hostname_file is not None and observed.hostname_file is None:
+        missing.append("hostname file")
+    if observed.tunnel is None:
+        missing.append("tunnel")
+    return tuple(missing)
+
+
+def not_observed_line(missing: tuple[str, ...] | list[str]) -> str:
+    """`Not observed yet: WAN, IPv4 probe (run `reconciler diff --observe`).`"""
+    return f"Not observed yet: {', '.join(missing)} {OBSERVE_HINT}."
+
+
 def summary_line(plan: Plan) -> str:
     """`Plan: 3 actions (restart-tunnel, reload-pf), 1 held back.` or the no-changes line."""
     if plan.empty:
@@ -137,8 +169,14 @@ def _causes_text(action: Action, index: dict[int, tuple[str, float]]) -> str:
     return ", ".join(parts) if parts else "(no recorded facts)"
 
 
-def diff_text(plan: Plan, observed: ObservedState, desired: DesiredState) -> str:
-    """The plan as text, ending with the summary line and a newline."""
+def diff_text(
+    plan: Plan,
+    observed: ObservedState,
+    desired: DesiredState,
+    missing: tuple[str, ...] = (),
+) -> str:
+    """The plan as text, ending with the summary line and a newline; `missing` (see
+    `unobserved`) replaces the no-changes line with what is not observed yet."""
     index = cause_index(observed)
     lines = [f"reconciler plan at {iso(plan.now)} (event log up to #{observed.seq})", ""]
     for action in plan.actions:
@@ -158,7 +196,10 @@ def diff_text(plan: Plan, observed: ObservedState, desired: DesiredState) -> str
             lines.append(f"        reason:   {held.action.reason}")
     if plan.actions or plan.held:
         lines.append("")
-    lines.append(summary_line(plan))
+    if not (plan.empty and missing):  # an empty plan over an unobserved world is no match
+        lines.append(summary_line(plan))
+    if missing:
+        lines.append(not_observed_line(missing))
     return "\n".join(lines) + "\n"
 
 
@@ -184,8 +225,14 @@ def _action_json(
     }
 
 
-def diff_json(plan: Plan, observed: ObservedState, desired: DesiredState) -> dict[str, Any]:
-    """The plan as a JSON-ready mapping (schema `reconciler.diff/1`)."""
+def diff_json(
+    plan: Plan,
+    observed: ObservedState,
+    desired: DesiredState,
+    missing: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The plan as a JSON-ready mapping (schema `reconciler.diff/1`); `unobserved` lists what
+    is not observed yet, and then an empty plan's summary says so instead of "No changes"."""
     index = cause_index(observed)
     return {
         "schema": DIFF_SCHEMA,
@@ -202,5 +249,6 @@ def diff_json(plan: Plan, observed: ObservedState, desired: DesiredState) -> dic
             }
             for h in plan.held
         ],
-        "summary": summary_line(plan),
+        "unobserved": list(missing),
+        "summary": not_observed_line(missing) if plan.empty and missing else summary_line(plan),
     }

@@ -76,3 +76,35 @@ def test_diff_bad_config_exit_1(tmp_path: Path) -> None:
     code, out, err = run_cli(["diff", "-c", str(config)], tmp_path)
     assert code == 1 and out == ""
     assert "tunnel.mode" in err and "Traceback" not in err
+
+
+def test_diff_on_an_empty_state_dir_lists_what_is_not_observed(tmp_path: Path) -> None:
+    """A state dir with no log never claims a match: it lists what is unobserved, exit 1."""
+    config = write_config(tmp_path)
+    (tmp_path / "state").mkdir()
+    code, out, err = run_cli(["diff", "-c", str(config)], tmp_path)
+    assert (code, err) == (1, "")
+    assert "No changes" not in out
+    assert out.rstrip().splitlines()[-1] == (
+        "Not observed yet: WAN, IPv4 probe, IPv6 probe, tunnel (run `reconciler diff --observe`)."
+    )
+
+
+def test_diff_json_lists_unobserved_and_exits_1(tmp_path: Path) -> None:
+    """A pending plan over a partly observed log still exits 1 and names the missing part."""
+    config = write_config(tmp_path)
+    with EventLog.open(tmp_path / "state" / "events") as log:
+        for fact in [
+            f.WanAddressObserved("veth0", "203.0.113.7", True),
+            f.TunnelObserved("he-ipv6", True, True, "203.0.113.7", "198.51.100.1"),
+            f.ProbeObserved("ipv4", "198.51.100.53", True),
+        ]:
+            log.append(f.to_record(fact, at=1_714_564_800.0, source="test"))
+    code, out, _ = run_cli(["diff", "--json", "-c", str(config)], tmp_path)
+    document = json.loads(out)
+    assert code == 1
+    assert document["unobserved"] == ["IPv6 probe"]
+    assert document["summary"] == "Plan: 1 action (update-he-endpoint)."
+    code, out, _ = run_cli(["diff", "-c", str(config)], tmp_path)
+    assert code == 1
+    assert out.rstrip().splitlines()[-1].startswith("Not observed yet: IPv6 probe (run")

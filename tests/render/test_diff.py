@@ -13,7 +13,14 @@ from reconciler.model.facts import (
     TunnelObserved,
     WanAddressObserved,
 )
-from reconciler.render.diff import NO_CHANGES, diff_json, diff_text, summary_line
+from reconciler.render.diff import (
+    NO_CHANGES,
+    diff_json,
+    diff_text,
+    not_observed_line,
+    summary_line,
+    unobserved,
+)
 from tests.model.test_plan import healthy
 from tests.model.world import HE_SERVER, History
 
@@ -62,3 +69,23 @@ def test_no_changes_summary() -> None:
     plan = history.plan()
     assert summary_line(plan) == NO_CHANGES
     assert diff_text(plan, history.state, history.desired()).endswith(NO_CHANGES + "\n")
+
+
+def test_unobserved_names_what_the_config_observes_and_the_log_lacks() -> None:
+    """With a hostname file configured, an empty state lacks WAN, probes, file and tunnel."""
+    history = History()
+    missing = unobserved(history.state, history.config)
+    assert missing == ("WAN", "IPv4 probe", "IPv6 probe", "hostname file", "tunnel")
+    assert unobserved(healthy(History()).state, history.config) == ()
+
+
+def test_an_unobserved_world_never_renders_no_changes() -> None:
+    """An empty plan over an unobserved state ends with the not-observed line, not a match."""
+    history = History()
+    plan = history.plan()
+    missing = unobserved(history.state, history.config)
+    text = diff_text(plan, history.state, history.desired(), missing)
+    assert NO_CHANGES not in text
+    assert text.endswith(not_observed_line(missing) + "\n")
+    document = diff_json(plan, history.state, history.desired(), missing)
+    assert document["summary"] == not_observed_line(missing) and document["unobserved"]
