@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler.commands._common import resolve_state_dir
+from reconciler.commands._common import StateDirError, resolve_state_dir
 from reconciler.eventlog import repair, stats, verify
 from reconciler.statedir import events_dir
 
@@ -21,7 +21,10 @@ STATS_SCHEMA = "reconciler.log-stats/1"
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
-    directory = events_dir(resolve_state_dir(args, env))
+    state_dir = resolve_state_dir(args, env)  # StateDirError when it does not exist
+    directory = events_dir(state_dir)
+    if not directory.is_dir():  # "0 segments: ok" would pass a wrong path for a clean log
+        raise StateDirError(f"no event log in {state_dir} ({directory} does not exist)")
     if args.log_command == "verify":
         return _verify(directory, env)
     if args.log_command == "repair":

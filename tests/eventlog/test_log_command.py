@@ -6,6 +6,8 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from reconciler.cli import Environment, main
 from reconciler.eventlog.files import list_segments
 from reconciler.statedir import events_dir
@@ -93,3 +95,22 @@ def test_corrupt_log_stats_is_one_line_error(tmp_path: Path) -> None:
     assert status == 1
     assert err.count("\n") == 1
     assert str(segment) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("action", ["verify", "repair", "stats"])
+def test_a_missing_state_dir_is_one_line_and_exit_1(tmp_path: Path, action: str) -> None:
+    """verify, repair and stats on a state dir that does not exist: one line, exit 1."""
+    missing = tmp_path / "nonexistent"
+    status, out, err = _run("log", action, "--state-dir", str(missing), cwd=tmp_path)
+    assert (status, out) == (1, "")
+    assert err.count("\n") == 1 and "does not exist" in err and "internal error" not in err
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("action", ["verify", "repair", "stats"])
+def test_a_state_dir_without_a_log_is_one_line_and_exit_1(tmp_path: Path, action: str) -> None:
+    """A state dir that holds no events directory is not a clean, empty log."""
+    status, out, err = _run("log", action, "--state-dir", str(tmp_path), cwd=tmp_path)
+    assert (status, out) == (1, "")
+    assert err.count("\n") == 1 and "no event log" in err
+    assert not events_dir(tmp_path).exists()
