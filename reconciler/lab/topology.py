@@ -8,8 +8,10 @@
 The daemon runs in the router namespace (`ip netns exec`), the fake HE server in the he
 namespace; when the fake accepts an update it moves its end of the tunnel to the new
 address (`--on-update-exec`), as Hurricane Electric does. Every name carries a per-run id,
-and `close()` (also on an exception or Ctrl-C) kills the processes and deletes both
-namespaces, which deletes every link in them. Only addresses inside the namespaces are used.
+and `close()` (also on an exception or Ctrl-C) stops the processes (SIGTERM, then SIGKILL),
+kills whatever else still lives in the namespaces, and deletes both namespaces, which
+deletes every link in them; each step runs whatever became of the one before. Only
+addresses inside the namespaces are used.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -143,6 +146,8 @@ class Lab:
         keep_workdir: bool = False,
         with_fake_he: bool = True,
         python: str = sys.executable,
+        stop_grace: float = 5.0,
+        kill_wait: float = 10.0,
     ) -> None:
         self.run_id = f"{os.getpid()}-{next(_run_counter)}"
         self.router_ns = f"rc-router-{self.run_id}"
@@ -153,6 +158,11 @@ class Lab:
         self.keep_workdir = keep_workdir
         self.with_fake_he = with_fake_he
         self.python = python
+        # teardown: how long a process gets after SIGTERM (the daemon promises 5 s), and how
+        # long to wait for the kernel to remove what SIGKILL hit
+        self.stop_grace = stop_grace
+        self.kill_wait = kill_wait
+        self.teardown_problems: list[str] = []
         self.wan_address: str | None = FIRST_WAN_ADDRESS
         self.workdir = Path(tempfile.mkdtemp(prefix=f"reconciler-lab-{self.run_id}-"))
         self.state_dir = self.workdir / "state"
@@ -182,8 +192,14 @@ class Lab:
             raise
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        try:
+            self.close()
+        except LabError as problem:
+            if exc_type is None:
+                raise
+            # the failure that brought us here is the one worth reading; the lab is gone anyway
+            warnings.warn(str(problem), RuntimeWarning, stacklevel=2)
 
     def build(self) -> None:
         """Namespaces, the veth internet, the HE end of the tunnel, the key, the fake HE."""
@@ -287,17 +303,75 @@ class Lab:
         wait_until(ready, timeout=15, what="the fake HE server to listen")
 
     def close(self) -> None:
-        """Kill the processes, delete both namespaces (and so their links), remove files."""
-        if self.daemon is not None and self.daemon.poll() is None:
-            self._signal(self.daemon, signal.SIGKILL)
-            self.daemon.wait(timeout=10)
-        if self.he_server is not None and self.he_server.poll() is None:
-            self._signal(self.he_server, signal.SIGKILL)
-            self.he_server.wait(timeout=10)
-        while self._namespaces:
-            _ip(None, f"netns del {self._namespaces.pop()}", check=False)
-        if not self.keep_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        """Stop the processes, kill what is left in the namespaces, delete both namespaces
+        (and so their links), remove the work dir.
+
+        Each step is on its own: a process that does not stop, or a step that fails, does not
+        keep the later steps from running, and the namespaces are deleted last whatever
+        happened before (also on KeyboardInterrupt). Problems are kept in `teardown_problems`
+        and raised together as one LabError at the end.
+        """
+        problems: list[str] = []
+        try:
+            for name, process in (("the daemon", self.daemon), ("the fake HE", self.he_server)):
+                if process is None:
+                    continue
+                try:
+                    self._stop_process(process)
+                except Exception as exc:  # teardown goes on whatever failed
+                    problems.append(f"stopping {name} (pid {process.pid}): {exc!r}")
+            for namespace in self._namespaces:
+                try:
+                    self._kill_namespace_processes(namespace)
+                except Exception as exc:
+                    problems.append(f"killing the processes in {namespace}: {exc!r}")
+        finally:
+            while self._namespaces:
+                namespace = self._namespaces.pop()
+                try:
+                    deleted = _ip(None, f"netns del {namespace}", check=False)
+                    if deleted.returncode != 0:
+                        problems.append(f"ip netns del {namespace}: {deleted.stderr.strip()}")
+                except Exception as exc:
+                    problems.append(f"ip netns del {namespace}: {exc!r}")
+            if not self.keep_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            self.teardown_problems.extend(problems)
+        if problems:
+            raise LabError("lab teardown: " + "; ".join(problems))
+
+    def _stop_process(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGTERM, `stop_grace` to exit, then SIGKILL to its whole process group."""
+        if process.poll() is not None:
+            return
+        self._signal(process, signal.SIGTERM)
+        try:
+            process.wait(timeout=self.stop_grace)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        # Not reaped yet, so the pid (its own group's id: start_new_session) is still ours.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        self._signal(process, signal.SIGKILL)
+        process.wait(timeout=self.kill_wait)
+
+    def _kill_namespace_processes(self, namespace: str) -> None:
+        """SIGKILL every process still in `namespace`: one left alive keeps the namespace,
+        and so its links and addresses, alive after `ip netns del` removed its name."""
+
+        def pids() -> list[int]:
+            listed = subprocess.run(
+                ["ip", "netns", "pids", namespace], capture_output=True, text=True, timeout=20
+            )
+            return [int(word) for word in listed.stdout.split()]
+
+        for pid in pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        wait_until(
+            lambda: not pids(), timeout=self.kill_wait, what=f"the processes in {namespace} to die"
+        )
 
     @staticmethod
     def _signal(process: subprocess.Popen[bytes], sig: int) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -76,6 +79,58 @@ def test_teardown_deletes_namespaces_and_files_even_after_an_error(lab_available
     listed = _namespaces()
     assert lab.router_ns not in listed and lab.he_ns not in listed
     assert not lab.workdir.exists()
+
+
+# A daemon that ignores SIGTERM and leaves behind a helper, in its own session, that ignores
+# it too (a hung child such as a stuck ping); it prints the helper's pid once both run.
+_STUBBORN_DAEMON = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+helper = subprocess.Popen(
+    [sys.executable, "-c",
+     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"],
+    start_new_session=True,
+)
+print(helper.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie has left its namespaces: it counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def test_teardown_kills_a_daemon_that_ignores_sigterm_and_its_leftovers(
+    lab_available: None,
+) -> None:
+    """A daemon deaf to SIGTERM is killed, a helper it left in the namespace too, and both
+    namespaces are deleted."""
+    lab = Lab(with_fake_he=False, stop_grace=0.5)
+    helper_pid = 0
+    try:
+        with lab:
+            lab.daemon = subprocess.Popen(
+                ["ip", "netns", "exec", lab.router_ns, lab.python, "-c", _STUBBORN_DAEMON],
+                stdout=subprocess.PIPE, start_new_session=True,
+            )  # fmt: skip
+            assert lab.daemon.stdout is not None
+            helper_pid = int(lab.daemon.stdout.readline())
+            assert _alive(helper_pid)
+        assert lab.daemon.returncode == -signal.SIGKILL
+        assert not _alive(helper_pid), "a process outlived the lab, keeping its namespace"
+        listed = _namespaces()
+        assert lab.router_ns not in listed and lab.he_ns not in listed
+        assert lab.teardown_problems == []
+    finally:
+        if helper_pid and _alive(helper_pid):
+            os.kill(helper_pid, signal.SIGKILL)
+        if lab.daemon is not None and lab.daemon.stdout is not None:
+            lab.daemon.stdout.close()
 
 
 def test_key_file_is_private(lab_available: None) -> None:
