@@ -2,10 +2,14 @@
 
 `record` appends a fact durably, folds it into the in-memory observed state and wakes whoever
 waits for news (the reconcile loop), all under one lock, so the state the loop plans on is
-always exactly the fold of the log up to `last_seq`. At start-up the state comes from the
-newest snapshot plus the tail of the log; every `snapshot_every` facts a new snapshot is
-written so the next start-up stays fast however long the log grows, and `after_snapshot`
-(the daemon's retention) may then drop old segments the snapshot covers.
+always exactly the fold of the log up to `last_seq`. At start-up the state comes from
+reconciler.history.load_from (the one loader: newest usable snapshot plus the tail, a loud
+warning when retention removed records it needed). Every `snapshot_every` facts a new
+snapshot is written so the next start-up stays fast however long the log grows, and
+`after_snapshot` (the daemon's retention) is then told the seq of the OLDEST snapshot kept:
+only records that every kept snapshot covers may go, so start-up can still fall back to an
+older snapshot if a newer one is damaged later. Snapshot and retention run after the lock
+is released (they write and delete files): other threads' records never wait for them.
 
 `record_final` records the daemon's last fact and closes the door: a thread the daemon
 abandoned at its stop (an action that outlived its grace period) gets RecorderClosedError
@@ -22,14 +26,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from reconciler.errors import ReconcilerError
-from reconciler.model.facts import Envelope, Fact, from_record, to_record
-from reconciler.model.state import (
-    SCHEMA_VERSION,
-    ObservedState,
-    fold,
-    state_from_mapping,
-    state_to_mapping,
-)
+from reconciler.history import Loaded, load_from
+from reconciler.model.facts import Envelope, Fact, to_record
+from reconciler.model.state import SCHEMA_VERSION, ObservedState, fold, state_to_mapping
 
 __all__ = ["LogWriter", "Recorder", "RecorderClosedError", "SnapshotWriter"]
 
@@ -56,7 +55,9 @@ class SnapshotWriter(Protocol):
 
     def write(self, seq: int, state: Mapping[str, Any], schema: int) -> Any: ...
 
-    def latest(self, schema: int) -> tuple[int, Mapping[str, Any]] | None: ...
+    def candidates(self, schema: int) -> Iterator[tuple[int, Mapping[str, Any]]]: ...
+
+    def oldest_seq(self, schema: int) -> int | None: ...
 
 
 class Recorder:
@@ -77,7 +78,11 @@ class Recorder:
         self._after_snapshot = after_snapshot
         self._snapshot_every = max(1, snapshot_every)
         self._changed = threading.Condition(threading.Lock())
-        self._state, self._last_seq = self._load()
+        # Held while a snapshot is written and retention runs; never while _changed is.
+        self._housekeeping = threading.Lock()
+        snapshots_found = snapshots.candidates(SCHEMA_VERSION) if snapshots else ()
+        self._loaded = load_from(log, snapshots_found)
+        self._state, self._last_seq = self._loaded.state, self._loaded.last_seq
         self._since_snapshot = 0
         self._closed = False
 
@@ -86,6 +91,11 @@ class Recorder:
         """True once `record_final` has run: every later `record` raises."""
         with self._changed:
             return self._closed
+
+    @property
+    def loaded(self) -> Loaded:
+        """How start-up got its state: the snapshot used and any gap retention left."""
+        return self._loaded
 
     @property
     def state(self) -> ObservedState:
@@ -110,6 +120,9 @@ class Recorder:
         record = to_record(fact, at=at, source=source)  # encoded outside the lock
         with self._changed:
             envelope = self._append(fact, record, source, at)
+            due = self._snapshot_due()
+        if due:
+            self._housekeep()
         _log.debug("fact %d %s from %s: %s", envelope.seq, fact.TYPE, source, fact)
         return envelope
 
@@ -134,8 +147,6 @@ class Recorder:
         self._state = fold(self._state, envelope)
         self._last_seq = seq
         self._since_snapshot += 1
-        if self._since_snapshot >= self._snapshot_every:
-            self._write_snapshot()
         self._changed.notify_all()
         return envelope
 
@@ -154,40 +165,51 @@ class Recorder:
             self._changed.notify_all()
 
     def snapshot(self) -> None:
-        """Write a snapshot of the state now (the daemon does this when it stops)."""
-        with self._changed:
-            if self._since_snapshot:
-                self._write_snapshot()
+        """Write a snapshot of the state now (the daemon does this when it stops, after
+        `record_final`): waits for a snapshot another thread is writing."""
+        with self._housekeeping:
+            with self._changed:
+                if not self._since_snapshot:
+                    return
+                state, seq = self._take_snapshot_turn()
+            self._write_snapshot(state, seq)
 
-    def _write_snapshot(self) -> None:
-        if self._snapshots is None or self._last_seq == 0:
+    def _snapshot_due(self) -> bool:
+        return self._snapshots is not None and self._since_snapshot >= self._snapshot_every
+
+    def _take_snapshot_turn(self) -> tuple[ObservedState, int]:
+        # Called with _changed held: the state and seq to write, read together.
+        self._since_snapshot = 0  # a failed write is tried again after snapshot_every facts
+        return self._state, self._last_seq
+
+    def _housekeep(self) -> None:
+        """Write the due snapshot, then run retention; outside the recorder's lock."""
+        if not self._housekeeping.acquire(blocking=False):
+            return  # another thread is at it; the next record finds the snapshot due again
+        try:
+            with self._changed:
+                if self._closed or not self._snapshot_due():
+                    return  # after the stop only snapshot() writes, before the log closes
+                state, seq = self._take_snapshot_turn()
+            self._write_snapshot(state, seq)
+        finally:
+            self._housekeeping.release()
+
+    def _write_snapshot(self, state: ObservedState, seq: int) -> None:
+        # Called with _housekeeping held and _changed free.
+        if self._snapshots is None or seq == 0:
             return
         try:
-            self._snapshots.write(self._last_seq, state_to_mapping(self._state), SCHEMA_VERSION)
+            self._snapshots.write(seq, state_to_mapping(state), SCHEMA_VERSION)
         except Exception as exc:  # a snapshot is an optimisation: never fail a record over it
-            _log.warning("could not write a snapshot at seq %d: %s", self._last_seq, exc)
-            self._since_snapshot = 0  # try again after another snapshot_every facts
+            _log.warning("could not write a snapshot at seq %d: %s", seq, exc)
             return
-        self._since_snapshot = 0
-        if self._after_snapshot is not None:
-            try:
-                self._after_snapshot(self._last_seq)
-            except Exception as exc:  # housekeeping must not stop the recording either
-                _log.warning("after the snapshot at seq %d: %s", self._last_seq, exc)
-
-    def _load(self) -> tuple[ObservedState, int]:
-        state = ObservedState()
-        start = 1
-        latest = self._snapshots.latest(SCHEMA_VERSION) if self._snapshots else None
-        if latest is not None and latest[0] <= self._log.last_seq:
-            seq, mapping = latest
-            try:
-                state = state_from_mapping(mapping)
-                start = seq + 1
-            except (KeyError, TypeError, ValueError) as exc:
-                _log.warning("ignoring snapshot at seq %d: %s", seq, exc)
-        last = start - 1
-        for seq, record in self._log.read(start):
-            state = fold(state, from_record(seq, record))
-            last = seq
-        return state, last
+        if self._after_snapshot is None:
+            return
+        try:
+            # Only what the oldest kept snapshot covers may be removed (see the docstring).
+            covered = self._snapshots.oldest_seq(SCHEMA_VERSION)
+            if covered is not None:
+                self._after_snapshot(covered)
+        except Exception as exc:  # housekeeping must not stop the recording either
+            _log.warning("after the snapshot at seq %d: %s", seq, exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.eventlog import EventLog, SnapshotStore
+from reconciler.eventlog import EventLog, SnapshotStore, apply_retention
 from reconciler.history import load_state
 from reconciler.model.facts import (
     ActionStarted,
@@ -18,7 +19,7 @@ from reconciler.model.facts import (
     WanAddressObserved,
     from_record,
 )
-from reconciler.model.state import SCHEMA_VERSION, ObservedState, fold
+from reconciler.model.state import SCHEMA_VERSION, ObservedState, fold, state_to_mapping
 from reconciler.recorder import Recorder, RecorderClosedError
 from reconciler.statedir import events_dir, snapshots_dir
 
@@ -168,3 +169,129 @@ def test_record_final_is_made_from_the_state_and_closes_the_recorder(tmp_path: P
         with pytest.raises(RecorderClosedError):
             recorder.record_final(lambda state: DaemonStopped(reason="again"), "d")
         assert log.last_seq == 2 == recorder.last_seq
+
+
+def test_start_up_skips_a_snapshot_whose_state_has_another_seq(tmp_path: Path) -> None:
+    """A snapshot file named #6 that holds the state at #3 is not used: start-up folds the
+    log (the one loader of reconciler.history checks the state's own seq)."""
+    store = SnapshotStore(tmp_path / "snapshots")
+    with EventLog.open(tmp_path / "events") as log:
+        recorder = Recorder(log, lambda: 7.0)
+        at_three = None
+        for index in range(8):
+            recorder.record(_wan(f"203.0.113.{index + 1}"), "observer:wan")
+            if index == 2:
+                at_three = recorder.state
+        expected = recorder.state
+    assert at_three is not None
+    store.write(6, state_to_mapping(at_three), SCHEMA_VERSION)
+    with EventLog.open(tmp_path / "events") as log:
+        again = Recorder(log, snapshots=store)
+        assert again.loaded.snapshot_seq == 0
+        assert again.state == expected
+
+
+def _filled_recorder(
+    tmp_path: Path, log: EventLog, count: int, after: list[int]
+) -> tuple[Recorder, SnapshotStore]:
+    store = SnapshotStore(snapshots_dir(tmp_path))
+
+    def retain(covered: int) -> None:
+        after.append(covered)
+        apply_retention(log, covered, now=0.0, max_bytes=1)
+
+    recorder = Recorder(
+        log, lambda: 11.0, snapshots=store, snapshot_every=10, after_snapshot=retain
+    )
+    for index in range(count):
+        recorder.record(_wan(f"203.0.113.{index % 250 + 1}"), "observer:wan")
+        if index % 7 == 0:
+            key = f"update-he-endpoint:203.0.113.{index % 250 + 1}"
+            recorder.record(ActionStarted(key, "update-he-endpoint", "x"), "executor")
+    return recorder, store
+
+
+def test_retention_is_told_the_oldest_kept_snapshot(tmp_path: Path) -> None:
+    """after_snapshot gets the seq of the oldest snapshot kept (of three), not the newest."""
+    after: list[int] = []
+    with EventLog.open(events_dir(tmp_path), segment_size=512) as log:
+        recorder, store = _filled_recorder(tmp_path, log, 60, after)
+        kept = [seq for seq, _ in store.list()]
+        assert len(kept) == 3
+        assert after[-1] == min(kept) < max(kept)
+        assert log.segments()[0][0] <= min(kept) + 1  # nothing past the oldest was removed
+        assert recorder.last_seq == log.last_seq
+
+
+def test_start_up_after_retention_and_a_damaged_newest_snapshot_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """Retention removed old segments; the newest snapshot is damaged later: start-up falls
+    back to an older snapshot and still finds every record after it (no gap, same state)."""
+    after: list[int] = []
+    with EventLog.open(events_dir(tmp_path), segment_size=512) as log:
+        recorder, store = _filled_recorder(tmp_path, log, 80, after)
+        expected = recorder.state
+        assert log.segments()[0][0] > 1  # retention really removed segments
+    newest = store.list()[0][1]
+    newest.write_bytes(newest.read_bytes()[:-3])  # damaged: the CRC no longer matches
+    with EventLog.open(events_dir(tmp_path)) as log:
+        again = Recorder(log, snapshots=store)
+        assert again.loaded.gap is None
+        assert 0 < again.loaded.snapshot_seq < store.list()[0][0]
+        assert again.state == expected
+
+
+def test_start_up_warns_when_retention_removed_what_it_needs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every snapshot unusable (a new schema, say) after retention: start-up says loudly that
+    history is missing, and the recorder exposes the gap."""
+    after: list[int] = []
+    with EventLog.open(events_dir(tmp_path), segment_size=512) as log:
+        _filled_recorder(tmp_path, log, 80, after)
+        first = log.segments()[0][0]
+    for _, path in SnapshotStore(snapshots_dir(tmp_path)).list():
+        path.unlink()
+    with caplog.at_level(logging.WARNING), EventLog.open(events_dir(tmp_path)) as log:
+        again = Recorder(log)
+        assert again.loaded.gap == (1, first - 1)
+    assert any(
+        r.levelno == logging.WARNING and "retention" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_snapshot_and_retention_run_outside_the_recorder_lock(tmp_path: Path) -> None:
+    """While retention runs, another thread can record: it never waits for the housekeeping."""
+    recorded_meanwhile: list[int] = []
+
+    with EventLog.open(tmp_path / "events") as log:
+
+        def retain(covered: int) -> None:
+            other = threading.Thread(
+                target=lambda: recorded_meanwhile.append(
+                    recorder.record(_wan("203.0.113.99"), "other").seq
+                )
+            )
+            other.start()
+            other.join(timeout=5.0)
+            assert not other.is_alive(), "a record waited for retention"
+
+        store = SnapshotStore(tmp_path / "snapshots")
+        recorder = Recorder(log, snapshots=store, snapshot_every=3, after_snapshot=retain)
+        for index in range(3):
+            recorder.record(_wan(f"203.0.113.{index + 1}"), "observer:wan")
+        assert recorded_meanwhile == [4]
+        assert recorder.last_seq == 4 and store.latest(SCHEMA_VERSION) is not None
+
+
+def test_snapshot_at_the_stop_is_written_after_record_final(tmp_path: Path) -> None:
+    """After record_final, snapshot() still writes the state with the final fact in it."""
+    store = SnapshotStore(tmp_path / "snapshots")
+    with EventLog.open(tmp_path / "events") as log:
+        recorder = Recorder(log, snapshots=store, snapshot_every=100)
+        recorder.record(_wan("203.0.113.7"), "observer:wan")
+        recorder.record_final(lambda state: DaemonStopped(reason="test"), "daemon")
+        recorder.snapshot()
+    latest = store.latest(SCHEMA_VERSION)
+    assert latest is not None and latest[0] == 2
