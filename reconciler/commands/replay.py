@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -39,11 +40,27 @@ class TimeArgumentError(ReconcilerError):
 
 
 def parse_time(option: str, text: str) -> float:
-    """Epoch seconds for an ISO 8601 time (UTC unless it names a zone) or a plain number."""
+    """Epoch seconds for an ISO 8601 time (UTC unless it names a zone) or a plain number.
+
+    Only times a UTC datetime can show are accepted (nan, inf, 1e20 are not): every value
+    ends up printed, and rendering is no place to find out it cannot be.
+    """
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        pass
+        seconds = _parse_iso(option, text)
+    try:
+        if not math.isfinite(seconds):
+            raise ValueError("not finite")
+        datetime.fromtimestamp(seconds, UTC)
+    except (ValueError, OverflowError, OSError):
+        raise TimeArgumentError(
+            f"{option}: {text!r} is not a time between years 1 and 9999 (UTC)"
+        ) from None
+    return seconds
+
+
+def _parse_iso(option: str, text: str) -> float:
     try:
         parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -52,7 +69,10 @@ def parse_time(option: str, text: str) -> float:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    try:
+        return parsed.timestamp()
+    except (OverflowError, ValueError):  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        return math.nan
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:

@@ -93,3 +93,28 @@ def test_parse_time_forms() -> None:
     assert parse_time("--at", "1714564800") == 1_714_564_800.0
     with pytest.raises(ReconcilerError):
         parse_time("--at", "noon")
+
+
+@pytest.mark.parametrize("option", ["--since", "--until", "--at"])
+@pytest.mark.parametrize(
+    "value", ["nan", "inf", "-inf", "1e20", "-1e20", "0001-01-01T00:00:00+01:00"]
+)
+def test_times_a_date_cannot_show_are_one_line_errors(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    """Non-finite or out-of-range times are refused up front, not crashed on while printing."""
+    for extra in ([], ["--json"]):
+        code, out, err = run_cli(
+            ["replay", "--state-dir", str(FIXTURE), f"{option}={value}", *extra], tmp_path
+        )
+        assert (code, out) == (1, "")
+        assert err.count("\n") == 1 and option in err and "not a time" in err
+        assert "internal error" not in err
+
+
+def test_parse_time_accepts_the_ends_of_the_range() -> None:
+    """Epoch 0 and the last second of year 9999 are times; one second more is not."""
+    assert parse_time("--at", "0") == 0.0
+    assert parse_time("--at", "253402300799") == 253_402_300_799.0
+    with pytest.raises(ReconcilerError):
+        parse_time("--at", "253402300800")
