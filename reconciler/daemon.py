@@ -43,7 +43,7 @@ from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from reconciler import __version__
-from reconciler.errors import ConfigError, ReconcilerError, error_line
+from reconciler.errors import ConfigError, error_line
 from reconciler.eventlog import apply_retention
 from reconciler.model.config import Config
 from reconciler.model.facts import DaemonStarted, DaemonStopped
@@ -207,7 +207,11 @@ class Daemon:
         self._start_watch()
         self._start_thread("kernel-notice", self._notice_loop)
         self._start_thread("reconcile", self._reconcile_loop)
-        reason = self._serve_requests()
+        try:
+            reason = self._serve_requests()
+        except BaseException as exc:  # stop the threads and record DaemonStopped even so
+            self._shutdown(f"error: {error_line(exc)}")
+            raise
         self._shutdown(reason)
         return 0
 
@@ -225,7 +229,10 @@ class Daemon:
                 if what.startswith("stop:"):
                     return what.removeprefix("stop:")
                 if what == "reload":
-                    self._reload()
+                    try:
+                        self._reload()
+                    except Exception as exc:  # a bug in a reload must not end the daemon
+                        _log.error("reload failed: %s", error_line(exc))
 
     def _shutdown(self, reason: str) -> None:
         deadline = time.monotonic() + STOP_GRACE
@@ -249,9 +256,8 @@ class Daemon:
         if stopped.fact.reason != reason:
             _log.warning("%s", stopped.fact.reason)
         self._recorder.snapshot()
-        close = getattr(self._client, "close", None)
-        if callable(close):
-            close()
+        _close_quietly(self._client)
+        _close_quietly(self._platform)
         self._finished = True
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -266,26 +272,30 @@ class Daemon:
                 _log.error("reload refused: %s", problem)
             _log.error("keeping the configuration loaded before (%s)", self._config.digest[:12])
             return
-        except (ReconcilerError, OSError) as exc:
+        except Exception as exc:  # unreadable, or a loader bug: either way the old one stays
             _log.error("reload refused: %s; keeping the old configuration", error_line(exc))
             return
         if new.daemon.state_dir != self._config.daemon.state_dir:
             _log.error("reload refused: daemon.state_dir cannot change without a restart")
             return
+        platform: Platform | None = None
         try:
             platform = self._platform_factory(new)
             client = self._client_factory(new)
         except Exception as exc:
+            _close_quietly(platform)
             _log.error("reload refused: %s; keeping the old configuration", error_line(exc))
             return
         if not self._acquire_work_unless_stopping():
             _log.warning("reload of %s abandoned: the daemon is stopping", new.path)
+            _close_quietly(client)
+            _close_quietly(platform)
             return
         try:  # never swap the world under a running action
             if self._watch is not None:
                 self._watch.stop()
                 self._watch = None
-            old_client = self._client
+            old_client, old_platform = self._client, self._platform
             self._config, self._platform, self._client = new, platform, client
             self._executor = Executor(platform, client, self._recorder)
             self._recorder.record(config_loaded_fact(new), "daemon")
@@ -294,9 +304,8 @@ class Daemon:
             self._start_watch()
         finally:
             self._work.release()
-        close = getattr(old_client, "close", None)
-        if callable(close):
-            close()
+        _close_quietly(old_client)
+        _close_quietly(old_platform)
         _log.info("reloaded %s (%s)", new.path, new.digest[:12])
         self._kick_observation("all")
 
@@ -480,6 +489,18 @@ class Daemon:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+def _close_quietly(resource: object) -> None:
+    """Close a platform or HE client if it has a close(); a failing close is only logged
+    (the daemon is reloading or stopping and has nothing better to do with it)."""
+    close = getattr(resource, "close", None)
+    if not callable(close):
+        return
+    try:
+        close()
+    except Exception as exc:
+        _log.warning("closing %s failed: %s", type(resource).__name__, error_line(exc))
 
 
 def _default_client(config: Config) -> Any:

@@ -40,6 +40,7 @@ from reconciler.model.state import SCHEMA_VERSION
 from reconciler.testing.fake_he import FakeTunnelbroker
 from reconciler.testing.openbsd_host import OpenBSDHost
 from reconciler.world.openbsd import OpenBSDPlatform
+from reconciler.world.tunnelbroker import TunnelbrokerClient
 from tests.daemon_helpers import (
     HE_SERVER,
     TEST_KEY,
@@ -66,6 +67,16 @@ def _facts(events: Path) -> list:  # type: ignore[type-arg]
         return [from_record(seq, record).fact for seq, record in log.read(1)]
 
 
+class _ClientSeen(TunnelbrokerClient):
+    """The real HE client, remembering whether the daemon closed it."""
+
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
 class InProcess:
     """A daemon on its own thread, over the scripted OpenBSD host and a fake HE."""
 
@@ -76,7 +87,8 @@ class InProcess:
             tmp_path, update_url=fake.update_url, read_timeout=read_timeout
         )
         self.host = host
-        self.loads: list[Config | ConfigError] = []
+        self.loads: list[Config | Exception] = []
+        self.clients: list[_ClientSeen] = []
         self.log = EventLog.open(tmp_path / "events")
         self.snapshots = SnapshotStore(tmp_path / "snapshots")
         self.daemon = Daemon(
@@ -85,6 +97,7 @@ class InProcess:
             snapshots=self.snapshots,
             platform_factory=lambda c: OpenBSDPlatform(c, host, root=host.root),
             config_loader=self._load,
+            client_factory=self._client,
         )
         self.status: list[int] = []
         self.thread = threading.Thread(
@@ -93,9 +106,13 @@ class InProcess:
 
     def _load(self, path: object) -> Config:
         answer = self.loads.pop(0)
-        if isinstance(answer, ConfigError):
+        if isinstance(answer, Exception):
             raise answer
         return answer
+
+    def _client(self, config: Config) -> _ClientSeen:
+        self.clients.append(_ClientSeen(config.tunnelbroker))
+        return self.clients[-1]
 
     def facts(self) -> list:  # type: ignore[type-arg]
         return [from_record(seq, record).fact for seq, record in self.log.read(1)]
@@ -218,6 +235,34 @@ def test_reload_keeps_the_old_config_when_the_new_one_is_invalid(
     assert [f for f in world.facts() if isinstance(f, ConfigLoaded)][-1].digest == "f" * 64
 
 
+def test_a_loader_bug_on_reload_keeps_the_old_config_and_the_daemon_running(
+    running: tuple[InProcess, FakeTunnelbroker], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected exception from the config loader is one log line; the old config stays,
+    the daemon keeps serving (a later reload works) and still stops with DaemonStopped."""
+    world, _ = running
+    _wait_for(lambda: world.converged_on("203.0.113.7"))
+    world.loads.append(ValueError("tomllib choked\non line 3"))
+    world.daemon.request_reload()
+    _wait_for(lambda: not world.loads)
+    _wait_for(lambda: "reload refused" in caplog.text)
+    refused = [r.getMessage() for r in caplog.records if "reload refused" in r.getMessage()]
+    assert refused == [
+        "reload refused: ValueError: tomllib choked on line 3; keeping the old configuration"
+    ]
+    assert world.daemon.config is world.config and world.thread.is_alive()
+    changed = attrs.evolve(world.config, digest="d" * 64)
+    world.loads.append(changed)
+    world.daemon.request_reload()
+    _wait_for(lambda: world.daemon.config is changed)
+    assert world.clients[0].closed  # the client of the config replaced
+    world.daemon.request_stop("SIGTERM")
+    world.thread.join(5)
+    assert world.status == [0]
+    assert world.facts()[-1] == DaemonStopped(reason="SIGTERM")
+    assert all(client.closed for client in world.clients)
+
+
 def test_a_stop_abandons_a_slow_update_and_a_waiting_reload_within_the_grace(
     tmp_path: Path,
 ) -> None:
@@ -245,6 +290,8 @@ def test_a_stop_abandons_a_slow_update_and_a_waiting_reload_within_the_grace(
             _wait_for(lambda: fake.stats()["counts"].get("update") == 1)
             time.sleep(0.3)  # the abandoned thread has its answer now, and nowhere to put it
             assert world.facts()[-1] == DaemonStopped(reason=reason)
+            # The abandoned reload had built a client for the new config: closed, not leaked.
+            assert len(world.clients) == 2 and world.clients[1].closed
         finally:
             world.daemon.request_stop("test over")
             world.thread.join(10)
