@@ -302,7 +302,11 @@ def apply_retention(
     """Remove the oldest sealed segments covered by the snapshot at `snapshot_seq`.
 
     A segment goes when it is older than `max_age` seconds (by its file's mtime) or while
-    the log exceeds `max_bytes`; never one holding a record newer than the snapshot.
+    the log exceeds `max_bytes`; never one holding a record newer than `snapshot_seq`.
+    Pass the seq of the OLDEST snapshot kept (the Recorder's `after_snapshot` gets exactly
+    that): were the newer snapshots damaged later, start-up falls back to an older one and
+    must still find every record after it. It deletes files: call it outside any lock that
+    records wait on.
     """
     segments = log.segments()
     total = sum(seg.stat().st_size for _, seg in segments)
