@@ -5,11 +5,18 @@ unchanged observation is recorded too: it says "still so, at this time"). The so
 the observer ("observer:wan", "observer:probe:ipv6", ...). The daemon calls these from its
 scheduler jobs through the Recorder; `observe_all` runs every one of them once against an
 open event log, for `reconciler apply` and `reconciler diff --observe`.
+
+HE's tunnelInfo.php is asked no more often than `min_update_interval` per tunnel, whatever
+asks: the daemon's "he" job, an observe-everything after start-up, a reload or a desync (a
+dead `route -n monitor` reports one every few seconds). The time of the last call is kept
+here, in one place, so no caller can forget the limit.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -41,6 +48,9 @@ __all__ = [
     "observe_tunnel",
     "observe_wan",
 ]
+
+
+_log = logging.getLogger(__name__)
 
 
 class FactSink(Protocol):
@@ -146,11 +156,46 @@ def observe_hostname_file(config: Config, platform: Platform, sink: FactSink) ->
     return sink.record(HostnameFileObserved(path=str(path), digest=digest), "observer:hostname")
 
 
+class _CallPacer:
+    """When each key was last called, so a call comes no sooner than an interval after it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[tuple[str, ...], float] = {}
+
+    def take_turn(self, key: tuple[str, ...], interval: float, now: float) -> bool:
+        """True (and `now` noted as the last call) when `interval` has passed since the
+        last call for `key`, or there was none; False otherwise."""
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and 0.0 <= now - last < interval:
+                return False
+            self._last[key] = now
+            return True
+
+
+# One per process: the daemon makes a new client on every reload, so the client cannot
+# hold the time of the last tunnelInfo call.
+_TUNNEL_INFO_CALLS = _CallPacer()
+
+
 def observe_endpoint(
-    config: Config, client: TunnelbrokerClient | None, sink: FactSink
+    config: Config,
+    client: TunnelbrokerClient | None,
+    sink: FactSink,
+    *,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Envelope | None:
-    """The client endpoint HE has (tunnelInfo.php), when configured and HE told us."""
-    if client is None or config.tunnelbroker.info_url is None:
+    """The client endpoint HE has (tunnelInfo.php), when configured and HE told us.
+
+    HE is asked at most once per `min_update_interval` for a tunnel (see the module's
+    docstring); a call within it is skipped and records nothing."""
+    info_url = config.tunnelbroker.info_url
+    if client is None or info_url is None:
+        return None
+    key = (info_url, config.tunnelbroker.tunnel_id)
+    if not _TUNNEL_INFO_CALLS.take_turn(key, config.tunnelbroker.min_update_interval, clock()):
+        _log.debug("tunnelInfo asked less than min_update_interval ago: not asked again")
         return None
     address = client.tunnel_info()
     if address is None:  # not known (HE unreachable or said nothing usable): record nothing

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
+import attrs
 import pytest
 
 from reconciler.eventlog import EventLog
@@ -100,6 +102,41 @@ def test_observe_endpoint_reads_tunnel_info_from_he(tmp_path: Path) -> None:
             assert envelope.fact == EndpointObserved(address="203.0.113.5", source="tunnel-info")
             assert envelope.source == "observer:he"
         client.close()
+
+
+def test_tunnel_info_is_asked_at_most_once_per_min_update_interval(
+    tmp_path: Path, host: OpenBSDHost
+) -> None:
+    """However often everything is observed (start-up, reloads, desyncs) and the "he" job
+    runs, HE's tunnelInfo is asked once per min_update_interval: the fake HE counts it."""
+    with FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake:
+        config = openbsd_config(tmp_path, update_url=fake.update_url, info_url=fake.info_url)
+        config = attrs.evolve(
+            config,
+            tunnelbroker=attrs.evolve(config.tunnelbroker, min_update_interval=600.0),
+        )
+        platform = OpenBSDPlatform(config, host, root=host.root)
+        client = TunnelbrokerClient(config.tunnelbroker)
+        now = time.monotonic()
+        try:
+            with EventLog.open(tmp_path / "events") as log:
+                recorder = Recorder(log)
+                first = observers.observe_endpoint(config, client, recorder, clock=lambda: now)
+                assert first is not None and fake.counts["info"] == 1
+                for _ in range(5):  # a dead route monitor: a desync every 5 s
+                    observers.observe_all(config, recorder, platform=platform, client=client)
+                later = observers.observe_endpoint(
+                    config, client, recorder, clock=lambda: now + 599.0
+                )
+                assert later is None and fake.counts["info"] == 1
+                due = observers.observe_endpoint(
+                    config, client, recorder, clock=lambda: now + 601.0
+                )
+                assert due is not None and fake.counts["info"] == 2
+                kinds = [type(from_record(*item).fact).__name__ for item in log.read(1)]
+                assert kinds.count("EndpointObserved") == 2
+        finally:
+            client.close()
 
 
 def test_observe_endpoint_without_info_url_records_nothing(tmp_path: Path) -> None:
