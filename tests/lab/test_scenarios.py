@@ -62,6 +62,15 @@ def _assert_no_key_anywhere(lab: Lab, keys: list[str]) -> None:
             assert key.encode() not in data, f"the update key leaked into {path.name}"
 
 
+# With HE's tunnelInfo.php the daemon can read the endpoint HE holds; without it (the
+# default config) it must judge from its own log and the tunnel: both must stay quiet.
+INFO_URL_CASES = pytest.mark.parametrize(
+    "info_url",
+    [pytest.param({}, id="with-info-url"), pytest.param({"tunnelbroker__info_url": None},
+                                                        id="without-info-url")],
+)  # fmt: skip
+
+
 @pytest.fixture
 def lab(lab_available: None) -> Iterator[Lab]:
     """A fresh lab per scenario; torn down (and searched for the key) whatever happens."""
@@ -70,9 +79,12 @@ def lab(lab_available: None) -> Iterator[Lab]:
         _assert_no_key_anywhere(built, built.keys_used)
 
 
-def test_scenario_1_quiet_day_does_nothing(lab: Lab) -> None:
-    """Nothing changes: over several probe cycles no action runs and HE hears nothing."""
-    _start_converged(lab)
+@INFO_URL_CASES
+def test_scenario_1_quiet_day_does_nothing(lab: Lab, info_url: dict[str, Any]) -> None:
+    """Nothing changes: over several probe cycles no action runs and HE hears nothing, with
+    tunnelbroker.info_url and without it."""
+    _start_converged(lab, **info_url)
+    assert ("info_url" in lab.config()["tunnelbroker"]) == (not info_url)
     wait_until(lambda: _ipv6_ok_probes(lab) >= 5, timeout=30, what="five IPv6 probe cycles")
     assert _facts(lab, ActionStarted) == []
     assert lab.he_update_calls() == 0
@@ -227,9 +239,13 @@ def test_scenario_4b_badauth_waits_for_fixed_key_and_sighup(lab: Lab) -> None:
     assert lab.he_stats()["endpoint"] == NEW_ADDRESS
 
 
-def test_scenario_5_sigkill_mid_repair_resumes_without_duplicate_update(lab: Lab) -> None:
-    """SIGKILL while HE delays its answer; a new daemon converges with no second update."""
-    _start_converged(lab)
+@INFO_URL_CASES
+def test_scenario_5_sigkill_mid_repair_resumes_without_duplicate_update(
+    lab: Lab, info_url: dict[str, Any]
+) -> None:
+    """SIGKILL while HE delays its answer; a new daemon converges with no second update,
+    with tunnelbroker.info_url and without it."""
+    _start_converged(lab, **info_url)
     lab.he("delay", seconds=3)
     received = lab.he_stats()["updates_received"]
     lab.set_wan_address(NEW_ADDRESS)
@@ -242,12 +258,16 @@ def test_scenario_5_sigkill_mid_repair_resumes_without_duplicate_update(lab: Lab
     lab.he("delay", seconds=0)
     # The request reached HE before the kill: HE answers it and moves its end anyway.
     wait_until(lambda: lab.he_stats()["endpoint"] == NEW_ADDRESS, timeout=15, what="HE's end")
-    assert not _succeeded(lab, "update-he-endpoint")  # the crash left the intent open
+    new_key = f"update-he-endpoint:{NEW_ADDRESS}"
+    done = [e for e in _succeeded(lab, "update-he-endpoint") if e.fact.key == new_key]
+    assert not done  # the crash left the intent open
     lab.start_daemon()
     wait_until(lambda: len(_facts(lab, DaemonStarted)) == 2, timeout=15, what="the restart")
     wait_until(lab.ping6_through_tunnel, timeout=40, what="IPv6 across the tunnel")
     wait_until(lambda: lab.tunnel_local() == NEW_ADDRESS, timeout=10, what="the new local end")
     time.sleep(3)  # long enough for a duplicate update to show
+    counts = lab.he_stats()["counts"]
+    assert counts.get("update:nochg", 0) == 0, f"HE was sent an address it had: {counts}"
     assert lab.he_update_calls() == 1
     assert lab.stop_daemon() == 0
 
