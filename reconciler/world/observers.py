@@ -35,6 +35,7 @@ from reconciler.model.facts import (
 if TYPE_CHECKING:
     from reconciler.model.config import Config
     from reconciler.world.platform import Platform
+    from reconciler.world.runner import CommandRunner
     from reconciler.world.tunnelbroker import TunnelbrokerClient
 
 __all__ = [
@@ -116,9 +117,15 @@ def observe_tunnel(platform: Platform, sink: FactSink) -> Envelope:
 
 
 def observe_probe(
-    config: Config, family: str, sink: FactSink, *, netns: str | None = None
+    config: Config,
+    family: str,
+    sink: FactSink,
+    *,
+    netns: str | None = None,
+    runner: CommandRunner | None = None,
 ) -> Envelope | None:
-    """One ping of the family's probe target; None when no probe is configured for it."""
+    """One ping of the family's probe target; None when no probe is configured for it.
+    `ping` runs through `runner` (a SubprocessRunner when None)."""
     from reconciler.world.probe import ping
 
     probe = config.probes.get(family)
@@ -135,6 +142,7 @@ def observe_probe(
         source=source,
         netns=netns,
         platform=config.daemon.platform,
+        runner=runner,
     )
     fact = ProbeObserved(
         family=probe.family,

@@ -2,18 +2,20 @@
 
 The system's ping is used rather than a raw-socket library because it already holds the
 privilege to send ICMP, honours `-I source` the way the administrator expects, and runs
-unchanged inside `ip netns exec`. It is always run as an argv list, never through a shell.
+unchanged inside `ip netns exec`. It runs through a CommandRunner (SubprocessRunner unless
+one is given): an argv list, never a shell, in the C locale (its output is parsed), in its
+own session so a timeout kills everything it started, and scriptable in tests.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import subprocess
-import time
 from typing import Literal
 
 from attrs import frozen
+
+from reconciler.world.runner import NOT_STARTED, CommandRunner, SubprocessRunner
 
 __all__ = ["ProbeResult", "parse_rtt_ms", "ping", "ping_argv"]
 
@@ -80,27 +82,32 @@ def ping(
     source: str | None = None,
     netns: str | None = None,
     platform: str = "linux",
+    runner: CommandRunner | None = None,
 ) -> ProbeResult:
     """Send one echo request and report whether a reply came, and how fast. Never raises for
     an unreachable target: that is a result, not an error."""
     argv = ping_argv(family, target, timeout=timeout, source=source, netns=netns, platform=platform)
-    started = time.monotonic()
-    try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout + _GRACE, check=False
+    done = (runner or SubprocessRunner()).run(argv, timeout=timeout + _GRACE)
+    if done.timed_out:
+        return ProbeResult(
+            False, None, f"ping {target} did not finish within {done.duration:.1f} s"
         )
-    except FileNotFoundError:
-        return ProbeResult(False, None, f"{argv[0]} is not installed")
-    except subprocess.TimeoutExpired:
-        waited = time.monotonic() - started
-        return ProbeResult(False, None, f"ping {target} did not finish within {waited:.1f} s")
+    if done.returncode == NOT_STARTED and not done.stdout:
+        problem = _first_line(done.stderr) or f"{argv[0]}: cannot run"
+        return ProbeResult(False, None, f"ping {target} could not run: {problem}")
     rtt = parse_rtt_ms(done.stdout)
     if done.returncode == 0 and rtt is not None:
         return ProbeResult(True, rtt, f"reply from {target} in {rtt:g} ms")
     if done.returncode == 0:
         return ProbeResult(True, None, f"reply from {target} (no round-trip time printed)")
     if done.returncode == 1:
-        return ProbeResult(False, None, f"no reply from {target} within {timeout:g} s")
+        # iputils and OpenBSD: sent, but no reply (OpenBSD also says why on stderr, if it knows).
+        why = _first_line(done.stderr)
+        return ProbeResult(
+            False,
+            None,
+            f"no reply from {target} within {timeout:g} s" + (f": {why}" if why else ""),
+        )
     problem = _first_line(done.stderr) or _first_line(done.stdout) or "no output"
     return ProbeResult(False, None, f"ping {target} failed (exit {done.returncode}): {problem}")
 

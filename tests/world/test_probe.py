@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from reconciler.testing.runner import RecordingRunner
 from reconciler.world.probe import ProbeResult, parse_rtt_ms, ping, ping_argv
+from reconciler.world.runner import NOT_STARTED, SubprocessRunner
 
 IPROUTE_OUTPUT = """PING 203.0.113.2 (203.0.113.2) 56(84) bytes of data.
 64 bytes from 203.0.113.2: icmp_seq=1 ttl=64 time=0.197 ms
@@ -24,6 +27,21 @@ OPENBSD_OUTPUT = """PING 203.0.113.2 (203.0.113.2): 56 data bytes
 --- 203.0.113.2 ping statistics ---
 1 packets transmitted, 1 packets received, 0.0% packet loss
 round-trip min/avg/max/std-dev = 12.345/12.345/12.345/0.000 ms
+"""
+
+
+OPENBSD_PING6_OUTPUT = """PING 2001:db8::1 (2001:db8::1): 56 data bytes
+64 bytes from 2001:db8::1: icmp_seq=0 hlim=64 time=0.412 ms
+
+--- 2001:db8::1 ping statistics ---
+1 packets transmitted, 1 packets received, 0.0% packet loss
+round-trip min/avg/max/std-dev = 0.412/0.412/0.412/0.000 ms
+"""
+
+OPENBSD_NO_REPLY_OUTPUT = """PING 203.0.113.9 (203.0.113.9): 56 data bytes
+
+--- 203.0.113.9 ping statistics ---
+1 packets transmitted, 0 packets received, 100.0% packet loss
 """
 
 
@@ -105,6 +123,83 @@ def test_unknown_platform_or_family_is_refused() -> None:
 def test_parse_rtt(output: str, expected: float | None) -> None:
     """The rtt comes from the reply line, else the summary's average, else it is None."""
     assert parse_rtt_ms(output) == expected
+
+
+def test_openbsd_ping_reply_through_the_runner() -> None:
+    """On OpenBSD the probe runs `ping -c 1 -w N target` through the command runner, with a
+    timeout beyond ping's own wait, and reads the rtt from OpenBSD's output."""
+    runner = RecordingRunner()
+    argv = ["ping", "-c", "1", "-w", "2", "203.0.113.2"]
+    runner.script(argv, stdout=OPENBSD_OUTPUT)
+    result = ping("ipv4", "203.0.113.2", timeout=1.5, platform="openbsd", runner=runner)
+    assert result == ProbeResult(True, 12.345, "reply from 203.0.113.2 in 12.345 ms")
+    assert runner.calls == [tuple(argv)]
+    assert runner.timeouts[0] > 1.5
+
+
+def test_openbsd_ping6_from_the_tunnel_address_through_the_runner() -> None:
+    """IPv6 on OpenBSD is `ping6 ... -I source target`; OpenBSD's hlim= reply line parses."""
+    runner = RecordingRunner()
+    argv = ["ping6", "-c", "1", "-w", "1", "-I", "2001:db8::2", "2001:db8::1"]
+    runner.script(argv, stdout=OPENBSD_PING6_OUTPUT)
+    result = ping(
+        "ipv6", "2001:db8::1", timeout=1, source="2001:db8::2", platform="openbsd", runner=runner
+    )
+    assert result.ok and result.rtt_ms == 0.412
+    assert runner.calls == [tuple(argv)]
+
+
+def test_openbsd_ping_no_reply_and_errors_through_the_runner() -> None:
+    """OpenBSD's exit 1 with 100% loss is "no reply" (with stderr's reason when it gave one);
+    a timeout, a missing program and another exit status are failures that say so."""
+    argv = ("ping", "-c", "1", "-w", "1", "203.0.113.9")
+    cases = [
+        (
+            {"returncode": 1, "stdout": OPENBSD_NO_REPLY_OUTPUT},
+            "no reply from 203.0.113.9 within 1 s",
+        ),
+        (
+            {
+                "returncode": 1,
+                "stdout": OPENBSD_NO_REPLY_OUTPUT,
+                "stderr": "ping: sendmsg: No route to host\n",
+            },
+            "no reply from 203.0.113.9 within 1 s: ping: sendmsg: No route to host",
+        ),
+        (
+            {"returncode": -9, "timed_out": True, "duration": 3.0},
+            "ping 203.0.113.9 did not finish within 3.0 s",
+        ),
+        (
+            {"returncode": NOT_STARTED, "stderr": "ping: cannot run: No such file or directory"},
+            "ping 203.0.113.9 could not run: ping: cannot run: No such file or directory",
+        ),
+        (
+            {"returncode": 64, "stderr": "usage: ping [-DdEefHLnqRv] ...\n"},
+            "ping 203.0.113.9 failed (exit 64): usage: ping [-DdEefHLnqRv] ...",
+        ),
+    ]
+    for answer, detail in cases:
+        runner = RecordingRunner()
+        runner.script(argv, **answer)  # type: ignore[arg-type]
+        result = ping("ipv4", "203.0.113.9", timeout=1, platform="openbsd", runner=runner)
+        assert result == ProbeResult(False, None, detail)
+        assert runner.calls == [argv]
+
+
+def test_a_subprocess_runner_runs_the_ping_it_finds_in_its_environment(tmp_path: Path) -> None:
+    """Through a real SubprocessRunner the probe runs `ping` from the runner's fixed
+    environment (not the caller's), with the argv it built, and parses what it prints."""
+    fake = tmp_path / "ping"
+    fake.write_text(
+        "#!/bin/sh\n"
+        '[ "$*" = "-c 1 -W 1 -4 203.0.113.2" ] && [ "$LC_ALL" = C ] || exit 3\n'
+        'echo "64 bytes from 203.0.113.2: icmp_seq=1 ttl=64 time=1.5 ms"\n'
+    )
+    fake.chmod(0o755)
+    runner = SubprocessRunner(env={"PATH": f"{tmp_path}:/bin:/usr/bin", "LC_ALL": "C"})
+    result = ping("ipv4", "203.0.113.2", timeout=1.0, runner=runner)
+    assert result == ProbeResult(True, 1.5, "reply from 203.0.113.2 in 1.5 ms")
 
 
 def test_ping_loopback(lab_available: None) -> None:
