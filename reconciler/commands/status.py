@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.commands._common import load_config_for, resolve_state_dir
 from reconciler.errors import ConfigError
+from reconciler.eventlog.log import LOCK_NAME, read_holder_pid
 from reconciler.model.facts import (
     ActionFailed,
     ActionStarted,
@@ -28,6 +29,7 @@ from reconciler.model.facts import (
     Envelope,
     from_record,
 )
+from reconciler.render.timefmt import iso
 from reconciler.statedir import events_dir, snapshots_dir
 
 if TYPE_CHECKING:
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         state, last_seq = Recorder(log, snapshots=SnapshotStore(snapshots_dir(state_dir))).view()
         tail = [from_record(seq, rec) for seq, rec in log.read(max(1, last_seq - TAIL_SCANNED))]
     current = _plan(config, state, now) if config is not None else None
-    report = _report(state_dir, state, last_seq, tail, current, config_problem, now)
+    daemon = _daemon(log_dir, tail)
+    report = _report(daemon, state_dir, state, last_seq, tail, current, config_problem, now)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True), file=env.stdout)
     else:
@@ -86,20 +89,73 @@ def _iso(at: float | None) -> str | None:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _daemon(tail: list[Envelope]) -> dict[str, Any]:
+def _daemon(log_dir: Path, tail: list[Envelope]) -> dict[str, Any]:
+    """Whether a writer holds the log now, asked of the lock file (its pid, alive and holding
+    the file), not of DaemonStarted facts that retention may have removed long ago. The
+    recent log only adds when that run started, or how the last one ended."""
+    holder = _lock_holder(log_dir)
+    started = stopped = None
     for envelope in reversed(tail):
         fact = envelope.fact
-        if isinstance(fact, DaemonStopped):
-            return {"running": False, "stopped_at": _iso(envelope.at), "reason": fact.reason}
-        if isinstance(fact, DaemonStarted):
-            alive = _alive(fact.pid)
-            return {
-                "running": alive,
-                "pid": fact.pid,
-                "started_at": _iso(envelope.at),
-                "reason": None if alive else "ended without DaemonStopped (killed or crashed)",
-            }
-    return {"running": None}
+        if isinstance(fact, DaemonStarted) and started is None:
+            started = envelope
+        elif isinstance(fact, DaemonStopped) and stopped is None and started is None:
+            stopped = envelope
+        if started is not None:
+            break
+    if holder is not None:
+        start_fact = started.fact if started is not None else None
+        is_daemon = isinstance(start_fact, DaemonStarted) and start_fact.pid == holder
+        return {
+            "running": True,
+            "pid": holder,
+            "writer": "daemon" if is_daemon else "unknown",
+            "started_at": iso(started.at) if started is not None and is_daemon else None,
+            "reason": None,
+        }
+    if stopped is not None and isinstance(stopped.fact, DaemonStopped):
+        return {
+            "running": False,
+            "pid": None,
+            "writer": None,
+            "stopped_at": iso(stopped.at),
+            "reason": stopped.fact.reason,
+        }
+    if started is not None:
+        return {
+            "running": False,
+            "pid": None,
+            "writer": None,
+            "started_at": iso(started.at),
+            "reason": "ended without DaemonStopped (killed or crashed)",
+        }
+    return {"running": False, "pid": None, "writer": None, "reason": None}
+
+
+def _lock_holder(log_dir: Path) -> int | None:
+    """The pid of the process holding the event log's write lock, or None.
+
+    The lock file keeps the last writer's pid after it exits, so the pid must be alive, and
+    (where /proc shows it) must have the lock file open: a reused pid is not the writer.
+    """
+    lock_path = log_dir / LOCK_NAME
+    pid = read_holder_pid(lock_path)
+    if pid is None or not _alive(pid):
+        return None
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return None if os.path.isdir("/proc/self/fd") else pid  # gone, or no /proc here
+    except OSError:  # another user's process: the pid alone must do
+        return pid
+    target = str(lock_path.resolve())
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                return pid
+        except OSError:  # closed meanwhile (listdir's own descriptor, for one)
+            continue
+    return None
 
 
 def _alive(pid: int) -> bool:
@@ -107,13 +163,23 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except PermissionError:  # alive, another user's
         return True
     return True
 
 
-def _observed(state: ObservedState) -> dict[str, Any]:
+def _running_action(state: ObservedState, writer_alive: bool) -> str | None:
+    """The key a live writer is running: the latest start without an outcome (one action
+    runs at a time, so an older start without one was interrupted, also while it lives)."""
+    if not writer_alive or not state.actions:
+        return None
+    latest = max(state.actions.values(), key=lambda r: r.last_started_seq)
+    return latest.key if latest.in_flight else None
+
+
+def _observed(state: ObservedState, running: str | None) -> dict[str, Any]:
     wan, tunnel, endpoint, hostname = state.wan, state.tunnel, state.endpoint, state.hostname_file
+    in_flight = sorted(r.key for r in state.actions.values() if r.in_flight)
     return {
         "wan": None
         if wan is None
@@ -158,11 +224,14 @@ def _observed(state: ObservedState) -> dict[str, Any]:
         if hostname is None
         else {"path": hostname.path, "digest": hostname.digest, "at": _iso(hostname.at)},
         "config_digest": state.config_digest,
-        "interrupted": sorted(r.key for r in state.actions.values() if r.in_flight),
+        "running": [key for key in in_flight if key == running],
+        "interrupted": [key for key in in_flight if key != running],
     }
 
 
-def _actions(tail: list[Envelope]) -> list[dict[str, Any]]:
+def _actions(tail: list[Envelope], running: str | None) -> list[dict[str, Any]]:
+    """The last actions and their outcomes; a start without one is "running" (the live
+    writer's current action) or "interrupted"."""
     shown: deque[dict[str, Any]] = deque(maxlen=LAST_ACTIONS)
     for envelope in tail:
         fact = envelope.fact
@@ -188,10 +257,16 @@ def _actions(tail: list[Envelope]) -> list[dict[str, Any]]:
                         entry["retry_after"] = fact.retry_after
                     entry["finished_at"] = _iso(envelope.at)
                     break
+    latest_start = {entry["key"]: entry["seq"] for entry in shown}
+    for entry in shown:
+        if entry["outcome"] is None:
+            current = entry["key"] == running and latest_start[running] == entry["seq"]
+            entry["outcome"] = "running" if current else "interrupted"
     return list(shown)
 
 
 def _report(
+    daemon: dict[str, Any],
     state_dir: Path,
     state: ObservedState,
     last_seq: int,
@@ -200,14 +275,15 @@ def _report(
     config_problem: str | None,
     now: float,
 ) -> dict[str, Any]:
+    running = _running_action(state, bool(daemon["running"]))
     return {
         "schema": "reconciler.status/1",
         "now": _iso(now),
         "state_dir": str(state_dir),
         "last_seq": last_seq,
-        "daemon": _daemon(tail),
-        "observed": _observed(state),
-        "last_actions": _actions(tail),
+        "daemon": daemon,
+        "observed": _observed(state, running),
+        "last_actions": _actions(tail, running),
         "pending": None
         if current is None
         else [{"key": a.key, "kind": a.KIND, "reason": a.reason} for a in current.actions],
@@ -232,10 +308,14 @@ def _print_text(report: dict[str, Any], env: Environment) -> None:
         print(line, file=env.stdout)
 
     daemon = report["daemon"]
-    if daemon["running"] is None:
-        out("daemon:   no run recorded in the recent log")
-    elif daemon["running"]:
-        out(f"daemon:   running, pid {daemon['pid']}, since {daemon['started_at']}")
+    if daemon["running"]:
+        if daemon["writer"] == "daemon":
+            since = f", since {daemon['started_at']}" if daemon["started_at"] else ""
+            out(f"daemon:   running, pid {daemon['pid']}{since}")
+        else:
+            out(f"daemon:   a writer holds the event log: pid {daemon['pid']}")
+    elif daemon["reason"] is None:
+        out("daemon:   not running (no run recorded in the recent log)")
     else:
         when = daemon.get("stopped_at") or daemon.get("started_at")
         out(f"daemon:   not running (last: {when}, {daemon['reason']})")
@@ -271,12 +351,14 @@ def _print_text(report: dict[str, Any], env: Environment) -> None:
         out("HE:       endpoint not known yet")
     else:
         out(f"HE:       endpoint {endpoint['address']} ({endpoint['source']}, at {endpoint['at']})")
+    if observed["running"]:
+        out(f"running now: {', '.join(observed['running'])}")
     if observed["interrupted"]:
         out(f"interrupted (no outcome recorded): {', '.join(observed['interrupted'])}")
     out()
     out("last actions:" if report["last_actions"] else "last actions: none")
     for entry in report["last_actions"]:
-        outcome = entry["outcome"] or "no outcome"
+        outcome = entry["outcome"]
         retry = f", retry after {entry['retry_after']:g} s" if entry["retry_after"] else ""
         out(
             f"  {entry['at']}  {entry['key']}: {outcome}{retry}"

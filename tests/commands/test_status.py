@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from reconciler.model.facts import (
 )
 from reconciler.recorder import Recorder
 from tests.daemon_helpers import linux_config_text
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _status(config: Path, *extra: str) -> tuple[int, str, str]:
@@ -89,3 +93,85 @@ def test_status_without_a_log_is_one_line_and_exit_1(tmp_path: Path) -> None:
     code, out, err = _status(_world(tmp_path))
     assert code == 1 and out == ""
     assert len(err.strip().splitlines()) == 1 and "no event log" in err
+
+
+_WRITER = """
+import os, sys, time
+from reconciler.eventlog import EventLog
+from reconciler.model.facts import ActionStarted, DaemonStarted, to_record
+key = "restart-tunnel:203.0.113.7->198.51.100.1"
+with EventLog.open(sys.argv[1]) as log:
+    if sys.argv[2] == "daemon":
+        log.append(to_record(DaemonStarted(os.getpid(), "t"), at=time.time(), source="d"))
+    started = ActionStarted(key, "restart-tunnel", "tunnel down")
+    log.append(to_record(started, at=time.time(), source="d"))
+    print("ready", flush=True)
+    sys.stdin.read()
+"""
+_RUNNING_KEY = "restart-tunnel:203.0.113.7->198.51.100.1"
+
+
+def _start_writer(tmp_path: Path, kind: str) -> subprocess.Popen[str]:
+    """A real process holding the event log's lock with an action started and no outcome."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(tmp_path / "state" / "events"), kind],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert child.stdout is not None and child.stdout.readline() == "ready\n"
+    return child
+
+
+def _stop(child: subprocess.Popen[str]) -> None:
+    child.kill()
+    child.wait(timeout=10)
+
+
+def test_a_live_daemon_is_found_through_the_lock_and_its_action_is_running(
+    tmp_path: Path,
+) -> None:
+    """While the daemon holds the lock its unfinished action is "running"; killed, "interrupted"."""
+    config = _world(tmp_path)
+    child = _start_writer(tmp_path, "daemon")
+    try:
+        code, out, err = _status(config, "--json")
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["daemon"]["running"] is True and report["daemon"]["pid"] == child.pid
+        assert report["daemon"]["writer"] == "daemon"
+        assert report["observed"]["running"] == [_RUNNING_KEY]
+        assert report["observed"]["interrupted"] == []
+        assert report["last_actions"][-1]["outcome"] == "running"
+        code, text, _ = _status(config)
+        assert f"daemon:   running, pid {child.pid}" in text
+        assert f"running now: {_RUNNING_KEY}" in text and "interrupted" not in text
+    finally:
+        _stop(child)
+    code, out, _ = _status(config, "--json")
+    report = json.loads(out)
+    assert report["daemon"]["running"] is False
+    assert report["daemon"]["reason"] == "ended without DaemonStopped (killed or crashed)"
+    assert report["observed"]["interrupted"] == [_RUNNING_KEY]
+    assert report["last_actions"][-1]["outcome"] == "interrupted"
+
+
+def test_the_lock_holder_counts_without_a_daemon_started_fact(tmp_path: Path) -> None:
+    """Retention may have dropped DaemonStarted: the lock still shows the writer alive."""
+    config = _world(tmp_path)
+    child = _start_writer(tmp_path, "no-start-fact")
+    try:
+        code, out, err = _status(config, "--json")
+        assert code == 0, err
+        daemon = json.loads(out)["daemon"]
+        assert (daemon["running"], daemon["pid"]) == (True, child.pid)
+    finally:
+        _stop(child)
+
+
+def test_a_live_pid_in_a_released_lock_file_is_not_the_daemon(tmp_path: Path) -> None:
+    """DaemonStarted names a live pid (this test) but nobody holds the lock: not running."""
+    config = _world(tmp_path)
+    with EventLog.open(tmp_path / "state" / "events") as log:
+        Recorder(log, time.time).record(DaemonStarted(pid=os.getpid(), version="t"), "daemon")
+    code, out, err = _status(config, "--json")
+    assert code == 0, err
+    assert json.loads(out)["daemon"]["running"] is False
