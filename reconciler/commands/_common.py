@@ -19,9 +19,16 @@ from reconciler.errors import ConfigError, ReconcilerError
 
 if TYPE_CHECKING:
     from reconciler.cli import Environment
+    from reconciler.eventlog import EventLog
     from reconciler.model.config import Config
 
-__all__ = ["StateDirError", "load_config_for", "resolve_state_dir", "state_dir_from_toml"]
+__all__ = [
+    "StateDirError",
+    "load_config_for",
+    "open_log_for_writing",
+    "resolve_state_dir",
+    "state_dir_from_toml",
+]
 
 
 class StateDirError(ReconcilerError):
@@ -104,3 +111,22 @@ def _require_directory(state_dir: Path, origin: str) -> None:
         )
     if not state_dir.is_dir():
         raise StateDirError(f"state directory {state_dir} is not a directory (from {origin})")
+
+
+def open_log_for_writing(state_dir: Path, origin: str = "daemon.state_dir") -> EventLog:
+    """The event log in `state_dir`, opened for writing (created when missing).
+
+    An OSError (a state_dir under /proc, a read-only file system, no permission) becomes one
+    line naming `origin` and the reason; LogLockedError and CorruptLogError pass as they are.
+    """
+    from reconciler.eventlog import EventLog
+    from reconciler.statedir import events_dir
+
+    try:
+        return EventLog.open(events_dir(state_dir))
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise StateDirError(
+            f"{origin}: cannot open the event log in {state_dir}: {reason}{where}"
+        ) from None

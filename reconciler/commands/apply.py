@@ -14,9 +14,9 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from reconciler.commands._common import load_config_for
+from reconciler.commands._common import load_config_for, open_log_for_writing
 from reconciler.logsetup import configure_logging
-from reconciler.statedir import events_dir, snapshots_dir
+from reconciler.statedir import snapshots_dir
 
 if TYPE_CHECKING:
     from reconciler.cli import Environment
@@ -29,7 +29,7 @@ MAX_PASSES = 5
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
-    from reconciler.eventlog import EventLog, SnapshotStore
+    from reconciler.eventlog import SnapshotStore
     from reconciler.reconcile import config_loaded_fact, reconcile_once
     from reconciler.recorder import Recorder
     from reconciler.world.executors import Executor
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     config = load_config_for(args, env)
     configure_logging("stderr", level=logging.ERROR, stream=env.stderr)
     state_dir = config.daemon.state_dir
-    with EventLog.open(events_dir(state_dir)) as log:
+    with open_log_for_writing(state_dir) as log:
         recorder = Recorder(log, snapshots=SnapshotStore(snapshots_dir(state_dir)))
         if recorder.state.config_digest != config.digest:
             recorder.record(config_loaded_fact(config), "apply")

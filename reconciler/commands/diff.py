@@ -19,7 +19,6 @@ from reconciler.history import load_state
 from reconciler.model.desired import desired
 from reconciler.model.plan import plan
 from reconciler.render.diff import diff_json, diff_text, unobserved
-from reconciler.statedir import events_dir
 
 if TYPE_CHECKING:
     from reconciler.cli import Environment
@@ -36,7 +35,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     # --observe writes the log, creating the directory on a fresh machine.
     state_dir = resolve_state_dir(args, env, config, must_exist=not args.observe)
     if args.observe:
-        _observe(config, state_dir)
+        _observe(config, state_dir, "--state-dir" if args.state_dir else "daemon.state_dir")
     observed, _ = load_state(state_dir)
     wanted = desired(config, observed)
     current = plan(wanted, observed, time.time())
@@ -51,14 +50,14 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     return ExitStatus.OK if current.empty else ExitStatus.CHANGES
 
 
-def _observe(config: Config, state_dir: Path) -> None:
+def _observe(config: Config, state_dir: Path, origin: str) -> None:
     """Run every observer once, recording facts (and the config, when it is new)."""
-    from reconciler.eventlog import EventLog
+    from reconciler.commands._common import open_log_for_writing
     from reconciler.model.facts import ConfigLoaded, to_record
     from reconciler.world.observers import observe_all
 
     observed, _ = load_state(state_dir)
-    with EventLog.open(events_dir(state_dir)) as log:
+    with open_log_for_writing(state_dir, origin) as log:
         if observed.config_digest != config.digest:
             fact = ConfigLoaded(
                 digest=config.digest,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from reconciler.commands._common import load_config_for
+from reconciler.commands._common import load_config_for, open_log_for_writing
 from reconciler.logsetup import configure_logging
-from reconciler.statedir import events_dir, snapshots_dir
+from reconciler.statedir import snapshots_dir
 
 if TYPE_CHECKING:
     from reconciler.cli import Environment
@@ -19,12 +19,12 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     """Load the config, take the event log's lock (a second daemon exits 1), run until told
     to stop."""
     from reconciler.daemon import Daemon
-    from reconciler.eventlog import EventLog, SnapshotStore
+    from reconciler.eventlog import SnapshotStore
 
     config = load_config_for(args, env)
     configure_logging(config.daemon.log, stream=env.stderr)
     state_dir = config.daemon.state_dir
-    log = EventLog.open(events_dir(state_dir))  # LogLockedError names the holder's pid
+    log = open_log_for_writing(state_dir)  # LogLockedError names the holder's pid
     try:
         daemon = Daemon(config, log, snapshots=SnapshotStore(snapshots_dir(state_dir)))
         return daemon.run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,14 @@ def test_a_missing_configured_state_dir_is_one_line_and_exit_1(tmp_path: Path) -
     code, out, err = run_cli(["replay", "-c", str(config)], tmp_path)
     assert code == 1 and out == ""
     assert "daemon.state_dir" in err and "does not exist" in err
+
+
+@pytest.mark.parametrize("command", [["run"], ["apply"], ["diff", "--observe"]])
+def test_a_state_dir_that_cannot_be_created_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    """A state_dir under /proc: one line naming daemon.state_dir and why, exit 1."""
+    state = f"/proc/rc-no-such-dir-{os.getpid()}/state"
+    config = write_config(tmp_path, VALID.replace('state_dir = "state"', f'state_dir = "{state}"'))
+    code, out, err = run_cli([*command, "-c", str(config)], tmp_path)
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1 and "internal error" not in err
+    assert "daemon.state_dir" in err and state in err and "No such file or directory" in err
