@@ -110,8 +110,12 @@ class Daemon:
         config_loader: Callable[[Any], Config] | None = None,
         clock: Callable[[], float] = time.time,
         netns: str | None = None,
+        configure_log: Callable[[str], object] | None = None,
     ) -> None:
+        """`configure_log(target)` routes the log lines to [daemon] log's target; a reload
+        calls it with the new config's (None: the caller keeps logging as it is)."""
         self._netns = netns
+        self._configure_log = configure_log
         self._clock = clock
         self._platform_factory = platform_factory or (
             lambda c: observers.make_platform(c, netns=netns)
@@ -306,8 +310,18 @@ class Daemon:
             self._work.release()
         _close_quietly(old_client)
         _close_quietly(old_platform)
+        self._apply_log_target(new)
         _log.info("reloaded %s (%s)", new.path, new.digest[:12])
         self._kick_observation("all")
+
+    def _apply_log_target(self, config: Config) -> None:
+        """ConfigLoaded says the new config took effect: [daemon] log too."""
+        if self._configure_log is None:
+            return
+        try:
+            self._configure_log(config.daemon.log)
+        except Exception as exc:  # the old handler is still in place: say so there
+            _log.error("cannot log to %s: %s", config.daemon.log, error_line(exc))
 
     def _acquire_work_unless_stopping(self) -> bool:
         """Take the work lock for a reload; give up (False) when a stop request arrives

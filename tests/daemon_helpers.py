@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,7 +34,9 @@ __all__ = [
     "fake_he_in",
     "linux_config_text",
     "openbsd_config",
+    "restored_loggers",
     "router_netns",
+    "syslog_listener",
     "write_key",
 ]
 
@@ -243,3 +247,38 @@ def fake_he_control(netns: str, update_url: str, request: str) -> dict[str, Any]
     )
     answer: dict[str, Any] = json.loads(done.stdout)
     return answer
+
+
+@contextlib.contextmanager
+def restored_loggers(*names: str) -> Iterator[None]:
+    """Put the named loggers' handlers, level and propagation back as they were afterwards:
+    configure_logging changes process-wide state that other tests (caplog) rely on."""
+    saved = {}
+    for name in names:
+        logger = logging.getLogger(name)
+        saved[name] = (list(logger.handlers), logger.level, logger.propagate)
+    try:
+        yield
+    finally:
+        for name, (handlers, level, propagate) in saved.items():
+            logger = logging.getLogger(name)
+            for handler in list(logger.handlers):
+                if handler not in handlers:
+                    logger.removeHandler(handler)
+                    handler.close()
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+@contextlib.contextmanager
+def syslog_listener(directory: Path) -> Iterator[tuple[str, socket.socket]]:
+    """A unix datagram socket standing in for syslogd's /dev/log; yields its path and the
+    socket (with a 5 s receive timeout)."""
+    path = str(directory / "log")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        listener.bind(path)
+        listener.settimeout(5.0)
+        yield path, listener
+    finally:
+        listener.close()

@@ -3,10 +3,13 @@ and as a real process in a network namespace for signals and the one-instance lo
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +23,7 @@ from reconciler.daemon import STOP_GRACE, Daemon
 from reconciler.errors import ConfigError
 from reconciler.eventlog import EventLog, SnapshotStore
 from reconciler.history import load_state
+from reconciler.logsetup import configure_logging
 from reconciler.model.config import Config
 from reconciler.model.desired import desired
 from reconciler.model.facts import (
@@ -48,6 +52,8 @@ from tests.daemon_helpers import (
     fake_he_in,
     linux_config_text,
     openbsd_config,
+    restored_loggers,
+    syslog_listener,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +87,12 @@ class InProcess:
     """A daemon on its own thread, over the scripted OpenBSD host and a fake HE."""
 
     def __init__(
-        self, tmp_path: Path, fake: FakeTunnelbroker, host: OpenBSDHost, read_timeout: float = 2.0
+        self,
+        tmp_path: Path,
+        fake: FakeTunnelbroker,
+        host: OpenBSDHost,
+        read_timeout: float = 2.0,
+        configure_log: Callable[[str], object] | None = None,
     ) -> None:
         self.config = openbsd_config(
             tmp_path, update_url=fake.update_url, read_timeout=read_timeout
@@ -98,6 +109,7 @@ class InProcess:
             platform_factory=lambda c: OpenBSDPlatform(c, host, root=host.root),
             config_loader=self._load,
             client_factory=self._client,
+            configure_log=configure_log,
         )
         self.status: list[int] = []
         self.thread = threading.Thread(
@@ -261,6 +273,42 @@ def test_a_loader_bug_on_reload_keeps_the_old_config_and_the_daemon_running(
     assert world.status == [0]
     assert world.facts()[-1] == DaemonStopped(reason="SIGTERM")
     assert all(client.closed for client in world.clients)
+
+
+def test_a_reload_applies_the_new_log_target(tmp_path: Path) -> None:
+    """[daemon] log changed from stderr to syslog takes effect with the reload that records
+    its ConfigLoaded: the "reloaded" line reaches syslog and no longer stderr."""
+    stderr = io.StringIO()
+    host = _openbsd_host(tmp_path)
+    with (
+        restored_loggers("reconciler", "apscheduler"),
+        tempfile.TemporaryDirectory(prefix="rcd") as short,
+        syslog_listener(Path(short)) as (socket_path, listener),
+        FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake,
+    ):
+        configure = functools.partial(configure_logging, stream=stderr, syslog_socket=socket_path)
+        configure("stderr")
+        world = InProcess(tmp_path, fake, host, configure_log=configure)
+        world.thread.start()
+        try:
+            _wait_for(lambda: world.converged_on("203.0.113.7"))
+            assert "INFO started" in stderr.getvalue()
+            to_syslog = attrs.evolve(
+                world.config,
+                digest="c" * 64,
+                daemon=attrs.evolve(world.config.daemon, log="syslog"),
+            )
+            world.loads.append(to_syslog)
+            world.daemon.request_reload()
+            reloaded = f"<30>reconciler[{os.getpid()}]: reloaded {to_syslog.path} (cccccccccccc)"
+            received = [listener.recv(4096).decode()]
+            while received[-1] != reloaded + "\0":  # lines logged during the swap come first
+                received.append(listener.recv(4096).decode())
+            assert "INFO reloaded" not in stderr.getvalue()
+        finally:
+            world.daemon.request_stop("test over")
+            world.thread.join(10)
+            world.log.close()
 
 
 def test_a_stop_abandons_a_slow_update_and_a_waiting_reload_within_the_grace(

@@ -26,7 +26,12 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     state_dir = config.daemon.state_dir
     log = open_log_for_writing(state_dir)  # LogLockedError names the holder's pid
     try:
-        daemon = Daemon(config, log, snapshots=SnapshotStore(snapshots_dir(state_dir)))
+        daemon = Daemon(
+            config,
+            log,
+            snapshots=SnapshotStore(snapshots_dir(state_dir)),
+            configure_log=lambda target: configure_logging(target, stream=env.stderr),
+        )
         return daemon.run()
     finally:
         log.close()
