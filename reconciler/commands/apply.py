@@ -1,6 +1,7 @@
 """`reconciler apply`: observe everything, reconcile, exit (cron-free one-shot of the daemon).
 
-Exit status: 0 nothing to do or everything done, 2 some action failed, 1 error (including a
+Exit status: 0 nothing to do or everything done, 2 some action failed or something is held
+back that waiting cannot lift (a permanent failure, the restart limit), 1 error (including a
 running daemon holding the event log). A pass that succeeded in full is followed by another
 (at most a few), so one `apply` carries a WAN change through update, tunnel and firewall.
 """
@@ -23,9 +24,10 @@ if TYPE_CHECKING:
     from reconciler.model.actions import Action, Outcome
     from reconciler.model.plan import Held
 
-__all__ = ["MAX_PASSES", "run"]
+__all__ = ["BLOCKING_HOLDS", "MAX_PASSES", "blocked", "run"]
 
 MAX_PASSES = 5
+BLOCKING_HOLDS = frozenset({"permanent-failure", "restart-limit"})
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
@@ -64,7 +66,13 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         print(json.dumps(_as_json(done, held, failed), indent=2, sort_keys=True), file=env.stdout)
     else:
         _print_text(done, held, failed, env)
-    return 2 if failed else 0
+    return 2 if failed or blocked(held) else 0
+
+
+def blocked(held: tuple[Held, ...]) -> tuple[Held, ...]:
+    """The holds waiting cannot lift (a permanent failure, the restart limit): the repair is
+    stuck until someone acts, so apply must not exit 0 over them."""
+    return tuple(item for item in held if item.why in BLOCKING_HOLDS)
 
 
 def _iso(at: float | None) -> str | None:
@@ -78,7 +86,11 @@ def _as_json(
 ) -> dict[str, Any]:
     return {
         "schema": "reconciler.apply/1",
-        "result": "failed" if failed else ("done" if done else "nothing-to-do"),
+        "result": "failed"
+        if failed
+        else "blocked"
+        if blocked(held)
+        else ("done" if done else "nothing-to-do"),
         "actions": [
             {
                 "key": action.key,
@@ -123,6 +135,12 @@ def _print_text(
         print(f"Applied {ok} of {len(done)} actions; one failed.", file=env.stdout)
     elif done:
         print(f"Applied {ok} actions.", file=env.stdout)
+    elif blocked(held):
+        stuck = ", ".join(sorted({item.why for item in blocked(held)}))
+        print(
+            f"Nothing done; {len(held)} held back, stuck by {stuck} (see `reconciler status`).",
+            file=env.stdout,
+        )
     elif held:
         print(f"Nothing to do now; {len(held)} held back.", file=env.stdout)
     else:

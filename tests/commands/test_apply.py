@@ -10,7 +10,13 @@ from pathlib import Path
 
 from reconciler.eventlog import EventLog
 from reconciler.model.facts import ActionStarted, from_record
-from tests.daemon_helpers import TEST_KEY, fake_he_in, linux_config_text, router_netns
+from tests.daemon_helpers import (
+    TEST_KEY,
+    fake_he_control,
+    fake_he_in,
+    linux_config_text,
+    router_netns,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,3 +70,29 @@ def test_apply_exits_2_when_an_action_fails(lab_available: None, tmp_path: Path)
                 if record.get("t") == ActionStarted.TYPE
             ]
         assert [f.key for f in started] == ["update-he-endpoint:203.0.113.7"]
+
+
+def test_apply_exits_2_while_a_permanent_failure_holds_the_repair(
+    lab_available: None, tmp_path: Path
+) -> None:
+    """After badauth nothing runs, yet the tunnel stays broken: apply says so and exits 2."""
+    with (
+        router_netns(f"rcp{os.getpid()}") as netns,
+        fake_he_in(netns, tmp_path) as update_url,
+    ):
+        config = tmp_path / "reconciler.conf"
+        config.write_text(linux_config_text(tmp_path, wan="wan0", update_url=update_url))
+        fake_he_control(netns, update_url, "script?answers=badauth")
+        first = _apply(netns, config)
+        assert first.returncode == 2, first.stderr
+        assert "FAILED (permanent)" in first.stdout
+
+        second = _apply(netns, config, "--json")
+        assert second.returncode == 2, second.stderr
+        report = json.loads(second.stdout)
+        assert report["result"] == "blocked" and report["actions"] == []
+        assert "permanent-failure" in {entry["why"] for entry in report["held"]}
+        third = _apply(netns, config)
+        assert third.returncode == 2
+        assert "stuck by permanent-failure" in third.stdout
+        assert fake_he_control(netns, update_url, "stats")["updates_received"] == 1
