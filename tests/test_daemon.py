@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -93,9 +95,10 @@ class InProcess:
         host: OpenBSDHost,
         read_timeout: float = 2.0,
         configure_log: Callable[[str], object] | None = None,
+        **config_options: Any,
     ) -> None:
         self.config = openbsd_config(
-            tmp_path, update_url=fake.update_url, read_timeout=read_timeout
+            tmp_path, update_url=fake.update_url, read_timeout=read_timeout, **config_options
         )
         self.host = host
         self.loads: list[Config | Exception] = []
@@ -167,6 +170,7 @@ def test_start_up_converges_then_a_kernel_notice_repairs_an_address_change(
     (announced by the routing socket, no polling) is repaired with exactly one update."""
     world, fake = running
     _wait_for(lambda: world.converged_on("203.0.113.7") and fake.endpoint == "203.0.113.7")
+    assert ("route", "-n", "monitor") in world.host.calls
     facts = world.facts()
     assert isinstance(facts[0], DaemonStarted) and isinstance(facts[1], ConfigLoaded)
     updates_before = fake.stats().get("updates")
@@ -201,6 +205,32 @@ def test_kernel_notices_about_other_interfaces_are_ignored(
     assert _link_observations(world) == before
     world.host.set_address("em0", "203.0.113.7")  # the same address, announced again
     _wait_for(lambda: _link_observations(world) > before, timeout=2.0)
+
+
+def test_watch_kernel_false_starts_no_monitor_and_repairs_by_polling(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With [daemon] watch_kernel = false no `route -n monitor` ever runs, not after a reload
+    either; an address change is found by the WAN observer's polling and repaired."""
+    caplog.set_level(logging.INFO, logger="reconciler")
+    host = _openbsd_host(tmp_path)
+    monitor = ("route", "-n", "monitor")
+    with FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake:
+        world = InProcess(tmp_path, fake, host, watch_kernel=False, observe_interval=1.0)
+        world.thread.start()
+        try:
+            _wait_for(lambda: world.converged_on("203.0.113.7"))
+            world.loads.append(attrs.evolve(world.config, digest="b" * 64))
+            world.daemon.request_reload()
+            _wait_for(lambda: sum(isinstance(f, ConfigLoaded) for f in world.facts()) == 2)
+            host.set_address("em0", "203.0.113.8")
+            _wait_for(lambda: world.converged_on("203.0.113.8"))
+            assert monitor not in host.calls and not host.streams
+            assert caplog.text.count("kernel notifications off: polling only") == 2
+        finally:
+            world.daemon.request_stop("test over")
+            world.thread.join(10)
+            world.log.close()
 
 
 def test_stop_finishes_records_daemon_stopped_and_returns_zero(
