@@ -247,7 +247,19 @@ def _fold_hostname(
 def _fold_endpoint(
     state: ObservedState, fact: EndpointObserved, seq: int, at: float
 ) -> ObservedState:
-    endpoint = EndpointView(fact.address, fact.for_local, fact.source, seq, at)
+    for_local = fact.for_local
+    old = state.endpoint
+    if (
+        for_local is None
+        and fact.address is not None
+        and old is not None
+        and old.address == fact.address
+    ):
+        # HE's tunnel info shows the endpoint but not which WAN address it was made for:
+        # the same address HE last confirmed is still that confirmation (behind NAT, losing
+        # for_local here plans the same update again: a nochg, which HE counts as abuse).
+        for_local = old.for_local
+    endpoint = EndpointView(fact.address, for_local, fact.source, seq, at)
     return _moved(state, seq, at, endpoint=endpoint)
 
 

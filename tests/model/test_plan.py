@@ -140,6 +140,19 @@ def test_nat_mode_update_due_on_local_change() -> None:
     assert history.plan().actions[0] == UpdateHeEndpoint(None, ADDR)
 
 
+def test_nat_mode_tunnel_info_does_not_repeat_the_update() -> None:
+    """Behind NAT, HE's tunnel info showing the address it confirmed plans no second update
+    (a nochg, which HE counts as abuse), however often it is observed."""
+    history = History(make_config(public_address="tunnelbroker"))
+    healthy(history)
+    history.record(EndpointObserved("198.51.100.200", "update", for_local=ADDR))
+    for _ in range(3):
+        history.record(EndpointObserved("198.51.100.200", "tunnel-info"), after=700)
+        assert history.plan().empty
+    history.record(WanAddressObserved("em0", NEW, True))
+    assert history.plan().actions[0] == UpdateHeEndpoint(None, NEW)
+
+
 def test_min_update_interval_holds_second_update() -> None:
     """Two updates are never closer than min_update_interval."""
     history = healthy(History())

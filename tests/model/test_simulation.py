@@ -47,6 +47,7 @@ class World:
     tunnel_local: str | None = None
     tunnel_up: bool = False
     hostname_digest: str | None = None
+    info_url: bool = False  # tunnelbroker.info_url set: HE's endpoint is observed
     answers: list[str] = field(factory=list)
     sends: list[tuple[float, str | None]] = field(factory=list)
     nochg: int = 0
@@ -70,6 +71,8 @@ def observe(history: History, world: World) -> None:
         world.tunnel_up and world.tunnel_local == world.wan and world.he_for_local == world.wan
     )
     history.record(ProbeObserved("ipv6", "t", ipv6_works), after=0)
+    if world.info_url:
+        history.record(EndpointObserved(world.he_endpoint, "tunnel-info"), after=0)
 
 
 def apply(history: History, world: World, action: Action) -> bool:
@@ -81,12 +84,13 @@ def apply(history: History, world: World, action: Action) -> bool:
             world.sends.append((history.now, action.address))
             if world.permanent_at is not None:
                 world.sends_after_permanent += 1
-            sent = action.address
-            if sent is not None and sent == world.he_endpoint:
+            # Behind NAT HE takes the request's source address: our public one for this WAN.
+            becomes = action.address or f"nat-for-{action.local}"
+            if becomes == world.he_endpoint:
                 world.nochg += 1
             answer = world.answer()
             if answer == "good":
-                world.he_endpoint = sent or f"nat-for-{action.local}"
+                world.he_endpoint = becomes
                 world.he_for_local = action.local
                 history.record(
                     EndpointObserved(world.he_endpoint, "update", for_local=action.local), after=0
@@ -132,12 +136,13 @@ scenario = st.lists(
 
 
 @settings(max_examples=60, deadline=None)
-@given(scenario, st.sampled_from(["interface", "tunnelbroker"]))
+@given(scenario, st.sampled_from(["interface", "tunnelbroker"]), st.booleans())
 def test_loop_converges_and_never_abuses_he(
-    events: list[tuple[str | None, str]], public_address: str
+    events: list[tuple[str | None, str]], public_address: str, info_url: bool
 ) -> None:
-    """Random address changes and HE answers: no nochg, no two sends within the minimum
-    interval, nothing after a permanent failure, and convergence once the world allows."""
+    """Random address changes and HE answers, with and without HE's tunnel info, behind NAT
+    or not: no nochg, no two sends within the minimum interval, nothing after a permanent
+    failure, and convergence once the world allows."""
     bounds = ReconcileConfig(backoff_min=5, backoff_max=3600, restart_limit=5, restart_window=900)
     history = History(
         make_config(
@@ -146,7 +151,7 @@ def test_loop_converges_and_never_abuses_he(
             reconcile=bounds,
         )
     )
-    world = World()
+    world = World(info_url=info_url)
     for new_address, answer in events:
         if new_address is not None:
             world.wan = new_address

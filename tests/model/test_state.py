@@ -11,6 +11,7 @@ from reconciler.model.facts import (
     ActionStarted,
     ActionSucceeded,
     ConfigLoaded,
+    EndpointObserved,
     Envelope,
     ProbeObserved,
     UnknownFact,
@@ -162,3 +163,29 @@ def test_probe_view_fields_are_in_the_order_the_fold_builds_them() -> None:
         "seq",
         "since",
     ]
+
+
+def test_tunnel_info_of_the_confirmed_address_keeps_its_for_local() -> None:
+    """HE's tunnel info repeating the address HE last confirmed keeps the WAN address it was
+    confirmed for; the view moves to the new fact."""
+    history = History()
+    history.record(EndpointObserved("198.51.100.200", "update", for_local="192.168.1.20"))
+    seq = history.record(EndpointObserved("198.51.100.200", "tunnel-info"))
+    endpoint = history.state.endpoint
+    assert endpoint is not None
+    assert (endpoint.address, endpoint.for_local, endpoint.source, endpoint.seq) == (
+        "198.51.100.200",
+        "192.168.1.20",
+        "tunnel-info",
+        seq,
+    )
+
+
+def test_tunnel_info_of_another_address_forgets_for_local() -> None:
+    """HE's tunnel info showing an address other than the confirmed one says nothing about
+    which WAN address it was made for."""
+    history = History()
+    history.record(EndpointObserved("198.51.100.200", "update", for_local="192.168.1.20"))
+    history.record(EndpointObserved("198.51.100.201", "tunnel-info"))
+    endpoint = history.state.endpoint
+    assert endpoint is not None and endpoint.for_local is None
