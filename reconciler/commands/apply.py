@@ -12,11 +12,12 @@ import argparse
 import json
 import logging
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from reconciler.commands._common import load_config_for, open_log_for_writing
 from reconciler.logsetup import configure_logging
+from reconciler.render.held import held_json
+from reconciler.render.timefmt import iso
 from reconciler.statedir import snapshots_dir
 
 if TYPE_CHECKING:
@@ -75,12 +76,6 @@ def blocked(held: tuple[Held, ...]) -> tuple[Held, ...]:
     return tuple(item for item in held if item.why in BLOCKING_HOLDS)
 
 
-def _iso(at: float | None) -> str | None:
-    if at is None:
-        return None
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def _as_json(
     done: list[tuple[Action, Outcome]], held: tuple[Held, ...], failed: bool
 ) -> dict[str, Any]:
@@ -102,16 +97,7 @@ def _as_json(
             }
             for action, outcome in done
         ],
-        "held": [
-            {
-                "key": item.action.key,
-                "kind": item.action.KIND,
-                "why": item.why,
-                "detail": item.detail,
-                "until": _iso(item.until),
-            }
-            for item in held
-        ],
+        "held": [held_json(item) for item in held],
     }
 
 
@@ -125,7 +111,7 @@ def _print_text(
         if action.reason:
             print(f"{'':<22}   because {action.reason}", file=env.stdout)
     for item in held:
-        until = f" until {_iso(item.until)}" if item.until is not None else ""
+        until = f" until {iso(item.until)}" if item.until is not None else ""
         print(
             f"{'held (' + item.why + ')':<22} {item.action.key}{until}: {item.detail}",
             file=env.stdout,

@@ -53,18 +53,13 @@ def run(args: argparse.Namespace, env: Environment) -> int:
 def _observe(config: Config, state_dir: Path, origin: str) -> None:
     """Run every observer once, recording facts (and the config, when it is new)."""
     from reconciler.commands._common import open_log_for_writing
-    from reconciler.model.facts import ConfigLoaded, to_record
+    from reconciler.model.facts import to_record
+    from reconciler.reconcile import config_loaded_fact
     from reconciler.world.observers import observe_all
 
     observed, _ = load_state(state_dir)
     with open_log_for_writing(state_dir, origin) as log:
         if observed.config_digest != config.digest:
-            fact = ConfigLoaded(
-                digest=config.digest,
-                path=str(config.path),
-                summary=config.summary(),
-                fail_after={f: p.fail_after for f, p in config.probes.items()},
-                recover_after={f: p.recover_after for f, p in config.probes.items()},
-            )
+            fact = config_loaded_fact(config)  # the daemon's and apply's, field for field
             log.append(to_record(fact, at=time.time(), source="diff"))
         observe_all(config, log)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.commands._common import StateDirError, resolve_state_dir
 from reconciler.eventlog import repair, stats, verify
+from reconciler.render.timefmt import iso
 from reconciler.statedir import events_dir
 
 if TYPE_CHECKING:
@@ -89,9 +89,7 @@ def _stats(directory: Path, env: Environment, *, as_json: bool) -> int:
 
 
 def _when(at: float | None) -> str:
-    if at is None:
-        return "-"
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+    return iso(at) or "-"
 
 
 def _ranges(numbers: list[int]) -> str:

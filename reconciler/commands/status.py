@@ -13,7 +13,6 @@ import json
 import os
 import time
 from collections import deque
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ from reconciler.model.facts import (
     Envelope,
     from_record,
 )
+from reconciler.render.held import held_json
 from reconciler.render.timefmt import iso
 from reconciler.statedir import events_dir, snapshots_dir
 
@@ -81,12 +81,6 @@ def _plan(config: Config, state: ObservedState, now: float) -> Plan:
     from reconciler.model.plan import plan
 
     return plan(desired(config, state), state, now)
-
-
-def _iso(at: float | None) -> str | None:
-    if at is None:
-        return None
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _daemon(log_dir: Path, tail: list[Envelope]) -> dict[str, Any]:
@@ -188,7 +182,7 @@ def _observed(state: ObservedState, running: str | None) -> dict[str, Any]:
             "exists": wan.exists,
             "link_up": wan.link_up,
             "address": wan.address,
-            "at": _iso(wan.at),
+            "at": iso(wan.at),
         },
         "tunnel": None
         if tunnel is None
@@ -199,7 +193,7 @@ def _observed(state: ObservedState, running: str | None) -> dict[str, Any]:
             "local": tunnel.local,
             "remote": tunnel.remote,
             "mode": tunnel.mode,
-            "at": _iso(tunnel.at),
+            "at": iso(tunnel.at),
         },
         "probes": {
             family: {
@@ -207,8 +201,8 @@ def _observed(state: ObservedState, running: str | None) -> dict[str, Any]:
                 "target": probe.target,
                 "consecutive_ok": probe.consecutive_ok,
                 "consecutive_failed": probe.consecutive_failed,
-                "since": _iso(probe.since) if probe.since else None,
-                "at": _iso(probe.last_at) if probe.last_at else None,
+                "since": iso(probe.since) if probe.since else None,
+                "at": iso(probe.last_at) if probe.last_at else None,
             }
             for family, probe in sorted(state.probes.items())
         },
@@ -218,11 +212,11 @@ def _observed(state: ObservedState, running: str | None) -> dict[str, Any]:
             "address": endpoint.address,
             "for_local": endpoint.for_local,
             "source": endpoint.source,
-            "at": _iso(endpoint.at),
+            "at": iso(endpoint.at),
         },
         "hostname_file": None
         if hostname is None
-        else {"path": hostname.path, "digest": hostname.digest, "at": _iso(hostname.at)},
+        else {"path": hostname.path, "digest": hostname.digest, "at": iso(hostname.at)},
         "config_digest": state.config_digest,
         "running": [key for key in in_flight if key == running],
         "interrupted": [key for key in in_flight if key != running],
@@ -239,7 +233,7 @@ def _actions(tail: list[Envelope], running: str | None) -> list[dict[str, Any]]:
             shown.append(
                 {
                     "seq": envelope.seq,
-                    "at": _iso(envelope.at),
+                    "at": iso(envelope.at),
                     "key": fact.key,
                     "kind": fact.action,
                     "reason": fact.reason,
@@ -255,7 +249,7 @@ def _actions(tail: list[Envelope], running: str | None) -> list[dict[str, Any]]:
                     entry["message"] = fact.message
                     if isinstance(fact, ActionFailed):
                         entry["retry_after"] = fact.retry_after
-                    entry["finished_at"] = _iso(envelope.at)
+                    entry["finished_at"] = iso(envelope.at)
                     break
     latest_start = {entry["key"]: entry["seq"] for entry in shown}
     for entry in shown:
@@ -278,7 +272,7 @@ def _report(
     running = _running_action(state, bool(daemon["running"]))
     return {
         "schema": "reconciler.status/1",
-        "now": _iso(now),
+        "now": iso(now),
         "state_dir": str(state_dir),
         "last_seq": last_seq,
         "daemon": daemon,
@@ -287,18 +281,7 @@ def _report(
         "pending": None
         if current is None
         else [{"key": a.key, "kind": a.KIND, "reason": a.reason} for a in current.actions],
-        "held": None
-        if current is None
-        else [
-            {
-                "key": item.action.key,
-                "kind": item.action.KIND,
-                "why": item.why,
-                "detail": item.detail,
-                "until": _iso(item.until),
-            }
-            for item in current.held
-        ],
+        "held": None if current is None else [held_json(item) for item in current.held],
         "config_problem": config_problem,
     }
 
