@@ -2,8 +2,8 @@
 backoff (or a permanent failure, or a rate gate) holds back and until when.
 
 It reads the event log read-only, so it works while the daemon runs and never takes its lock.
-Without a loadable configuration (`--state-dir` alone) it shows the log's view and says that
-the plan part needs the configuration.
+Without a valid configuration (found through `--state-dir`, or `[daemon] state_dir` alone) it
+shows the log's view and says that the plan part needs the configuration.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["LAST_ACTIONS", "TAIL_SCANNED", "run"]
 
 LAST_ACTIONS = 10  # action facts shown
-TAIL_SCANNED = 5000  # facts read from the end of the log for actions and daemon runs
+# Facts read from the end of the log for the last actions (and when the running daemon
+# started); whether it runs is asked of the lock file, which retention cannot remove.
+TAIL_SCANNED = 5000
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
