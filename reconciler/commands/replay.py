@@ -1,6 +1,7 @@
 """`reconciler replay [--since T] [--until T] [--at T] [--json]`: the log as a post-mortem.
 
-The whole log is folded from the start (so the state at every entry is exact) and streamed:
+The whole log is folded from its first record (so the state at every entry is exact, unless
+retention removed older segments: then a note says from where the fold starts) and streamed:
 entries are printed as they are read, never collected. `--at T` prints the state as it was
 at T instead. Times are ISO 8601 (UTC when no zone is given) or epoch seconds.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from reconciler.errors import ReconcilerError
-from reconciler.history import iter_envelopes
+from reconciler.history import first_seq, iter_envelopes
 from reconciler.model.state import ObservedState, fold
 from reconciler.render.replay import (
     REPLAY_SCHEMA,
@@ -84,9 +85,17 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     if since is not None and until is not None and until < since:
         raise TimeArgumentError("--until is before --since")
     state_dir = _state_dir(args, env)
+    first = first_seq(state_dir)
+    trimmed = first if first is not None and first > 1 else None
+    if trimmed is not None and not args.json:
+        print(
+            f"note: history before #{trimmed} was removed by retention; "
+            f"states are folded from #{trimmed}",
+            file=env.stdout,
+        )
     if at is not None:
-        return _print_state_at(state_dir, at, args.json, env.stdout)
-    return _print_timeline(state_dir, since, until, args.json, env.stdout)
+        return _print_state_at(state_dir, at, args.json, env.stdout, trimmed)
+    return _print_timeline(state_dir, since, until, args.json, env.stdout, trimmed)
 
 
 def _state_dir(args: argparse.Namespace, env: Environment) -> Path:
@@ -95,28 +104,36 @@ def _state_dir(args: argparse.Namespace, env: Environment) -> Path:
     return resolve_state_dir(args, env)
 
 
-def _print_state_at(state_dir: Path, at: float, as_json: bool, out: TextIO) -> int:
+def _print_state_at(
+    state_dir: Path, at: float, as_json: bool, out: TextIO, trimmed: int | None
+) -> int:
     state = ObservedState()
     for envelope in iter_envelopes(state_dir):
         if envelope.at > at:
             break
         state = fold(state, envelope)
     if as_json:
-        print(json.dumps(state_json(state, at), indent=2, sort_keys=True), file=out)
+        document = {**state_json(state, at), "history_from": trimmed or 1}
+        print(json.dumps(document, indent=2, sort_keys=True), file=out)
     else:
         out.write(state_text(state, at))
     return 0
 
 
 def _print_timeline(
-    state_dir: Path, since: float | None, until: float | None, as_json: bool, out: TextIO
+    state_dir: Path,
+    since: float | None,
+    until: float | None,
+    as_json: bool,
+    out: TextIO,
+    trimmed: int | None,
 ) -> int:
     state = ObservedState()
     shown = quiet = 0
     if as_json:
         out.write(
             f'{{"schema": "{REPLAY_SCHEMA}", "since": {json.dumps(iso(since))}, '
-            f'"until": {json.dumps(iso(until))}, "entries": ['
+            f'"until": {json.dumps(iso(until))}, "history_from": {trimmed or 1}, "entries": ['
         )
     for envelope in iter_envelopes(state_dir):
         if until is not None and envelope.at > until:

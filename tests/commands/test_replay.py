@@ -118,3 +118,29 @@ def test_parse_time_accepts_the_ends_of_the_range() -> None:
     assert parse_time("--at", "253402300799") == 253_402_300_799.0
     with pytest.raises(ReconcilerError):
         parse_time("--at", "253402300800")
+
+
+def test_replay_says_when_retention_removed_the_start(tmp_path: Path) -> None:
+    """After retention removed the first segments, the timeline and --at say from which
+    record the fold starts, in text and JSON; a whole log says history_from 1."""
+    from reconciler.eventlog import EventLog
+    from reconciler.model.facts import ProbeObserved, to_record
+
+    state_dir = tmp_path / "state"
+    probe = ProbeObserved("ipv4", "192.0.2.1", True, 1.0)
+    with EventLog.open(state_dir / "events", segment_size=4096) as log:
+        log.append_many([to_record(probe, at=1.7e9 + i, source="t") for i in range(300)])
+        first_kept = log.segments()[2][0]
+        log.remove_segments_before(first_kept - 1)
+    code, out, _ = run_cli(["replay", "--state-dir", str(state_dir)], tmp_path)
+    assert code == 0
+    assert out.splitlines()[0] == (
+        f"note: history before #{first_kept} was removed by retention; "
+        f"states are folded from #{first_kept}"
+    )
+    code, out, _ = run_cli(["replay", "--json", "--state-dir", str(state_dir)], tmp_path)
+    assert json.loads(out)["history_from"] == first_kept
+    at = ["replay", "--json", "--state-dir", str(state_dir), "--at", "2030-01-01T00:00:00Z"]
+    assert json.loads(run_cli(at, tmp_path)[1])["history_from"] == first_kept
+    code, out, _ = run_cli(["replay", "--json", "--state-dir", str(FIXTURE)], tmp_path)
+    assert json.loads(out)["history_from"] == 1
