@@ -115,7 +115,7 @@ def plan(desired: DesiredState, observed: ObservedState, now: float) -> Plan:
             actions.append(action)
             continue
         held.append(hold)
-        if blocker is None or _later(hold, blocker):
+        if _blocks_successors(hold, observed) and (blocker is None or _later(hold, blocker)):
             blocker = hold
     return Plan(actions=tuple(actions), held=tuple(held), now=now)
 
@@ -174,18 +174,26 @@ def _update_endpoint(
         reason = f"HE's endpoint is unknown; the WAN has {local}"
     else:
         causes.append(endpoint.seq)
-        if desired.myip is not None:
+        if desired.myip is not None and endpoint.address is not None:
+            # Our public address is known, and so is HE's endpoint: compare them.
             if endpoint.address == desired.myip:
                 return None
-            reason = f"HE has {endpoint.address or 'no endpoint'}, the WAN has {desired.myip}"
-        else:
-            # Behind NAT (or a private address): HE sees our public address, which we cannot
-            # know; what HE confirmed last was made for some WAN address: is it this one?
-            if endpoint.for_local == local:
-                return None
+            reason = f"HE has {endpoint.address}, the WAN has {desired.myip}"
+        elif endpoint.for_local == local:
+            return None  # HE confirmed (or IPv6 across the tunnel showed) it is for this address
+        elif endpoint.for_local is not None:
+            # Behind NAT (or a private address) HE sees our public address, which we cannot
+            # know; what HE confirmed last was made for another WAN address.
             reason = (
-                f"HE's endpoint {endpoint.address or 'unknown'} was set for "
-                f"{endpoint.for_local or 'another address'}, the WAN has {local} (NAT)"
+                f"HE's endpoint {endpoint.address or '(address unknown)'} is for "
+                f"{endpoint.for_local}, the WAN has {local}"
+            )
+        elif endpoint.address is None:
+            reason = f"HE has no endpoint, the WAN has {local}"
+        else:
+            reason = (
+                f"HE has {endpoint.address}, not known to be for the WAN's {local} "
+                "(public address behind NAT)"
             )
     return UpdateHeEndpoint(desired.myip, local, reason=reason, causes=_causes(causes))
 
@@ -336,6 +344,22 @@ def _holds(
         if hold is not None:
             holds.append(hold)
     return holds
+
+
+def _blocks_successors(hold: Held, observed: ObservedState) -> bool:
+    """Whether the actions after a held one must wait for it.
+
+    An update whose outcome is unknown (the daemon died while it ran) and that only the
+    minimum interval holds may well have reached HE: rebuilding the tunnel for it lets an IPv6
+    probe show whether it did, rather than sending it again once the interval has passed.
+    """
+    record = observed.actions.get(hold.action.key)
+    unknown_outcome = (
+        record is not None
+        and record.in_flight
+        and record.last_started_seq == observed.last_update_attempt_seq  # the latest update
+    )
+    return not (unknown_outcome and hold.why == "min-update-interval")
 
 
 def _later(a: Held, b: Held) -> bool:

@@ -5,6 +5,11 @@ a new state. The state remembers the sequence number of the fact that set each v
 plan can name the facts it rests on ("causes"). Probe hysteresis lives here: a probe family
 changes status only after `fail_after` consecutive failures or `recover_after` consecutive
 successes, with the thresholds the last ConfigLoaded fact carried (3 and 1 before any).
+
+HE's endpoint is known from HE's answer to an update, from HE's tunnel info, and from the
+tunnel itself: a 6in4 tunnel carries IPv6 only while HE's end points at us, so an IPv6 probe
+that succeeds across a tunnel observed up with local end X (and not restarted since) shows
+that HE has our endpoint for X (source "probe"; behind NAT the public address stays unknown).
 """
 
 from __future__ import annotations
@@ -229,8 +234,13 @@ def _fold_tunnel(state: ObservedState, fact: TunnelObserved, seq: int, at: float
     tunnel = TunnelView(
         fact.interface, fact.exists, fact.up, fact.local, fact.remote, fact.mode, seq, at
     )
-    if state.tunnel is not None and _same_tunnel(state.tunnel, tunnel):
-        tunnel = state.tunnel
+    old = state.tunnel
+    if (
+        old is not None
+        and _same_tunnel(old, tunnel)
+        and not _tunnel_restarted_since(state, old.seq)
+    ):
+        tunnel = old  # unchanged; after a restart, though, this is news about a rebuilt tunnel
     return _moved(state, seq, at, tunnel=tunnel)
 
 
@@ -259,6 +269,12 @@ def _fold_endpoint(
         # the same address HE last confirmed is still that confirmation (behind NAT, losing
         # for_local here plans the same update again: a nochg, which HE counts as abuse).
         for_local = old.for_local
+    elif for_local is None and fact.address is not None and (old is None or old.address is None):
+        # An address HE had not shown before, while IPv6 works across the tunnel: it is our
+        # endpoint for the tunnel's local end. (A change from a known address is not ours.)
+        ipv6 = state.probes.get("ipv6")
+        if ipv6 is not None and ipv6.last_ok:
+            for_local = _local_proven_by_probe(state, ipv6.last_seq)
     endpoint = EndpointView(fact.address, for_local, fact.source, seq, at)
     return _moved(state, seq, at, endpoint=endpoint)
 
@@ -378,6 +394,14 @@ def _fold_probe(state: ObservedState, fact: ProbeObserved, seq: int, at: float) 
     view = _make_probe_view(
         family, status, ok_count, fail_count, fact.target, ok, seq, at, status_seq, since
     )
+    if ok and family == "ipv6":
+        tunnel, endpoint = state.tunnel, state.endpoint
+        if tunnel is not None and (endpoint is None or endpoint.for_local != tunnel.local):
+            proven = _endpoint_proven_by_probe(state, seq, at)
+            if proven is not None:  # rare: the first success across a changed tunnel
+                return _fold_probe(
+                    _moved(state, state.seq, state.at, endpoint=proven), fact, seq, at
+                )
     if status == "up" and old.status != "up":
         # The problem a restart was meant to fix has gone: its restarts stop counting.
         gone = RestartWan.KIND if family == "ipv4" else RestartTunnel.KIND
@@ -385,6 +409,38 @@ def _fold_probe(state: ObservedState, fact: ProbeObserved, seq: int, at: float) 
         return _moved(state, seq, at, probes={**probes, family: view}, actions=actions)
     new_state: ObservedState = _probe_step(state, seq, at, {**probes, family: view})
     return new_state
+
+
+def _local_proven_by_probe(state: ObservedState, probe_seq: int) -> str | None:
+    """The tunnel's local end, if a successful IPv6 probe recorded at `probe_seq` crossed it:
+    the tunnel was observed up before the probe and has not been restarted since."""
+    tunnel = state.tunnel
+    if tunnel is None or not (tunnel.exists and tunnel.up) or tunnel.local is None:
+        return None
+    if tunnel.seq >= probe_seq:
+        return None  # observed after the probe: the probe may have crossed another tunnel
+    if _tunnel_restarted_since(state, tunnel.seq):
+        return None  # rebuilt since it was observed: its ends are unknown until observed
+    return tunnel.local
+
+
+def _tunnel_restarted_since(state: ObservedState, seq: int) -> bool:
+    return any(
+        record.kind == RestartTunnel.KIND and record.last_started_seq > seq
+        for record in state.actions.values()
+    )
+
+
+def _endpoint_proven_by_probe(state: ObservedState, seq: int, at: float) -> EndpointView | None:
+    """The endpoint view a successful IPv6 probe (fact `seq`) proves, or None."""
+    local = _local_proven_by_probe(state, seq)
+    old = state.endpoint
+    if local is None or (old is not None and old.for_local == local):
+        return None
+    # An address HE showed without saying for which WAN address is the one the probe proves;
+    # an address confirmed for another local end is stale.
+    address = old.address if old is not None and old.for_local is None else None
+    return EndpointView(address, local, "probe", seq, at)
 
 
 def _fold_started(state: ObservedState, fact: ActionStarted, seq: int, at: float) -> ObservedState:

@@ -10,6 +10,7 @@ from reconciler.model.facts import (
     ActionFailed,
     ActionStarted,
     ActionSucceeded,
+    DaemonStarted,
     EndpointObserved,
     HostnameFileObserved,
     ProbeObserved,
@@ -418,3 +419,48 @@ def test_ipv6_down_does_not_burn_restarts_while_the_update_is_held() -> None:
         restart = next(h for h in plan.held if h.action.KIND == "restart-tunnel")
         assert (restart.why, restart.until) == ("waiting", None)
         assert restart.detail == "waiting for update-he-endpoint"
+
+
+def observed_working(history: History, address: str = ADDR) -> History:
+    """Record a fresh start-up's observations of a working network: WAN, tunnel, hostname
+    file, then the probes (no update in the log, no tunnel info)."""
+    content = render_hostname_file(history.config.tunnel, address)
+    history.record(WanAddressObserved("em0", address, True))
+    history.record(TunnelObserved("gif0", True, True, address, HE_SERVER))
+    history.record(HostnameFileObserved("/etc/hostname.gif0", digest_of(content.encode())))
+    history.record(ProbeObserved("ipv4", "198.51.100.53", True, 3.0))
+    history.record(ProbeObserved("ipv6", "2001:db8::53", True, 4.0))
+    return history
+
+
+@pytest.mark.parametrize("public_address", ["interface", "tunnelbroker"])
+def test_fresh_start_with_a_working_tunnel_sends_no_update(public_address: str) -> None:
+    """IPv6 across the tunnel proves HE has our endpoint: a fresh start plans no update (it
+    would be a nochg); a later WAN change still plans one."""
+    history = observed_working(History(make_config(public_address=public_address)))
+    assert history.plan().empty
+    history.record(WanAddressObserved("em0", NEW, True))
+    assert "update-he-endpoint" in history.kinds()
+
+
+def test_restart_after_a_crash_mid_update_sends_no_duplicate() -> None:
+    """A daemon killed while HE took the update rebuilds the tunnel, sees IPv6 work across it,
+    and never sends the same update again."""
+    history = observed_working(History())
+    history.record(WanAddressObserved("em0", NEW, True))
+    (update, *_) = history.plan().actions
+    assert update == UpdateHeEndpoint(NEW, NEW)
+    history.record(ActionStarted(update.key, update.KIND, update.reason))  # HE takes it; crash
+    history.record(DaemonStarted(4321, "test"), after=5)
+    history.record(ProbeObserved("ipv6", "2001:db8::53", False))  # the tunnel is still old
+    plan = history.plan()
+    assert [h.action.KIND for h in plan.held] == ["update-he-endpoint"]
+    assert [a.KIND for a in plan] == ["rewrite-hostname", "restart-tunnel", "reload-pf"]
+    for action in plan:
+        run_ok(history, action)
+    content = render_hostname_file(history.config.tunnel, NEW)
+    history.record(HostnameFileObserved("/etc/hostname.gif0", digest_of(content.encode())))
+    history.record(TunnelObserved("gif0", True, True, NEW, HE_SERVER))
+    history.record(ProbeObserved("ipv6", "2001:db8::53", True))
+    for later in (0, 700, 100_000):
+        assert history.plan(later=later).empty

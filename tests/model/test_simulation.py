@@ -22,6 +22,7 @@ from reconciler.model.facts import (
     ActionFailed,
     ActionStarted,
     ActionSucceeded,
+    DaemonStarted,
     EndpointObserved,
     HostnameFileObserved,
     ProbeObserved,
@@ -33,7 +34,9 @@ from reconciler.model.hostname import digest_of
 from .world import HE_SERVER, History, make_config
 
 ADDRESSES = ["203.0.113.7", "203.0.113.9", "198.51.100.4", "192.168.1.20"]
-ANSWERS = ["good", "abuse", "badauth", "911"]
+# "crash-after": HE takes the update and the daemon dies before it records the outcome;
+# "crash-before": the daemon dies before the request reaches HE.
+ANSWERS = ["good", "abuse", "badauth", "911", "crash-after", "crash-before"]
 MIN_UPDATE_INTERVAL = 600.0
 
 
@@ -75,12 +78,19 @@ def observe(history: History, world: World) -> None:
         history.record(EndpointObserved(world.he_endpoint, "tunnel-info"), after=0)
 
 
+class Crashed(Exception):
+    """The daemon died in the middle of an action: no outcome is recorded."""
+
+
 def apply(history: History, world: World, action: Action) -> bool:
     """Run one action against the world, recording intent and outcome like the daemon."""
     history.record(ActionStarted(action.key, action.KIND, action.reason, action.causes), after=0)
     ok, kind, message, retry = True, "", "", None
     match action:
         case UpdateHeEndpoint():
+            answer = world.answer()
+            if answer == "crash-before":
+                raise Crashed
             world.sends.append((history.now, action.address))
             if world.permanent_at is not None:
                 world.sends_after_permanent += 1
@@ -88,7 +98,9 @@ def apply(history: History, world: World, action: Action) -> bool:
             becomes = action.address or f"nat-for-{action.local}"
             if becomes == world.he_endpoint:
                 world.nochg += 1
-            answer = world.answer()
+            if answer == "crash-after":
+                world.he_endpoint, world.he_for_local = becomes, action.local
+                raise Crashed
             if answer == "good":
                 world.he_endpoint = becomes
                 world.he_for_local = action.local
@@ -122,9 +134,12 @@ def step(history: History, world: World, dt: float) -> bool:
     history.now += dt
     observe(history, world)
     plan = history.plan()
-    for action in plan:
-        if not apply(history, world, action):
-            break
+    try:
+        for action in plan:
+            if not apply(history, world, action):
+                break
+    except Crashed:
+        history.record(DaemonStarted(4321, "sim"), after=1)  # started again from the log
     return plan.empty
 
 

@@ -14,6 +14,7 @@ from reconciler.model.facts import (
     EndpointObserved,
     Envelope,
     ProbeObserved,
+    TunnelObserved,
     UnknownFact,
     WanAddressObserved,
 )
@@ -189,3 +190,74 @@ def test_tunnel_info_of_another_address_forgets_for_local() -> None:
     history.record(EndpointObserved("198.51.100.201", "tunnel-info"))
     endpoint = history.state.endpoint
     assert endpoint is not None and endpoint.for_local is None
+
+
+def test_ipv6_across_the_tunnel_proves_hes_endpoint() -> None:
+    """An IPv6 probe that succeeds across a tunnel observed up with local end X shows that HE
+    has our endpoint for X (source "probe"; the public address stays unknown)."""
+    history = History()
+    history.record(TunnelObserved("gif0", True, True, "192.168.1.20", "198.51.100.1"))
+    seq = history.record(ProbeObserved("ipv6", "t", True))
+    endpoint = history.state.endpoint
+    assert endpoint is not None
+    assert (endpoint.address, endpoint.for_local, endpoint.source, endpoint.seq) == (
+        None,
+        "192.168.1.20",
+        "probe",
+        seq,
+    )
+    history.record(ProbeObserved("ipv6", "t", True))
+    assert history.state.endpoint == endpoint  # the cause stays the fact that first showed it
+
+
+def test_ipv6_probe_proves_nothing_without_a_working_tunnel() -> None:
+    """A failed probe, a tunnel down, or one restarted since it was observed, proves nothing."""
+    history = History()
+    history.record(TunnelObserved("gif0", True, True, "192.168.1.20", "198.51.100.1"))
+    history.record(ProbeObserved("ipv6", "t", False))
+    history.record(ProbeObserved("ipv4", "t", True))
+    assert history.state.endpoint is None
+    history.record(ActionStarted("restart-tunnel:x", "restart-tunnel", "r"))
+    history.record(ProbeObserved("ipv6", "t", True))
+    assert history.state.endpoint is None
+    history.record(TunnelObserved("gif0", True, False, "192.168.1.20", "198.51.100.1"))
+    history.record(ProbeObserved("ipv6", "t", True))
+    assert history.state.endpoint is None
+
+
+def test_ipv6_probe_keeps_an_unconfirmed_tunnel_info_address() -> None:
+    """HE's tunnel info without a known WAN address gets it from a probe across the tunnel."""
+    history = History()
+    history.record(EndpointObserved("198.51.100.200", "tunnel-info"))
+    history.record(TunnelObserved("gif0", True, True, "192.168.1.20", "198.51.100.1"))
+    history.record(ProbeObserved("ipv6", "t", True))
+    endpoint = history.state.endpoint
+    assert endpoint is not None
+    assert (endpoint.address, endpoint.for_local) == ("198.51.100.200", "192.168.1.20")
+
+
+def test_tunnel_info_after_a_probe_proof_is_for_the_proven_address() -> None:
+    """HE's tunnel info while IPv6 works across the tunnel is the endpoint for its local end."""
+    history = History()
+    history.record(TunnelObserved("gif0", True, True, "192.168.1.20", "198.51.100.1"))
+    history.record(ProbeObserved("ipv6", "t", True))
+    history.record(EndpointObserved("198.51.100.200", "tunnel-info"))
+    endpoint = history.state.endpoint
+    assert endpoint is not None
+    assert (endpoint.address, endpoint.for_local) == ("198.51.100.200", "192.168.1.20")
+
+
+def test_tunnel_observed_after_a_restart_proves_again() -> None:
+    """A tunnel seen unchanged after a restart is news about the rebuilt tunnel: its view moves
+    to that fact, and a probe across it proves HE's endpoint again."""
+    history = History()
+    first = history.record(TunnelObserved("gif0", True, True, "192.168.1.20", "198.51.100.1"))
+    assert history.record(TunnelObserved("gif0", True, True, "192.168.1.20", "198.51.100.1"))
+    assert history.state.tunnel is not None and history.state.tunnel.seq == first
+    history.record(ActionStarted("restart-tunnel:x", "restart-tunnel", "r"))
+    history.record(ActionSucceeded("restart-tunnel:x", "restart-tunnel"))
+    again = history.record(TunnelObserved("gif0", True, True, "192.168.1.20", "198.51.100.1"))
+    assert history.state.tunnel.seq == again
+    history.record(ProbeObserved("ipv6", "t", True))
+    endpoint = history.state.endpoint
+    assert endpoint is not None and endpoint.for_local == "192.168.1.20"
