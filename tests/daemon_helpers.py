@@ -27,6 +27,7 @@ from reconciler.model.config import (
     TunnelConfig,
     WanConfig,
 )
+from reconciler.testing import fake_he
 
 __all__ = [
     "TEST_KEY",
@@ -197,37 +198,15 @@ def fake_he_in(netns: str, directory: Path, endpoint: str = "203.0.113.5") -> It
         if not (directory / "tunnelbroker.key").exists()
         else (directory / "tunnelbroker.key")
     )
-    process = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            netns,
-            sys.executable,
-            "-m",
-            "reconciler.testing.fake_he",
-            "--listen",
-            "127.0.0.1:0",
-            "--tunnel-id",
-            "123456",
-            "--username",
-            "rcuser",
-            "--key-file",
-            str(key_file),
-            "--endpoint",
-            endpoint,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        address = line.strip().removeprefix("listening on ")
+    with fake_he.running_process(
+        netns=netns,
+        listen="127.0.0.1:0",
+        tunnel_id="123456",
+        username="rcuser",
+        key_file=key_file,
+        endpoint=endpoint,
+    ) as (_, address):
         yield f"http://{address}/nic/update"
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def fake_he_control(netns: str, update_url: str, request: str) -> dict[str, Any]:

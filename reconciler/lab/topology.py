@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from reconciler.testing import fake_he
+
 __all__ = ["Lab", "LabError", "lab_unavailable_reason", "render_toml", "wait_until"]
 
 T = TypeVar("T")
@@ -264,27 +266,16 @@ class Lab:
             "remote",
             "{address}",
         ]
-        argv = [
-            "ip",
-            "netns",
-            "exec",
-            self.he_ns,
-            self.python,
-            "-m",
-            "reconciler.testing.fake_he",
-            "--listen",
-            f"{HE_ADDRESS}:{HE_PORT}",
-            "--tunnel-id",
-            TUNNEL_ID,
-            "--username",
-            USERNAME,
-            "--key-file",
-            str(self.he_key_file),
-            "--endpoint",
-            FIRST_WAN_ADDRESS,
-            "--on-update-exec",
-            *move_far_end,
-        ]
+        argv = fake_he.process_argv(
+            netns=self.he_ns,
+            python=self.python,
+            listen=f"{HE_ADDRESS}:{HE_PORT}",
+            tunnel_id=TUNNEL_ID,
+            username=USERNAME,
+            key_file=self.he_key_file,
+            endpoint=FIRST_WAN_ADDRESS,
+            extra=["--on-update-exec", *move_far_end],
+        )
         with open(self.he_output_path, "wb") as out:
             self.he_server = subprocess.Popen(
                 argv,

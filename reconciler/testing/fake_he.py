@@ -29,6 +29,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import select
 import signal
 import socket
 import ssl
@@ -36,7 +37,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ __all__ = [
     "TestCa",
     "main",
     "make_test_ca",
+    "process_argv",
+    "running_process",
     "system_ping",
 ]
 
@@ -563,6 +566,58 @@ def _exec_hook(argv: Sequence[str]) -> Callable[[str], None]:
             )
 
     return run
+
+
+def process_argv(
+    *,
+    listen: str,
+    tunnel_id: str,
+    username: str,
+    key_file: Path,
+    endpoint: str | None = None,
+    extra: Sequence[str] = (),
+    netns: str | None = None,
+    python: str = sys.executable,
+) -> list[str]:
+    """The command line that runs the fake as a process (in `netns` when given)."""
+    argv = [python, "-m", "reconciler.testing.fake_he", "--listen", listen]
+    argv += ["--tunnel-id", tunnel_id, "--username", username, "--key-file", str(key_file)]
+    if endpoint is not None:
+        argv += ["--endpoint", endpoint]
+    argv += list(extra)  # last: --on-update-exec takes the rest of the line
+    return ["ip", "netns", "exec", netns, *argv] if netns else argv
+
+
+@contextlib.contextmanager
+def running_process(
+    *, ready_timeout: float = 15.0, **argv_options: Any
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """The fake as a process (see `process_argv` for the options): yields it with the address
+    it listens on once it says so, and terminates it on the way out."""
+    process = subprocess.Popen(
+        process_argv(**argv_options),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], ready_timeout)
+        line = process.stdout.readline() if ready else ""
+        if not line.startswith("listening on "):
+            process.kill()
+            _, err = process.communicate()
+            raise RuntimeError(f"the fake HE did not start: {line.strip() or err.strip()}")
+        yield process, line.strip().removeprefix("listening on ")
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def main(argv: Iterable[str] | None = None) -> int:

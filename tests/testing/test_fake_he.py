@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from reconciler.testing.fake_he import (
     RFC1918_LEGACY,
     FakeTunnelbroker,
     make_test_ca,
+    running_process,
     system_ping,
 )
 
@@ -285,21 +287,20 @@ def test_ping_check_in_a_namespace_refuses_an_address_that_does_not_answer(
     key_file = tmp_path / "key"
     key_file.write_text(KEY)
     subprocess.run(["ip", "netns", "add", ns], check=True)
-    server: subprocess.Popen[str] | None = None
+    stack = contextlib.ExitStack()
     try:
         for cmd in (
             ["ip", "link", "set", "lo", "up"],
             ["ip", "addr", "add", "198.51.100.1/32", "dev", "lo"],
         ):
             subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True)
-        server = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-m", "reconciler.testing.fake_he",
-             "--listen", "198.51.100.1:8080", "--tunnel-id", TID, "--username", USER,
-             "--key-file", str(key_file), "--endpoint", OLD, "--ping-check"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        server = stack.enter_context(
+            running_process(
+                netns=ns, listen="198.51.100.1:8080", tunnel_id=TID, username=USER,
+                key_file=key_file, endpoint=OLD, extra=["--ping-check"],
+            )
         )  # fmt: skip
-        assert server.stdout is not None
-        assert _read_line(server.stdout, 15.0).strip() == "listening on 198.51.100.1:8080"
+        assert server[1] == "198.51.100.1:8080"
         # The namespace has no route to 203.0.113.77, so the ping fails without leaving it.
         script = (
             "import requests\n"
@@ -314,7 +315,5 @@ def test_ping_check_in_a_namespace_refuses_an_address_that_does_not_answer(
         )  # fmt: skip
         assert done.stdout.splitlines() == ["good 127.0.0.1", "good 198.51.100.1"], done.stderr
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=10)
+        stack.close()
         subprocess.run(["ip", "netns", "del", ns], check=False)

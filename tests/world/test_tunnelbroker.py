@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import socket
@@ -18,7 +19,7 @@ from typing import IO
 import pytest
 
 from reconciler.model.config import TunnelbrokerConfig
-from reconciler.testing.fake_he import FakeTunnelbroker, TestCa, make_test_ca
+from reconciler.testing.fake_he import FakeTunnelbroker, TestCa, make_test_ca, running_process
 from reconciler.world.tunnelbroker import (
     ABUSE_RETRY_AFTER,
     SERVER_RETRY_AFTER,
@@ -378,7 +379,7 @@ def test_a_running_fake_process_serves_the_client_without_myip_from_a_real_addre
     """Behind NAT (no myip) HE records the request's real source address, in a netns."""
     ns = f"rctb{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
-    server: subprocess.Popen[str] | None = None
+    stack = contextlib.ExitStack()
     try:
         for cmd in (
             ["ip", "link", "set", "lo", "up"],
@@ -386,15 +387,13 @@ def test_a_running_fake_process_serves_the_client_without_myip_from_a_real_addre
             ["ip", "addr", "add", "198.51.100.1/32", "dev", "lo"],
         ):
             subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True)
-        server = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-m", "reconciler.testing.fake_he",
-             "--listen", "198.51.100.1:8080", "--tunnel-id", TUNNEL_ID, "--username", USERNAME,
-             "--key-file", str(key_file), "--endpoint", OLD],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        server = stack.enter_context(
+            running_process(
+                netns=ns, listen="198.51.100.1:8080", tunnel_id=TUNNEL_ID, username=USERNAME,
+                key_file=key_file, endpoint=OLD,
+            )
         )  # fmt: skip
-        assert server.stdout is not None
-        line = _read_line(server.stdout, 15.0)
-        assert line.strip() == "listening on 198.51.100.1:8080"
+        assert server[1] == "198.51.100.1:8080"
         script = textwrap.dedent(f"""
             from pathlib import Path
             from reconciler.model.config import TunnelbrokerConfig
@@ -412,9 +411,7 @@ def test_a_running_fake_process_serves_the_client_without_myip_from_a_real_addre
         )  # fmt: skip
         assert done.stdout.split() == ["ok", "198.51.100.1"], done.stderr
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=10)
+        stack.close()
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
