@@ -61,7 +61,7 @@ observation_facts = st.one_of(
     st.builds(
         f.EndpointObserved,
         address=_maybe_addr,
-        source=st.sampled_from(["update", "tunnel-info"]),
+        source=st.sampled_from(["update", "tunnel-info", "probe"]),
         for_local=_maybe_addr,
     ),
 )

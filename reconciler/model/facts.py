@@ -7,12 +7,16 @@ a fact is an opaque msgpack mapping:
 
 Old logs stay readable forever: a record written with an older version is brought up to
 date by the upcasters registered in `UPCASTERS`; a record of a type (or a version) this
-release does not know is kept as an `UnknownFact` and shown raw, never a crash.
+release does not know is kept as an `UnknownFact` and shown raw, never a crash. So is a
+record of a known type whose fields do not have the types the class declares: one bad
+record must not break replay, diff or the daemon's start-up for good.
 """
 
 from __future__ import annotations
 
 import operator
+import types
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 
@@ -307,11 +311,115 @@ def _typed(type_name: Any, version: Any, data: Any) -> Fact | UnknownFact:
             return UnknownFact(type_name, version, raw, f"no upcaster from v{step}")
         fields = upcast(fields)
     known = {a.name for a in attrs.fields(cls)}
+    given = {k: v for k, v in fields.items() if k in known}
+    problem = _field_problem(cls, given)
+    if problem is not None:
+        return UnknownFact(type_name, version, raw, f"malformed: {problem}")
     try:
-        fact: Fact = cls(**{k: v for k, v in fields.items() if k in known})
+        fact: Fact = cls(**given)
     except (TypeError, ValueError) as exc:
         return UnknownFact(type_name, version, raw, f"malformed: {exc}")
     return fact
+
+
+# --- field types, checked on decoding ----------------------------------------------------
+#
+# Each field's annotation becomes a predicate over the value msgpack gives back (a tuple
+# field arrives as a list; a float may arrive as an int). The general path names the first
+# field that does not fit; the fast path asks one generated expression per type.
+
+_Check = Callable[[Any], bool]
+
+
+def _check_for(hint: Any) -> _Check:
+    """A predicate accepting the msgpack values that fit the annotation `hint`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return lambda value: True
+    if hint is type(None):
+        return lambda value: value is None
+    if hint is bool or hint is int or hint is str:
+        return lambda value: type(value) is hint
+    if hint is float:
+        return lambda value: type(value) is float or type(value) is int
+    if origin is Literal:
+        allowed = frozenset(args)
+        return lambda value: type(value) is str and value in allowed
+    if origin is typing.Union or origin is types.UnionType:
+        options = tuple(_check_for(arg) for arg in args)
+        return lambda value: any(check(value) for check in options)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = _check_for(args[0])
+        return lambda value: type(value) in (list, tuple) and all(item(v) for v in value)
+    if origin is dict and len(args) == 2:
+        key, item = _check_for(args[0]), _check_for(args[1])
+        return lambda value: (
+            type(value) is dict and all(key(k) and item(v) for k, v in value.items())
+        )
+    raise TypeError(f"no decoding check for the annotation {hint!r}")
+
+
+def _field_checks(cls: type[Any]) -> dict[str, tuple[_Check, str]]:
+    hints = typing.get_type_hints(cls)
+    return {a.name: (_check_for(hints[a.name]), str(a.type)) for a in attrs.fields(cls)}
+
+
+_FIELD_CHECKS = {cls: _field_checks(cls) for cls in FACT_TYPES.values()}
+
+
+def _field_problem(cls: type[Any], fields: Mapping[str, Any]) -> str | None:
+    """The first field of `fields` whose value does not fit `cls`'s annotation, described."""
+    checks = _FIELD_CHECKS[cls]
+    for name, value in fields.items():
+        check, wanted = checks[name]
+        if not check(value):
+            return f"{name} should be {wanted}, not {type(value).__name__} {value!r:.40}"
+    return None
+
+
+def _checked_builder(cls: type[Any], make: Callable[..., Any]) -> Callable[[tuple[Any, ...]], Any]:
+    """`build(values)`: `make(*values)` when the field values (in field order) fit `cls`'s
+    annotations, else None.
+
+    Generated as one boolean expression over unpacked locals: plain types, None and literals
+    inline (a few ns each), containers through their predicate (rarer facts only).
+    """
+    hints = typing.get_type_hints(cls)
+    namespace: dict[str, Any] = {"_make": make, "_str": str, "_int": int, "_bool": bool}
+    namespace["_float"] = float
+    names = [f"a{i}" for i in range(len(attrs.fields(cls)))]
+    terms = [
+        _fits_term(hints[a.name], name, f"_c{i}", namespace)
+        for i, (a, name) in enumerate(zip(attrs.fields(cls), names, strict=True))
+    ]
+    lines = [
+        "def build(v):",
+        f"    {', '.join(names)}, = v",
+        f"    if {' and '.join(terms) or 'True'}:",
+        f"        return _make({', '.join(names)})",
+        "    return None",
+    ]
+    exec("\n".join(lines), namespace)  # generated from field names and types only
+    build: Callable[[tuple[Any, ...]], Any] = namespace["build"]
+    build.__qualname__ = f"_checked_builder({cls.__qualname__})"
+    return build
+
+
+def _fits_term(hint: Any, value: str, name: str, namespace: dict[str, Any]) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in (bool, int, str):
+        return f"{value}.__class__ is _{hint.__name__}"
+    if hint is float:
+        return f"({value}.__class__ is _float or {value}.__class__ is _int)"
+    if (origin is typing.Union or origin is types.UnionType) and type(None) in args:
+        rest = [arg for arg in args if arg is not type(None)]
+        if len(rest) == 1:
+            return f"({value} is None or {_fits_term(rest[0], value, name, namespace)})"
+    if origin is Literal:
+        namespace[name] = frozenset(args)
+        return f"({value}.__class__ is _str and {value} in {name})"
+    namespace[name] = _check_for(hint)
+    return f"{name}({value})"
 
 
 # --- the fast path: a record exactly as `to_record` of this version writes it -------------
@@ -325,7 +433,7 @@ def _typed(type_name: Any, version: Any, data: Any) -> Fact | UnknownFact:
 class _Decoder:
     """How to build one fact type from a current-version field mapping."""
 
-    __slots__ = ("count", "make", "values", "version")
+    __slots__ = ("build", "count", "values", "version")
 
     def __init__(self, cls: type[Any]) -> None:
         names = [a.name for a in attrs.fields(cls)]
@@ -337,9 +445,11 @@ class _Decoder:
             getter if len(names) > 1 else lambda d: (getter(d),)
         )
         try:
-            self.make: Callable[..., Any] = twin_builder(cls)
+            make: Callable[..., Any] = twin_builder(cls)
         except TypeError:
-            self.make = cls  # converters: attrs' own __init__ must run them
+            make = cls  # converters: attrs' own __init__ must run them
+        # make(*values) when every value has its field's type, else None.
+        self.build = _checked_builder(cls, make)
 
 
 _DECODERS = {name: _Decoder(cls) for name, cls in FACT_TYPES.items()}
@@ -365,7 +475,13 @@ def _fast_envelope(seq: int, record: Mapping[str, Any]) -> Envelope | None:
     ):
         return None
     try:
-        fact = decoder.make(*decoder.values(data))
-    except (KeyError, TypeError, ValueError):
-        return None  # a missing field or a converter's refusal: the general path says why
+        values = decoder.values(data)
+    except KeyError:
+        return None  # a missing field: the general path says why
+    try:
+        fact = decoder.build(values)
+    except (TypeError, ValueError):
+        return None  # a converter's refusal: the general path says why
+    if fact is None:
+        return None  # a field of the wrong type: the general path says which
     return _make_envelope(seq, at, source, fact)

@@ -43,6 +43,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "ActionRecord",
     "EndpointView",
+    "FoldErrorHandler",
     "HostnameView",
     "ObservedState",
     "ProbeView",
@@ -187,11 +188,26 @@ class ObservedState:
         return max((r.last_started_seq for r in self.records_of(kind)), default=0)
 
 
-def fold(state: ObservedState, envelope: Envelope) -> ObservedState:
-    """The state after `envelope`; pure, and total over every fact (unknown ones only move seq)."""
+FoldErrorHandler = Callable[[Envelope, Exception], None]
+
+
+def fold(
+    state: ObservedState, envelope: Envelope, on_error: FoldErrorHandler | None = None
+) -> ObservedState:
+    """The state after `envelope`; pure, and total over every fact (unknown ones only move seq).
+
+    A fact the fold cannot take (a malformed record the decoder let through) counts as
+    unknown: one bad record must not stop a replay or the daemon for good. `on_error`, when
+    given, hears of it, so that the caller can log it.
+    """
     # Dispatch on the exact type: one dict lookup instead of a chain of class patterns.
     folder = _FOLDERS.get(type(envelope.fact), _fold_other)
-    return folder(state, envelope.fact, envelope.seq, envelope.at)
+    try:
+        return folder(state, envelope.fact, envelope.seq, envelope.at)
+    except Exception as exc:  # the backstop: a try costs nothing until it catches
+        if on_error is not None:
+            on_error(envelope, exc)
+        return _moved(state, envelope.seq, envelope.at)
 
 
 _STATE_FIELDS = tuple(a.name for a in attrs.fields(ObservedState))
@@ -333,11 +349,13 @@ def _fold_other(state: ObservedState, fact: Any, seq: int, at: float) -> Observe
     return _moved(state, seq, at)
 
 
-def fold_all(envelopes: Any, state: ObservedState | None = None) -> ObservedState:
+def fold_all(
+    envelopes: Any, state: ObservedState | None = None, on_error: FoldErrorHandler | None = None
+) -> ObservedState:
     """Fold an iterable of envelopes onto `state` (an empty state when None)."""
     current = state if state is not None else ObservedState()
     for envelope in envelopes:
-        current = fold(current, envelope)
+        current = fold(current, envelope, on_error)
     return current
 
 

@@ -22,6 +22,7 @@ from reconciler.model.facts import (
     from_record,
     to_record,
 )
+from reconciler.model.state import fold_all
 from tests.strategies import facts as st_facts
 
 EXAMPLES = [
@@ -134,3 +135,73 @@ def test_records_off_the_fast_path_decode_as_before(fact: facts.Fact, bend: Any)
     bend(record)
     assert facts._fast_envelope(4, record) is None
     assert from_record(4, record).seq == 4
+
+
+EXAMPLE_OF = {fact.TYPE: fact for fact in EXAMPLES}
+
+# (fact type, field, a value of the wrong type) as a damaged or foreign writer might leave them.
+MALFORMED = [
+    ("probe-observed", "family", ["ipv4"]),
+    ("probe-observed", "ok", "yes"),
+    ("probe-observed", "rtt_ms", "3 ms"),
+    ("probe-observed", "target", None),
+    ("config-loaded", "fail_after", [3]),
+    ("config-loaded", "recover_after", {"ipv4": "1"}),
+    ("wan-address-observed", "address", 5),
+    ("wan-address-observed", "addresses", "203.0.113.7"),
+    ("wan-address-observed", "link_up", 1),
+    ("tunnel-observed", "up", None),
+    ("hostname-file-observed", "digest", 7),
+    ("endpoint-observed", "for_local", {"a": 1}),
+    ("action-started", "causes", ["a"]),
+    ("action-succeeded", "key", ["k"]),
+    ("action-failed", "kind", "fatal"),
+    ("action-failed", "retry_after", True),
+    ("daemon-started", "pid", 1.5),
+    ("daemon-stopped", "reason", b"SIGTERM"),
+]
+
+
+def _record_of(fact: facts.Fact) -> dict[str, Any]:
+    record: dict[str, Any] = msgpack.unpackb(msgpack.packb(to_record(fact, at=1.0, source="s")))
+    return record
+
+
+@pytest.mark.parametrize(("type_name", "name", "value"), MALFORMED)
+@pytest.mark.parametrize("path", ["fast", "general"])
+def test_a_field_of_the_wrong_type_makes_the_record_unknown(
+    type_name: str, name: str, value: object, path: str
+) -> None:
+    """A known type with a field of the wrong type decodes as UnknownFact naming the field,
+    on either decoding path, and folds as unknown."""
+    record = _record_of(EXAMPLE_OF[type_name])
+    record["d"][name] = value
+    if path == "general":
+        record["d"]["added-by-a-newer-writer"] = 1
+    envelope = from_record(9, record)
+    assert isinstance(envelope.fact, UnknownFact)
+    assert envelope.fact.problem.startswith(f"malformed: {name} should be")
+    assert envelope.fact.type == type_name and envelope.fact.data == record["d"]
+    assert fold_all([envelope]).seq == 9
+
+
+_any_value = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=5,
+)
+
+
+@given(st_facts, st.data())
+def test_any_field_value_decodes_and_folds_without_a_crash(
+    fact: facts.Fact, data: st.DataObject
+) -> None:
+    """Whatever value one field holds, decoding gives a fact whose fields fit its type, or an
+    UnknownFact, and the fold takes it."""
+    record = _record_of(fact)
+    name = data.draw(st.sampled_from(sorted(record["d"])))
+    record["d"][name] = data.draw(_any_value)
+    envelope = from_record(3, record)
+    if not isinstance(envelope.fact, UnknownFact):
+        assert facts._field_problem(type(envelope.fact), record["d"]) is None
+    assert fold_all([envelope]).seq == 3

@@ -261,3 +261,17 @@ def test_tunnel_observed_after_a_restart_proves_again() -> None:
     history.record(ProbeObserved("ipv6", "t", True))
     endpoint = history.state.endpoint
     assert endpoint is not None and endpoint.for_local == "192.168.1.20"
+
+
+def test_a_fact_the_fold_cannot_take_counts_as_unknown() -> None:
+    """A fact that makes its folder raise (a list for a family) only moves seq, and the
+    caller's on_error hears of it."""
+    errors: list[tuple[int, str]] = []
+    bad = Envelope(5, 9.0, "x", ProbeObserved(["ipv6"], "t", True))  # type: ignore[arg-type]
+    state = fold_all(
+        [bad], on_error=lambda envelope, exc: errors.append((envelope.seq, type(exc).__name__))
+    )
+    assert (state.seq, state.at) == (5, 9.0)
+    assert state_to_mapping(state) | {"seq": 0, "at": 0.0} == state_to_mapping(ObservedState())
+    assert errors == [(5, "TypeError")]
+    assert fold(ObservedState(), bad).seq == 5  # without a handler, quietly
