@@ -18,6 +18,10 @@ the daemon and `reconciler diff` get the same answer from the same log. The rule
 - Temporary failures back off exponentially per key (honouring a retry-after hint); restarts
   are spaced the same way, and `restart_limit` restarts within `restart_window` that did not
   fix the problem stop and are reported as held.
+- An update the daemon died during (started, no outcome) may have reached HE: it is not sent
+  again ("unconfirmed") until IPv6 fails across the tunnel rebuilt for it (it did not), or
+  for the longest of `min_update_interval`, `backoff_max` and `restart_window` at most (the
+  tunnel may never tell); the actions after it go ahead, so that the tunnel can tell.
 - When several holds apply, the one that ends last is reported (a permanent one, which has
   no end, wins): that is when the action can run.
 
@@ -48,7 +52,7 @@ __all__ = ["Held", "HoldReason", "Plan", "backoff_delay", "plan"]
 
 HoldReason = Literal[
     "backoff", "retry-after", "settling", "min-update-interval", "permanent-failure",
-    "restart-limit", "waiting",
+    "restart-limit", "waiting", "unconfirmed",
 ]  # fmt: skip
 
 _RESTARTS = (RestartWan.KIND, RestartTunnel.KIND)
@@ -354,12 +358,16 @@ def _blocks_successors(hold: Held, observed: ObservedState) -> bool:
     probe show whether it did, rather than sending it again once the interval has passed.
     """
     record = observed.actions.get(hold.action.key)
-    unknown_outcome = (
+    return not (
         record is not None
-        and record.in_flight
-        and record.last_started_seq == observed.last_update_attempt_seq  # the latest update
+        and _outcome_unknown(record, observed)
+        and hold.why in ("min-update-interval", "unconfirmed")
     )
-    return not (unknown_outcome and hold.why == "min-update-interval")
+
+
+def _outcome_unknown(record: ActionRecord, observed: ObservedState) -> bool:
+    """Whether `record` is the latest update attempt and the daemon died while it ran."""
+    return record.in_flight and record.last_started_seq == observed.last_update_attempt_seq
 
 
 def _later(a: Held, b: Held) -> bool:
@@ -392,6 +400,27 @@ def _hold_update(
             due = other.failed_at + other.retry_after
             if now < due:
                 holds.append(Held(action, "retry-after", f"{other.key}: {other.last_message}", due))
+    record = observed.actions.get(action.key)
+    if (
+        isinstance(action, UpdateHeEndpoint)
+        and record is not None
+        and record.last_started_at is not None
+        and _outcome_unknown(record, observed)
+        and not _update_missed_he(action, record, observed)
+    ):
+        bounds = desired.reconcile
+        patience = max(desired.min_update_interval, bounds.backoff_max, bounds.restart_window)
+        due = record.last_started_at + patience
+        if now < due:
+            holds.append(
+                Held(
+                    action,
+                    "unconfirmed",
+                    "the daemon stopped while the update ran, so HE may have it; "
+                    f"waiting for IPv6 across a tunnel from {action.local} to show whether",
+                    due,
+                )
+            )
     last = observed.last_update_attempt_at
     if last is not None and now < last + desired.min_update_interval:
         holds.append(
@@ -403,6 +432,23 @@ def _hold_update(
             )
         )
     return holds
+
+
+def _update_missed_he(
+    action: UpdateHeEndpoint, record: ActionRecord, observed: ObservedState
+) -> bool:
+    """Whether IPv6 failed (after hysteresis) across a tunnel from the update's local end,
+    after the update: had it reached HE, IPv6 would work."""
+    tunnel, ipv6 = observed.tunnel, observed.probe("ipv6")
+    return (
+        tunnel is not None
+        and tunnel.exists
+        and tunnel.up
+        and tunnel.local == action.local
+        and ipv6.last_ok is False
+        and ipv6.last_seq > max(tunnel.seq, record.last_started_seq)
+        and ipv6.consecutive_failed >= observed.fail_after.get("ipv6", 3)
+    )
 
 
 def _hold_settling(

@@ -464,3 +464,56 @@ def test_restart_after_a_crash_mid_update_sends_no_duplicate() -> None:
     history.record(ProbeObserved("ipv6", "2001:db8::53", True))
     for later in (0, 700, 100_000):
         assert history.plan(later=later).empty
+
+
+def crashed_mid_update(history: History) -> UpdateHeEndpoint:
+    """A working network whose WAN moves to NEW; the daemon dies while it sends the update."""
+    observed_working(history)
+    history.record(WanAddressObserved("em0", NEW, True))
+    (update, *_) = history.plan().actions
+    assert isinstance(update, UpdateHeEndpoint)
+    history.record(ActionStarted(update.key, update.KIND, update.reason))
+    history.record(DaemonStarted(4321, "test"), after=5)
+    return update
+
+
+def test_an_update_of_unknown_outcome_waits_for_the_tunnel_to_tell() -> None:
+    """However short min_update_interval, an update the daemon died during is not sent again
+    until IPv6 across the tunnel rebuilt for it has had its say."""
+    history = History(make_config(min_update_interval=1.0))
+    crashed_mid_update(history)
+    plan = history.plan(later=60)
+    assert [(h.action.KIND, h.why) for h in plan.held] == [("update-he-endpoint", "unconfirmed")]
+    assert [a.KIND for a in plan] == ["rewrite-hostname", "restart-tunnel", "reload-pf"]
+    for action in plan:
+        run_ok(history, action)
+    history.record(TunnelObserved("gif0", True, True, NEW, HE_SERVER))
+    history.record(ProbeObserved("ipv6", "2001:db8::53", True))  # HE had taken it
+    assert "update-he-endpoint" not in history.kinds(later=100_000)
+
+
+def test_an_update_that_never_reached_he_is_sent_once_the_tunnel_shows_it() -> None:
+    """When IPv6 fails across the tunnel rebuilt for the new address, the update of unknown
+    outcome did not reach HE: it is sent again."""
+    history = History(make_config(min_update_interval=1.0))
+    crashed_mid_update(history)
+    for action in history.plan(later=60):
+        run_ok(history, action)
+    history.record(TunnelObserved("gif0", True, True, NEW, HE_SERVER))
+    fail_probe(history, "ipv6", 2)
+    assert "update-he-endpoint" not in history.kinds()
+    fail_probe(history, "ipv6", 1)
+    assert history.kinds()[0] == "update-he-endpoint"
+
+
+def test_an_update_of_unknown_outcome_is_not_held_for_ever() -> None:
+    """Without any word from the tunnel, the unconfirmed update is due after the longest of
+    min_update_interval, backoff_max and restart_window."""
+    bounds = ReconcileConfig(backoff_min=0.5, backoff_max=4.0, restart_window=60.0)
+    history = History(make_config(min_update_interval=1.0, reconcile=bounds))
+    crashed_mid_update(history)
+    started_at = history.state.last_update_attempt_at
+    assert started_at is not None
+    (hold,) = history.plan(later=10).held
+    assert (hold.why, hold.until) == ("unconfirmed", started_at + 60.0)
+    assert "update-he-endpoint" in history.kinds(later=hold.until - history.now + 1)
