@@ -38,6 +38,7 @@ __all__ = [
     "load",
     "load_from",
     "load_state",
+    "log_fold_error",
     "state_from_snapshot",
 ]
 
@@ -102,13 +103,23 @@ def first_seq(state_dir: Path) -> int | None:
         return segments[0][0]
 
 
+def log_fold_error(envelope: Envelope, exc: Exception) -> None:
+    """The fold's `on_error`: a fact it could not take is skipped, and said so."""
+    _log.warning(
+        "#%d %s: not folded, counted as unknown: %s",
+        envelope.seq,
+        getattr(envelope.fact, "TYPE", type(envelope.fact).__name__),
+        exc,
+    )
+
+
 def fold_records(
     state: ObservedState, records: Iterable[tuple[int, Mapping[str, Any]]]
 ) -> tuple[ObservedState, int]:
     """Fold raw (seq, record) pairs onto `state`; the state and the last seq folded."""
     last = state.seq
     for seq, record in records:
-        state = fold(state, from_record(seq, record))
+        state = fold(state, from_record(seq, record), log_fold_error)
         last = seq
     return state, last
 
@@ -158,7 +169,7 @@ def load_from(log: LogReader, snapshots: Iterable[Snapshot] = ()) -> Loaded:
             where,
         )
     if head is not None:
-        state = fold(state, from_record(*head))
+        state = fold(state, from_record(*head), log_fold_error)
     state, last = fold_records(state, records)
     return Loaded(state, max(last, start_seq), start_seq, gap)
 

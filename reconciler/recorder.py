@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from reconciler.errors import ReconcilerError
-from reconciler.history import Loaded, load_from
+from reconciler.history import Loaded, load_from, log_fold_error
 from reconciler.model.facts import Envelope, Fact, to_record
 from reconciler.model.state import SCHEMA_VERSION, ObservedState, fold, state_to_mapping
 
@@ -144,7 +144,7 @@ class Recorder:
             raise RecorderClosedError(f"{fact.TYPE} from {source} not recorded: stopped")
         seq = self._log.append(record)
         envelope = Envelope(seq=seq, at=at, source=source, fact=fact)
-        self._state = fold(self._state, envelope)
+        self._state = fold(self._state, envelope, log_fold_error)
         self._last_seq = seq
         self._since_snapshot += 1
         self._changed.notify_all()

@@ -123,3 +123,24 @@ def test_a_complete_log_has_no_gap_and_starts_at_one(tmp_path: Path) -> None:
     loaded = load(tmp_path)
     assert loaded.gap is None and loaded.complete and loaded.snapshot_seq == 0
     assert first_seq(tmp_path) == 1
+
+
+def test_a_fact_the_fold_cannot_take_is_skipped_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """fold_records keeps going past a fact whose fold raises, and says which one it was."""
+    from reconciler.history import fold_records
+    from reconciler.model import state as state_module
+    from reconciler.model.facts import DaemonStopped, to_record
+
+    def broken(*args: object) -> None:
+        raise ValueError("boom")
+
+    records = [(1, to_record(DaemonStopped("x"), at=1.0, source="t"))]
+    records.append((2, to_record(DaemonStopped("y"), at=2.0, source="t")))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(state_module._FOLDERS, DaemonStopped, broken)
+        with caplog.at_level("WARNING"):
+            folded, last = fold_records(state_module.ObservedState(), records)
+    assert (folded.seq, last) == (2, 2)
+    assert "#1 daemon-stopped: not folded, counted as unknown: boom" in caplog.text

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from reconciler.errors import ReconcilerError
-from reconciler.history import first_seq, iter_envelopes
+from reconciler.history import first_seq, iter_envelopes, log_fold_error
 from reconciler.model.state import ObservedState, fold
 from reconciler.render.replay import (
     REPLAY_SCHEMA,
@@ -111,7 +111,7 @@ def _print_state_at(
     for envelope in iter_envelopes(state_dir):
         if envelope.at > at:
             break
-        state = fold(state, envelope)
+        state = fold(state, envelope, log_fold_error)
     if as_json:
         document = {**state_json(state, at), "history_from": trimmed or 1}
         print(json.dumps(document, indent=2, sort_keys=True), file=out)
@@ -138,7 +138,7 @@ def _print_timeline(
     for envelope in iter_envelopes(state_dir):
         if until is not None and envelope.at > until:
             break
-        after = fold(state, envelope)
+        after = fold(state, envelope, log_fold_error)
         if since is None or envelope.at >= since:
             changes = state_changes(state, after)
             if as_json:
