@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -34,3 +35,13 @@ def lab_available() -> None:
     if IN_CI:
         pytest.fail(f"lab tests must run in CI but cannot: {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_found() -> Iterator[None]:
+    """`reconciler run` and apply configure process-wide logging (handlers, no propagation);
+    put it back after every test so that later tests' caplog still hears our loggers."""
+    from tests.daemon_helpers import restored_loggers
+
+    with restored_loggers("reconciler", "apscheduler"):
+        yield
