@@ -62,27 +62,30 @@ class World(NamedTuple):
     controls: WorldControls
 
 
-class _Collector:
-    """Collects notices delivered from the platform's watch thread."""
+class NoticeCollector:
+    """Collects notices delivered from a platform's watch thread; tests wait on it."""
 
     def __init__(self) -> None:
-        self.notices: list[ChangeNotice] = []
-        self._cond = threading.Condition()
+        self.items: list[ChangeNotice] = []
+        self.cond = threading.Condition()
 
     def __call__(self, notice: ChangeNotice) -> None:
-        with self._cond:
-            self.notices.append(notice)
-            self._cond.notify_all()
+        with self.cond:
+            self.items.append(notice)
+            self.cond.notify_all()
+
+    def wait_for(self, notice: ChangeNotice, timeout: float = 10.0) -> bool:
+        """Whether `notice` arrives (or has arrived) within `timeout` seconds."""
+        with self.cond:
+            return self.cond.wait_for(lambda: notice in self.items, timeout)
 
     def has_address_notice(self, interface: str) -> bool:
-        with self._cond:
-            return any(
-                n.kind == "address" and n.interface in (interface, None) for n in self.notices
-            )
+        with self.cond:
+            return any(n.kind == "address" and n.interface in (interface, None) for n in self.items)
 
     def wait_briefly(self, seconds: float) -> None:
-        with self._cond:
-            self._cond.wait(seconds)
+        with self.cond:
+            self.cond.wait(seconds)
 
 
 class PlatformContract:
@@ -215,7 +218,7 @@ class PlatformContract:
     def test_watch_delivers_a_notice_after_an_address_change(self, world: World) -> None:
         """A WAN address change reaches the watcher as an "address" notice; stop() ends it."""
         platform, controls = world
-        collector = _Collector()
+        collector = NoticeCollector()
         watch = platform.watch(collector)
         try:
             # The watcher may need a moment to subscribe: keep changing the address until a

@@ -34,7 +34,7 @@ from reconciler.model.config import (
 from reconciler.world.linux import SIT_UNSUPPORTED, LinuxPlatform, NetlinkWatch
 from reconciler.world.platform import ChangeNotice
 from reconciler.world.probe import ping
-from tests.world.platform_contract import PlatformContract, World
+from tests.world.platform_contract import NoticeCollector, PlatformContract, World
 
 WAN = "wan0"
 TUNNEL = "he-ipv6"
@@ -373,27 +373,12 @@ def test_hostname_file_when_configured(tmp_path: Path) -> None:
 # -- change notifications ----------------------------------------------------------------
 
 
-class _Notices:
-    def __init__(self) -> None:
-        self.items: list[ChangeNotice] = []
-        self.arrived = threading.Condition()
-
-    def __call__(self, notice: ChangeNotice) -> None:
-        with self.arrived:
-            self.items.append(notice)
-            self.arrived.notify_all()
-
-    def wait_for(self, wanted: ChangeNotice, seconds: float = 10.0) -> bool:
-        with self.arrived:
-            return self.arrived.wait_for(lambda: wanted in self.items, timeout=seconds)
-
-
 def test_watch_reports_links_and_ipv6_addresses_by_name(
     namespaces: tuple[str, str], tmp_path: Path
 ) -> None:
     """New links arrive as "link" notices and IPv6 address changes as "address", named."""
     router, _far = namespaces
-    notices = _Notices()
+    notices = NoticeCollector()
     watch = LinuxPlatform(make_config(tmp_path), netns=router).watch(notices)
     try:
         ip(router, "link", "add", "extra0", "type", "veth", "peer", "name", "extra1")
@@ -410,7 +395,7 @@ def test_watch_stop_ends_its_thread(namespaces: tuple[str, str], tmp_path: Path)
     """stop() ends the watch thread (it is woken, not left blocking on the socket)."""
     router, _far = namespaces
     before = {t for t in threading.enumerate() if t.name == "netlink-watch"}
-    watch = LinuxPlatform(make_config(tmp_path), netns=router).watch(_Notices())
+    watch = LinuxPlatform(make_config(tmp_path), netns=router).watch(NoticeCollector())
     started = {t for t in threading.enumerate() if t.name == "netlink-watch"} - before
     assert len(started) == 1
     watch.stop()
@@ -421,7 +406,7 @@ def test_watch_stop_ends_its_thread(namespaces: tuple[str, str], tmp_path: Path)
 def test_watch_overrun_becomes_desync(namespaces: tuple[str, str]) -> None:
     """When the kernel drops notifications (ENOBUFS) the watcher says "desync"."""
     router, _far = namespaces
-    notices = _Notices()
+    notices = NoticeCollector()
     release = threading.Event()
 
     def slow_consumer(notice: ChangeNotice) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from reconciler.model.hostname import render_hostname_file
 from reconciler.testing import OpenBSDHost, RecordingRunner
 from reconciler.world.openbsd import OpenBSDPlatform
 from reconciler.world.platform import ChangeNotice, Platform
-from tests.world.platform_contract import PlatformContract, World
+from tests.world.platform_contract import NoticeCollector, PlatformContract, World
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openbsd"
 HE_SERVER = "203.0.113.1"
@@ -383,26 +382,11 @@ def test_no_firewall_command_runs_nothing(tmp_path: Path) -> None:
 # -- watching ---------------------------------------------------------------------------------
 
 
-class Notices:
-    def __init__(self) -> None:
-        self.items: list[ChangeNotice] = []
-        self.cond = threading.Condition()
-
-    def __call__(self, notice: ChangeNotice) -> None:
-        with self.cond:
-            self.items.append(notice)
-            self.cond.notify_all()
-
-    def wait_for(self, notice: ChangeNotice, timeout: float = 5.0) -> bool:
-        with self.cond:
-            return self.cond.wait_for(lambda: notice in self.items, timeout)
-
-
 def test_watch_reports_link_and_announce_changes(
     platform: OpenBSDPlatform, host: OpenBSDHost
 ) -> None:
     """A tunnel going down and an interface departing reach the watcher by name."""
-    notices = Notices()
+    notices = NoticeCollector()
     watch = platform.watch(notices)
     try:
         assert host.wait_for_streams(1)
@@ -419,7 +403,7 @@ def test_a_dying_monitor_means_desync_and_a_restart(
     platform: OpenBSDPlatform, host: OpenBSDHost
 ) -> None:
     """When `route -n monitor` dies the watcher says desync and starts a new monitor."""
-    notices = Notices()
+    notices = NoticeCollector()
     watch = platform.watch(notices)
     try:
         assert host.wait_for_streams(1)
@@ -438,7 +422,7 @@ def test_a_monitor_that_cannot_start_is_retried(tmp_path: Path) -> None:
     runner = RecordingRunner()
     runner.fail_stream(["route", "-n", "monitor"], "cannot run: No such file or directory")
     platform = OpenBSDPlatform(make_config(tmp_path), runner, tmp_path, monitor_restart_delay=0.01)
-    notices = Notices()
+    notices = NoticeCollector()
     watch = platform.watch(notices)
     try:
         with notices.cond:
@@ -453,7 +437,7 @@ def test_a_failing_callback_does_not_end_the_watch(
     platform: OpenBSDPlatform, host: OpenBSDHost
 ) -> None:
     """An exception in the callback is logged, and later notices still arrive."""
-    notices = Notices()
+    notices = NoticeCollector()
 
     def flaky(notice: ChangeNotice) -> None:
         notices(notice)
