@@ -227,14 +227,14 @@ class PlatformContract:
             addresses = [self.NEW_WAN_ADDRESS, self.WAN_ADDRESS]
             turn = 0
             while not collector.has_address_notice(controls.wan_interface):
-                assert time.monotonic() < deadline, f"no address notice: {collector.notices}"
+                assert time.monotonic() < deadline, f"no address notice: {collector.items}"
                 controls.set_wan_address(addresses[turn % 2])
                 turn += 1
                 collector.wait_briefly(0.2)
         finally:
             watch.stop()
-        delivered = len(collector.notices)
+        delivered = len(collector.items)
         controls.set_wan_address(self.NEW_WAN_ADDRESS)
         controls.set_wan_address(self.WAN_ADDRESS)
         time.sleep(0.3)
-        assert len(collector.notices) == delivered, "notices after stop()"
+        assert len(collector.items) == delivered, "notices after stop()"
