@@ -20,12 +20,14 @@ __all__ = [
     "CRC32_RESIDUE",
     "FORMAT_VERSION",
     "FRAME_HEADER",
+    "FRAME_HEAD_STRUCT",
     "FRAME_OVERHEAD",
     "FRAME_TRAILER",
     "MAX_PAYLOAD",
     "SEGMENT_HEADER",
     "SEGMENT_MAGIC",
     "SEGMENT_SUFFIX",
+    "U32_STRUCT",
     "Damage",
     "Frame",
     "decode_segment_header",
@@ -49,13 +51,13 @@ _SEGMENT_HEAD = struct.Struct("<8sHHQ")
 SEGMENT_HEADER = _SEGMENT_HEAD.size + 4
 # Frame: payload length (u32), sequence number (u64), CRC-32 of those 12 bytes (u32), the
 # payload, then a CRC-32 of everything before it in the frame (u32 trailer).
-_FRAME_HEAD = struct.Struct("<IQ")
+FRAME_HEAD_STRUCT = struct.Struct("<IQ")
 _FRAME_FULL = struct.Struct("<IQI")
 FRAME_HEADER = _FRAME_FULL.size
 FRAME_TRAILER = 4
 FRAME_OVERHEAD = FRAME_HEADER + FRAME_TRAILER
 MAX_PAYLOAD = 2**30  # a larger length is damage, whatever its CRC says
-_U32 = struct.Struct("<I")
+U32_STRUCT = struct.Struct("<I")
 # CRC-32 of any bytes followed by their own CRC (u32, little-endian): a constant. A frame is
 # intact exactly when the CRC over all of it, trailer included, is this value, so readers
 # check a frame with one CRC call and no trailer unpacking.
@@ -80,7 +82,7 @@ def segment_first_seq(name: str) -> int:
 
 def encode_segment_header(first_seq: int) -> bytes:
     head = _SEGMENT_HEAD.pack(SEGMENT_MAGIC, FORMAT_VERSION, 0, first_seq)
-    return head + _U32.pack(_crc32(head))
+    return head + U32_STRUCT.pack(_crc32(head))
 
 
 def decode_segment_header(data: bytes) -> int | str:
@@ -90,7 +92,7 @@ def decode_segment_header(data: bytes) -> int | str:
     magic, version, _flags, first_seq = _SEGMENT_HEAD.unpack_from(data)
     if magic != SEGMENT_MAGIC:
         return "not a reconciler log segment (bad magic)"
-    (crc,) = _U32.unpack_from(data, _SEGMENT_HEAD.size)
+    (crc,) = U32_STRUCT.unpack_from(data, _SEGMENT_HEAD.size)
     if crc != _crc32(data[: _SEGMENT_HEAD.size]):
         return "segment header checksum mismatch"
     if version != FORMAT_VERSION:
@@ -99,9 +101,9 @@ def decode_segment_header(data: bytes) -> int | str:
 
 
 def encode_frame(seq: int, payload: bytes) -> bytes:
-    head = _FRAME_HEAD.pack(len(payload), seq)
-    head += _U32.pack(_crc32(head))
-    return b"".join((head, payload, _U32.pack(_crc32(payload, _crc32(head)))))
+    head = FRAME_HEAD_STRUCT.pack(len(payload), seq)
+    head += U32_STRUCT.pack(_crc32(head))
+    return b"".join((head, payload, U32_STRUCT.pack(_crc32(payload, _crc32(head)))))
 
 
 @frozen
@@ -142,7 +144,8 @@ def inspect_frame(buf: bytes | memoryview, pos: int, seq: int | None) -> int | D
     end: int = pos + FRAME_OVERHEAD + length
     if end > size:
         return Damage(pos, "incomplete", f"frame of {length} bytes cut short")
-    if _crc32(buf[pos : end - FRAME_TRAILER]) != _U32.unpack_from(buf, end - FRAME_TRAILER)[0]:
+    (stored,) = U32_STRUCT.unpack_from(buf, end - FRAME_TRAILER)
+    if _crc32(buf[pos : end - FRAME_TRAILER]) != stored:
         return Damage(pos, "payload", "frame checksum mismatch")
     if seq is not None and frame_seq != seq:
         return Damage(pos, "sequence", f"sequence number {frame_seq}, expected {seq}")
@@ -194,7 +197,7 @@ def scan_frames(
     frame); `walk_frames` says the same thing frame by frame.
     """
     size = len(buf)
-    unpack = _FRAME_HEAD.unpack_from
+    unpack = FRAME_HEAD_STRUCT.unpack_from
     crc32 = _crc32
     residue = CRC32_RESIDUE
     left = -1 if limit is None else limit

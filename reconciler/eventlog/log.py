@@ -13,7 +13,6 @@ import fcntl
 import itertools
 import logging
 import os
-import struct
 import threading
 import zlib
 from collections.abc import Generator, Iterable, Iterator, Mapping
@@ -34,10 +33,12 @@ from reconciler.eventlog.files import (
 )
 from reconciler.eventlog.format import (
     CRC32_RESIDUE,
+    FRAME_HEAD_STRUCT,
     FRAME_HEADER,
     FRAME_OVERHEAD,
     MAX_PAYLOAD,
     SEGMENT_HEADER,
+    U32_STRUCT,
     Damage,
     decode_segment_header,
     encode_segment_header,
@@ -53,8 +54,6 @@ DEFAULT_SEGMENT_SIZE = 64 * 2**20
 LOCK_NAME = "LOCK"
 _READ_CHUNK = 1 << 20
 _INDEX_EVERY = 4096  # a sparse (seq, offset) index of the active segment: fast seeks on start-up
-_FRAME_HEAD = struct.Struct("<IQ")
-_U32 = struct.Struct("<I")
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +276,7 @@ class EventLog:
         first_seq = self._next_seq
         pending: list[bytes] = []
         pending_size = 0
-        head_of, u32, crc32 = _FRAME_HEAD.pack, _U32.pack, zlib.crc32
+        head_of, u32, crc32 = FRAME_HEAD_STRUCT.pack, U32_STRUCT.pack, zlib.crc32
         for seq, payload in enumerate(payloads, first_seq):
             # encode_frame, inlined: group commits spend most of their time here
             head = head_of(len(payload), seq)
@@ -443,7 +442,7 @@ def _read_segment(seg: Path, first: int, offset: int, seq: int, start: int) -> _
     including its trailer must leave CRC-32's fixed residue, which holds exactly when the
     trailer is right), and only what fails that check is looked at again by inspect_frame.
     """
-    unpack = _FRAME_HEAD.unpack_from
+    unpack = FRAME_HEAD_STRUCT.unpack_from
     crc32 = zlib.crc32
     unpackb = msgpack.unpackb
     residue = CRC32_RESIDUE
