@@ -273,7 +273,9 @@ def _reload_after_restart(
     restart = next((a for a in wanted if a.KIND == RestartTunnel.KIND), None)
     if restart is not None:
         return ReloadPf(
-            desired.local, reason="the tunnel is restarted first", causes=restart.causes
+            desired.local,
+            reason="the firewall follows the tunnel restart planned before it",
+            causes=restart.causes,
         )
     restarted = observed.last_success_seq_of(RestartTunnel.KIND)
     reloaded = observed.last_success_seq_of(ReloadPf.KIND)
