@@ -28,6 +28,7 @@ from reconciler.model.config import (
     WanConfig,
 )
 from reconciler.testing import fake_he
+from tests.netns import namespace
 
 __all__ = [
     "TEST_KEY",
@@ -175,19 +176,14 @@ backoff_max = 5
 def router_netns(name: str, wan_address: str = "203.0.113.7") -> Iterator[str]:
     """A namespace with loopback up and a veth `wan0` holding `wan_address`/24; always
     deleted afterwards."""
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        for argv in (
-            ["link", "set", "lo", "up"],
-            ["link", "add", "wan0", "type", "veth", "peer", "name", "wanpeer"],
-            ["link", "set", "wanpeer", "up"],
-            ["addr", "add", f"{wan_address}/24", "dev", "wan0"],
-            ["link", "set", "wan0", "up"],
-        ):
-            subprocess.run(["ip", "-n", name, *argv], check=True)
+    with namespace(
+        name,
+        ["link", "add", "wan0", "type", "veth", "peer", "name", "wanpeer"],
+        ["link", "set", "wanpeer", "up"],
+        ["addr", "add", f"{wan_address}/24", "dev", "wan0"],
+        ["link", "set", "wan0", "up"],
+    ):
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 @contextlib.contextmanager

@@ -55,6 +55,7 @@ from tests.daemon_helpers import (
     linux_config_text,
     openbsd_config,
     restored_loggers,
+    router_netns,
     syslog_listener,
 )
 
@@ -381,20 +382,8 @@ def test_a_stop_abandons_a_slow_update_and_a_waiting_reload_within_the_grace(
 
 @pytest.fixture
 def netns(lab_available: None) -> Iterator[str]:
-    name = f"rcd{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        for argv in (
-            ["link", "set", "lo", "up"],
-            ["link", "add", "wan0", "type", "veth", "peer", "name", "wanpeer"],
-            ["link", "set", "wanpeer", "up"],
-            ["addr", "add", "203.0.113.7/24", "dev", "wan0"],
-            ["link", "set", "wan0", "up"],
-        ):
-            subprocess.run(["ip", "-n", name, *argv], check=True)
+    with router_netns(f"rcd{os.getpid()}") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def _start(netns: str, config: Path) -> subprocess.Popen[str]:

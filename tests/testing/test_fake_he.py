@@ -26,6 +26,7 @@ from reconciler.testing.fake_he import (
     running_process,
     system_ping,
 )
+from tests.netns import namespace
 
 KEY = "fake-he-Key-7c1d"
 USER = "rcuser"
@@ -286,14 +287,10 @@ def test_ping_check_in_a_namespace_refuses_an_address_that_does_not_answer(
     ns = f"rcfakehe{os.getpid()}"
     key_file = tmp_path / "key"
     key_file.write_text(KEY)
-    subprocess.run(["ip", "netns", "add", ns], check=True)
     stack = contextlib.ExitStack()
     try:
-        for cmd in (
-            ["ip", "link", "set", "lo", "up"],
-            ["ip", "addr", "add", "198.51.100.1/32", "dev", "lo"],
-        ):
-            subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True)
+        # A non-loopback address, so the fake sees a real source.
+        stack.enter_context(namespace(ns, ["addr", "add", "198.51.100.1/32", "dev", "lo"]))
         server = stack.enter_context(
             running_process(
                 netns=ns, listen="198.51.100.1:8080", tunnel_id=TID, username=USER,
@@ -316,4 +313,3 @@ def test_ping_check_in_a_namespace_refuses_an_address_that_does_not_answer(
         assert done.stdout.splitlines() == ["good 127.0.0.1", "good 198.51.100.1"], done.stderr
     finally:
         stack.close()
-        subprocess.run(["ip", "netns", "del", ns], check=False)

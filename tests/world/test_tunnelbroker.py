@@ -26,6 +26,7 @@ from reconciler.world.tunnelbroker import (
     TunnelbrokerClient,
     UpdateResult,
 )
+from tests.netns import namespace
 
 TEST_KEY = "k3y-Sup3rSecret-2f9a7c"
 USERNAME = "rcuser"
@@ -378,15 +379,10 @@ def test_a_running_fake_process_serves_the_client_without_myip_from_a_real_addre
 ) -> None:
     """Behind NAT (no myip) HE records the request's real source address, in a netns."""
     ns = f"rctb{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
     stack = contextlib.ExitStack()
     try:
-        for cmd in (
-            ["ip", "link", "set", "lo", "up"],
-            # Not a loopback address, so HE (the fake) sees a real source.
-            ["ip", "addr", "add", "198.51.100.1/32", "dev", "lo"],
-        ):
-            subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True)
+        # A non-loopback address, so the fake sees a real source.
+        stack.enter_context(namespace(ns, ["addr", "add", "198.51.100.1/32", "dev", "lo"]))
         server = stack.enter_context(
             running_process(
                 netns=ns, listen="198.51.100.1:8080", tunnel_id=TUNNEL_ID, username=USERNAME,
@@ -412,7 +408,6 @@ def test_a_running_fake_process_serves_the_client_without_myip_from_a_real_addre
         assert done.stdout.split() == ["ok", "198.51.100.1"], done.stderr
     finally:
         stack.close()
-        subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
 def _read_line(stream: IO[str], timeout: float) -> str:
