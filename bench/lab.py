@@ -2,11 +2,14 @@
 
     python -m bench lab [--rounds 10] [--polling-rounds 3] [--skip-polling]
     python -m bench lab --soak 600 [--every 20]
+    python -m bench lab --idle 300
 
 Time to repair: from the moment the lab gives the WAN a new address to the first IPv6 ping
 from the router that crosses the tunnel. The polling run is the original design: no kernel
 notifications, every observer on a 60 s interval. The soak changes the address every
-`--every` seconds and samples the daemon's RSS and CPU time from /proc. Prints figures only.
+`--every` seconds and samples the daemon's RSS and CPU time from /proc. The idle run keeps
+the shipped intervals (probes every 60 s, kernel notifications on) and changes nothing, to
+show what the daemon costs on a quiet day. Prints figures only.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ POLLING = {
     "probe_ipv6__interval": 60.0,
     "tunnel__observe_interval": 60.0,
 }
+# The shipped etc/reconciler.conf's intervals, for the idle run.
+SHIPPED_INTERVALS = {
+    "probe_ipv4__interval": 60.0,
+    "probe_ipv6__interval": 60.0,
+    "tunnel__observe_interval": 30.0,
+    "tunnelbroker__min_update_interval": 600.0,
+}
 _CLOCK_TICKS = 100  # USER_HZ on Linux
 
 
@@ -38,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-polling", action="store_true", help="only the notification run")
     parser.add_argument("--soak", type=float, metavar="SECONDS", help="run a soak instead")
     parser.add_argument("--every", type=float, default=20.0, help="soak: seconds per change")
+    parser.add_argument("--idle", type=float, metavar="SECONDS", help="a quiet day instead")
     args = parser.parse_args(list(argv or []))
     reason = lab_unavailable_reason()
     if reason:
@@ -45,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.soak:
         return _soak(args.soak, args.every)
+    if args.idle:
+        return _idle(args.idle)
     fast = _repair_times(args.rounds, {})
     _report("kernel notifications", fast)
     if args.skip_polling:
@@ -124,6 +137,23 @@ def _daemon_probed_ipv6(lab: Lab) -> bool:
     return any(
         isinstance(e.fact, ProbeObserved) and e.fact.family == "ipv6" for e in lab.envelopes()
     )
+
+
+def _idle(duration: float) -> int:
+    with Lab() as lab:
+        daemon = lab.start_daemon(**SHIPPED_INTERVALS)
+        wait_until(lambda: _daemon_probed_ipv6(lab), timeout=60, what="the daemon's first probe")
+        rss_start, cpu_start = _proc_figures(daemon.pid)
+        time.sleep(duration)
+        rss_end, cpu_end = _proc_figures(daemon.pid)
+        facts = len(lab.envelopes())
+        lab.stop_daemon()
+    cpu_per_hour = (cpu_end - cpu_start) / duration * 3600
+    print(
+        f"lab idle ({duration:.0f} s, probes every 60 s): CPU {cpu_per_hour:.1f} s per hour, "
+        f"RSS {rss_start:.1f} -> {rss_end:.1f} MB, {facts} facts in the log"
+    )
+    return 0
 
 
 def _soak(duration: float, every: float) -> int:
