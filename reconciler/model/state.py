@@ -322,7 +322,30 @@ def _fold_succeeded(
         last_success_seq=seq,
         last_outcome_seq=seq,
     )
-    return _moved(state, seq, at, actions={**state.actions, fact.key: record})
+    # The success settles its kind: the records of its other keys (older addresses) go,
+    # unless they can still decide something, so the state does not grow with every address
+    # the ISP ever handed out.
+    actions = {
+        key: other
+        for key, other in state.actions.items()
+        if other.kind != fact.action or key == fact.key or _still_decides(other, state, at)
+    }
+    actions[fact.key] = record
+    return _moved(state, seq, at, actions=actions)
+
+
+def _still_decides(record: ActionRecord, state: ObservedState, at: float) -> bool:
+    """Whether a record of a settled kind's other key can still hold or explain anything:
+    an intent with no outcome (a crash shows), a permanent failure under the configuration in
+    force (it holds the whole kind), or a retry-after hint not yet over (abuse holds every
+    update)."""
+    if record.in_flight:
+        return True
+    if record.last_outcome == "permanent":
+        return record.permanent_digest == state.config_digest
+    if record.retry_after is not None and record.failed_at is not None:
+        return record.failed_at + record.retry_after > at
+    return False
 
 
 def _fold_failed(state: ObservedState, fact: ActionFailed, seq: int, at: float) -> ObservedState:

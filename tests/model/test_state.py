@@ -275,3 +275,43 @@ def test_a_fact_the_fold_cannot_take_counts_as_unknown() -> None:
     assert state_to_mapping(state) | {"seq": 0, "at": 0.0} == state_to_mapping(ObservedState())
     assert errors == [(5, "TypeError")]
     assert fold(ObservedState(), bad).seq == 5  # without a handler, quietly
+
+
+def _succeed(history: History, key: str, kind: str) -> None:
+    history.record(ActionStarted(key, kind, "r"))
+    history.record(ActionSucceeded(key, kind))
+
+
+def test_action_records_do_not_grow_with_every_address_the_isp_hands_out() -> None:
+    """A success settles its kind: after 500 address changes the state holds one record per
+    kind, the newest, and last_success_seq_of still names the newest success."""
+    history = History()
+    for n in range(500):
+        address = f"203.0.{n // 250}.{n % 250 + 1}"
+        _succeed(history, f"update-he-endpoint:{address}", "update-he-endpoint")
+        _succeed(history, f"restart-tunnel:{address}->198.51.100.1", "restart-tunnel")
+        _succeed(history, f"reload-pf:{address}", "reload-pf")
+    assert sorted(history.state.actions) == [
+        "reload-pf:203.0.1.250",
+        "restart-tunnel:203.0.1.250->198.51.100.1",
+        "update-he-endpoint:203.0.1.250",
+    ]
+    assert history.state.last_success_seq_of("reload-pf") == len(history.envelopes)
+
+
+def test_a_success_keeps_what_can_still_hold_or_explain_its_kind() -> None:
+    """Another key's intent without outcome, its permanent failure under the configuration in
+    force, and its unexpired retry-after survive a success of the kind; an expired hint and a
+    plain earlier success do not."""
+    kind = "update-he-endpoint"
+    history = History()
+    history.record(ActionStarted(f"{kind}:a", kind, "r"))  # the daemon died here
+    history.record(ActionStarted(f"{kind}:b", kind, "r"))
+    history.record(ActionFailed(f"{kind}:b", kind, "permanent", "badauth"))
+    history.record(ActionStarted(f"{kind}:c", kind, "r"))
+    history.record(ActionFailed(f"{kind}:c", kind, "temporary", "abuse", retry_after=3600.0))
+    history.record(ActionStarted(f"{kind}:d", kind, "r"))
+    history.record(ActionFailed(f"{kind}:d", kind, "temporary", "911", retry_after=1.0))
+    _succeed(history, f"{kind}:e", kind)
+    _succeed(history, f"{kind}:f", kind)
+    assert sorted(history.state.actions) == [f"{kind}:{k}" for k in "abcf"]
