@@ -35,6 +35,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
 def _verify(directory: Path, env: Environment) -> int:
     report = verify(directory)
     out = env.stdout
+    _print_ignored(report.ignored, env)
     for problem in report.problems:
         print(f"damaged: {problem}", file=out)
     if report.torn_tail is not None:
@@ -47,12 +48,15 @@ def _verify(directory: Path, env: Environment) -> int:
 def _repair(directory: Path, env: Environment) -> int:
     report = repair(directory)
     out = env.stdout
+    _print_ignored(report.ignored, env)
     for problem in report.problems:
         print(f"damaged: {problem}", file=out)
     for segment, aside in report.moved_aside:
         print(
             f"moved {segment.name} aside to {aside.name}; rewrote it from intact frames", file=out
         )
+    for segment, aside in report.set_aside:
+        print(f"moved {segment.name} aside to {aside.name}: it held no records", file=out)
     if report.lost:
         print(
             f"{len(report.lost)} records unreadable, each replaced by a lost-record marker "
@@ -61,13 +65,18 @@ def _repair(directory: Path, env: Environment) -> int:
         )
     if report.torn_tail is not None:
         print(f"cut torn tail: {report.torn_tail} (bytes kept in a .broken file)", file=out)
-    if not report.moved_aside and report.torn_tail is None:
+    if not report.moved_aside and not report.set_aside and report.torn_tail is None:
         print(f"{directory}: nothing to repair", file=out)
     else:
         print(
             f"{directory}: repaired, {report.salvaged} records salvaged, nothing deleted", file=out
         )
     return 0
+
+
+def _print_ignored(ignored: list[tuple[Path, str]], env: Environment) -> None:
+    for path, what in ignored:
+        print(f"ignored: {path}: {what} named like a segment (left alone)", file=env.stdout)
 
 
 def _stats(directory: Path, env: Environment, *, as_json: bool) -> int:

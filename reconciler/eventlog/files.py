@@ -12,6 +12,7 @@ __all__ = [
     "fsync_dir",
     "list_segments",
     "make_private_dir",
+    "stray_segment_names",
     "unused_name",
     "write_durably",
 ]
@@ -28,14 +29,56 @@ def write_durably(path: Path, data: bytes) -> None:
 
 
 def list_segments(directory: Path) -> list[tuple[int, Path]]:
-    """(first sequence number, path) of every segment, oldest first."""
+    """(first sequence number, path) of every segment, oldest first.
+
+    Only regular files (or symlinks to one) count: a directory or a dangling or looping
+    symlink that merely carries a segment's name was not made by the log, holds no records,
+    and must not stop every command that reads the log (`stray_segment_names` lists them).
+    """
     try:
-        names = os.listdir(directory)
+        entries = list(os.scandir(directory))
     except FileNotFoundError:
         return []
-    found = [(segment_first_seq(n), directory / n) for n in names if is_segment_name(n)]
+    found = [
+        (segment_first_seq(e.name), directory / e.name)
+        for e in entries
+        if is_segment_name(e.name) and _is_file(e)
+    ]
     found.sort()
     return found
+
+
+def stray_segment_names(directory: Path) -> list[tuple[Path, str]]:
+    """(path, what it is) of each entry named like a segment that is not a regular file;
+    the log ignores them and leaves them alone (it did not make them)."""
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return []
+    strays = []
+    for entry in sorted(entries, key=lambda e: e.name):
+        if is_segment_name(entry.name) and not _is_file(entry):
+            strays.append((directory / entry.name, _what(entry)))
+    return strays
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file()  # follows symlinks; False for a dangling one
+    except OSError:  # a looping symlink on some systems
+        return False
+
+
+def _what(entry: os.DirEntry[str]) -> str:
+    if entry.is_symlink():
+        try:
+            os.stat(entry.path)
+        except OSError as exc:
+            return f"a symlink that leads nowhere ({exc.strerror or exc})"
+        return "a symlink to something that is not a file"
+    if entry.is_dir(follow_symlinks=False):
+        return "a directory"
+    return "not a regular file"
 
 
 def unused_name(path: Path, suffix: str) -> Path:

@@ -28,6 +28,7 @@ from reconciler.eventlog.files import (
     fsync_dir,
     list_segments,
     make_private_dir,
+    stray_segment_names,
     unused_name,
     write_durably,
 )
@@ -56,6 +57,7 @@ _READ_CHUNK = 1 << 20
 _INDEX_EVERY = 4096  # a sparse (seq, offset) index of the active segment: fast seeks on start-up
 
 log = logging.getLogger(__name__)
+_strays_told: set[Path] = set()
 
 Record = Mapping[str, Any]
 _ReadGen = Generator[tuple[int, Record], None, tuple[int, int, Damage | None]]
@@ -114,6 +116,10 @@ class EventLog:
         if segment_size < SEGMENT_HEADER + FRAME_OVERHEAD:
             raise ValueError(f"segment_size {segment_size} is too small")
         self = cls(Path(path), readonly=readonly, segment_size=segment_size)
+        for stray, what in stray_segment_names(self.path):
+            if stray not in _strays_told:  # once per process: commands open the log twice
+                _strays_told.add(stray)
+                log.warning("%s: %s named like a log segment: ignored and left alone", stray, what)
         if readonly:
             self._check_headers(list_segments(self.path))
             return self
@@ -490,10 +496,25 @@ def _read_segment(seg: Path, first: int, offset: int, seq: int, start: int) -> _
                     except ValueError:
                         # Keys other than str are allowed in records, but asking for them on
                         # every call costs a tenth of the read: only the rare record pays.
-                        record = unpackb(payload, strict_map_key=False)
+                        record = _unpack_odd(seg, base + pos, payload)
+                    if type(record) is not dict:  # intact checksums around what no writer wrote
+                        record = _unpack_odd(seg, base + pos, payload)
                     yield seq, record
                 seq += 1
                 pos = end
+
+
+def _unpack_odd(seg: Path, offset: int, payload: bytes) -> Record:
+    """A payload the fast path did not take: a mapping with keys other than str, or
+    damage (not msgpack, or not a mapping) that a checksum cannot see because whoever
+    wrote it computed the checksums too. `log verify` names the same offset."""
+    try:
+        record = msgpack.unpackb(payload, strict_map_key=False)
+    except ValueError:
+        record = None
+    if not isinstance(record, Mapping):
+        raise CorruptLogError(seg, offset, "payload is not a msgpack mapping")
+    return record
 
 
 def _shifted(damage: Damage, base: int) -> Damage:

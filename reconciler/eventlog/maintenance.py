@@ -16,7 +16,13 @@ from typing import Any
 import msgpack
 from attrs import field, frozen
 
-from reconciler.eventlog.files import fsync_dir, list_segments, unused_name, write_durably
+from reconciler.eventlog.files import (
+    fsync_dir,
+    list_segments,
+    stray_segment_names,
+    unused_name,
+    write_durably,
+)
 from reconciler.eventlog.format import (
     SEGMENT_HEADER,
     Damage,
@@ -45,6 +51,7 @@ __all__ = [
 # The record repair writes in place of each one it could not salvage, so sequence numbers
 # stay contiguous (facts name their causes by sequence number). Readers show it raw.
 LOST_RECORD_TYPE = "log-record-lost"
+_NOT_A_MAPPING = "payload is not a msgpack mapping"
 
 
 @frozen
@@ -75,6 +82,7 @@ class VerifyReport:
     records: int
     problems: list[Problem]
     torn_tail: Problem | None
+    ignored: list[tuple[Path, str]] = field(factory=list)  # named like segments, not files
 
     @property
     def ok(self) -> bool:
@@ -89,6 +97,8 @@ class RepairReport:
     lost: list[int] = field(factory=list)  # sequence numbers replaced by a lost-record marker
     torn_tail: Problem | None = None
     problems: list[Problem] = field(factory=list)
+    ignored: list[tuple[Path, str]] = field(factory=list)  # named like segments, not files
+    set_aside: list[tuple[Path, Path]] = field(factory=list)  # held no records: moved whole
 
 
 @frozen
@@ -118,13 +128,15 @@ def _scan_segment(path: Path, first_seq: int, *, last: bool) -> _SegmentScan:
     data = path.read_bytes()
     problems: list[Problem] = []
     header = decode_segment_header(data[:SEGMENT_HEADER])
+    seq = first_seq
     if isinstance(header, str):
         problems.append(Problem(path, 0, header))
     elif header != first_seq:
         problems.append(Problem(path, 0, f"header says first sequence {header}"))
+        seq = header  # an intact header says what the file holds (a renamed segment)
     frames: list[tuple[int, bytes]] = []
     torn: Problem | None = None
-    pos, seq = SEGMENT_HEADER, first_seq
+    pos = SEGMENT_HEADER
     while pos < len(data):
         damage: Damage | None = None
         for item in walk_frames(data, pos, seq):
@@ -134,13 +146,15 @@ def _scan_segment(path: Path, first_seq: int, *, last: bool) -> _SegmentScan:
                     frames.append((item.seq, payload))
                     seq, pos = item.seq + 1, item.end
                     continue
-                damage = Damage(item.offset, "payload", "payload is not a msgpack mapping")
+                damage = Damage(item.offset, "payload", _NOT_A_MAPPING)
             else:
                 damage = item
             break
         if damage is None:
             break
-        if last and is_torn_tail(data, damage):
+        # An intact frame around a payload that is not a map was written whole: not torn.
+        intact = damage.kind == "payload" and damage.reason == _NOT_A_MAPPING
+        if last and not intact and is_torn_tail(data, damage):
             torn = Problem(path, damage.offset, f"torn tail: {damage.reason}")
             break
         problems.append(Problem(path, damage.offset, damage.reason))
@@ -161,8 +175,22 @@ def _decodes_to_mapping(payload: bytes) -> bool:
     return isinstance(value, Mapping)
 
 
-def _scan_all(path: Path) -> list[_SegmentScan]:
+def _scan_all(path: Path) -> tuple[list[_SegmentScan], list[_SegmentScan]]:
+    """The scans of the segments, and apart from them the trailing ones that hold nothing.
+
+    A file named like a segment at the end of the log with neither a valid header nor an
+    intact frame (empty, say) is not a segment the writer made (it makes each one whole,
+    header first, by rename): it holds no records, so it says nothing about records
+    missing before it, and repair moves it aside rather than filling its number range
+    with lost-record markers.
+    """
     segments = list_segments(path)
+    empty: list[_SegmentScan] = []
+    while segments and _holds_nothing(segments[-1][1]):
+        first, seg = segments.pop()
+        size = seg.stat().st_size
+        reason = f"holds no records ({_header_problem(seg)}); not made by the log"
+        empty.insert(0, _SegmentScan(seg, first, [], [Problem(seg, 0, reason)], None, size))
     scans: list[_SegmentScan] = []
     for i, (first, seg) in enumerate(segments):
         scan = _scan_segment(seg, first, last=i == len(segments) - 1)
@@ -174,73 +202,110 @@ def _scan_all(path: Path) -> list[_SegmentScan]:
                 reason = f"ends before sequence {expected}, but the next segment starts at {first}"
                 prev.problems.append(Problem(prev.path, prev.size, reason))
         scans.append(scan)
-    return scans
+    return scans, empty
+
+
+def _holds_nothing(seg: Path) -> bool:
+    data = seg.read_bytes()
+    if not isinstance(decode_segment_header(data[:SEGMENT_HEADER]), str):
+        return False
+    return find_intact_frame(data, -1) is None
+
+
+def _header_problem(seg: Path) -> str:
+    with open(seg, "rb") as f:
+        found = decode_segment_header(f.read(SEGMENT_HEADER))
+    return found if isinstance(found, str) else "no frames"
 
 
 def verify(path: Path | str) -> VerifyReport:
-    """Read every frame of every segment (checksums, sequence, msgpack) and report damage."""
-    scans = _scan_all(Path(path))
-    problems = [p for s in scans for p in s.problems]
-    torn = scans[-1].torn if scans else None
-    return VerifyReport(len(scans), sum(len(s.frames) for s in scans), problems, torn)
+    """Read every frame of every segment (checksums, sequence, msgpack) and report damage.
+
+    Entries named like segments that are not regular files are listed as ignored."""
+    directory = Path(path)
+    scans, empty = _scan_all(directory)
+    problems = [p for s in (*scans, *empty) for p in s.problems]
+    torn = scans[-1].torn if scans else None  # repair moves the empty ones aside first
+    ignored = stray_segment_names(directory)
+    records = sum(len(s.frames) for s in scans)
+    return VerifyReport(len(scans) + len(empty), records, problems, torn, ignored)
 
 
 def repair(path: Path | str) -> RepairReport:
     """Salvage every intact frame; move damaged segments aside (`.damaged`); delete nothing.
 
-    Each rewritten segment keeps the intact records under their own sequence numbers and a
-    lost-record marker for each one that could not be read, so numbers stay contiguous.
-    Takes the writer's lock: a running daemon must be stopped first.
+    Each rewritten segment keeps the intact records under their own sequence numbers, taken
+    from whichever segment file holds them (segments renamed or swapped lose nothing), and a
+    lost-record marker for each one no file holds, so numbers stay contiguous. Trailing files
+    that hold no records are moved aside whole. Entries named like segments that are not
+    regular files are left alone. Takes the writer's lock: a running daemon must be stopped
+    first.
     """
     directory = Path(path)
     with writer_lock(directory):
-        scans = _scan_all(directory)
+        scans, empty = _scan_all(directory)
         moved: list[tuple[Path, Path]] = []
         lost: list[int] = []
         salvaged = 0
-        problems = [p for s in scans for p in s.problems]
+        problems = [p for s in (*scans, *empty) for p in s.problems]
+        pool: dict[int, bytes] = {}
+        for scan in scans:
+            for seq, payload in scan.frames:
+                pool.setdefault(seq, payload)
+        set_aside: list[tuple[Path, Path]] = []
+        for scan in empty:  # first, so that a torn tail before them is the last one's again
+            aside = unused_name(scan.path, ".damaged")
+            os.rename(scan.path, aside)
+            set_aside.append((scan.path, aside))
         for i, scan in enumerate(scans):
             if not scan.problems:
                 continue
             end_seq = scans[i + 1].first_seq - 1 if i + 1 < len(scans) else None
-            data, gaps = _rebuild(scan, end_seq)
+            data, kept, gaps = _rebuild(scan, end_seq, pool)
             aside = unused_name(scan.path, ".damaged")
             os.link(scan.path, aside)  # the original stays reachable at every moment
             write_durably(scan.path, data)
             moved.append((scan.path, aside))
             lost.extend(gaps)
-            salvaged += len(scan.frames)
-        if moved:
+            salvaged += kept
+        if moved or set_aside:
             fsync_dir(directory)
         torn = scans[-1].torn if scans else None
     if torn is not None and not scans[-1].problems:
         EventLog.open(directory).close()  # a writer cuts the torn tail, keeping it in .broken
-    return RepairReport(moved, salvaged, lost, torn, problems)
+    ignored = stray_segment_names(directory)
+    return RepairReport(moved, salvaged, lost, torn, problems, ignored, set_aside)
 
 
-def _rebuild(scan: _SegmentScan, end_seq: int | None) -> tuple[bytes, list[int]]:
-    """A segment with the intact frames and a marker for every missing number."""
+def _rebuild(
+    scan: _SegmentScan, end_seq: int | None, pool: Mapping[int, bytes]
+) -> tuple[bytes, int, list[int]]:
+    """The segment for its name's number range: the intact frames (its own first, else from
+    `pool`, every intact frame of the log by seq), a marker for each number none holds.
+    Also how many records it kept, and the numbers it marked lost. The last segment ends
+    with the last intact frame found for it (what lay behind its damage cannot be counted).
+    """
+    own: dict[int, bytes] = {}
+    for seq, payload in scan.frames:
+        own.setdefault(seq, payload)  # a duplicate is kept only in the damaged original
+    if end_seq is None:
+        end_seq = max((seq for seq in (*own, *pool) if seq >= scan.first_seq), default=0)
     parts = [encode_segment_header(scan.first_seq)]
     lost: list[int] = []
-    seq = scan.first_seq
+    kept = 0
     at: Any = None
     where = scan.problems[0]
-    for frame_seq, payload in scan.frames:
-        if frame_seq < seq or (end_seq is not None and frame_seq > end_seq):
-            continue  # kept only in the damaged original
-        while seq < frame_seq:
+    for seq in range(scan.first_seq, end_seq + 1):
+        payload = own.get(seq, pool.get(seq))
+        if payload is None:
             parts.append(encode_frame(seq, _lost_marker(where, at)))
             lost.append(seq)
-            seq += 1
+            continue
         parts.append(encode_frame(seq, payload))
+        kept += 1
         record = msgpack.unpackb(payload, raw=False, strict_map_key=False)
         at = record.get("at", at)
-        seq += 1
-    while end_seq is not None and seq <= end_seq:
-        parts.append(encode_frame(seq, _lost_marker(where, at)))
-        lost.append(seq)
-        seq += 1
-    return b"".join(parts), lost
+    return b"".join(parts), kept, lost
 
 
 def _lost_marker(problem: Problem, at: Any) -> bytes:
