@@ -4,6 +4,12 @@ The whole log is folded from its first record (so the state at every entry is ex
 retention removed older segments: then a note says from where the fold starts) and streamed:
 entries are printed as they are read, never collected. `--at T` prints the state as it was
 at T instead. Times are ISO 8601 (UTC when no zone is given) or epoch seconds.
+
+Ranges follow the log's order, not raw timestamps: a router without a real-time clock
+records facts stamped in the past until NTP steps its clock, so times in the log need not
+rise. The range runs from the first fact (in log order) stamped at or after --since to the
+last one stamped at or before --until, and --at shows the state after the last fact stamped
+at or before T. A fact stamped out of order inside that span is shown where it was recorded.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from reconciler.commands._common import StateDirError
 from reconciler.errors import ReconcilerError
 from reconciler.history import first_seq, iter_envelopes, log_fold_error
 from reconciler.model.state import ObservedState, fold
@@ -29,15 +36,20 @@ from reconciler.render.replay import (
     state_text,
 )
 from reconciler.render.timefmt import iso
+from reconciler.statedir import events_dir
 
 if TYPE_CHECKING:
     from reconciler.cli import Environment
 
-__all__ = ["TimeArgumentError", "parse_time", "run"]
+__all__ = ["NoFactsError", "TimeArgumentError", "parse_time", "run"]
 
 
 class TimeArgumentError(ReconcilerError):
     """A --since/--until/--at value that is not a time."""
+
+
+class NoFactsError(ReconcilerError):
+    """--at names a time before the first fact: there is no state to show."""
 
 
 def parse_time(option: str, text: str) -> float:
@@ -85,6 +97,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     if since is not None and until is not None and until < since:
         raise TimeArgumentError("--until is before --since")
     state_dir = _state_dir(args, env)
+    if not events_dir(state_dir).is_dir():  # as status and log say it: no log is no story
+        raise StateDirError(f"no event log in {state_dir} ({events_dir(state_dir)} does not exist)")
     first = first_seq(state_dir)
     trimmed = first if first is not None and first > 1 else None
     if trimmed is not None and not args.json:
@@ -108,16 +122,32 @@ def _print_state_at(
     state_dir: Path, at: float, as_json: bool, out: TextIO, trimmed: int | None
 ) -> int:
     state = ObservedState()
+    then: ObservedState | None = None  # after the last fact (in log order) stamped <= at
     for envelope in iter_envelopes(state_dir):
-        if envelope.at > at:
-            break
         state = fold(state, envelope, log_fold_error)
+        if envelope.at <= at:
+            then = state
+    if then is None:
+        raise NoFactsError(f"no facts at or before {iso(at)} in {state_dir}")
     if as_json:
-        document = {**state_json(state, at), "history_from": trimmed or 1}
+        document = {**state_json(then, at), "history_from": trimmed or 1}
         print(json.dumps(document, indent=2, sort_keys=True), file=out)
     else:
-        out.write(state_text(state, at))
+        out.write(state_text(then, at))
     return 0
+
+
+def _last_seq_until(state_dir: Path, until: float) -> int:
+    """The last sequence number stamped at or before `until` (0: none), read ahead."""
+    from reconciler.eventlog import EventLog
+
+    last = 0
+    with EventLog.open(events_dir(state_dir), readonly=True) as log:
+        for seq, record in log.read():
+            stamp = record.get("at")
+            if isinstance(stamp, int | float) and stamp <= until:
+                last = seq
+    return last
 
 
 def _print_timeline(
@@ -135,11 +165,14 @@ def _print_timeline(
             f'{{"schema": "{REPLAY_SCHEMA}", "since": {json.dumps(iso(since))}, '
             f'"until": {json.dumps(iso(until))}, "history_from": {trimmed or 1}, "entries": ['
         )
+    end = _last_seq_until(state_dir, until) if until is not None else None
+    started = since is None
     for envelope in iter_envelopes(state_dir):
-        if until is not None and envelope.at > until:
+        if end is not None and envelope.seq > end:
             break
         after = fold(state, envelope, log_fold_error)
-        if since is None or envelope.at >= since:
+        started = started or (since is not None and envelope.at >= since)
+        if started:
             changes = state_changes(state, after)
             if as_json:
                 out.write(

@@ -326,6 +326,9 @@ def _print_text(report: dict[str, Any], env: Environment) -> None:
             f"{tunnel['local']} -> {tunnel['remote']}  (at {tunnel['at']})"
         )
     for family, probe in observed["probes"].items():
+        if probe["at"] is None:  # known from the configuration, never run yet
+            out(f"{family + ':':<9} not probed yet")
+            continue
         out(
             f"{family + ':':<9} {probe['status']} (probe {probe['target']}: "
             f"{probe['consecutive_ok']} ok, {probe['consecutive_failed']} failed in a row; "

@@ -144,3 +144,64 @@ def test_replay_says_when_retention_removed_the_start(tmp_path: Path) -> None:
     assert json.loads(run_cli(at, tmp_path)[1])["history_from"] == first_kept
     code, out, _ = run_cli(["replay", "--json", "--state-dir", str(FIXTURE)], tmp_path)
     assert json.loads(out)["history_from"] == 1
+
+
+def _stepped_log(tmp_path: Path) -> Path:
+    """Four WAN facts; the third is stamped before the first: the clock stepped back
+    between the second and the third (as on a router without a real-time clock)."""
+    from reconciler.eventlog import EventLog
+    from reconciler.model.facts import WanAddressObserved, to_record
+
+    state_dir = tmp_path / "stepped"
+    stamps = [1_000.0, 2_000.0, 500.0, 1_500.0]
+    with EventLog.open(state_dir / "events") as log:
+        for i, at in enumerate(stamps, 1):
+            fact = WanAddressObserved("wan0", f"192.0.2.{i}", True)
+            log.append(to_record(fact, at=at, source="t"))
+    return state_dir
+
+
+def _shown(tmp_path: Path, state_dir: Path, *options: str) -> list[int]:
+    args = ["replay", "--json", "--state-dir", str(state_dir), *options]
+    code, out, err = run_cli(args, tmp_path)
+    assert (code, err) == (0, "")
+    return [entry["seq"] for entry in json.loads(out)["entries"]]
+
+
+def test_replay_ranges_follow_the_log_order_across_a_clock_step(tmp_path: Path) -> None:
+    """--since starts at the first fact (in log order) stamped at or after it, --until ends
+    at the last one stamped at or before it: a backward step hides nothing in range."""
+    state_dir = _stepped_log(tmp_path)
+    assert _shown(tmp_path, state_dir) == [1, 2, 3, 4]
+    assert _shown(tmp_path, state_dir, "--until", "1200") == [1, 2, 3]
+    assert _shown(tmp_path, state_dir, "--since", "1200") == [2, 3, 4]
+    assert _shown(tmp_path, state_dir, "--since", "2500") == []
+    assert _shown(tmp_path, state_dir, "--until", "400") == []
+    assert _shown(tmp_path, state_dir, "--since", "1200", "--until", "1600") == [2, 3, 4]
+
+
+def test_replay_at_takes_the_last_fact_stamped_before_it_in_log_order(tmp_path: Path) -> None:
+    """--at T shows the state after the last fact (in log order) stamped at or before T."""
+    state_dir = _stepped_log(tmp_path)
+    args = ["replay", "--json", "--state-dir", str(state_dir), "--at", "1200"]
+    code, out, _ = run_cli(args, tmp_path)
+    state = json.loads(out)["state"]
+    assert code == 0 and state["seq"] == 3 and state["wan"]["address"] == "192.0.2.3"
+
+
+def test_replay_at_before_the_first_fact_is_one_clear_line(tmp_path: Path) -> None:
+    """No state before the first fact: one line saying so, exit 1, no 1970 dates."""
+    state_dir = _stepped_log(tmp_path)
+    for extra in ([], ["--json"]):
+        args = ["replay", "--state-dir", str(state_dir), "--at", "400", *extra]
+        code, out, err = run_cli(args, tmp_path)
+        assert (code, out) == (1, "")
+        assert err == f"reconciler: no facts at or before 1970-01-01T00:06:40Z in {state_dir}\n"
+
+
+def test_replay_without_a_log_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """A state directory without events/ is an error, as for status and log."""
+    for command in (["replay"], ["log", "verify"]):
+        code, out, err = run_cli([*command, "--state-dir", str(tmp_path)], tmp_path)
+        assert (code, out) == (1, ""), command
+        assert len(err.splitlines()) == 1 and "no event log in" in err

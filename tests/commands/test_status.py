@@ -175,3 +175,16 @@ def test_a_live_pid_in_a_released_lock_file_is_not_the_daemon(tmp_path: Path) ->
     code, out, err = _status(config, "--json")
     assert code == 0, err
     assert json.loads(out)["daemon"]["running"] is False
+
+
+def test_status_before_any_probe_says_not_probed_yet(tmp_path: Path) -> None:
+    """Probes never run read as such, not as `probe : 0 ok ... since None`."""
+    state_dir = tmp_path / "state"
+    with EventLog.open(state_dir / "events") as log:
+        Recorder(log).record(DaemonStarted(1, "t"), "daemon")
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["status", "--state-dir", str(state_dir)], Environment(stdout=out, stderr=err))
+    lines = out.getvalue().splitlines()
+    assert code == 0
+    assert "ipv4:     not probed yet" in lines and "ipv6:     not probed yet" in lines
+    assert "None" not in out.getvalue()
