@@ -296,14 +296,14 @@ def _rebuild(
     at: Any = None
     where = scan.problems[0]
     for seq in range(scan.first_seq, end_seq + 1):
-        payload = own.get(seq, pool.get(seq))
-        if payload is None:
+        found = own.get(seq, pool.get(seq))
+        if found is None:
             parts.append(encode_frame(seq, _lost_marker(where, at)))
             lost.append(seq)
             continue
-        parts.append(encode_frame(seq, payload))
+        parts.append(encode_frame(seq, found))
         kept += 1
-        record = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        record = msgpack.unpackb(found, raw=False, strict_map_key=False)
         at = record.get("at", at)
     return b"".join(parts), kept, lost
 
