@@ -1,0 +1,104 @@
+"""The documented example configuration, with values filled in and its comments kept.
+
+`fill(template, values, notes)` edits the example line by line: a key's line (active, or
+commented out like `# info_url = ...`) gets the new value; a key set to None is commented
+out, which gives the platform's default; `notes` are comment lines put under a section's
+header. Everything else, the documentation above each key included, stays as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+__all__ = ["example_config", "fill", "toml_value"]
+
+_SECTION = re.compile(r"^\[([A-Za-z0-9_.]+)\]\s*$")
+_KEY = re.compile(r"^(#\s*)?([A-Za-z0-9_]+)\s*=")
+# The example puts a key's own remark after three spaces: `key = value   # remark`.
+_REMARK = "   # "
+
+
+def example_config() -> str:
+    """The example shipped with the package (the repository's etc/reconciler.conf)."""
+    return resources.files("reconciler.init").joinpath("example.conf").read_text("utf-8")
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a valid TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+def fill(
+    template: str,
+    values: Mapping[str, Any],
+    notes: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """`template` with each "section.key" in `values` set (None: commented out)."""
+    notes = notes or {}
+    lines = template.splitlines()
+    out: list[str] = []
+    section = ""
+    done: set[str] = set()
+    pending: dict[str, list[str]] = {}  # section -> keys still to append at its end
+
+    def close_section() -> None:
+        for name in pending.pop(section, []):
+            if values[name] is not None:
+                _insert_before_blank(out, f"{name.rsplit('.', 1)[1]} = {toml_value(values[name])}")
+            done.add(name)
+
+    wanted_sections: dict[str, list[str]] = {}
+    for name in values:
+        wanted_sections.setdefault(name.rsplit(".", 1)[0], []).append(name)
+
+    for line in lines:
+        header = _SECTION.match(line)
+        if header:
+            close_section()
+            section = header.group(1)
+            pending[section] = [n for n in wanted_sections.get(section, []) if n not in done]
+            out.append(line)
+            out.extend(f"# {note}" for note in notes.get(section, ()))
+            continue
+        match = _KEY.match(line)
+        name = f"{section}.{match.group(2)}" if match else ""
+        if match and name in values and name not in done:
+            commented = match.group(1) is not None
+            # A commented-out example further down may be the key's documented default:
+            # fill the first line that names the key, active or not, and only once.
+            remark = line[line.index(_REMARK) :] if commented and _REMARK in line else ""
+            value = values[name]
+            if value is None:
+                out.append(line if commented else f"# {line}")
+            else:
+                out.append(f"{match.group(2)} = {toml_value(value)}{remark}")
+            done.add(name)
+            pending[section] = [n for n in pending.get(section, []) if n != name]
+            continue
+        out.append(line)
+    close_section()
+    for head, names in wanted_sections.items():  # sections the example does not have
+        missing = [n for n in names if n not in done and values[n] is not None]
+        if missing:
+            out.extend(["", f"[{head}]"])
+            out.extend(f"{n.rsplit('.', 1)[1]} = {toml_value(values[n])}" for n in missing)
+    return "\n".join(out) + "\n"
+
+
+def _insert_before_blank(out: list[str], line: str) -> None:
+    """Append `line` to the section just written, above the blank lines that end it."""
+    at = len(out)
+    while at > 0 and not out[at - 1].strip():
+        at -= 1
+    out.insert(at, line)
