@@ -38,6 +38,7 @@ class ExitStatus(enum.IntEnum):
 
 @frozen
 class Environment:
+    stdin: TextIO = field(factory=lambda: sys.stdin)
     stdout: TextIO = field(factory=lambda: sys.stdout)
     stderr: TextIO = field(factory=lambda: sys.stderr)
     environ: Mapping[str, str] = field(factory=lambda: dict(os.environ))
@@ -52,6 +53,7 @@ _COMMANDS = {
     "diff": "diff",
     "replay": "replay",
     "check-config": "check_config",
+    "init": "init",
     "log": "log",
     "lab": "lab",
 }
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--until", metavar="T", help="stop at time T")
     replay.add_argument("--at", metavar="T", help="print the state as it was at time T")
     sub.add_parser("check-config", parents=[common], help="validate the configuration and exit")
+    _add_init(sub, as_json)
 
     log = sub.add_parser("log", help="inspect and mend the event log")
     log_sub = log.add_subparsers(dest="log_command", metavar="ACTION", required=True)
@@ -115,6 +118,46 @@ def build_parser() -> argparse.ArgumentParser:
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
     lab_sub.add_parser("demo", help="build the lab, break the WAN, watch the repair, tear down")
     return parser
+
+
+def _add_init(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], as_json: argparse.ArgumentParser
+) -> None:
+    init = sub.add_parser(
+        "init",
+        parents=[as_json],
+        help="write a configuration from the old setup, from HE, or from defaults",
+    )
+    init.add_argument("-o", "--output", metavar="PATH", help="where (default /etc/reconciler.conf)")
+    init.add_argument("--platform", choices=("openbsd", "linux"), help="default: this system's")
+    init.add_argument("--force", action="store_true", help="replace an existing file")
+    init.add_argument("--tunnel-id", metavar="ID", help="HE's numeric tunnel id")
+    init.add_argument("--username", metavar="NAME", help="your tunnelbroker.net login")
+    init.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="the update key's file (default /etc/reconciler/tunnelbroker.key); "
+        "made from standard input when it does not exist",
+    )
+    init.add_argument(
+        "--wan", metavar="IF", help="the WAN interface (default: the IPv4 default route's)"
+    )
+    init.add_argument("--tunnel-interface", metavar="IF", help="the tunnel interface")
+    init.add_argument("--state-dir", metavar="DIR", help="default: the platform's")
+    init.add_argument("--from-he", action="store_true", help="read the tunnel from HE's tunnelInfo")
+    init.add_argument("--info-url", metavar="URL", help="where tunnelInfo.php is (tests, mirrors)")
+    init.add_argument("--ca-file", metavar="FILE", help="a private CA for --info-url (tests)")
+    init.add_argument("--from-hostname-file", metavar="FILE", help="an OpenBSD /etc/hostname.gif0")
+    init.add_argument(
+        "--from-ifstated", metavar="FILE", help="an /etc/ifstated.conf with ping tests"
+    )
+    init.add_argument("--from-link", metavar="NAME", help="an existing Linux sit or vxlan link")
+    init.add_argument(
+        "--from-script",
+        metavar="FILE",
+        action="append",
+        help="a script holding the tunnelbroker update URL (id, username, key)",
+    )
 
 
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:

@@ -196,6 +196,7 @@ class FakeTunnelbroker:
         client_ipv6: str = "2001:db8:1f06:abc::2/64",
         server_ipv6: str = "2001:db8:1f06:abc::1/64",
         routed64: str = "2001:db8:1f07:abc::/64",
+        routed48: str | None = None,
     ) -> None:
         self.tunnel_id = tunnel_id
         self.username = username
@@ -208,6 +209,7 @@ class FakeTunnelbroker:
         self.client_ipv6 = client_ipv6
         self.server_ipv6 = server_ipv6
         self.routed64 = routed64
+        self.routed48 = routed48
         self.delay = 0.0
         self.requests: list[RecordedRequest] = []
         self.counts: Counter[str] = Counter()
@@ -394,7 +396,8 @@ class FakeTunnelbroker:
                 f"    <serverv6>{escape(self.server_ipv6)}</serverv6>\n"
                 f"    <clientv6>{escape(self.client_ipv6)}</clientv6>\n"
                 f"    <routed64>{escape(self.routed64)}</routed64>\n"
-                "  </tunnel>\n"
+                + (f"    <routed48>{escape(self.routed48)}</routed48>\n" if self.routed48 else "")
+                + "  </tunnel>\n"
             )
         return 200, f'<?xml version="1.0" encoding="UTF-8"?>\n<tunnels>\n{tunnels}</tunnels>\n'
 

@@ -80,6 +80,7 @@ class TunnelInfo:
     client_ipv6: str | None = None
     server_ipv6: str | None = None
     routed64: str | None = None
+    routed48: str | None = None
 
 
 class _KeyUnavailable(Exception):
@@ -320,6 +321,7 @@ class TunnelbrokerClient:
                 client_ipv6=_text(tunnel, "clientv6"),
                 server_ipv6=_text(tunnel, "serverv6"),
                 routed64=_text(tunnel, "routed64"),
+                routed48=_text(tunnel, "routed48"),
             )
         return TunnelInfo(
             Outcome.permanent(f"HE tunnelInfo lists no tunnel {self.config.tunnel_id}")
