@@ -9,14 +9,36 @@ Pure functions over strings, tested against fixtures in the real formats, so the
     \tstatus: active
     \tinet 95.163.182.60 netmask 0xfffffe00 broadcast 95.163.183.255
 
-`ifconfig gif0` adds `\ttunnel: inet A --> B ttl 64 nodf ecn` and `\tinet6 A --> B prefixlen
-128`; releases before 6.x print `->` instead of `-->`.
+`ifconfig gif0` adds `\ttunnel: inet A --> B ttl 64 nodf ecn` (`ttl copy` when the TTL is
+copied from the inner packet) and `\tinet6 A --> B prefixlen 128`; releases before 6.x print
+`->` instead of `-->`. A DHCP interface (`inet autoconf`, dhcpleased) has AUTOCONF4 among its
+flags, which ifconfig prints with the extended flags shifted 16 bits up
+(`flags=808843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST,AUTOCONF4>`). Each address prints as
+its own `inet` line in the kernel's order, an alias exactly like the first one: nothing in
+ifconfig's output tells dhcpleased's lease from a static alias (`dhcpleasectl -l <if>` does).
+
+A missing interface: ifconfig prints `<if>: no such interface` on stderr (no `ifconfig:`
+prefix) and exits 1.
 
 `route -n monitor` prints one header line per routing message, for example
 
     RTM_NEWADDR: address being added to iface: len 104, if# 1, name em0, metric 0, flags:<UP>
 
-followed by address lines; only the header lines matter here.
+followed by address lines; only the header lines matter here. RTM_IFINFO prints the
+interface flags with route(8)'s own names, which differ from ifconfig's (`PTP`, not
+`POINTOPOINT`):
+
+    RTM_IFINFO: iface status change: len 168, if# 5, name gif0, link: down, mtu: 1480,
+    flags:<PTP,MULTICAST>
+
+(one line, broken here), and no blank line after it.
+
+`dhcpleasectl -l <if>` prints the lease dhcpleased holds:
+
+    em0 [Bound]
+    \tinet 198.51.100.7 netmask 255.255.255.0
+    \tdefault gateway 198.51.100.1
+    ...
 """
 
 from __future__ import annotations
@@ -33,6 +55,7 @@ __all__ = [
     "InetAddress",
     "is_missing_interface",
     "parse_ifconfig",
+    "parse_lease",
     "parse_monitor_line",
 ]
 
@@ -62,10 +85,16 @@ class IfconfigInterface:
     inet6: tuple[Inet6Address, ...]
     tunnel_local: str | None = None
     tunnel_remote: str | None = None
+    tunnel_ttl: int | None = None  # `ttl N` on the tunnel line; None when absent or `copy`
 
     @property
     def up(self) -> bool:
         return "UP" in self.flags
+
+    @property
+    def autoconf4(self) -> bool:
+        """`inet autoconf`: dhcpleased(8) manages the interface's IPv4 address (OpenBSD 6.9+)."""
+        return "AUTOCONF4" in self.flags
 
     @property
     def link_up(self) -> bool:
@@ -79,6 +108,7 @@ _ARROW = r"(?:-->|->)"  # `-->` since OpenBSD 6.x, `->` before
 # `tunnel: inet A --> B` now; OpenBSD 4.x printed `physical address inet A --> B`.
 _TUNNEL = re.compile(
     rf"^(?:tunnel:|physical address) inet6? (?P<local>\S+) {_ARROW} (?P<remote>\S+)"
+    r"(?:.*\bttl (?P<ttl>\d+)\b)?"
 )
 _INET = re.compile(rf"^inet (?P<addr>[0-9.]+)(?: {_ARROW} (?P<dest>[0-9.]+))?(?P<rest>.*)$")
 # A point-to-point inet6 line without a peer prints `-->` followed by nothing.
@@ -88,6 +118,15 @@ _INET6 = re.compile(
 _NETMASK = re.compile(r"\bnetmask (\S+)")
 _BROADCAST = re.compile(r"\bbroadcast (\S+)")
 _PREFIXLEN = re.compile(r"\bprefixlen (\d+)")
+
+
+_LEASE_INET = re.compile(r"^\tinet (?P<addr>[0-9.]+) netmask ", re.MULTILINE)
+
+
+def parse_lease(text: str) -> str | None:
+    """The address of the lease `dhcpleasectl -l <if>` shows; None while there is none."""
+    match = _LEASE_INET.search(text)
+    return match["addr"] if match else None
 
 
 def is_missing_interface(stderr: str) -> bool:
@@ -108,12 +147,14 @@ def parse_ifconfig(text: str) -> IfconfigInterface:
     inet: list[InetAddress] = []
     inet6: list[Inet6Address] = []
     tunnel_local = tunnel_remote = None
+    tunnel_ttl: int | None = None
     for raw in lines[1:]:
         line = raw.strip()
         if line.startswith("status: "):
             status = line.removeprefix("status: ").strip()
         elif (tunnel := _TUNNEL.match(line)) is not None:
             tunnel_local, tunnel_remote = tunnel["local"], tunnel["remote"]
+            tunnel_ttl = int(tunnel["ttl"]) if tunnel["ttl"] else None
         elif (v4 := _INET.match(line)) is not None:
             netmask = _NETMASK.search(v4["rest"])
             broadcast = _BROADCAST.search(v4["rest"])
@@ -141,6 +182,7 @@ def parse_ifconfig(text: str) -> IfconfigInterface:
         inet6=tuple(inet6),
         tunnel_local=tunnel_local,
         tunnel_remote=tunnel_remote,
+        tunnel_ttl=tunnel_ttl,
     )
 
 

@@ -10,6 +10,7 @@ from reconciler.world.openbsd_text import (
     Inet6Address,
     is_missing_interface,
     parse_ifconfig,
+    parse_lease,
     parse_monitor_line,
 )
 from reconciler.world.platform import ChangeNotice
@@ -119,3 +120,46 @@ def test_route_monitor_messages_become_notices() -> None:
 def test_other_monitor_lines_are_ignored(line: str) -> None:
     """Headers of other messages, address lines and timestamps are not notices."""
     assert parse_monitor_line(line) is None
+
+
+def test_route_monitor_ifinfo_is_printed_as_route_prints_it() -> None:
+    """RTM_IFINFO carries route(8)'s flag names (PTP) and is followed by the next message
+    header, not a blank line (pmsg_addrs ends the line; no addresses follow)."""
+    lines = fixture("route_monitor.txt").splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("RTM_IFINFO"))
+    assert lines[at].endswith("flags:<PTP,MULTICAST>")
+    assert lines[at + 1].startswith("got message of size ")
+    assert "" not in lines
+
+
+def test_autoconf4_flag_marks_a_dhcp_interface() -> None:
+    """`inet autoconf` shows as AUTOCONF4 (an extended flag, shifted 16 bits) in the header."""
+    em0 = parse_ifconfig(fixture("ifconfig_em0_autoconf.txt"))
+    assert em0.autoconf4 and em0.link_up
+    assert [a.address for a in em0.inet] == ["95.163.182.60"]
+    assert not parse_ifconfig(fixture("ifconfig_em0.txt")).autoconf4
+
+
+def test_an_inet_alias_is_listed_like_any_address() -> None:
+    """A static alias before the DHCP lease: both inet lines, in the kernel's order."""
+    em0 = parse_ifconfig(fixture("ifconfig_em0_autoconf_alias.txt"))
+    assert [a.address for a in em0.inet] == ["192.168.1.2", "95.163.182.60"]
+
+
+def test_tunnel_ttl_is_read_from_the_tunnel_line() -> None:
+    """`ttl 64` on the tunnel line is the TTL; `ttl copy` and the older format give None."""
+    assert parse_ifconfig(fixture("ifconfig_gif0.txt")).tunnel_ttl == 64
+    assert parse_ifconfig(fixture("ifconfig_gif0_arrow.txt")).tunnel_ttl is None
+    copy = fixture("ifconfig_gif0.txt").replace("ttl 64", "ttl copy")
+    assert parse_ifconfig(copy).tunnel_ttl is None
+
+
+def test_dhcpleasectl_lease_address() -> None:
+    """`dhcpleasectl -l em0` names the leased address; an interface in Init has none."""
+    assert parse_lease(fixture("dhcpleasectl_em0.txt")) == "95.163.182.60"
+    assert parse_lease("em0 [Init]\n") is None
+
+
+def test_missing_interface_as_ifconfig_prints_it() -> None:
+    """ifconfig prints `gif0: no such interface` without an `ifconfig:` prefix."""
+    assert is_missing_interface(fixture("ifconfig_gif0_missing.stderr"))
