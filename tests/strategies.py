@@ -37,6 +37,7 @@ observation_facts = st.one_of(
         address=_maybe_addr,
         link_up=st.booleans(),
         exists=st.booleans(),
+        autoconf=st.booleans(),
     ),
     st.builds(
         f.ProbeObserved,
@@ -52,6 +53,7 @@ observation_facts = st.one_of(
         up=st.booleans(),
         local=_maybe_addr,
         remote=st.just("198.51.100.1") | st.none(),
+        ttl=st.none() | st.sampled_from([64, 255]),
     ),
     st.builds(
         f.HostnameFileObserved,

@@ -65,16 +65,20 @@ def _strs(value: Any) -> tuple[str, ...]:
 
 @frozen(weakref_slot=False)
 class WanAddressObserved:
-    """The WAN interface as seen now; `address` is the IPv4 address the tunnel should use."""
+    """The WAN interface as seen now; `address` is the IPv4 address the tunnel should use.
+
+    `autoconf` (v2): a DHCP client owns the address (OpenBSD's `inet autoconf`, AUTOCONF4):
+    it may be missing for a while during a DHCP exchange, which the planner waits out."""
 
     TYPE: ClassVar[str] = "wan-address-observed"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     interface: str
     address: str | None
     link_up: bool
     exists: bool = True
     addresses: tuple[str, ...] = field(default=(), converter=_strs)
+    autoconf: bool = False
 
 
 @frozen(weakref_slot=False)
@@ -93,10 +97,13 @@ class ProbeObserved:
 
 @frozen(weakref_slot=False)
 class TunnelObserved:
-    """The tunnel interface as configured in the kernel now."""
+    """The tunnel interface as configured in the kernel now.
+
+    `ttl` (v2): the TTL of the encapsulating IPv4 packets; None where the platform does not
+    report it (or copies it from the inner packet)."""
 
     TYPE: ClassVar[str] = "tunnel-observed"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     interface: str
     exists: bool
@@ -104,6 +111,7 @@ class TunnelObserved:
     local: str | None
     remote: str | None
     mode: str | None = None
+    ttl: int | None = None
 
 
 @frozen(weakref_slot=False)
@@ -245,7 +253,12 @@ FACT_TYPES: dict[str, type[Any]] = {
 
 # (type, version) -> function turning that version's fields into the next version's.
 # When a fact's shape changes: bump VERSION, register the upcaster here, never edit history.
-UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    # v1 did not know whether a DHCP client owned the WAN address: it was read as static.
+    (WanAddressObserved.TYPE, 1): lambda d: {**d, "autoconf": False},
+    # v1 did not observe the tunnel's TTL: unknown.
+    (TunnelObserved.TYPE, 1): lambda d: {**d, "ttl": None},
+}
 
 
 @frozen(weakref_slot=False)

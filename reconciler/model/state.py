@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 # Bump when the shape of ObservedState changes: snapshots of another version are ignored.
+# A field added with a default (WanView.autoconf, TunnelView.ttl) needs no bump: an older
+# snapshot loads with the default, and a bump would make every snapshot unusable at upgrade.
 SCHEMA_VERSION = 1
 DEFAULT_FAIL_AFTER = 3
 DEFAULT_RECOVER_AFTER = 1
@@ -72,12 +74,16 @@ def _floats(value: Any) -> tuple[float, ...]:
 
 @frozen
 class WanView:
+    """The WAN as last observed; `seq` and `at` are those of the fact that first showed it
+    as it is (a DHCP grace period counts from `at`)."""
+
     interface: str
     address: str | None
     link_up: bool
     exists: bool
     seq: int
     at: float
+    autoconf: bool = False
 
 
 @frozen
@@ -90,6 +96,7 @@ class TunnelView:
     mode: str | None
     seq: int
     at: float
+    ttl: int | None = None
 
 
 @frozen
@@ -237,7 +244,7 @@ _make_probe_view = twin_builder(ProbeView)
 
 
 def _fold_wan(state: ObservedState, fact: WanAddressObserved, seq: int, at: float) -> ObservedState:
-    wan = WanView(fact.interface, fact.address, fact.link_up, fact.exists, seq, at)
+    wan = WanView(fact.interface, fact.address, fact.link_up, fact.exists, seq, at, fact.autoconf)
     if state.wan is not None and _same_wan(state.wan, wan):
         wan = state.wan  # the value's cause is the fact that first showed it
     actions = state.actions
@@ -248,7 +255,7 @@ def _fold_wan(state: ObservedState, fact: WanAddressObserved, seq: int, at: floa
 
 def _fold_tunnel(state: ObservedState, fact: TunnelObserved, seq: int, at: float) -> ObservedState:
     tunnel = TunnelView(
-        fact.interface, fact.exists, fact.up, fact.local, fact.remote, fact.mode, seq, at
+        fact.interface, fact.exists, fact.up, fact.local, fact.remote, fact.mode, seq, at, fact.ttl
     )
     old = state.tunnel
     if (
@@ -383,22 +390,24 @@ def fold_all(
 
 
 def _same_wan(a: WanView, b: WanView) -> bool:
-    return (a.interface, a.address, a.link_up, a.exists) == (
+    return (a.interface, a.address, a.link_up, a.exists, a.autoconf) == (
         b.interface,
         b.address,
         b.link_up,
         b.exists,
+        b.autoconf,
     )
 
 
 def _same_tunnel(a: TunnelView, b: TunnelView) -> bool:
-    return (a.interface, a.exists, a.up, a.local, a.remote, a.mode) == (
+    return (a.interface, a.exists, a.up, a.local, a.remote, a.mode, a.ttl) == (
         b.interface,
         b.exists,
         b.up,
         b.local,
         b.remote,
         b.mode,
+        b.ttl,
     )
 
 

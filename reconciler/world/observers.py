@@ -98,6 +98,7 @@ def observe_wan(platform: Platform, sink: FactSink) -> Envelope:
         link_up=wan.link_up,
         exists=wan.exists,
         addresses=wan.addresses,
+        autoconf=wan.autoconf,
     )
     return sink.record(fact, "observer:wan")
 
@@ -112,6 +113,7 @@ def observe_tunnel(platform: Platform, sink: FactSink) -> Envelope:
         local=tunnel.local,
         remote=tunnel.remote,
         mode=tunnel.mode,
+        ttl=tunnel.ttl,
     )
     return sink.record(fact, "observer:tunnel")
 

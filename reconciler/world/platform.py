@@ -21,7 +21,10 @@ class WanState:
     interface: str
     exists: bool
     link_up: bool
-    addresses: tuple[str, ...] = ()  # IPv4, in the order the kernel lists them
+    # IPv4; the one the tunnel should use first (the platform orders them: OpenBSD puts
+    # dhcpleased's lease and `wan.address_in` first), the rest in the kernel's order.
+    addresses: tuple[str, ...] = ()
+    autoconf: bool = False  # a DHCP client owns the address (OpenBSD: AUTOCONF4)
 
     @property
     def address(self) -> str | None:
@@ -37,6 +40,7 @@ class TunnelState:
     local: str | None = None
     remote: str | None = None
     mode: str | None = None
+    ttl: int | None = None  # of the encapsulating IPv4 packets; None: not reported
 
 
 @frozen

@@ -17,6 +17,7 @@ from reconciler.model.facts import (
     ConfigLoaded,
     EndpointObserved,
     ProbeObserved,
+    TunnelObserved,
     UnknownFact,
     WanAddressObserved,
     from_record,
@@ -29,7 +30,8 @@ EXAMPLES = [
     WanAddressObserved("em0", "203.0.113.7", True, addresses=("203.0.113.7", "203.0.113.8")),
     WanAddressObserved("em0", None, False, exists=False),
     ProbeObserved("ipv6", "2001:db8::1", False, None, "100% packet loss"),
-    facts.TunnelObserved("gif0", True, True, "203.0.113.7", "198.51.100.1", "gif"),
+    facts.TunnelObserved("gif0", True, True, "203.0.113.7", "198.51.100.1", "gif", 255),
+    WanAddressObserved("em0", None, False, autoconf=True),
     facts.HostnameFileObserved("/etc/hostname.gif0", None),
     EndpointObserved("203.0.113.7", "update", for_local="10.0.0.2"),
     ActionStarted("restart-wan:em0", "restart-wan", "WAN has no address", causes=(3, 4)),
@@ -205,3 +207,16 @@ def test_any_field_value_decodes_and_folds_without_a_crash(
     if not isinstance(envelope.fact, UnknownFact):
         assert facts._field_problem(type(envelope.fact), record["d"]) is None
     assert fold_all([envelope]).seq == 3
+
+
+def test_v1_wan_and_tunnel_records_still_read() -> None:
+    """Logs written before v2: a WAN fact reads as not autoconf, a tunnel one with no TTL."""
+    wan = {"t": "wan-address-observed", "v": 1, "at": 1.0, "src": "observer:wan"}
+    wan["d"] = {"interface": "em0", "address": "192.0.2.7", "link_up": True, "exists": True}
+    assert from_record(1, wan).fact == WanAddressObserved("em0", "192.0.2.7", True)
+    tunnel = {"t": "tunnel-observed", "v": 1, "at": 1.0, "src": "observer:tunnel"}
+    tunnel["d"] = {"interface": "gif0", "exists": True, "up": True, "local": "192.0.2.7"}
+    tunnel["d"] |= {"remote": "198.51.100.1", "mode": "gif"}
+    fact = from_record(2, tunnel).fact
+    assert fact == TunnelObserved("gif0", True, True, "192.0.2.7", "198.51.100.1", "gif", None)
+    assert (WanAddressObserved.VERSION, TunnelObserved.VERSION) == (2, 2)

@@ -315,3 +315,21 @@ def test_a_success_keeps_what_can_still_hold_or_explain_its_kind() -> None:
     _succeed(history, f"{kind}:e", kind)
     _succeed(history, f"{kind}:f", kind)
     assert sorted(history.state.actions) == [f"{kind}:{k}" for k in "abcf"]
+
+
+def test_a_snapshot_from_before_autoconf_and_ttl_still_loads() -> None:
+    """Snapshots written before WanView.autoconf and TunnelView.ttl existed load with their
+    defaults (static WAN, TTL unknown): the upgrade keeps using them."""
+    state = fold_all(
+        [
+            Envelope(1, 1.0, "t", WanAddressObserved("em0", "192.0.2.7", True, autoconf=True)),
+            Envelope(2, 2.0, "t", TunnelObserved("gif0", True, True, "192.0.2.7", "x", "gif", 64)),
+        ]
+    )
+    mapping = state_to_mapping(state)
+    assert (mapping["wan"]["autoconf"], mapping["tunnel"]["ttl"]) == (True, 64)
+    del mapping["wan"]["autoconf"], mapping["tunnel"]["ttl"]
+    old = state_from_mapping(mapping)
+    assert old.wan is not None and old.tunnel is not None
+    assert (old.wan.autoconf, old.tunnel.ttl) == (False, None)
+    assert old.wan.address == "192.0.2.7"
