@@ -176,15 +176,38 @@ class _Reader:
         )
 
     def wan(self) -> WanConfig | None:
-        t = self.section("wan", {"interface", "restart_command", "public_address"})
+        t = self.section(
+            "wan", {"interface", "restart_command", "public_address", "dhcp_grace", "address_in"}
+        )
         interface = self.interface_name(t, "wan.interface")
         command = self.argv(t, "wan.restart_command", allow_empty=False)
         public = self.choice(
             t, "wan.public_address", ("interface", "tunnelbroker"), default="interface"
         )
-        if interface is None or public is None or command is _MISSING:
+        grace = self.number(t, "wan.dhcp_grace", default=30.0, minimum=0.0)
+        address_in = self.ipv4_network(t, "wan.address_in")
+        if interface is None or public is None or command is _MISSING or grace is None:
             return None
-        return WanConfig(interface, command, public)  # type: ignore[arg-type]
+        if address_in is _MISSING:
+            return None
+        return WanConfig(interface, command, public, grace, address_in)  # type: ignore[arg-type]
+
+    def ipv4_network(self, t: Mapping[str, Any], key: str) -> Any:
+        """An IPv4 network in CIDR notation (an address alone is a /32): the canonical
+        string, None when absent, _MISSING when invalid."""
+        value = self.get(t, key, False)
+        if value is _MISSING:
+            return None
+        try:
+            network = ipaddress.IPv4Network(value, strict=False) if isinstance(value, str) else None
+        except ValueError:
+            network = None
+        if network is None:
+            self.problem(
+                key, f'must be an IPv4 network such as "198.51.100.0/24", not {_show(value)}'
+            )
+            return _MISSING
+        return str(network)
 
     def probe(self, family: str) -> ProbeConfig | None:
         name = f"probe.{family}"
@@ -230,6 +253,18 @@ class _Reader:
         hostname_file = self.path_value(t, "tunnel.hostname_file", required=False)
         if hostname_file is not None and not hostname_file.parent.is_dir():
             self.problem("tunnel.hostname_file", f"directory {hostname_file.parent} does not exist")
+        if (
+            hostname_file is not None
+            and interface is not None
+            and daemon is not None
+            and daemon.platform == "openbsd"
+            and hostname_file.name != f"hostname.{interface}"
+        ):
+            self.problem(
+                "tunnel.hostname_file",
+                f"netstart reads only /etc/hostname.{interface} for {interface}: "
+                f"{hostname_file.name} would never be applied",
+            )
         vxlan_id = self.integer(t, "tunnel.vxlan_id", default=None, low=0, high=2**24 - 1)
         vxlan_port = self.integer(t, "tunnel.vxlan_port", default=None, low=1, high=65535)
         observe = self.number(t, "tunnel.observe_interval", default=30.0, minimum=1.0)

@@ -43,6 +43,12 @@ class WanConfig:
     interface: str
     restart_command: tuple[str, ...] | None  # None: the platform's own way
     public_address: PublicAddress = "interface"
+    # A DHCP WAN (OpenBSD `inet autoconf`) may lack its address or link for a DHCP exchange:
+    # restart-wan waits this many seconds first.
+    dhcp_grace: float = 30.0
+    # With several IPv4 addresses on the WAN: the tunnel's is the one in this network (CIDR);
+    # None: the DHCP lease, else the first the kernel lists.
+    address_in: str | None = None
 
 
 @frozen

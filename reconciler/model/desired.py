@@ -38,6 +38,8 @@ class DesiredState:
     reload_firewall: bool
     min_update_interval: float
     reconcile: ReconcileConfig
+    tunnel_ttl: int = 255  # of the encapsulating IPv4 packets
+    dhcp_grace: float = 0.0  # restart-wan waits this long for a DHCP WAN's own client
 
 
 def desired(config: Config, observed: ObservedState) -> DesiredState:
@@ -67,4 +69,6 @@ def desired(config: Config, observed: ObservedState) -> DesiredState:
         reload_firewall=bool(config.firewall.reload_command),
         min_update_interval=config.tunnelbroker.min_update_interval,
         reconcile=config.reconcile,
+        tunnel_ttl=config.tunnel.ttl,
+        dhcp_grace=config.wan.dhcp_grace,
     )

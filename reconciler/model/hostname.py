@@ -23,6 +23,9 @@ def render_hostname_file(tunnel: TunnelConfig, local: str) -> str:
     lines = [
         HEADER,
         f"tunnel {local} {tunnel.server_ipv4}",
+        # ifconfig's `tunnelttl`: the TTL of the encapsulating IPv4 packets (gif(4) uses 64
+        # unless told); observing gif0 reads it back from ifconfig's `tunnel:` line.
+        f"tunnelttl {tunnel.ttl}",
         f"mtu {tunnel.mtu}",  # gif(4) defaults to 1280; HE's side uses the configured MTU
         (
             f"!ifconfig $if inet6 alias {tunnel.client_ipv6} {tunnel.server_ipv6}"

@@ -4,7 +4,10 @@ Pure and level-based: it reads the folded state, never "the event that just arri
 the daemon and `reconciler diff` get the same answer from the same log. The rules:
 
 - WAN down (missing, link down, no address, or the IPv4 probe down after hysteresis):
-  `restart-wan` only; nothing that needs IPv4 is attempted.
+  `restart-wan` only; nothing that needs IPv4 is attempted. When a DHCP client owns the WAN
+  (`autoconf`) and its link is down or it has no address, that client is mid-exchange or
+  waiting for the link: restart-wan is held ("dhcp-grace") for `wan.dhcp_grace` seconds
+  from the observation that first showed the WAN so, rather than fight it.
 - HE's endpoint differs from our public address: `update-he-endpoint`, never twice for an
   address HE accepted, never within `min_update_interval` of the last attempt, never after a
   permanent failure until the configuration changes.
@@ -52,7 +55,7 @@ __all__ = ["Held", "HoldReason", "Plan", "backoff_delay", "plan"]
 
 HoldReason = Literal[
     "backoff", "retry-after", "settling", "min-update-interval", "permanent-failure",
-    "restart-limit", "waiting", "unconfirmed",
+    "restart-limit", "waiting", "unconfirmed", "dhcp-grace",
 ]  # fmt: skip
 
 _RESTARTS = (RestartWan.KIND, RestartTunnel.KIND)
@@ -243,6 +246,10 @@ def _restart_tunnel(
                 f"tunnel remote end is {tunnel.remote or 'unset'}, HE's server is "
                 f"{desired.tunnel_remote}"
             )
+        if tunnel.ttl is not None and tunnel.ttl != desired.tunnel_ttl:
+            reasons.append(
+                f"tunnel TTL is {tunnel.ttl}, the configuration says {desired.tunnel_ttl}"
+            )
     ipv6, ipv4 = observed.probe("ipv6"), observed.probe("ipv4")
     if (
         ipv6.status == "down"
@@ -349,7 +356,34 @@ def _holds(
         hold = _hold_settling(action, record, desired, now)
         if hold is not None:
             holds.append(hold)
+    if action.KIND == RestartWan.KIND:
+        grace = _hold_dhcp_grace(action, desired, observed, now)
+        if grace is not None:
+            holds.append(grace)
     return holds
+
+
+def _hold_dhcp_grace(
+    action: Action, desired: DesiredState, observed: ObservedState, now: float
+) -> Held | None:
+    """A DHCP client (dhcpleased) keeps its lease through a short link loss, and between
+    losing an address and getting the next runs a whole DISCOVER/REQUEST exchange: a restart
+    in the middle fights it and spends the restart limit. Its link down or its address
+    missing, the WAN gets `dhcp_grace` seconds from when it was first seen so."""
+    wan = observed.wan
+    if wan is None or not wan.autoconf or not wan.exists or desired.dhcp_grace <= 0:
+        return None
+    if wan.link_up and wan.address is not None:
+        return None  # the address is there: a failing probe is not DHCP's business
+    due = wan.at + desired.dhcp_grace
+    if now >= due:
+        return None
+    return Held(
+        action,
+        "dhcp-grace",
+        f"{wan.interface} is a DHCP interface: waiting {desired.dhcp_grace:g} s for its lease",
+        due,
+    )
 
 
 def _blocks_successors(hold: Held, observed: ObservedState) -> bool:

@@ -25,6 +25,7 @@ def test_renders_the_original_scripts_lines() -> None:
     assert render_hostname_file(TUNNEL, "198.51.100.7") == (
         f"{HEADER}\n"
         "tunnel 198.51.100.7 203.0.113.1\n"
+        "tunnelttl 255\n"
         "mtu 1480\n"
         "!ifconfig $if inet6 alias 2001:db8:1f06:abc::2 2001:db8:1f06:abc::1 prefixlen 128\n"
         "up\n"

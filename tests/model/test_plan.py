@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from reconciler.model.actions import ReloadPf, RestartTunnel, RestartWan, UpdateHeEndpoint
@@ -517,3 +518,52 @@ def test_an_update_of_unknown_outcome_is_not_held_for_ever() -> None:
     (hold,) = history.plan(later=10).held
     assert (hold.why, hold.until) == ("unconfirmed", started_at + 60.0)
     assert "update-he-endpoint" in history.kinds(later=hold.until - history.now + 1)
+
+
+def test_a_dhcp_wan_gets_its_grace_before_restart_wan() -> None:
+    """An autoconf WAN without its address (dhcpleased mid-exchange) is not restarted for
+    dhcp_grace seconds from the observation that first showed it so; then it is."""
+    history = healthy(History())
+    history.record(WanAddressObserved("em0", None, True, autoconf=True))
+    since = history.now
+    history.record(WanAddressObserved("em0", None, True, autoconf=True), after=10.0)
+    plan = history.plan()
+    assert plan.actions == ()
+    [held] = plan.held
+    assert (held.action.KIND, held.why, held.until) == ("restart-wan", "dhcp-grace", since + 30)
+    assert history.kinds(later=since + 30 - history.now) == ["restart-wan"]
+
+
+def test_a_dhcp_wan_with_its_link_down_waits_too_but_not_a_missing_one() -> None:
+    """Link down counts as mid-DHCP; a missing interface, a static WAN, a failing probe or a
+    zero grace do not wait."""
+    history = healthy(History())
+    history.record(WanAddressObserved("em0", ADDR, False, autoconf=True))
+    assert [h.why for h in history.plan().held] == ["dhcp-grace"]
+    history.record(WanAddressObserved("em0", None, False, exists=False, autoconf=True))
+    assert history.kinds() == ["restart-wan"]
+    static = healthy(History())
+    static.record(WanAddressObserved("em0", None, True))
+    assert static.kinds() == ["restart-wan"]
+    probing = healthy(History())
+    probing.record(WanAddressObserved("em0", ADDR, True, autoconf=True))
+    fail_probe(probing, "ipv4", 3)
+    assert probing.kinds() == ["restart-wan"]
+    config = make_config()
+    config = attrs.evolve(config, wan=attrs.evolve(config.wan, dhcp_grace=0.0))
+    impatient = healthy(History(config))
+    impatient.record(WanAddressObserved("em0", None, True, autoconf=True))
+    assert impatient.kinds() == ["restart-wan"]
+
+
+def test_a_tunnel_with_another_ttl_is_restarted() -> None:
+    """gif0 observed with TTL 64 while the configuration says 255: restart-tunnel."""
+    history = healthy(History())
+    history.record(TunnelObserved("gif0", True, True, ADDR, HE_SERVER, ttl=64))
+    plan = history.plan()
+    assert [a.KIND for a in plan] == ["restart-tunnel", "reload-pf"]
+    assert "tunnel TTL is 64, the configuration says 255" in plan.actions[0].reason
+    history.record(TunnelObserved("gif0", True, True, ADDR, HE_SERVER, ttl=255))
+    run_ok(history, plan.actions[0])
+    run_ok(history, plan.actions[1])
+    assert history.plan().empty
