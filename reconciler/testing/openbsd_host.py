@@ -3,19 +3,28 @@
 `OpenBSDHost(root)` is a CommandRunner (a RecordingRunner, so `host.calls` lists every argv)
 that keeps a small model of the kernel's interfaces and answers over a temporary root:
 
-- `ifconfig <if>` prints the interface in the real format, or exits 1 with
-  `ifconfig: <if>: no such interface`;
+- `ifconfig <if>` prints the interface in the real format (AUTOCONF4 among the flags of a
+  DHCP WAN, `ttl N` on a tunnel's line), or exits 1 with `<if>: no such interface` (no
+  `ifconfig:` prefix: ifconfig.c prints it with fprintf, not err);
 - `sh /etc/netstart <if>` reads `<root>/etc/hostname.<if>` and applies it as netstart does:
   plain lines go to `ifconfig <if> <line>`, `!` lines run with `$if` expanded (the host
   understands `ifconfig` and `route` there); a world-readable file is fixed to 0640 with
-  netstart's warning. For the WAN, netstart brings the interface up with `host.lease` (the
-  address the ISP's DHCP server hands out next) when one is set;
+  netstart's warning. For a static WAN, netstart brings the interface up with `host.lease`
+  (the address the ISP hands out next) when one is set. For a DHCP WAN (`autoconf=True`,
+  `inet autoconf`) it changes nothing once the interface is up, as on OpenBSD;
+- dhcpleased, on a DHCP WAN: it keeps its address through a link loss; when the link
+  returns (`plug`) or `dhcpleasectl -w N <if>` asks, it requests a lease. A lease other than
+  the one it holds is NAKed: the old address goes at once, the new one (`host.lease`)
+  arrives `host.dhcp_delay` seconds later, from another thread, as the server answers.
+  `dhcpleasectl -w N` waits for it (N seconds at most) and prints the lease as dhcpleasectl
+  does; `dhcpleasectl -l <if>` prints the lease held;
 - `pfctl -f /etc/pf.conf` loads `<root>/etc/pf.conf` or fails as scripted (`pf_error`);
-- `route -n monitor` streams routing messages in the real format for every change the host
-  makes, whoever makes it (the platform or the test).
+- `route -n monitor` streams routing messages in the real format (route.c's print_rtmsg:
+  RTM_IFINFO with route's flag names, PTP not POINTOPOINT) for every change the host makes,
+  whoever makes it (the platform, the test, or dhcpleased).
 
-The test plays the ISP and the administrator through `set_address`, `remove_addresses`,
-`destroy`, `set_down` and `kill_monitors`.
+The test plays the ISP and the administrator through `set_address`, `add_alias`,
+`remove_addresses`, `destroy`, `set_down`, `unplug`, `plug` and `kill_monitors`.
 """
 
 from __future__ import annotations
@@ -35,14 +44,18 @@ __all__ = ["HostInterface", "OpenBSDHost"]
 # route(8) prints ctime(3) of the message; a fixed one keeps transcripts stable.
 _MONITOR_TIME = "Mon Jun  3 12:00:00 2024"
 _CLONERS = ("gif", "gre", "vlan", "lo", "tun")
-_FLAG_BITS = {  # if.h values, in the order ifconfig prints them
+_FLAG_BITS = {  # if.h values (xflags shifted 16 bits up), in the order ifconfig prints them
     "UP": 0x1,
     "BROADCAST": 0x2,
     "POINTOPOINT": 0x10,
     "RUNNING": 0x40,
     "SIMPLEX": 0x800,
     "MULTICAST": 0x8000,
+    "AUTOCONF4": 0x80 << 16,  # IFXF_AUTOCONF4
 }
+# route(8)'s ifnetflags names where they differ from ifconfig's IFFBITS.
+_ROUTE_FLAG_NAMES = {"POINTOPOINT": "PTP"}
+_GIF_DEFAULT_TTL = 64
 _DEFAULT_PF_CONF = "set skip on lo\nblock return\npass\n"
 _PF_SYNTAX_FAILURE = "pfctl: Syntax error in config file: pf rules not loaded"
 
@@ -58,19 +71,26 @@ class HostInterface:
     inet: list[tuple[str, str, str]] = field(factory=list)  # (address, netmask, broadcast)
     inet6: list[tuple[str, str | None, int]] = field(factory=list)  # (address, peer, plen)
     tunnel: tuple[str, str] | None = None
+    tunnel_ttl: int = _GIF_DEFAULT_TTL
+    carrier: bool = True
+    lease: str | None = None  # the address dhcpleased holds (an AUTOCONF4 interface)
+
+    @property
+    def flag_value(self) -> int:
+        return sum(bit for name, bit in _FLAG_BITS.items() if name in self.flags)
 
     def render(self) -> str:
         """`ifconfig <if>` output, as OpenBSD 7.x prints it."""
         flags = ",".join(f for f in _FLAG_BITS if f in self.flags)
-        value = sum(bit for name, bit in _FLAG_BITS.items() if name in self.flags)
-        lines = [f"{self.name}: flags={value:x}<{flags}> mtu {self.mtu}"]
+        lines = [f"{self.name}: flags={self.flag_value:x}<{flags}> mtu {self.mtu}"]
         if self.lladdr:
             lines.append(f"\tlladdr {self.lladdr}")
         lines.append(f"\tindex {self.index} priority 0 llprio 3")
         if self.tunnel is not None:
             lines.append("\tencap: txprio payload rxprio payload")
             lines.append("\tgroups: gif egress")
-            lines.append(f"\ttunnel: inet {self.tunnel[0]} --> {self.tunnel[1]} ttl 64 nodf ecn")
+            local, remote = self.tunnel
+            lines.append(f"\ttunnel: inet {local} --> {remote} ttl {self.tunnel_ttl} nodf ecn")
         else:
             lines.append("\tgroups: egress")
             lines.append("\tmedia: Ethernet autoselect (1000baseT full-duplex)")
@@ -88,7 +108,13 @@ class OpenBSDHost(RecordingRunner):
     """A small OpenBSD router (WAN `em0`) answering reconciler's commands over `root`."""
 
     def __init__(
-        self, root: Path, *, wan: str = "em0", wan_address: str | None = "198.51.100.7"
+        self,
+        root: Path,
+        *,
+        wan: str = "em0",
+        wan_address: str | None = "198.51.100.7",
+        autoconf: bool = False,
+        dhcp_delay: float = 0.0,
     ) -> None:
         super().__init__(responder=self._answer)
         self.root = Path(root)
@@ -100,15 +126,23 @@ class OpenBSDHost(RecordingRunner):
         self.wan = wan
         self.interfaces: dict[str, HostInterface] = {}
         self.lease: str | None = None
+        self.dhcp_delay = dhcp_delay
         self.pf_error: str | None = None
         self.pf_loads = 0
         self.default_inet6: str | None = None
         self.applied: list[str] = []  # the ifconfig/route commands netstart ran, in order
         self._state = threading.RLock()
         self._next_index = 1
+        self._dhcp_exchange: threading.Timer | None = None
+        self._bound = threading.Event()
         self._add_interface(wan, physical=True)
+        if autoconf:
+            self.interfaces[wan].flags.add("AUTOCONF4")
         if wan_address is not None:
             self.set_address(wan, wan_address)
+            if autoconf:
+                self.interfaces[wan].lease = wan_address
+                self._bound.set()
 
     # -- the test's side: the ISP and the administrator ------------------------------------
 
@@ -120,12 +154,45 @@ class OpenBSDHost(RecordingRunner):
             self.interfaces[name].inet.append((address, "0xffffff00", f"{prefix}.255"))
             self._announce("RTM_NEWADDR", name, address)
 
+    def add_alias(self, name: str, address: str) -> None:
+        """One more IPv4 address, after those the interface has (`inet alias`)."""
+        with self._state:
+            prefix = address.rsplit(".", 1)[0]
+            self.interfaces[name].inet.append((address, "0xffffff00", f"{prefix}.255"))
+            self._announce("RTM_NEWADDR", name, address)
+
+    def unplug(self, name: str) -> None:
+        """The carrier goes (a cable pulled, the modem rebooting); addresses stay."""
+        with self._state:
+            interface = self.interfaces[name]
+            interface.carrier = False
+            interface.status = "no carrier"
+            self._link_changed(interface)
+
+    def plug(self, name: str) -> None:
+        """The carrier returns; dhcpleased, on a DHCP interface, asks for its lease."""
+        with self._state:
+            interface = self.interfaces[name]
+            interface.carrier = True
+            interface.status = "active"
+            self._link_changed(interface)
+            if "AUTOCONF4" in interface.flags and "UP" in interface.flags:
+                self._request_lease(name)
+
+    def stop_dhcp(self) -> None:
+        """Cancel a DHCP exchange under way (the test is over)."""
+        with self._state:
+            if self._dhcp_exchange is not None:
+                self._dhcp_exchange.cancel()
+                self._dhcp_exchange = None
+
     def remove_addresses(self, name: str) -> None:
         with self._state:
             interface = self.interfaces[name]
             for entry in list(interface.inet):
                 interface.inet.remove(entry)
                 self._announce("RTM_DELADDR", name, entry[0])
+            interface.lease = None
 
     def destroy(self, name: str) -> None:
         """The interface departs (a cloned one destroyed, a USB NIC unplugged)."""
@@ -153,6 +220,8 @@ class OpenBSDHost(RecordingRunner):
     # -- the commands -----------------------------------------------------------------------
 
     def _answer(self, argv: tuple[str, ...], timeout: float) -> Completed:
+        if argv[:1] == ("dhcpleasectl",):
+            return self._dhcpleasectl(argv, timeout)  # waits for the lease: not under the lock
         with self._state:
             match argv:
                 case ("ifconfig", name):
@@ -177,7 +246,7 @@ class OpenBSDHost(RecordingRunner):
     def _ifconfig_show(self, argv: tuple[str, ...], name: str) -> Completed:
         interface = self.interfaces.get(name)
         if interface is None:
-            return Completed(argv, 1, "", f"ifconfig: {name}: no such interface\n", 0.002)
+            return Completed(argv, 1, "", f"{name}: no such interface\n", 0.002)
         return Completed(argv, 0, interface.render(), "", 0.002)
 
     def _netstart(self, argv: tuple[str, ...], names: list[str]) -> Completed:
@@ -192,8 +261,18 @@ class OpenBSDHost(RecordingRunner):
     def _netstart_wan(self, name: str) -> list[str]:
         interface = self.interfaces.get(name)
         if interface is None:
-            return [f"ifconfig: {name}: no such interface"]
+            return [f"{name}: no such interface"]
+        if "AUTOCONF4" in interface.flags:
+            # hostname.em0 says `inet autoconf`: on an interface already up and autoconf
+            # that changes nothing; on one that was down, dhcpleased starts an exchange.
+            if "UP" not in interface.flags:
+                interface.flags |= {"UP", "RUNNING"}
+                self._link_changed(interface)
+                if interface.carrier:
+                    self._request_lease(name)
+            return []
         interface.flags |= {"UP", "RUNNING"}
+        interface.carrier = True
         interface.status = "active"
         self._link_changed(interface)
         if self.lease is not None:
@@ -233,14 +312,14 @@ class OpenBSDHost(RecordingRunner):
     def _ifconfig(self, name: str, words: list[str]) -> tuple[int, str]:
         if words == ["create"]:
             if name in self.interfaces:
-                return 1, "ifconfig: SIOCIFCREATE: File exists"
+                return 1, f"ifconfig: {name}: SIOCIFCREATE: File exists"
             if not name.startswith(_CLONERS):
-                return 1, "ifconfig: SIOCIFCREATE: Invalid argument"
+                return 1, f"ifconfig: {name}: SIOCIFCREATE: Invalid argument"
             self._add_interface(name, physical=False)
             return 0, ""
         interface = self.interfaces.get(name)
         if interface is None:
-            return 1, f"ifconfig: {name}: no such interface"
+            return 1, f"{name}: no such interface"
         if words == ["destroy"]:
             self.destroy(name)
             return 0, ""
@@ -248,6 +327,9 @@ class OpenBSDHost(RecordingRunner):
             match words:
                 case ["tunnel", local, remote, *rest]:
                     interface.tunnel = (local, remote)
+                    words = rest
+                case ["tunnelttl", ttl, *rest]:
+                    interface.tunnel_ttl = int(ttl)
                     words = rest
                 case ["deletetunnel", *rest]:
                     interface.tunnel = None
@@ -286,6 +368,91 @@ class OpenBSDHost(RecordingRunner):
                 return 0, ""
         return 1, f"route: {' '.join(words)}: unsupported here"
 
+    # -- dhcpleased and dhcpleasectl ------------------------------------------------------
+
+    def _dhcpleasectl(self, argv: tuple[str, ...], timeout: float) -> Completed:
+        match argv[1:]:
+            case ("-l", name):
+                with self._state:
+                    interface = self.interfaces.get(name)
+                    if interface is None:
+                        return Completed(argv, 1, "", "dhcpleasectl: unknown interface\n", 0.01)
+                    if "AUTOCONF4" not in interface.flags:
+                        message = f"dhcpleasectl: non-autoconf interface {name}\n"
+                        return Completed(argv, 1, "", message, 0.01)
+                    return Completed(argv, 0, self._show_lease(interface), "", 0.01)
+            case ("-w", maxwait, name) if maxwait.isdigit():
+                with self._state:
+                    interface = self.interfaces.get(name)
+                    if interface is None:
+                        return Completed(argv, 1, "", "dhcpleasectl: unknown interface\n", 0.01)
+                    # dhcpleasectl sets UP and AUTOCONF4 itself, then asks for a lease.
+                    interface.flags |= {"UP", "RUNNING", "AUTOCONF4"}
+                    self._request_lease(name)
+                waited = 0.0
+                wait = min(float(maxwait), timeout)
+                if not self._bound.wait(wait):
+                    waited = wait
+                with self._state:
+                    interface = self.interfaces.get(name)
+                    if interface is None:
+                        return Completed(argv, 1, "", "dhcpleasectl: unknown interface\n", 0.01)
+                    # One dot per second spent waiting, then a newline, then the lease.
+                    dots = "." * int(waited)
+                    out = (dots + "\n" if dots else "") + self._show_lease(interface)
+                    return Completed(argv, 0, out, "", waited)
+        usage = "usage: dhcpleasectl [-l] [-s socket] [-w maxwait] interface\n"
+        return Completed(argv, 1, "", usage, 0.01)
+
+    def _show_lease(self, interface: HostInterface) -> str:
+        """dhcpleasectl's show_interface_msg for the lease `interface` holds."""
+        if interface.lease is None:
+            return f"{interface.name} [Init]\n"
+        prefix = interface.lease.rsplit(".", 1)[0]
+        return (
+            f"{interface.name} [Bound]\n"
+            f"\tinet {interface.lease} netmask 255.255.255.0\n"
+            f"\tdefault gateway {prefix}.1\n"
+            f"\tnameservers {prefix}.1\n"
+            "\tlease 12 hours\n"
+            f"\tdhcp server {prefix}.1\n"
+        )
+
+    def _request_lease(self, name: str) -> None:
+        """dhcpleased asks the ISP's server for a lease (called with the state held)."""
+        interface = self.interfaces[name]
+        if self._dhcp_exchange is not None:
+            self._dhcp_exchange.cancel()
+            self._dhcp_exchange = None
+        offered = self.lease
+        if offered is None or offered == interface.lease:
+            if interface.lease is not None:
+                self._bound.set()  # the server ACKs the lease held (or none answers)
+            return
+        # The server NAKs the old lease: dhcpleased removes its address and starts over.
+        self._bound.clear()
+        if interface.lease is not None:
+            old = interface.lease
+            interface.inet = [entry for entry in interface.inet if entry[0] != old]
+            interface.lease = None
+            self._announce("RTM_DELADDR", name, old)
+        exchange = threading.Timer(self.dhcp_delay, self._bind_lease, (name, offered))
+        exchange.daemon = True
+        self._dhcp_exchange = exchange
+        exchange.start()
+
+    def _bind_lease(self, name: str, address: str) -> None:
+        with self._state:
+            self._dhcp_exchange = None
+            interface = self.interfaces.get(name)
+            if interface is None or not interface.carrier or interface.lease == address:
+                return
+            prefix = address.rsplit(".", 1)[0]
+            interface.inet.append((address, "0xffffff00", f"{prefix}.255"))
+            interface.lease = address
+            self._announce("RTM_NEWADDR", name, address)
+            self._bound.set()
+
     def _pfctl(self, argv: tuple[str, ...], path: str) -> Completed:
         if not (self.root / path.lstrip("/")).is_file():
             return Completed(argv, 1, "", f"pfctl: {path}: No such file or directory\n", 0.01)
@@ -317,8 +484,11 @@ class OpenBSDHost(RecordingRunner):
         )
 
     def _link_changed(self, interface: HostInterface) -> None:
-        link = "active" if "UP" in interface.flags else "down"
-        flags = ",".join(f for f in _FLAG_BITS if f in interface.flags)
+        if interface.status is not None:  # a physical interface: its carrier
+            link = "active" if interface.carrier else "no carrier"
+        else:
+            link = "active" if "UP" in interface.flags else "down"
+        flags = ",".join(_ROUTE_FLAG_NAMES.get(f, f) for f in _FLAG_BITS if f in interface.flags)
         self._emit(
             f"RTM_IFINFO: iface status change: len 168, if# {interface.index}, "
             f"name {interface.name}, link: {link}, mtu: {interface.mtu}, flags:<{flags}>"

@@ -1,10 +1,18 @@
 """The OpenBSD platform: the original setup, done with the system's own tools.
 
 Observing runs `ifconfig <if>`; the tunnel is configured by `/etc/hostname.gif0`, which
-`sh /etc/netstart gif0` applies; the WAN comes back with `sh /etc/netstart em0` (or the
-configured command); the firewall reloads with the configured command (`pfctl -f
-/etc/pf.conf`). Every program runs through a CommandRunner as an argv list with a timeout,
-so the same code runs against the real host and the scripted one (reconciler.testing).
+`sh /etc/netstart gif0` applies; the WAN comes back with the configured command or, by
+default, `dhcpleasectl -w 30 em0` when dhcpleased owns it (`inet autoconf`: netstart would
+change nothing there) and `sh /etc/netstart em0` otherwise; the firewall reloads with the
+configured command (`pfctl -f /etc/pf.conf`).
+
+Several IPv4 addresses on the WAN: ifconfig lists them in the kernel's order, in which a
+static alias may come before dhcpleased's lease. The tunnel's address is, in this order,
+the one inside `wan.address_in`, the lease (`dhcpleasectl -l em0`, asked only when there is
+a choice to make), the first one listed.
+
+Every program runs through a CommandRunner as an argv list with a timeout, so the same code
+runs against the real host and the scripted one (reconciler.testing).
 
 `root` prefixes every file this module reads or writes (tests use a temporary root); the
 commands' own paths stay as the real host knows them.
@@ -12,6 +20,7 @@ commands' own paths stay as the real host knows them.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -24,6 +33,7 @@ from reconciler.world.openbsd_text import (
     IfconfigInterface,
     is_missing_interface,
     parse_ifconfig,
+    parse_lease,
     parse_monitor_line,
 )
 from reconciler.world.platform import ChangeNotice, TunnelState, WanState
@@ -35,6 +45,7 @@ log = logging.getLogger(__name__)
 
 OBSERVE_TIMEOUT = 10.0
 RESTART_WAN_TIMEOUT = 120.0  # DHCP may take a while to get a lease
+DHCP_WAIT = 30  # dhcpleasectl -w: seconds to wait for the lease (its own default is 10)
 RESTART_TUNNEL_TIMEOUT = 60.0
 RELOAD_FIREWALL_TIMEOUT = 60.0
 MONITOR_ARGV = ("route", "-n", "monitor")
@@ -60,6 +71,8 @@ class OpenBSDPlatform:
         tunnel = config.tunnel
         system_path = tunnel.hostname_file or Path(f"/etc/hostname.{tunnel.interface}")
         self.hostname_file = self._root / system_path.relative_to(system_path.anchor)
+        # Whether dhcpleased owned the WAN when last observed (None: not observed yet).
+        self._wan_autoconf: bool | None = None
 
     # -- observing --------------------------------------------------------------------------
 
@@ -67,13 +80,47 @@ class OpenBSDPlatform:
         name = self._config.wan.interface
         interface = self._ifconfig(name)
         if interface is None:
+            self._wan_autoconf = False  # netstart creates and configures it
             return WanState(name, exists=False, link_up=False)
+        addresses = tuple(a.address for a in interface.inet)
+        self._wan_autoconf = interface.autoconf4
         return WanState(
             name,
             exists=True,
             link_up=interface.link_up,
-            addresses=tuple(a.address for a in interface.inet),
+            addresses=self._tunnel_address_first(interface, addresses),
+            autoconf=interface.autoconf4,
         )
+
+    def _tunnel_address_first(
+        self, interface: IfconfigInterface, addresses: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        """`addresses` with the tunnel's first: in `wan.address_in`, else the DHCP lease,
+        else the kernel's first; the rest keep the kernel's order."""
+        if len(addresses) < 2:
+            return addresses
+        chosen: str | None = None
+        network = self._config.wan.address_in
+        if network is not None:
+            inside = ipaddress.IPv4Network(network)
+            chosen = next((a for a in addresses if ipaddress.IPv4Address(a) in inside), None)
+        if chosen is None and interface.autoconf4:
+            chosen = self._lease(interface.name)
+        if chosen is None or chosen not in addresses:
+            return addresses
+        return (chosen, *(a for a in addresses if a != chosen))
+
+    def _lease(self, name: str) -> str | None:
+        """The address of dhcpleased's lease on `name`; None when it cannot say."""
+        completed = self._runner.run(("dhcpleasectl", "-l", name), timeout=OBSERVE_TIMEOUT)
+        if completed.returncode != 0:
+            log.warning(
+                "`dhcpleasectl -l %s` failed (%s): the tunnel uses the first address listed",
+                name,
+                last_line(completed.stderr) or f"status {completed.returncode}",
+            )
+            return None
+        return parse_lease(completed.stdout)
 
     def observe_tunnel(self) -> TunnelState:
         name = self._config.tunnel.interface
@@ -87,6 +134,7 @@ class OpenBSDPlatform:
             local=interface.tunnel_local,
             remote=interface.tunnel_remote,
             mode="gif",
+            ttl=interface.tunnel_ttl,
         )
 
     def read_hostname_file(self) -> bytes | None:
@@ -102,25 +150,49 @@ class OpenBSDPlatform:
         return backup_path(self.hostname_file)
 
     def restart_wan(self) -> None:
+        self._run(self.restart_wan_argv(), RESTART_WAN_TIMEOUT)
+
+    def restart_wan_argv(self) -> tuple[str, ...]:
+        """The configured command; by default, on a WAN dhcpleased owns, a request for a
+        lease that waits for it (netstart would find `inet autoconf` already done and change
+        nothing), else netstart."""
         wan = self._config.wan
-        argv = wan.restart_command or ("sh", "/etc/netstart", wan.interface)
-        self._run(argv, RESTART_WAN_TIMEOUT)
+        if wan.restart_command:
+            return wan.restart_command
+        autoconf = self._wan_autoconf
+        if autoconf is None:  # a restart before any observation: look now
+            interface = self._ifconfig(wan.interface)
+            autoconf = interface is not None and interface.autoconf4
+        if autoconf:
+            return ("dhcpleasectl", "-w", str(DHCP_WAIT), wan.interface)
+        return ("sh", "/etc/netstart", wan.interface)
 
     def restart_tunnel(self, local: str, remote: str) -> None:
         name = self._config.tunnel.interface
         completed = self._run(("sh", "/etc/netstart", name), RESTART_TUNNEL_TIMEOUT)
         # netstart exits 0 even when a line of the hostname file failed: check the result.
         state = self.observe_tunnel()
-        if state.exists and state.up and (state.local, state.remote) == (local, remote):
+        ttl = self._config.tunnel.ttl
+        if (
+            state.exists
+            and state.up
+            and (state.local, state.remote) == (local, remote)
+            and state.ttl in (None, ttl)
+        ):
             return
         if not state.exists:
             found = f"{name} does not exist"
         else:
             ends = f"{state.local} --> {state.remote}" if state.local else "no tunnel"
             found = f"{name} is {'up' if state.up else 'down'} with {ends}"
+            if state.ttl not in (None, ttl):
+                found += f" ttl {state.ttl}"
+        wanted = f"{local} --> {remote}"
+        if state.exists and state.ttl not in (None, ttl):
+            wanted += f" ttl {ttl}"
         complaint = last_line(completed.stderr)
         raise TemporaryError(
-            f"after `sh /etc/netstart {name}` {found}, not {local} --> {remote}"
+            f"after `sh /etc/netstart {name}` {found}, not {wanted}"
             + (f": {complaint}" if complaint else f" (is {self.hostname_file} current?)")
         )
 

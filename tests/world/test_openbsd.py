@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -186,6 +187,7 @@ def test_story_ipv4_down_then_back_with_a_new_address(
     assert platform.hostname_file.read_text() == (
         "# Written by reconciler for the Hurricane Electric tunnel; edits here are replaced.\n"
         "tunnel 198.51.100.77 203.0.113.1\n"
+        "tunnelttl 255\n"
         "mtu 1480\n"
         "!ifconfig $if inet6 alias 2001:db8:1f06:abc::2 2001:db8:1f06:abc::1 prefixlen 128\n"
         "up\n"
@@ -194,8 +196,9 @@ def test_story_ipv4_down_then_back_with_a_new_address(
     assert platform.backup_file.read_text() == render_hostname_file(TUNNEL, OLD_ADDRESS)
     tunnel = platform.observe_tunnel()
     assert (tunnel.up, tunnel.local, tunnel.remote) == (True, NEW_ADDRESS, HE_SERVER)
-    assert host.applied[-5:] == [
+    assert host.applied[-6:] == [
         "ifconfig gif0 tunnel 198.51.100.77 203.0.113.1",
+        "ifconfig gif0 tunnelttl 255",
         "ifconfig gif0 mtu 1480",
         "ifconfig gif0 inet6 alias 2001:db8:1f06:abc::2 2001:db8:1f06:abc::1 prefixlen 128",
         "ifconfig gif0 up",
@@ -365,11 +368,13 @@ def test_failed_firewall_reload_raises_with_pfctls_last_line(
 def test_timed_out_restart_is_a_temporary_error(tmp_path: Path) -> None:
     """A netstart that overran its timeout is reported as timed out."""
     runner = RecordingRunner()
+    runner.script(["ifconfig", "em0"], stdout=(FIXTURES / "ifconfig_em0.txt").read_text())
     runner.script(["sh", "/etc/netstart", "em0"], returncode=-9, timed_out=True, duration=120)
     platform = OpenBSDPlatform(make_config(tmp_path), runner, tmp_path)
     with pytest.raises(TemporaryError, match=r"timed out after 120\.0s"):
         platform.restart_wan()
-    assert runner.timeouts == [120.0]
+    assert runner.calls[-1] == ("sh", "/etc/netstart", "em0")
+    assert runner.timeouts[-1] == 120.0
 
 
 def test_no_firewall_command_runs_nothing(tmp_path: Path) -> None:
@@ -452,3 +457,162 @@ def test_a_failing_callback_does_not_end_the_watch(
         assert notices.wait_for(ChangeNotice("address", "em0"))
     finally:
         watch.stop()
+
+
+# -- what OpenBSD prints, as the scripted host prints it ---------------------------------------
+
+
+def test_host_prints_a_missing_interface_as_ifconfig_does(host: OpenBSDHost) -> None:
+    """`ifconfig gif0` for a missing gif0: `gif0: no such interface` on stderr, status 1."""
+    completed = host.run(("ifconfig", "gif0"), timeout=5)
+    assert (completed.returncode, completed.stdout) == (1, "")
+    assert completed.stderr == (FIXTURES / "ifconfig_gif0_missing.stderr").read_text()
+
+
+def test_host_monitor_prints_ifinfo_with_routes_flag_names(
+    platform: OpenBSDPlatform, host: OpenBSDHost
+) -> None:
+    """RTM_IFINFO as route.c prints it: PTP (not POINTOPOINT), no blank line after."""
+    bring_tunnel_up(platform, host)
+    stream = host.stream(("route", "-n", "monitor"))
+    host.set_down("gif0")
+    host.kill_monitors()
+    lines = list(stream)
+    assert lines[1].startswith("RTM_IFINFO: iface status change: len 168, if# 2, name gif0, ")
+    assert lines[1].endswith("link: down, mtu: 1480, flags:<PTP,MULTICAST>")
+    assert len(lines) == 2 and lines[0].startswith("got message of size ")
+
+
+def test_host_prints_autoconf4_and_an_alias(tmp_path: Path) -> None:
+    """A DHCP WAN shows AUTOCONF4 (flags=808843); an alias is one more inet line, and the
+    whole matches the fixture taken from OpenBSD's format."""
+    host = OpenBSDHost(make_root(tmp_path), wan_address=None, autoconf=True)
+    host.add_alias("em0", "192.168.1.2")
+    text = host.run(("ifconfig", "em0"), timeout=5).stdout
+    assert text.splitlines()[0] == (
+        "em0: flags=808843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST,AUTOCONF4> mtu 1500"
+    )
+    assert "\tinet 192.168.1.2 netmask 0xffffff00 broadcast 192.168.1.255" in text.splitlines()
+
+
+# -- tunnelttl -------------------------------------------------------------------------------------
+
+
+def test_tunnel_ttl_is_applied_and_observed(platform: OpenBSDPlatform, host: OpenBSDHost) -> None:
+    """hostname.gif0's `tunnelttl 255` reaches gif0; observing gif0 reads it back."""
+    assert platform.observe_tunnel().ttl is None  # no gif0 yet
+    bring_tunnel_up(platform, host)
+    assert "ifconfig gif0 tunnelttl 255" in host.applied
+    assert platform.observe_tunnel().ttl == 255
+
+
+def test_restart_tunnel_checks_the_ttl(platform: OpenBSDPlatform, host: OpenBSDHost) -> None:
+    """A hostname file without our TTL line leaves gif(4)'s 64: the restart says so."""
+    content = render_hostname_file(TUNNEL, OLD_ADDRESS).replace("tunnelttl 255\n", "")
+    platform.hostname_file.write_text(content)
+    with pytest.raises(TemporaryError, match=r"up with .* ttl 64, not .* ttl 255"):
+        platform.restart_tunnel(OLD_ADDRESS, HE_SERVER)
+
+
+# -- a DHCP WAN: dhcpleased, several addresses -------------------------------------------------
+
+
+def scripted_wan(
+    tmp_path: Path, ifconfig: str, config: Config | None = None
+) -> tuple[OpenBSDPlatform, RecordingRunner]:
+    runner = RecordingRunner()
+    runner.script(["ifconfig", "em0"], stdout=(FIXTURES / ifconfig).read_text())
+    runner.script(
+        ["dhcpleasectl", "-l", "em0"], stdout=(FIXTURES / "dhcpleasectl_em0.txt").read_text()
+    )
+    return OpenBSDPlatform(config or make_config(tmp_path), runner, tmp_path), runner
+
+
+def test_the_dhcp_lease_comes_before_a_static_alias(tmp_path: Path) -> None:
+    """An alias listed before dhcpleased's lease: the lease (`dhcpleasectl -l`) is the
+    tunnel's address, the alias follows; the WAN is reported autoconf."""
+    platform, runner = scripted_wan(tmp_path, "ifconfig_em0_autoconf_alias.txt")
+    wan = platform.observe_wan()
+    assert wan.addresses == ("95.163.182.60", "192.168.1.2")
+    assert wan.autoconf
+    assert runner.calls == [("ifconfig", "em0"), ("dhcpleasectl", "-l", "em0")]
+
+
+def test_the_wan_selector_picks_the_address_in_its_network(tmp_path: Path) -> None:
+    """`wan.address_in` wins over the lease and over the kernel's order."""
+    config = make_config(tmp_path)
+    config = attrs.evolve(config, wan=attrs.evolve(config.wan, address_in="192.168.1.0/24"))
+    platform, runner = scripted_wan(tmp_path, "ifconfig_em0_autoconf_alias.txt", config)
+    assert platform.observe_wan().address == "192.168.1.2"
+    config = attrs.evolve(config, wan=attrs.evolve(config.wan, address_in="198.51.100.20/32"))
+    platform, runner = scripted_wan(tmp_path, "ifconfig_em0_two_inet.txt", config)
+    assert platform.observe_wan().addresses == ("198.51.100.20", "203.0.113.7")
+    assert ("dhcpleasectl", "-l", "em0") not in runner.calls  # a static WAN has no lease
+
+
+def test_a_single_address_or_a_silent_dhcpleased_keeps_the_kernels_order(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One address: nothing to ask. dhcpleasectl failing: the first listed, and a warning."""
+    platform, runner = scripted_wan(tmp_path, "ifconfig_em0_autoconf.txt")
+    assert platform.observe_wan().addresses == ("95.163.182.60",)
+    assert runner.calls == [("ifconfig", "em0")]
+    runner = RecordingRunner()
+    runner.script(
+        ["ifconfig", "em0"],
+        stdout=(FIXTURES / "ifconfig_em0_autoconf_alias.txt").read_text(),
+    )
+    runner.script(
+        ["dhcpleasectl", "-l", "em0"],
+        returncode=1,
+        stderr="dhcpleasectl: connect: /dev/dhcpleased.sock: No such file or directory\n",
+    )
+    platform = OpenBSDPlatform(make_config(tmp_path), runner, tmp_path)
+    assert platform.observe_wan().address == "192.168.1.2"
+    assert "dhcpleased.sock" in caplog.text
+
+
+def test_restart_wan_asks_dhcpleased_on_a_dhcp_wan(tmp_path: Path) -> None:
+    """On an autoconf WAN the default restart is `dhcpleasectl -w 30 em0`, which waits for
+    the lease; on a static one it stays netstart; a configured command wins over both."""
+    host = OpenBSDHost(make_root(tmp_path), autoconf=True, dhcp_delay=0.05)
+    platform = OpenBSDPlatform(make_config(tmp_path), host, host.root)
+    host.remove_addresses("em0")
+    host.lease = NEW_ADDRESS
+    assert platform.observe_wan().autoconf
+    platform.restart_wan()
+    assert host.calls[-1] == ("dhcpleasectl", "-w", "30", "em0")
+    assert platform.observe_wan().address == NEW_ADDRESS  # waited for the lease
+    static = OpenBSDHost(make_root(tmp_path / "static"))
+    platform = OpenBSDPlatform(make_config(tmp_path), static, static.root)
+    platform.observe_wan()
+    platform.restart_wan()
+    assert static.calls[-1] == ("sh", "/etc/netstart", "em0")
+    mine = ("sh", "/etc/netstart", "em0")
+    platform = OpenBSDPlatform(make_config(tmp_path, restart_command=mine), host, host.root)
+    platform.restart_wan()
+    assert host.calls[-1] == mine
+
+
+def test_dhcpleased_renumbers_asynchronously(tmp_path: Path) -> None:
+    """The scripted dhcpleased keeps its address through a link loss; when the link returns
+    with another lease on offer, the old address goes at once and the new one arrives
+    dhcp_delay seconds later, from another thread; netstart em0 changes nothing meanwhile."""
+    host = OpenBSDHost(make_root(tmp_path), wan_address=OLD_ADDRESS, autoconf=True)
+    host.dhcp_delay = 0.3
+    platform = OpenBSDPlatform(make_config(tmp_path), host, host.root)
+    host.unplug("em0")
+    down = platform.observe_wan()
+    assert (down.link_up, down.address) == (False, OLD_ADDRESS)
+    host.lease = NEW_ADDRESS
+    host.plug("em0")
+    between = platform.observe_wan()
+    assert (between.link_up, between.address) == (True, None)
+    host.run(("sh", "/etc/netstart", "em0"), timeout=5)
+    assert platform.observe_wan().address is None  # `inet autoconf` again: nothing changes
+    deadline = time.monotonic() + 5
+    while platform.observe_wan().address is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert platform.observe_wan().addresses == (NEW_ADDRESS,)
+    listing = host.run(("dhcpleasectl", "-l", "em0"), timeout=5).stdout
+    assert listing.startswith("em0 [Bound]\n\tinet 198.51.100.77 netmask 255.255.255.0\n")
