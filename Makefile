@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# ping and ip for probes and the lab; installed only where missing and only as root.
+# ping and ip for probes and the lab, chromium for the report tests; only where missing, as root.
 system-deps:
 	@sh scripts/system-deps
 

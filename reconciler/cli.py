@@ -52,6 +52,7 @@ _COMMANDS = {
     "status": "status",
     "diff": "diff",
     "replay": "replay",
+    "report": "report",
     "check-config": "check_config",
     "init": "init",
     "log": "log",
@@ -101,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--since", metavar="T", help="start at time T (ISO 8601, UTC default)")
     replay.add_argument("--until", metavar="T", help="stop at time T")
     replay.add_argument("--at", metavar="T", help="print the state as it was at time T")
+    report = sub.add_parser(
+        "report", parents=[common, state], help="the log as one HTML page (timeline, incidents)"
+    )
+    report.add_argument("--since", metavar="T", help="start at time T (default: 7 days ago)")
+    report.add_argument("--until", metavar="T", help="end at time T (default: now)")
+    report.add_argument("-o", "--output", metavar="FILE", help="write the page to FILE")
     sub.add_parser("check-config", parents=[common], help="validate the configuration and exit")
     _add_init(sub, as_json)
 
