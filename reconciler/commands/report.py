@@ -2,10 +2,10 @@
 
 The window defaults to the last 7 days up to now; when --since is not given and the log
 begins later, it starts at the log's first fact (a young log fills the page, not a sliver
-of it). The log is folded from its first record with the same fold as `replay`, so the state
-at `--since` is exact; the extraction is `model.incidents.extract`, the page
-`render.report.render_report`. `-o FILE` is written atomically (0644); without it the page
-goes to stdout.
+of it). Times follow the log's order, as in `replay` (see `model.incidents`). The log is
+folded from its first record with the same fold as `replay`, so the state at `--since` is
+exact; the extraction is `model.incidents.extract`, the page `render.report.render_report`.
+`-o FILE` is written atomically (0644); without it the page goes to stdout.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.history import first_seq, iter_envelopes, log_fold_error
 from reconciler.model.incidents import extract
 from reconciler.render.report import render_report
+from reconciler.statedir import events_dir
 
 if TYPE_CHECKING:
     from reconciler.cli import Environment
@@ -35,7 +36,7 @@ class ReportOutputError(ReconcilerError):
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
-    from reconciler.commands._common import resolve_state_dir
+    from reconciler.commands._common import StateDirError, resolve_state_dir
 
     now = time.time()
     since = parse_time("--since", args.since) if args.since else None
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     if output is not None:
         _check_writable(output)
     state_dir = resolve_state_dir(args, env)
+    if not events_dir(state_dir).is_dir():  # as replay says it: no log is no story
+        raise StateDirError(f"no event log in {state_dir} ({events_dir(state_dir)} does not exist)")
     notes = []
     first = first_seq(state_dir)
     if first is not None and first > 1:

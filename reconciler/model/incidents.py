@@ -18,6 +18,12 @@ already so when the window opened: an outage that began before it keeps its real
 While the daemon was stopped nothing was observed: the probe verdicts are "stopped" then,
 and availability counts only the time with a verdict. Pure: no I/O, time is passed in;
 unknown facts only move the sequence number, as in the fold.
+
+Time follows the log's order, as in `replay`: a router without a real-time clock records
+facts stamped in the past until NTP steps its clock, so stamps need not rise. A fact stamped
+before the one recorded ahead of it is placed at that one's time (a span never runs
+backwards); the window opens at the first fact stamped at or after `since` and closes before
+the first placed after `until`.
 """
 
 from __future__ import annotations
@@ -267,11 +273,13 @@ def extract(
     `until` end the extraction."""
     builder = _Builder(since, until, start if start is not None else ObservedState())
     state = builder.state
+    placed = -math.inf
     for envelope in envelopes:
-        if envelope.at > until:
+        placed = max(placed, envelope.at)
+        if placed > until:
             break
         after = fold(state, envelope, on_error)
-        builder.step(state, envelope, after)
+        builder.step(state, envelope, after, placed)
         state = after
     return builder.finish()
 
@@ -299,9 +307,12 @@ class _Builder:
         self.last_ok: dict[str, float | None] = {"ipv4": None, "ipv6": None}
         self.last_good: dict[str, float | None] = {}  # condition kind -> its last_good
 
-    def step(self, before: ObservedState, envelope: Envelope, after: ObservedState) -> None:
+    def step(
+        self, before: ObservedState, envelope: Envelope, after: ObservedState, at: float
+    ) -> None:
+        """One fact, placed at `at` (its stamp, or its predecessor's after a clock step)."""
         fact = envelope.fact
-        if not self.in_window and envelope.at >= self.since:
+        if not self.in_window and at >= self.since:
             self._enter_window(after)
         if isinstance(fact, DaemonStopped):
             self.running = False
@@ -310,7 +321,7 @@ class _Builder:
             self._close_marks_without_outcome()
         elif not isinstance(fact, UnknownFact):
             self.running = True
-        changed = self._move_lanes(after, envelope)
+        changed = self._move_lanes(after, envelope.seq, at)
         if self.in_window:
             self.facts += 1
             self.unknown += isinstance(fact, UnknownFact)
@@ -318,12 +329,12 @@ class _Builder:
             self.last_seq = envelope.seq
             if changed or isinstance(fact, ActionStarted | ActionSucceeded | ActionFailed):
                 self.moments[envelope.seq] = Moment(envelope, before, after)
-            self._mark_action(envelope)
+            self._mark_action(envelope, at)
         elif changed:
             self.moments[envelope.seq] = Moment(envelope, before, after)
         probe = getattr(fact, "family", None)
         if probe in self.last_ok and getattr(fact, "ok", False) is True:
-            self.last_ok[probe] = envelope.at
+            self.last_ok[probe] = at
         self.state = after
 
     def _enter_window(self, state: ObservedState) -> None:
@@ -336,37 +347,35 @@ class _Builder:
         for lane, segments in self.segments.items():
             self.segments[lane] = [s for s in segments if s.end >= self.since]
 
-    def _move_lanes(self, after: ObservedState, envelope: Envelope) -> bool:
+    def _move_lanes(self, after: ObservedState, seq: int, at: float) -> bool:
         changed = False
         for lane, (value, label) in lane_values(after, self.running).items():
             old = self.current[lane]
             if (old.value, old.label) == (value, label):
                 continue
             changed = True
-            ended = Segment(
-                lane, old.value, old.label, old.start, envelope.at, old.seq, envelope.seq
-            )
+            ended = Segment(lane, old.value, old.label, old.start, at, old.seq, seq)
             if ended.end >= self.since:
                 self.segments[lane].append(ended)
-            new = Segment(lane, value, label, envelope.at, self.until, envelope.seq)
+            new = Segment(lane, value, label, at, self.until, seq)
             self.current[lane] = new
             if lane in _CAUSE_LANES and old.value != "unknown":
                 (self.changes if self.in_window else self.earlier_changes).append(new)
             for kind, (cond_lane, bad) in CONDITIONS.items():
                 if cond_lane == lane and value == bad and old.value != bad:
-                    self.last_good[_key(kind, envelope.seq)] = (
-                        envelope.at if kind == "endpoint-wrong" else self.last_ok[lane]
+                    self.last_good[_key(kind, seq)] = (
+                        at if kind == "endpoint-wrong" else self.last_ok[lane]
                     )
         return changed
 
-    def _mark_action(self, envelope: Envelope) -> None:
+    def _mark_action(self, envelope: Envelope, at: float) -> None:
         fact = envelope.fact
         if isinstance(fact, ActionStarted):
             self.open_marks[fact.key] = len(self.marks)
             self.marks.append(
                 ActionMark(
                     envelope.seq,
-                    envelope.at,
+                    at,
                     fact.key,
                     fact.action,
                     fact.reason,
@@ -388,7 +397,7 @@ class _Builder:
                 mark.causes,
                 outcome,
                 envelope.seq,
-                envelope.at,
+                at,
                 fact.message,
             )
 

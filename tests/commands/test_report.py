@@ -110,10 +110,11 @@ def test_a_window_without_facts_says_so(tmp_path: Path) -> None:
     assert "No outage in this window." in page_text(page)
 
 
-def test_an_empty_state_directory_is_a_page_without_facts(tmp_path: Path) -> None:
-    code, page, err = run_cli(["report", "--state-dir", str(tmp_path)], tmp_path)
-    assert (code, err) == (0, "")
-    assert "No facts in this window." in page
+def test_a_state_directory_without_a_log_is_one_line(tmp_path: Path) -> None:
+    """As replay: no log is no story (a typo'd directory must not read as a quiet week)."""
+    code, out, err = run_cli(["report", "--state-dir", str(tmp_path)], tmp_path)
+    assert (code, out) == (1, "")
+    assert len(err.strip().splitlines()) == 1 and "no event log in" in err
 
 
 @pytest.mark.parametrize(
