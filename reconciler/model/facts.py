@@ -37,6 +37,7 @@ __all__ = [
     "EndpointObserved",
     "Envelope",
     "Fact",
+    "HookRan",
     "HostnameFileObserved",
     "ProbeObserved",
     "TunnelObserved",
@@ -220,6 +221,28 @@ class DaemonStopped:
     reason: str
 
 
+@frozen(weakref_slot=False)
+class HookRan:
+    """The [notify] hook ran for one notification (reconciler.model.notices), and how it ended.
+
+    `cause` is the sequence number of the fact the notification came from; `status` the
+    hook's exit status (None when it could not start or was killed at its timeout);
+    `outcome` "ok", "failed", "timeout" or "not-started". `dropped` counts the notifications
+    a full queue dropped since the run before, so that a storm of them shows in the log.
+    """
+
+    TYPE: ClassVar[str] = "hook-ran"
+    VERSION: ClassVar[int] = 1
+
+    event: str
+    cause: int
+    outcome: str
+    status: int | None
+    seconds: float
+    detail: str = ""
+    dropped: int = 0
+
+
 Fact = (
     WanAddressObserved
     | ProbeObserved
@@ -232,6 +255,7 @@ Fact = (
     | ConfigLoaded
     | DaemonStarted
     | DaemonStopped
+    | HookRan
 )
 
 FACT_TYPES: dict[str, type[Any]] = {
@@ -248,6 +272,7 @@ FACT_TYPES: dict[str, type[Any]] = {
         ConfigLoaded,
         DaemonStarted,
         DaemonStopped,
+        HookRan,
     )
 }
 

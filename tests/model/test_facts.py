@@ -40,6 +40,8 @@ EXAMPLES = [
     ConfigLoaded("abc", "/etc/reconciler.conf", {"wan.interface": "em0"}, {"ipv4": 3}, {"ipv4": 1}),
     facts.DaemonStarted(123, "0.1.0"),
     facts.DaemonStopped("SIGTERM"),
+    facts.HookRan("address-changed", 12, "failed", 3, 0.25, "exit status 3", dropped=1),
+    facts.HookRan("daemon-started", 1, "timeout", None, 30.0),
 ]
 
 
