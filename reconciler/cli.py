@@ -55,6 +55,7 @@ _COMMANDS = {
     "report": "report",
     "check-config": "check_config",
     "init": "init",
+    "metrics": "metrics",
     "log": "log",
     "lab": "lab",
 }
@@ -110,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", metavar="FILE", help="write the page to FILE")
     sub.add_parser("check-config", parents=[common], help="validate the configuration and exit")
     _add_init(sub, as_json)
+    sub.add_parser(
+        "metrics", parents=[common, state], help="the Prometheus metrics, computed from the log"
+    )
 
     log = sub.add_parser("log", help="inspect and mend the event log")
     log_sub = log.add_subparsers(dest="log_command", metavar="ACTION", required=True)

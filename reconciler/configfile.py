@@ -25,12 +25,15 @@ from reconciler.model.config import (
     Config,
     DaemonConfig,
     FirewallConfig,
+    MetricsConfig,
+    NotifyConfig,
     ProbeConfig,
     ReconcileConfig,
     TunnelbrokerConfig,
     TunnelConfig,
     WanConfig,
 )
+from reconciler.model.notices import EVENTS
 
 __all__ = ["DEFAULT_STATE_DIRS", "SEARCH_PATHS", "find_config_path", "load_config"]
 
@@ -116,6 +119,7 @@ class _Reader:
 
     def config(self, raw: bytes) -> Config | None:
         sections = {"daemon", "wan", "probe", "tunnel", "tunnelbroker", "firewall", "reconcile"}
+        sections |= {"notify", "metrics"}
         for key in sorted(set(self.document) - sections):
             self.problem(key, "unknown section")
         probe_table = self.document.get("probe", {})
@@ -129,6 +133,8 @@ class _Reader:
         broker, key_file_stat = self.tunnelbroker()
         firewall = self.firewall()
         reconcile = self.reconcile()
+        notify = self.notify()
+        metrics = self.metrics()
         if self.problems:
             return None
         assert daemon and wan and tunnel and broker and firewall and reconcile
@@ -144,6 +150,8 @@ class _Reader:
             tunnelbroker=broker,
             firewall=firewall,
             reconcile=reconcile,
+            notify=notify or NotifyConfig(),
+            metrics=metrics or MetricsConfig(),
         )
 
     def daemon(self) -> DaemonConfig | None:
@@ -365,7 +373,84 @@ class _Reader:
             return None
         return ReconcileConfig(low, high, limit, window)
 
+    def notify(self) -> NotifyConfig | None:
+        t = self.section("notify", {"command", "events", "timeout"}, required=False)
+        if not t:
+            return NotifyConfig()
+        command = self.argv(t, "notify.command", allow_empty=False)
+        if command is None and "command" not in t:
+            self.problem("notify.command", "is required in [notify]")
+        elif isinstance(command, tuple):
+            program = Path(command[0])
+            if not program.is_absolute():
+                self.problem("notify.command", f"{command[0]!r} must be an absolute path")
+            elif not (program.is_file() and os.access(program, os.X_OK)):
+                self.problem("notify.command", f"{program} is not an executable file")
+        events = t.get("events", _MISSING)
+        chosen: frozenset[str] = frozenset()
+        if events is not _MISSING:
+            known = ", ".join(EVENTS)
+            if (
+                not isinstance(events, list)
+                or not events
+                or not all(isinstance(e, str) for e in events)
+            ):
+                self.problem("notify.events", f"must be a non-empty list of events ({known})")
+            else:
+                for event in sorted(set(events) - set(EVENTS)):
+                    self.problem("notify.events", f"{event!r} is not an event ({known})")
+                chosen = frozenset(events)
+        timeout = self.number(t, "notify.timeout", default=30.0, minimum=0.1)
+        if self.problems or not isinstance(command, tuple) or timeout is None:
+            return None
+        return NotifyConfig(command, chosen, timeout)
+
+    def metrics(self) -> MetricsConfig | None:
+        t = self.section("metrics", {"textfile", "listen", "listen_public"}, required=False)
+        textfile = self.path_value(t, "metrics.textfile", required=False)
+        if textfile is not None:
+            if textfile.suffix != ".prom":
+                self.problem(
+                    "metrics.textfile",
+                    f"{textfile} must end in .prom (node_exporter reads only those)",
+                )
+            elif not textfile.parent.is_dir():
+                self.problem("metrics.textfile", f"directory {textfile.parent} does not exist")
+        public = self.boolean(t, "metrics.listen_public", default=False)
+        listen = self.listen_address(t, "metrics.listen", public=bool(public))
+        if public is None or listen is _MISSING:
+            return None
+        return MetricsConfig(textfile, listen, public)
+
     # --- values -------------------------------------------------------------------------
+
+    def listen_address(self, t: Mapping[str, Any], key: str, *, public: bool) -> Any:
+        """("address", port) from "127.0.0.1:9469" or "[::1]:9469"; None when absent,
+        _MISSING when invalid. Only loopback unless `public`."""
+        value = self.get(t, key, False)
+        if value is _MISSING:
+            return None
+        shown = _show(value)
+        if not isinstance(value, str):
+            self.problem(key, f'must be "ADDRESS:PORT" (e.g. "127.0.0.1:9469"), not {shown}')
+            return _MISSING
+        host, _, port_text = value.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        try:
+            address = ipaddress.ip_address(host)
+            port = int(port_text)
+        except ValueError:
+            self.problem(key, f'must be "ADDRESS:PORT" (e.g. "127.0.0.1:9469"), not {shown}')
+            return _MISSING
+        if not 1 <= port <= 65535 or not port_text.isdigit():
+            self.problem(key, f"port must be between 1 and 65535, in {shown}")
+            return _MISSING
+        if not address.is_loopback and not public:
+            self.problem(
+                key, f"{address} is not a loopback address; set metrics.listen_public = true"
+            )
+            return _MISSING
+        return (str(address), port)
 
     def get(self, table: Mapping[str, Any], key: str, required: bool) -> Any:
         value = table.get(key.rsplit(".", 1)[1], _MISSING)

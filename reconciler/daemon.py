@@ -39,15 +39,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from reconciler import __version__
 from reconciler.errors import ConfigError, error_line
 from reconciler.eventlog import apply_retention
+from reconciler.metrics import ListenError, Publisher, Reading, log_bytes
 from reconciler.model.config import Config
-from reconciler.model.facts import DaemonStarted, DaemonStopped
-from reconciler.model.plan import Held
+from reconciler.model.desired import desired
+from reconciler.model.facts import DaemonStarted, DaemonStopped, Envelope
+from reconciler.model.plan import Held, plan
+from reconciler.model.state import ObservedState
+from reconciler.model.telemetry import Telemetry
 from reconciler.reconcile import (
     config_loaded_fact,
     daemon_stopped_fact,
@@ -55,8 +60,10 @@ from reconciler.reconcile import (
     reconcile_once,
 )
 from reconciler.recorder import Recorder, RecorderClosedError
+from reconciler.statedir import events_dir
 from reconciler.world import observers
 from reconciler.world.executors import Executor
+from reconciler.world.hooks import HookRunner
 from reconciler.world.platform import ChangeNotice, Platform, Watch
 
 __all__ = ["STOP_GRACE", "Daemon"]
@@ -145,6 +152,13 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._last_held: tuple[tuple[str, float | None], ...] = ()
         self._started_seq = 0  # the seq of this run's DaemonStarted
+        # Notifications and metrics: counted as each fact is recorded (the recorder calls
+        # _on_fact under its lock), hooks and the textfile/HTTP side on threads of their own.
+        self._telemetry = Telemetry.starting_on(self._recorder.state, config.reconcile)
+        self._telemetry_lock = threading.Lock()
+        self._hooks = HookRunner(config.notify, lambda fact: self._recorder.record(fact, "notify"))
+        self._publisher = Publisher(config.metrics, self._reading, _metrics_interval(config))
+        self._recorder.listen(self._on_fact)
 
     @property
     def recorder(self) -> Recorder:
@@ -190,6 +204,13 @@ class Daemon:
 
     def run(self, *, install_signals: bool = True) -> int:
         """Start everything, wait for signals, stop in order. Returns the exit status."""
+        try:  # before anything is recorded: never start half-configured
+            self._publisher.start()
+        except ListenError as exc:
+            raise ConfigError(
+                self._config.path, [f"{self._config.path}: metrics.listen: {exc}"]
+            ) from None
+        self._hooks.start()
         if install_signals:
             self._install_signal_handlers()
         started = self._recorder.record(
@@ -259,6 +280,10 @@ class Daemon:
         assert isinstance(stopped.fact, DaemonStopped)
         if stopped.fact.reason != reason:
             _log.warning("%s", stopped.fact.reason)
+        # The daemon-stopped hook gets what is left of the grace (half a second at least).
+        self._hooks.stop(max(deadline, time.monotonic() + 0.5))
+        self._publisher.write_now()
+        self._publisher.stop()
         self._recorder.snapshot()
         _close_quietly(self._client)
         _close_quietly(self._platform)
@@ -282,16 +307,24 @@ class Daemon:
         if new.daemon.state_dir != self._config.daemon.state_dir:
             _log.error("reload refused: daemon.state_dir cannot change without a restart")
             return
+        try:  # a new /metrics address is bound first: taken, the old configuration stays
+            publisher = self._publisher.reconfigured(new.metrics)
+        except ListenError as exc:
+            _log.error("reload refused: %s: metrics.listen: %s", new.path, exc)
+            _log.error("keeping the configuration loaded before (%s)", self._config.digest[:12])
+            return
         platform: Platform | None = None
         try:
             platform = self._platform_factory(new)
             client = self._client_factory(new)
         except Exception as exc:
             _close_quietly(platform)
+            publisher.stop(keep_server=publisher.shares_server(self._publisher))
             _log.error("reload refused: %s; keeping the old configuration", error_line(exc))
             return
         if not self._acquire_work_unless_stopping():
             _log.warning("reload of %s abandoned: the daemon is stopping", new.path)
+            publisher.stop(keep_server=publisher.shares_server(self._publisher))
             _close_quietly(client)
             _close_quietly(platform)
             return
@@ -302,6 +335,16 @@ class Daemon:
             old_client, old_platform = self._client, self._platform
             self._config, self._platform, self._client = new, platform, client
             self._executor = Executor(platform, client, self._recorder)
+            self._hooks.reconfigure(new.notify)
+            with self._telemetry_lock:
+                self._telemetry.tracker = attrs.evolve(
+                    self._telemetry.tracker,
+                    restart_limit=new.reconcile.restart_limit,
+                    restart_window=new.reconcile.restart_window,
+                )
+            old_publisher, self._publisher = self._publisher, publisher
+            old_publisher.stop(keep_server=publisher.shares_server(old_publisher))
+            publisher.start_writer()
             self._recorder.record(config_loaded_fact(new), "daemon")
             self._scheduler.remove_all_jobs()
             self._schedule_observers(start=False)
@@ -499,10 +542,43 @@ class Daemon:
             )
             _log.info("held %s%s (%s): %s", item.action.key, when, item.why, item.detail)
 
+    # -- notifications and metrics -----------------------------------------------------------
+
+    def _on_fact(self, before: ObservedState, envelope: Envelope, after: ObservedState) -> None:
+        """Under the recorder's lock: count the fact, queue its notifications (never wait)."""
+        with self._telemetry_lock:
+            notices = self._telemetry.observe(before, envelope, after)
+        for notice in notices:
+            _log.info("notice %s (#%d): %s", notice.event, notice.seq, notice.message)
+            self._hooks.submit(notice)
+        self._publisher.changed()
+
+    def _reading(self) -> Reading:
+        """What the metrics show now (the textfile writer and each /metrics scrape)."""
+        config = self._config
+        state, last_seq = self._recorder.view()
+        with self._telemetry_lock:
+            telemetry = self._telemetry.copy()
+        now = self._clock()
+        return Reading(
+            telemetry=telemetry,
+            state=state,
+            held=plan(desired(config, state), state, now).held,
+            log_seq=last_seq,
+            log_bytes=log_bytes(events_dir(config.daemon.state_dir)),
+            now=now,
+            dropped_unrecorded=self._hooks.dropped,
+        )
+
     def _start_thread(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+def _metrics_interval(config: Config) -> float:
+    """The textfile is rewritten at least this often: the shortest probe interval."""
+    return min((p.interval for p in config.probes.values()), default=60.0)
 
 
 def _close_quietly(resource: object) -> None:

@@ -30,9 +30,12 @@ from reconciler.history import Loaded, load_from, log_fold_error
 from reconciler.model.facts import Envelope, Fact, to_record
 from reconciler.model.state import SCHEMA_VERSION, ObservedState, fold, state_to_mapping
 
-__all__ = ["LogWriter", "Recorder", "RecorderClosedError", "SnapshotWriter"]
+__all__ = ["Listener", "LogWriter", "Recorder", "RecorderClosedError", "SnapshotWriter"]
 
 _log = logging.getLogger(__name__)
+
+
+Listener = Callable[[ObservedState, Envelope, ObservedState], None]
 
 
 class RecorderClosedError(ReconcilerError):
@@ -85,6 +88,14 @@ class Recorder:
         self._state, self._last_seq = self._loaded.state, self._loaded.last_seq
         self._since_snapshot = 0
         self._closed = False
+        self._listeners: list[Listener] = []
+
+    def listen(self, listener: Listener) -> None:
+        """Call `listener(before, envelope, after)` for every fact from now on, in log order,
+        under the recorder's lock: it must be quick and never wait (the daemon's telemetry
+        counts and queues notifications there)."""
+        with self._changed:
+            self._listeners.append(listener)
 
     @property
     def closed(self) -> bool:
@@ -144,7 +155,13 @@ class Recorder:
             raise RecorderClosedError(f"{fact.TYPE} from {source} not recorded: stopped")
         seq = self._log.append(record)
         envelope = Envelope(seq=seq, at=at, source=source, fact=fact)
-        self._state = fold(self._state, envelope, log_fold_error)
+        before = self._state
+        self._state = fold(before, envelope, log_fold_error)
+        for listener in self._listeners:
+            try:
+                listener(before, envelope, self._state)
+            except Exception:  # telemetry must never cost a fact its recording
+                _log.exception("a listener failed on fact %d", seq)
         self._last_seq = seq
         self._since_snapshot += 1
         self._changed.notify_all()

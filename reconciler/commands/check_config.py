@@ -7,10 +7,12 @@ prints ConfigError's problems), never a traceback. The update key is never read.
 from __future__ import annotations
 
 import argparse
+import socket
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from reconciler.cli import Environment
+    from reconciler.model.config import Config
 
 __all__ = ["run"]
 
@@ -19,6 +21,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     from reconciler.commands._common import load_config_for
 
     config = load_config_for(args, env)
+    _check_listen(config)
     probes = ", ".join(
         f"{family} {p.target} every {p.interval:g} s" for family, p in sorted(config.probes.items())
     )
@@ -32,7 +35,41 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         f"updates at most every {config.tunnelbroker.min_update_interval:g} s",
         f"  probes: {probes}",
         f"  firewall reload: {firewall}",
+        f"  notify: {' '.join(config.notify.command) or 'none'}",
+        f"  metrics: textfile {config.metrics.textfile or 'none'}, "
+        f"listen {_shown(config.metrics.listen)}",
         f"  digest {config.digest[:16]}",
     ]
     print("\n".join(lines), file=env.stdout)
     return 0
+
+
+def _shown(address: tuple[str, int] | None) -> str:
+    if address is None:
+        return "none"
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _check_listen(config: Config) -> None:
+    """[metrics] listen must be free to bind, unless this configuration's daemon runs (then
+    it is presumably the one holding it: a reload keeps the address it has)."""
+    from reconciler.commands.status import _lock_holder
+    from reconciler.errors import ConfigError
+    from reconciler.statedir import events_dir
+
+    address = config.metrics.listen
+    if address is None:
+        return
+    host, port = address
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+            return
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+    if _lock_holder(events_dir(config.daemon.state_dir)) is not None:
+        return
+    raise ConfigError(config.path, [f"{config.path}: metrics.listen: {_shown(address)}: {reason}"])

@@ -15,6 +15,8 @@ __all__ = [
     "Config",
     "DaemonConfig",
     "FirewallConfig",
+    "MetricsConfig",
+    "NotifyConfig",
     "ProbeConfig",
     "ReconcileConfig",
     "TunnelConfig",
@@ -107,6 +109,24 @@ class ReconcileConfig:
 
 
 @frozen
+class NotifyConfig:
+    """[notify]: the hook run for each notification (reconciler.model.notices)."""
+
+    command: tuple[str, ...] = ()  # an argv with an absolute program path; () for no hook
+    events: frozenset[str] = frozenset()  # the events to run it for; empty: all of them
+    timeout: float = 30.0  # then the hook is killed
+
+
+@frozen
+class MetricsConfig:
+    """[metrics]: Prometheus exposition, as a node_exporter textfile and/or over HTTP."""
+
+    textfile: Path | None = None
+    listen: tuple[str, int] | None = None  # (address, port)
+    listen_public: bool = False  # a listen address other than loopback needs this
+
+
+@frozen
 class Config:
     path: Path
     digest: str  # changes when the file or the key file changes; no secret in it
@@ -117,6 +137,8 @@ class Config:
     tunnelbroker: TunnelbrokerConfig
     firewall: FirewallConfig
     reconcile: ReconcileConfig = ReconcileConfig()
+    notify: NotifyConfig = NotifyConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     def summary(self) -> dict[str, Any]:
         """A flat, secret-free description for ConfigLoaded facts and `status`."""

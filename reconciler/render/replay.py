@@ -21,6 +21,7 @@ from reconciler.model.facts import (
     DaemonStarted,
     DaemonStopped,
     Envelope,
+    HookRan,
     ProbeObserved,
     UnknownFact,
 )
@@ -109,6 +110,7 @@ def is_notable(envelope: Envelope, changes: list[str]) -> bool:
         | ConfigLoaded
         | DaemonStarted
         | DaemonStopped
+        | HookRan
         | UnknownFact,
     )
 
@@ -158,6 +160,13 @@ def _detail(fact: Any, after: ObservedState) -> str:
             return f"daemon started, pid {fact.pid}, version {fact.version}"
         case DaemonStopped():
             return f"daemon stopped: {fact.reason}"
+        case HookRan():
+            how = fact.outcome + (f" ({fact.detail})" if fact.detail else "")
+            dropped = f"; {fact.dropped} notification(s) dropped before it" if fact.dropped else ""
+            return (
+                f"notify hook for {fact.event} (from #{fact.cause}): {how} "
+                f"in {fact.seconds:.2f} s{dropped}"
+            )
         case UnknownFact():
             return f"not understood ({fact.problem}): v{fact.version} {dict(fact.data)!r}"
     return ""
