@@ -161,7 +161,9 @@ def test_metrics_command_computes_from_the_log(tmp_path: Path) -> None:
         for fact in old_run + story():
             recorder.record(fact, "test")
     out, err = io.StringIO(), io.StringIO()
-    code = main(["metrics", "-c", str(path)], Environment(out, err, {}, tmp_path))
+    code = main(
+        ["metrics", "-c", str(path)], Environment(stdout=out, stderr=err, environ={}, cwd=tmp_path)
+    )
     assert code == 0, err.getvalue()
     got = samples(out.getvalue())
     # counters count from the last daemon-started, as that daemon's own do
@@ -178,5 +180,8 @@ def test_metrics_command_computes_from_the_log(tmp_path: Path) -> None:
 def test_metrics_command_with_a_bad_config_is_one_line(tmp_path: Path) -> None:
     path = write_config(tmp_path, VALID + '[metrics]\nlisten = "nope"\n')
     err = io.StringIO()
-    code = main(["metrics", "-c", str(path)], Environment(io.StringIO(), err, {}, tmp_path))
+    code = main(
+        ["metrics", "-c", str(path)],
+        Environment(stdout=io.StringIO(), stderr=err, environ={}, cwd=tmp_path),
+    )
     assert code == 1 and len(err.getvalue().splitlines()) == 1
