@@ -60,6 +60,7 @@ from reconciler.reconcile import (
     reconcile_once,
 )
 from reconciler.recorder import Recorder, RecorderClosedError
+from reconciler.runclock import RunClock
 from reconciler.statedir import events_dir
 from reconciler.world import observers
 from reconciler.world.executors import Executor
@@ -123,7 +124,9 @@ class Daemon:
         calls it with the new config's (None: the caller keeps logging as it is)."""
         self._netns = netns
         self._configure_log = configure_log
-        self._clock = clock
+        # Wall-clock time that does not run backwards within a run (reconciler.runclock):
+        # facts and plans use it, so a clock step back holds nothing for the step's length.
+        self._clock = RunClock(clock)
         self._platform_factory = platform_factory or (
             lambda c: observers.make_platform(c, netns=netns)
         )
@@ -131,7 +134,10 @@ class Daemon:
         self._config_loader = config_loader or _default_loader
         self._log = log
         self._config = config
-        self._recorder = Recorder(log, clock, snapshots=snapshots, after_snapshot=self._retain)
+        self._recorder = Recorder(
+            log, self._clock, snapshots=snapshots, after_snapshot=self._retain
+        )
+        self._clock.not_before(self._recorder.state.at)  # the last run's facts are not ahead
         self._platform = self._platform_factory(config)
         self._client = self._client_factory(config)
         self._executor = Executor(self._platform, self._client, self._recorder)
@@ -218,6 +224,13 @@ class Daemon:
         )
         self._started_seq = started.seq
         self._recorder.record(config_loaded_fact(self._config), "daemon")
+        behind = self._clock.behind
+        if behind > 1.0:
+            _log.warning(
+                "the system clock reads %.0f s earlier than the newest fact in the log: "
+                "times go on from the log's until the clock catches up",
+                behind,
+            )
         in_flight = [r.key for r in self._recorder.state.actions.values() if r.in_flight]
         if in_flight:
             _log.warning("interrupted before: %s (no outcome recorded)", ", ".join(in_flight))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import logging
 import os
 import signal
@@ -96,6 +97,7 @@ class InProcess:
         host: OpenBSDHost,
         read_timeout: float = 2.0,
         configure_log: Callable[[str], object] | None = None,
+        clock: Callable[[], float] = time.time,
         **config_options: Any,
     ) -> None:
         self.config = openbsd_config(
@@ -114,6 +116,7 @@ class InProcess:
             config_loader=self._load,
             client_factory=self._client,
             configure_log=configure_log,
+            clock=clock,
         )
         self.status: list[int] = []
         self.thread = threading.Thread(
@@ -562,3 +565,28 @@ def test_retention_drops_old_segments_once_a_snapshot_covers_them(tmp_path: Path
     assert 0 < len(remaining) < segments_before
     state, _ = load_state(tmp_path)
     assert state == daemon.recorder.state
+
+
+def test_a_clock_step_back_does_not_hold_the_next_repair(tmp_path: Path) -> None:
+    """The wall clock steps back two hours after the start-up's update (its facts now look
+    two hours ahead): a new WAN address is still repaired within seconds, with one more
+    update, and the stamps in the log do not step back."""
+    host = _openbsd_host(tmp_path)
+    step = [0.0]
+    with FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake:
+        world = InProcess(tmp_path, fake, host, clock=lambda: time.time() + step[0])
+        world.thread.start()
+        try:
+            _wait_for(lambda: world.converged_on("203.0.113.7") and fake.endpoint == "203.0.113.7")
+            step[0] = -7200.0
+            host.set_address("em0", "203.0.113.8")
+            _wait_for(lambda: world.converged_on("203.0.113.8") and fake.endpoint == "203.0.113.8")
+            assert fake.stats()["counts"]["update"] == 2
+        finally:
+            world.daemon.request_stop("test over")
+            world.thread.join(10)
+        stamps = [record["at"] for _, record in world.log.read(1)]
+        world.log.close()
+    # Threads take their stamps just before the recorder's lock, so neighbours may swap by
+    # a few milliseconds; the two-hour step back shows nowhere.
+    assert all(later > earlier - 1.0 for earlier, later in itertools.pairwise(stamps))

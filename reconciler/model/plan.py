@@ -27,6 +27,8 @@ the daemon and `reconciler diff` get the same answer from the same log. The rule
   tunnel may never tell); the actions after it go ahead, so that the tunnel can tell.
 - When several holds apply, the one that ends last is reported (a permanent one, which has
   no end, wins): that is when the action can run.
+- Time since a fact is never negative: a fact stamped after `now` (the clock stepped back)
+  counts as just now, so no hold lasts longer than its interval from `now`.
 
 Facts about the world that were never observed lead to no action (the plan does not guess),
 with one exception: HE's endpoint, which may only be learnt by updating it.
@@ -332,7 +334,7 @@ def _holds(
                     action,
                     "restart-limit",
                     f"{len(recent)} restarts within {bounds.restart_window:g} s did not help",
-                    min(recent) + bounds.restart_window,
+                    _due(min(recent), bounds.restart_window, now),
                 )
             )
     if record is not None and record.last_outcome == "temporary" and record.failed_at is not None:
@@ -340,7 +342,7 @@ def _holds(
         why: HoldReason = "backoff"
         if record.retry_after is not None and record.retry_after > delay:
             delay, why = record.retry_after, "retry-after"
-        due = record.failed_at + delay
+        due = _due(record.failed_at, delay, now)
         if now < due:
             holds.append(
                 Held(
@@ -406,6 +408,16 @@ def _outcome_unknown(record: ActionRecord, observed: ObservedState) -> bool:
     return record.in_flight and record.last_started_seq == observed.last_update_attempt_seq
 
 
+def _due(at: float, delay: float, now: float) -> float:
+    """When something that happened at `at` stops holding for `delay` seconds.
+
+    A time after `now` is a clock step (a router without a real-time clock boots in the past
+    and NTP moves it on; a step back makes earlier facts look future): the time since it is
+    taken as 0, never negative, so no hold ends more than `delay` after `now`.
+    """
+    return min(at, now) + delay
+
+
 def _later(a: Held, b: Held) -> bool:
     """Whether hold `a` ends after hold `b` (None, a permanent hold, never ends)."""
     if b.until is None:
@@ -433,7 +445,7 @@ def _hold_update(
     # HE's "abuse" blocks the account, not one address: its hint holds every update.
     for other in same_kind:
         if other.last_outcome == "temporary" and other.retry_after and other.failed_at:
-            due = other.failed_at + other.retry_after
+            due = _due(other.failed_at, other.retry_after, now)
             if now < due:
                 holds.append(Held(action, "retry-after", f"{other.key}: {other.last_message}", due))
     record = observed.actions.get(action.key)
@@ -446,7 +458,7 @@ def _hold_update(
     ):
         bounds = desired.reconcile
         patience = max(desired.min_update_interval, bounds.backoff_max, bounds.restart_window)
-        due = record.last_started_at + patience
+        due = _due(record.last_started_at, patience, now)
         if now < due:
             holds.append(
                 Held(
@@ -458,13 +470,13 @@ def _hold_update(
                 )
             )
     last = observed.last_update_attempt_at
-    if last is not None and now < last + desired.min_update_interval:
+    if last is not None and now < _due(last, desired.min_update_interval, now):
         holds.append(
             Held(
                 action,
                 "min-update-interval",
                 f"the last update was attempted less than {desired.min_update_interval:g} s ago",
-                last + desired.min_update_interval,
+                _due(last, desired.min_update_interval, now),
             )
         )
     return holds
@@ -497,8 +509,10 @@ def _hold_settling(
     recent = [t for t in record.recent_starts if t > now - bounds.restart_window]
     if not recent:
         return None
-    due = record.last_started_at + backoff_delay(
-        len(recent), bounds.backoff_min, bounds.backoff_max
+    due = _due(
+        record.last_started_at,
+        backoff_delay(len(recent), bounds.backoff_min, bounds.backoff_max),
+        now,
     )
     if now < due:
         return Held(action, "settling", f"restarted {len(recent)} time(s) recently", due)

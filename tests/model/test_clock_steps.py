@@ -1,0 +1,136 @@
+"""The planner across clock steps: routers without a real-time clock boot in the past and
+jump forward when NTP syncs, and a step back makes earlier facts look as if they came from
+the future. Time since a fact is never negative, so no hold lasts longer than its interval
+from `now`, whatever the stamps in the log say."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler.model.config import ReconcileConfig
+from reconciler.model.desired import desired
+from reconciler.model.facts import (
+    ActionFailed,
+    ActionStarted,
+    ActionSucceeded,
+    EndpointObserved,
+    Envelope,
+)
+from reconciler.model.plan import plan
+from reconciler.model.state import ObservedState, fold
+from tests.strategies import facts
+
+from .world import History, make_config
+from .world import T0 as START
+
+ADDR = "192.0.2.10"
+HOURS_2 = 7200.0
+
+# Steps between two facts: mostly small and forward, sometimes hours either way (NTP).
+_steps = st.one_of(
+    st.floats(0, 120),
+    st.floats(-3 * 86400, 3 * 86400),
+    st.sampled_from([-HOURS_2, HOURS_2, -(50 * 365 * 86400.0)]),
+)
+
+
+@st.composite
+def _stepped(draw: st.DrawFn) -> tuple[list[Envelope], float]:
+    items = draw(st.lists(facts, max_size=30))
+    at = START
+    envelopes = []
+    for seq, fact in enumerate(items, 1):
+        at += draw(_steps)
+        envelopes.append(Envelope(seq=seq, at=at, source="test", fact=fact))
+    now = at + draw(_steps)
+    return envelopes, now
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    history=_stepped(),
+    min_update_interval=st.floats(1, 86400),
+    backoff=st.tuples(st.floats(1, 600), st.floats(1, 86400)),
+    restart_window=st.floats(1, 86400),
+)
+def test_no_hold_ends_later_than_its_interval_from_now(
+    history: tuple[list[Envelope], float],
+    min_update_interval: float,
+    backoff: tuple[float, float],
+    restart_window: float,
+) -> None:
+    """Whatever the stamps (steps back and forth by hours or decades), every timed hold
+    ends after `now` and no later than the longest configured interval (or retry-after hint
+    HE gave) from `now`."""
+    envelopes, now = history
+    bounds = ReconcileConfig(
+        backoff_min=min(backoff), backoff_max=max(backoff), restart_window=restart_window
+    )
+    config = make_config(min_update_interval=min_update_interval, reconcile=bounds)
+    state = ObservedState()
+    for envelope in envelopes:
+        state = fold(state, envelope)
+    hints = [
+        e.fact.retry_after
+        for e in envelopes
+        if isinstance(e.fact, ActionFailed) and e.fact.retry_after is not None
+    ]
+    longest = max([min_update_interval, bounds.backoff_max, restart_window, *hints])
+
+    result = plan(desired(config, state), state, now)
+
+    for held in result.held:
+        if held.until is not None:
+            assert now < held.until <= now + longest, held
+
+
+def _updated_two_hours_ahead() -> History:
+    """An update stamped two hours after the clock's `now` (the clock stepped back since)."""
+    history = History(make_config(min_update_interval=600.0))
+    history.record(EndpointObserved(None, "tunnel-info"))
+    from reconciler.model.facts import ProbeObserved, TunnelObserved, WanAddressObserved
+
+    history.record(WanAddressObserved("em0", ADDR, True))
+    history.record(TunnelObserved("gif0", True, True, ADDR, "198.51.100.1"))
+    history.record(ProbeObserved("ipv4", "198.51.100.53", True, 0.01))
+    key = f"update-he-endpoint:{ADDR}"
+    history.record(ActionStarted(key, "update-he-endpoint", "x"), after=HOURS_2)
+    history.record(ActionFailed(key, "update-he-endpoint", "temporary", "911"))
+    history.now -= HOURS_2 + 1  # the clock steps back two hours
+    return history
+
+
+def test_an_update_stamped_in_the_future_is_held_its_interval_from_now() -> None:
+    """After facts stamped 2 h ahead, the update waits min_update_interval from now, not
+    until two hours later."""
+    history = _updated_two_hours_ahead()
+    held = [h for h in history.plan().held if h.action.KIND == "update-he-endpoint"]
+    assert held and held[0].why == "min-update-interval"
+    assert held[0].until == pytest.approx(history.now + 600.0)
+    # Still ahead of the stamps, `now` alone cannot tell how long ago that was (the daemon
+    # measures it with a monotonic clock, reconciler.runclock); each plan holds it for at
+    # most the interval from its `now`, and once past the stamps time counts as usual.
+    later = history.plan(later=3000.0).held[0]
+    assert later.until == pytest.approx(history.now + 3000.0 + 600.0)
+    assert "update-he-endpoint" in history.kinds(later=HOURS_2 + 602.0)
+
+
+def test_a_restart_stamped_in_the_future_settles_from_now() -> None:
+    """A restart recorded before a step back settles for its backoff from now, not for the
+    size of the step."""
+    history = History(make_config())
+    from reconciler.model.facts import ProbeObserved, TunnelObserved, WanAddressObserved
+
+    history.record(WanAddressObserved("em0", ADDR, True))
+    history.record(EndpointObserved(ADDR, "tunnel-info", for_local=ADDR))
+    history.record(ProbeObserved("ipv4", "198.51.100.53", True, 0.01))
+    key = f"restart-tunnel:{ADDR}->198.51.100.1"
+    history.record(ActionStarted(key, "restart-tunnel", "x"), after=HOURS_2)
+    history.record(ActionSucceeded(key, "restart-tunnel"))
+    history.record(TunnelObserved("gif0", False, True, ADDR, "198.51.100.1"))
+    history.now -= HOURS_2
+    held = [h for h in history.plan().held if h.action.KIND == "restart-tunnel"]
+    assert held and held[0].why == "settling"
+    assert held[0].until is not None and held[0].until <= history.now + 5.0
