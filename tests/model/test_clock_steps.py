@@ -17,13 +17,16 @@ from reconciler.model.facts import (
     ActionSucceeded,
     EndpointObserved,
     Envelope,
+    ProbeObserved,
+    TunnelObserved,
+    WanAddressObserved,
 )
 from reconciler.model.plan import plan
 from reconciler.model.state import ObservedState, fold
 from tests.strategies import facts
 
-from .world import History, make_config
 from .world import T0 as START
+from .world import History, make_config
 
 ADDR = "192.0.2.10"
 HOURS_2 = 7200.0
@@ -90,8 +93,6 @@ def _updated_two_hours_ahead() -> History:
     """An update stamped two hours after the clock's `now` (the clock stepped back since)."""
     history = History(make_config(min_update_interval=600.0))
     history.record(EndpointObserved(None, "tunnel-info"))
-    from reconciler.model.facts import ProbeObserved, TunnelObserved, WanAddressObserved
-
     history.record(WanAddressObserved("em0", ADDR, True))
     history.record(TunnelObserved("gif0", True, True, ADDR, "198.51.100.1"))
     history.record(ProbeObserved("ipv4", "198.51.100.53", True, 0.01))
@@ -121,8 +122,6 @@ def test_a_restart_stamped_in_the_future_settles_from_now() -> None:
     """A restart recorded before a step back settles for its backoff from now, not for the
     size of the step."""
     history = History(make_config())
-    from reconciler.model.facts import ProbeObserved, TunnelObserved, WanAddressObserved
-
     history.record(WanAddressObserved("em0", ADDR, True))
     history.record(EndpointObserved(ADDR, "tunnel-info", for_local=ADDR))
     history.record(ProbeObserved("ipv4", "198.51.100.53", True, 0.01))
