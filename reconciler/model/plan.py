@@ -377,7 +377,7 @@ def _hold_dhcp_grace(
         return None
     if wan.link_up and wan.address is not None:
         return None  # the address is there: a failing probe is not DHCP's business
-    due = wan.at + desired.dhcp_grace
+    due = _due(wan.at, desired.dhcp_grace, now)
     if now >= due:
         return None
     return Held(

@@ -80,7 +80,9 @@ def test_no_hold_ends_later_than_its_interval_from_now(
         for e in envelopes
         if isinstance(e.fact, ActionFailed) and e.fact.retry_after is not None
     ]
-    longest = max([min_update_interval, bounds.backoff_max, restart_window, *hints])
+    longest = max(
+        [min_update_interval, bounds.backoff_max, restart_window, config.wan.dhcp_grace, *hints]
+    )
 
     result = plan(desired(config, state), state, now)
 
