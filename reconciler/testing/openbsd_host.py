@@ -19,6 +19,8 @@ that keeps a small model of the kernel's interfaces and answers over a temporary
   `dhcpleasectl -w N` waits for it (N seconds at most) and prints the lease as dhcpleasectl
   does; `dhcpleasectl -l <if>` prints the lease held;
 - `pfctl -f /etc/pf.conf` loads `<root>/etc/pf.conf` or fails as scripted (`pf_error`);
+  pf is enabled (as rc does at boot), so `-e` loads the rules and then exits 1 with
+  `pfctl: pf already enabled`, as pfctl.c's pfctl_enable does;
 - `route -n monitor` streams routing messages in the real format (route.c's print_rtmsg:
   RTM_IFINFO with route's flag names, PTP not POINTOPOINT) for every change the host makes,
   whoever makes it (the platform, the test, or dhcpleased).
@@ -228,8 +230,8 @@ class OpenBSDHost(RecordingRunner):
                     return self._ifconfig_show(argv, name)
                 case ("sh", "/etc/netstart", *names) if names:
                     return self._netstart(argv, names)
-                case ("pfctl", "-f", path):
-                    return self._pfctl(argv, path)
+                case ("pfctl", *flags, "-f", path) if set(flags) <= {"-e", "-v"}:
+                    return self._pfctl(argv, path, enable="-e" in flags)
                 case ("ifconfig", name, *words):
                     code, err = self._ifconfig(name, list(words))
                     return Completed(argv, code, "", err, 0.001)
@@ -453,12 +455,14 @@ class OpenBSDHost(RecordingRunner):
             self._announce("RTM_NEWADDR", name, address)
             self._bound.set()
 
-    def _pfctl(self, argv: tuple[str, ...], path: str) -> Completed:
+    def _pfctl(self, argv: tuple[str, ...], path: str, *, enable: bool = False) -> Completed:
         if not (self.root / path.lstrip("/")).is_file():
             return Completed(argv, 1, "", f"pfctl: {path}: No such file or directory\n", 0.01)
         if self.pf_error is not None:
             return Completed(argv, 1, "", f"{self.pf_error}\n{_PF_SYNTAX_FAILURE}\n", 0.01)
         self.pf_loads += 1
+        if enable:  # the rules are loaded; pfctl_enable then finds pf running: errx(1, ...)
+            return Completed(argv, 1, "", "pfctl: pf already enabled\n", 0.01)
         return Completed(argv, 0, "", "", 0.01)
 
     # -- the kernel's side ------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from reconciler.world.platform import ChangeNotice, Platform
 from tests.world.platform_contract import NoticeCollector, PlatformContract, World
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openbsd"
+REPO = Path(__file__).resolve().parents[2]
 HE_SERVER = "203.0.113.1"
 OLD_ADDRESS = "198.51.100.7"
 NEW_ADDRESS = "198.51.100.77"
@@ -616,3 +618,20 @@ def test_dhcpleased_renumbers_asynchronously(tmp_path: Path) -> None:
     assert platform.observe_wan().addresses == (NEW_ADDRESS,)
     listing = host.run(("dhcpleasectl", "-l", "em0"), timeout=5).stdout
     assert listing.startswith("em0 [Bound]\n\tinet 198.51.100.77 netmask 255.255.255.0\n")
+
+
+def test_reload_command_with_e_fails_on_every_run(tmp_path: Path, host: OpenBSDHost) -> None:
+    """The original's `pfctl -e -v -f /etc/pf.conf`: pf is already enabled, so pfctl loads
+    the rules and exits 1 ("pf already enabled"): every reload would count as failed. The
+    shipped example reloads with `pfctl -f /etc/pf.conf` alone, which succeeds."""
+    original = ("pfctl", "-e", "-v", "-f", "/etc/pf.conf")
+    platform = OpenBSDPlatform(make_config(tmp_path, reload_command=original), host, host.root)
+    with pytest.raises(TemporaryError, match=r"pfctl: pf already enabled$"):
+        platform.reload_firewall()
+    example = tomllib.loads((REPO / "etc" / "reconciler.conf").read_text())
+    shipped = tuple(example["firewall"]["reload_command"])
+    assert shipped == PF_RELOAD
+    OpenBSDPlatform(
+        make_config(tmp_path, reload_command=shipped), host, host.root
+    ).reload_firewall()
+    assert host.pf_loads == 2
