@@ -2,15 +2,18 @@
 
 The live view tails the event log read-only from a thread: one line per fact and action as
 it lands (observations that repeat what is already known are left out to keep the story
-readable). At the end it prints `reconciler diff` (no changes) and `reconciler replay`, then
-tears the lab down, also on Ctrl-C.
+readable). At the end it prints `reconciler diff` (no changes) and `reconciler replay`,
+writes `reconciler report` of the run to a file that outlives the lab and prints its path,
+then tears the lab down, also on Ctrl-C.
 """
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 import attrs
@@ -131,9 +134,24 @@ def _demo_in(lab: Lab, out: TextIO) -> int:
     _show(lab, out, "diff")
     say("reconciler replay")
     _show(lab, out, "replay")
+    say("reconciler report")
+    _write_report(lab, out)
     code = lab.stop_daemon()
     say(f"daemon stopped (exit {code}); tearing the lab down")
     return 0
+
+
+def _write_report(lab: Lab, out: TextIO) -> Path | None:
+    """The run's report, in a directory of its own outside the lab's (which goes at teardown)."""
+    where = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
+    where.chmod(0o755)  # `sudo make demo`: the user who ran it can open the page
+    target = where / "report.html"
+    done = lab.reconciler("report", "-o", str(target))
+    if done.returncode != 0:
+        out.write(done.stdout + done.stderr)
+        return None
+    print(f"the report of this run: {target} (open it in a browser)", file=out, flush=True)
+    return target
 
 
 def _show(lab: Lab, out: TextIO, *args: str) -> None:

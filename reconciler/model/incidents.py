@@ -15,8 +15,8 @@ and the daemon (one source of truth) and turns the states into:
 
 Facts before `since` are folded (the state at `since` is exact) but only matter for what was
 already so when the window opened: an outage that began before it keeps its real start.
-While the daemon was stopped nothing was observed: the probe verdicts are "stopped" then,
-and availability counts only the time with a verdict. Pure: no I/O, time is passed in;
+While the daemon was stopped nothing was observed: every lane is "stopped" then, and
+availability counts only the time with a verdict. Pure: no I/O, time is passed in;
 unknown facts only move the sequence number, as in the fold.
 
 Time follows the log's order, as in `replay`: a router without a real-time clock records
@@ -74,6 +74,7 @@ CONDITIONS: Mapping[str, tuple[str, str]] = {
 }
 # Lanes whose changes can explain an outage (the probe verdicts are its symptoms).
 _CAUSE_LANES = ("wan", "tunnel", "endpoint")
+_GOOD = ("up", "matching")
 # Changes seen before the window, kept to explain an outage the window opens in.
 _EARLIER_CHANGES_KEPT = 16
 
@@ -227,8 +228,10 @@ def endpoint_verdict(state: ObservedState) -> str:
 
 
 def lane_values(state: ObservedState, running: bool = True) -> dict[str, tuple[str, str]]:
-    """Each lane's (value, label) in `state`; the probe verdicts are "stopped" while the
-    daemon is not `running`."""
+    """Each lane's (value, label) in `state`; every lane is "stopped" while the daemon is
+    not `running` (nothing was observed: the last values are not known to hold)."""
+    if not running:
+        return dict.fromkeys(LANES, ("stopped", ""))
     wan = state.wan
     if wan is None:
         wan_value = ("unknown", "")
@@ -255,7 +258,7 @@ def lane_values(state: ObservedState, running: bool = True) -> dict[str, tuple[s
         "endpoint": (endpoint_verdict(state), he_label),
     }
     for family in ("ipv4", "ipv6"):
-        values[family] = (state.probe(family).status if running else "stopped", "")
+        values[family] = (state.probe(family).status, "")
     return values
 
 
@@ -305,7 +308,8 @@ class _Builder:
         self.earlier_changes: deque[Segment] = deque(maxlen=_EARLIER_CHANGES_KEPT)
         self.changes: list[Segment] = []  # cause-lane changes in the window
         self.last_ok: dict[str, float | None] = {"ipv4": None, "ipv6": None}
-        self.last_good: dict[str, float | None] = {}  # condition kind -> its last_good
+        self.last_good: dict[str, float | None] = {}  # condition kind#seq -> its last_good
+        self.left_good: dict[str, float] = {}  # lane -> when it last left a good value
 
     def step(
         self, before: ObservedState, envelope: Envelope, after: ObservedState, at: float
@@ -327,10 +331,14 @@ class _Builder:
             self.unknown += isinstance(fact, UnknownFact)
             self.first_seq = self.first_seq or envelope.seq
             self.last_seq = envelope.seq
-            if changed or isinstance(fact, ActionStarted | ActionSucceeded | ActionFailed):
+            if (
+                changed
+                or _sets_a_view(before, after)
+                or isinstance(fact, ActionStarted | ActionSucceeded | ActionFailed)
+            ):
                 self.moments[envelope.seq] = Moment(envelope, before, after)
             self._mark_action(envelope, at)
-        elif changed:
+        elif changed or _sets_a_view(before, after):
             self.moments[envelope.seq] = Moment(envelope, before, after)
         probe = getattr(fact, "family", None)
         if probe in self.last_ok and getattr(fact, "ok", False) is True:
@@ -341,7 +349,7 @@ class _Builder:
         """The first fact in the window: what came before is only context from now on."""
         self.in_window = True
         # Keep only the earlier moments the state at `since` still rests on.
-        referenced = {_began(state, lane)[1] for lane in LANES} | {state.config_seq}
+        referenced = {_began(state, lane)[1] for lane in LANES} | set(_view_seqs(state))
         referenced |= {change.seq for change in self.earlier_changes}
         self.moments = {s: m for s, m in self.moments.items() if s in referenced}
         for lane, segments in self.segments.items():
@@ -354,17 +362,19 @@ class _Builder:
             if (old.value, old.label) == (value, label):
                 continue
             changed = True
+            if old.value in _GOOD:
+                self.left_good[lane] = at
             ended = Segment(lane, old.value, old.label, old.start, at, old.seq, seq)
             if ended.end >= self.since:
                 self.segments[lane].append(ended)
             new = Segment(lane, value, label, at, self.until, seq)
             self.current[lane] = new
-            if lane in _CAUSE_LANES and old.value != "unknown":
+            if lane in _CAUSE_LANES and old.value not in ("unknown", "stopped"):
                 (self.changes if self.in_window else self.earlier_changes).append(new)
             for kind, (cond_lane, bad) in CONDITIONS.items():
                 if cond_lane == lane and value == bad and old.value != bad:
                     self.last_good[_key(kind, seq)] = (
-                        at if kind == "endpoint-wrong" else self.last_ok[lane]
+                        self.left_good.get(lane) if kind == "endpoint-wrong" else self.last_ok[lane]
                     )
         return changed
 
@@ -465,6 +475,20 @@ class _Builder:
                     )
                     run = []
         return found
+
+
+def _view_seqs(state: ObservedState) -> tuple[int, ...]:
+    """The facts the state's views rest on: what a decision can name as its causes."""
+    views = (state.wan, state.tunnel, state.endpoint, state.hostname_file)
+    seqs = [view.seq for view in views if view is not None]
+    seqs += [probe.seq for probe in state.probes.values()]
+    return (*seqs, state.config_seq)
+
+
+def _sets_a_view(before: ObservedState, after: ObservedState) -> bool:
+    """Whether a fact set one of the views a decision may name as a cause (the fold keeps a
+    view as it was when an observation repeats it)."""
+    return _view_seqs(before) != _view_seqs(after)
 
 
 def _key(kind: str, seq: int) -> str:

@@ -305,7 +305,7 @@ def _svg(report: Report, start: float, end: float, caption: str) -> str:
             continue
         out.append(
             f'<rect class="outage" data-seq="{incident.seq}" x="{x(a):.2f}" y="{_AXIS - 3:g}" '
-            f'width="{max(x(b) - x(a), 1.0):.2f}" height="{lanes_bottom - _AXIS + 1:g}">'
+            f'width="{max(x(b) - x(a), 3.0):.2f}" height="{lanes_bottom - _AXIS + 1:g}">'
             f"<title>{escape(_incident_title(incident, report.until))}</title></rect>"
         )
     y = _AXIS + (len(_ROWS) - 1) * (_LANE + _GAP)

@@ -38,3 +38,27 @@ def test_describe_envelope_is_one_line_with_time_source_type_and_news() -> None:
     assert line.startswith("00:00:00.500  observer:wan")
     assert "wan-address-observed" in line and "address=203.0.113.11" in line
     assert "addresses=" not in line
+
+
+def test_demo_runs_the_repair_and_writes_the_report_of_its_run(lab_available: None) -> None:
+    """`reconciler lab demo` end to end: the repair is seen, and the page it points to holds
+    the run's outage, closed, with its actions."""
+    import io
+    import re
+    import shutil
+    from pathlib import Path
+
+    from reconciler.lab.demo import run_demo
+
+    out, err = io.StringIO(), io.StringIO()
+    assert run_demo(out, err) == 0, out.getvalue() + err.getvalue()
+    said = re.search(r"the report of this run: (\S+\.html)", out.getvalue())
+    assert said is not None, out.getvalue()[-3000:]
+    page = Path(said[1])
+    try:
+        html = page.read_text()
+        assert re.search(r'<tr id="inc-\d+" class="incident closed"', html)
+        assert re.search(r"update-he-endpoint: <span class=\"o-ok\">succeeded", html)
+        assert page.parent.stat().st_mode & 0o777 == 0o755
+    finally:
+        shutil.rmtree(page.parent)

@@ -133,6 +133,9 @@ def wan_outage(lab_available: None) -> Iterator[SimpleNamespace]:
         story.replay_json = lab.reconciler("replay", "--json")
         story.status = lab.reconciler("status", "--json")
         story.diff = lab.reconciler("diff")
+        report_path = lab.workdir / "report.html"
+        story.report = lab.reconciler("report", "-o", str(report_path))
+        story.report_html = report_path.read_text() if report_path.exists() else ""
         story.stopped = lab.stop_daemon()
         yield story
 
@@ -188,12 +191,40 @@ def test_scenario_6_replay_tells_the_outage_story_with_times(wan_outage: SimpleN
     assert document["schema"].startswith("reconciler.replay/")
 
 
+def test_scenario_3_report_shows_the_outage_and_its_repair(wan_outage: SimpleNamespace) -> None:
+    """`reconciler report` of the run: one closed outage with IPv4 and IPv6 down, explained
+    by the WAN losing its address, repaired by restart-wan, one HE update and a tunnel
+    restart that succeeded, with a time to repair; the timeline marks those actions."""
+    from tests.commands.test_report import page_text
+
+    assert wan_outage.report.returncode == 0, wan_outage.report.stderr
+    page = wan_outage.report_html
+    rows = re.findall(r'<tr id="inc-(\d+)" class="incident (\w+)".*?</tr>', page, re.S)
+    assert [state for _, state in rows] == ["closed"], rows
+    row = re.search(r'<tr id="inc-\d+".*?</tr>', page, re.S)
+    assert row is not None
+    text = page_text(row[0])
+    assert "IPv4 down" in text and "IPv6 down" in text, text
+    assert re.search(r"WAN \S+ (address: 203\.0\.113\.\d+ -> none|link: up -> down)", text), text
+    assert re.search(r"#\d+ restart-wan: (succeeded|failed)", text), text
+    assert re.search(r"#\d+ update-he-endpoint: succeeded", text), text
+    assert re.search(r"#\d+ restart-tunnel: succeeded", text), text
+    repair = re.search(r'<td class="repair">(\d+(?:\.\d)?s|\d+m\d\ds)</td>', row[0])
+    assert repair is not None, row[0]
+    updates = re.search(r'<tr class="period">.*?</tr>', page, re.S)
+    assert updates is not None and page_text(updates[0]).endswith("1 (1)"), updates
+    marks = re.findall(r'<a class="mark" href="#act-\d+" data-why="\d+"', page)
+    assert len(marks) >= 5  # restart-wan x3, the update, the tunnel, pf
+
+
 def test_update_key_appears_in_nothing_the_lab_run_produced(wan_outage: SimpleNamespace) -> None:
     """Daemon stderr, the event log, the fake HE's output and every CLI output lack the key."""
     lab = wan_outage.lab
     assert lab.daemon_stderr().strip(), "the daemon logged nothing: the search would be empty"
     assert any(lab.state_dir.rglob("*")), "no event log: the search would be empty"
     outputs = [wan_outage.replay, wan_outage.replay_json, wan_outage.status, wan_outage.diff]
+    outputs.append(wan_outage.report)
+    assert lab.update_key not in wan_outage.report_html
     for done in outputs:
         assert lab.update_key not in done.stdout + done.stderr
     _assert_no_key_anywhere(lab, lab.keys_used)

@@ -204,7 +204,7 @@ def test_a_tunnel_change_during_the_outage_explains_it_when_nothing_came_before(
 
 
 def test_the_daemon_stopped_is_no_verdict_and_cuts_actions_short() -> None:
-    """While stopped, the verdicts are "stopped" (not counted in availability); an action
+    """While stopped, every lane is "stopped" (no verdict counted in availability); an action
     started without an outcome before a restart shows as in flight."""
     log = Log()
     log.converged()
@@ -214,6 +214,7 @@ def test_the_daemon_stopped_is_no_verdict_and_cuts_actions_short() -> None:
     log.probe(52, "ipv6", True)
     report = extract(log.envelopes, since=T0, until=T0 + 100)
     assert [s.value for s in report.lanes["ipv6"]] == ["unknown", "up", "stopped", "up"]
+    assert [s.value for s in report.lanes["wan"]] == ["unknown", "up", "stopped", "up"]
     assert report.totals.up["ipv6"] == 98 - 40
     assert report.totals.availability("ipv6") == 1.0
     [mark] = report.actions
@@ -352,3 +353,30 @@ def check_invariants(history: list[Envelope], since_at: float, length: float) ->
         assert availability is None or 0.0 <= availability <= 1.0
         assert report.totals.up[family] + report.totals.down[family] <= until - since + 1e-6
     assert report.facts == sum(1 for p in placed if since <= p <= until)
+
+
+def test_a_wrong_endpoint_is_explained_by_what_came_since_it_last_matched() -> None:
+    """The link drops with the address (HE's endpoint can no longer be judged), then comes
+    back with a new address (now HE's endpoint is wrong): the drop is the first change."""
+    log = Log()
+    log.converged()
+    down = log.add(10, WanAddressObserved("em0", None, False))
+    log.add(12, WanAddressObserved("em0", NEW, True))
+    log.add(13, EndpointObserved(NEW, "update", for_local=NEW))
+    [incident] = extract(log.envelopes, since=T0, until=T0 + 20).incidents
+    assert incident.kinds == ("endpoint-wrong",)
+    assert (incident.explained_by, incident.explained_at) == (down, T0 + 10)
+    assert incident.time_to_repair == 3
+
+
+def test_every_fact_a_decision_can_name_is_kept_for_its_why() -> None:
+    """An observation that sets a view without changing a lane (HE's endpoint seen before
+    the WAN) is still told when an action names it as a cause."""
+    log = Log()
+    seen = log.add(0, EndpointObserved(OLD, "tunnel-info"))
+    log.add(1, WanAddressObserved("em0", NEW, True))
+    log.add(2, ActionStarted(f"update-he-endpoint:{NEW}", "update-he-endpoint", "x", [seen]))
+    report = extract(log.envelopes, since=T0, until=T0 + 10)
+    assert seen in report.moments
+    repeated = log.add(3, WanAddressObserved("em0", NEW, True))
+    assert repeated not in extract(log.envelopes, since=T0, until=T0 + 10).moments
