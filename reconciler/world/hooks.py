@@ -57,6 +57,7 @@ class HookRunner:
         self._process: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._abandoned = threading.Event()  # past the stop's deadline: start nothing more
 
     @property
     def config(self) -> NotifyConfig:
@@ -109,6 +110,7 @@ class HookRunner:
             self._queue.put_nowait(None)
         if self._thread is not None:
             self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._abandoned.set()
         process = self._process
         if process is not None and process.poll() is None:
             _kill(process)
@@ -126,7 +128,7 @@ class HookRunner:
     def _loop(self) -> None:
         while True:
             notice = self._queue.get()
-            if notice is None:
+            if notice is None or self._abandoned.is_set():
                 return
             try:
                 self._run(notice)

@@ -171,12 +171,13 @@ def test_one_hook_at_a_time(tmp_path: Path) -> None:
     assert log.read_text().split() == ["start", "end"] * 3
 
 
-def test_stop_kills_a_hook_still_running(tmp_path: Path) -> None:
+def test_stop_kills_a_hook_still_running_and_starts_no_other(tmp_path: Path) -> None:
     started = tmp_path / "started"
-    hook = script(tmp_path, f'touch "{started}"\nexec sleep 60\n')
+    hook = script(tmp_path, f'echo "$RECONCILER_SEQ" >> "{started}"\nexec sleep 60\n')
     ran = Ran()
     hooks = runner(NotifyConfig((str(hook),)), ran)
-    hooks.submit(notice())
+    hooks.submit(notice(seq=1))
+    hooks.submit(notice(seq=2))  # still waiting when the stop comes
     while not started.exists():
         time.sleep(0.02)
     begun = time.monotonic()
@@ -184,3 +185,5 @@ def test_stop_kills_a_hook_still_running(tmp_path: Path) -> None:
     assert time.monotonic() - begun < 3
     ran.wait(1)
     assert ran[0].outcome == "failed" and ran[0].status == -9
+    time.sleep(0.5)
+    assert started.read_text().split() == ["1"]  # the waiting one never started
