@@ -3,19 +3,23 @@
     python -m bench lab [--rounds 10] [--polling-rounds 3] [--skip-polling]
     python -m bench lab --soak 600 [--every 20]
     python -m bench lab --idle 300
+    python -m bench lab --telemetry [--rounds 10]
 
 Time to repair: from the moment the lab gives the WAN a new address to the first IPv6 ping
 from the router that crosses the tunnel. The polling run is the original design: no kernel
 notifications, every observer on a 60 s interval. The soak changes the address every
 `--every` seconds and samples the daemon's RSS and CPU time from /proc. The idle run keeps
 the shipped intervals (probes every 60 s, kernel notifications on) and changes nothing, to
-show what the daemon costs on a quiet day. Prints figures only.
+show what the daemon costs on a quiet day. The telemetry run repeats the repair rounds with a
+[notify] hook that sleeps 60 s for every notification, the metrics textfile and /metrics on,
+beside a run without them: the repair must not notice. Prints figures only.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--soak", type=float, metavar="SECONDS", help="run a soak instead")
     parser.add_argument("--every", type=float, default=20.0, help="soak: seconds per change")
     parser.add_argument("--idle", type=float, metavar="SECONDS", help="a quiet day instead")
+    parser.add_argument(
+        "--telemetry", action="store_true", help="repairs behind a sleeping hook, metrics on"
+    )
     args = parser.parse_args(list(argv or []))
     reason = lab_unavailable_reason()
     if reason:
@@ -58,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _soak(args.soak, args.every)
     if args.idle:
         return _idle(args.idle)
+    if args.telemetry:
+        return _telemetry(args.rounds)
     fast = _repair_times(args.rounds, {})
     _report("kernel notifications", fast)
     if args.skip_polling:
@@ -106,6 +115,27 @@ def _one_repair(lab: Lab, address: str, timeout: float) -> float:
         what=f"IPv6 across the tunnel after moving to {address}",
     )
     return time.monotonic() - started
+
+
+def _telemetry(rounds: int) -> int:
+    with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as scratch:
+        hook = Path(scratch) / "sleepy-hook"
+        hook.write_text("#!/bin/sh\nsleep 60\n")
+        hook.chmod(0o755)
+        overrides = {
+            "notify__command": [str(hook)],
+            "notify__timeout": 120.0,
+            "metrics__textfile": str(Path(scratch) / "reconciler.prom"),
+            "metrics__listen": "127.0.0.1:9469",
+        }
+        plain = _repair_times(rounds, {})
+        _report("no hook, no metrics", plain)
+        told = _repair_times(rounds, overrides)
+        _report("a hook asleep 60 s per notification, textfile and /metrics on", told)
+    if plain and told:
+        ratio = statistics.median(told) / statistics.median(plain)
+        print(f"lab repair: with telemetry / without (median): {ratio:.2f}x")
+    return 0
 
 
 def _report(label: str, times: list[float]) -> None:
