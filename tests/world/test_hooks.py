@@ -150,7 +150,8 @@ def test_a_full_queue_drops_counts_and_reports_in_the_next_run(
     # one is running (or about to), QUEUE_SIZE wait: the rest are dropped, and counted
     dropped = accepted.count(False)
     assert 9 <= dropped <= 10
-    assert hooks.dropped == dropped
+    # not yet reported (the run under way may have taken the count when it began)
+    assert hooks.dropped <= dropped
     assert len([r for r in caplog.records if "queue is full" in r.getMessage()]) == 1
     gate.touch()
     ran.wait(accepted.count(True))
