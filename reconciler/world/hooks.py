@@ -143,7 +143,8 @@ class HookRunner:
             return
         with self._lock:
             dropped, self._dropped = self._dropped, 0
-            self._dropping = False
+            if self._queue.empty():
+                self._dropping = False  # drained: the next drop starts a new spell (logged)
         started = time.monotonic()
         status: int | None = None
         detail = ""
