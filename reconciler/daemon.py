@@ -297,6 +297,9 @@ class Daemon:
         self._hooks.stop(max(deadline, time.monotonic() + 0.5))
         self._publisher.write_now()
         self._publisher.stop()
+        unwritten = self._recorder.flush()
+        if unwritten:  # the stop is still a stop (exit 0); what is lost is said
+            _log.error("stopping with %d facts the event log could not take: lost", unwritten)
         self._recorder.snapshot()
         _close_quietly(self._client)
         _close_quietly(self._platform)

@@ -11,6 +11,14 @@ only records that every kept snapshot covers may go, so start-up can still fall 
 older snapshot if a newer one is damaged later. Snapshot and retention run after the lock
 is released (they write and delete files): other threads' records never wait for them.
 
+When the log cannot take a fact (the disk is full), the fact is still folded and acted on:
+repairs never wait for disk space. It is kept in memory, numbered as the log will number it,
+and written, before anything newer, by the first record after the log takes writes again
+(the log puts its segment back as it was first). Past MAX_UNWRITTEN facts kept, the oldest are
+kept only as their time, and written as lost-record markers, so numbers stay contiguous and
+the gap is plain in the log. No snapshot is written while facts are unwritten (it would
+cover records the log does not hold).
+
 `record_final` records the daemon's last fact and closes the door: a thread the daemon
 abandoned at its stop (an action that outlived its grace period) gets RecorderClosedError
 instead of writing after DaemonStopped, so nothing lands in the log once the daemon said it
@@ -22,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from reconciler.errors import ReconcilerError
@@ -30,9 +38,21 @@ from reconciler.history import Loaded, load_from, log_fold_error
 from reconciler.model.facts import Envelope, Fact, to_record
 from reconciler.model.state import SCHEMA_VERSION, ObservedState, fold, state_to_mapping
 
-__all__ = ["Listener", "LogWriter", "Recorder", "RecorderClosedError", "SnapshotWriter"]
+__all__ = [
+    "MAX_UNWRITTEN",
+    "Listener",
+    "LogWriter",
+    "Recorder",
+    "RecorderClosedError",
+    "SnapshotWriter",
+]
 
 _log = logging.getLogger(__name__)
+
+# Facts kept whole in memory while the log cannot take them (a few hundred bytes each).
+MAX_UNWRITTEN = 10_000
+# The record written for a fact dropped from memory (the type `log repair` writes too).
+_LOST_RECORD_TYPE = "log-record-lost"
 
 
 Listener = Callable[[ObservedState, Envelope, ObservedState], None]
@@ -49,6 +69,8 @@ class LogWriter(Protocol):
     def last_seq(self) -> int: ...
 
     def append(self, record: Mapping[str, Any]) -> int: ...
+
+    def append_many(self, records: Iterable[Mapping[str, Any]]) -> list[int]: ...
 
     def read(self, start: int = 1) -> Iterator[tuple[int, Mapping[str, Any]]]: ...
 
@@ -88,6 +110,11 @@ class Recorder:
         self._state, self._last_seq = self._loaded.state, self._loaded.last_seq
         self._since_snapshot = 0
         self._closed = False
+        # Facts folded but not yet in the log, oldest first: the record, or only its time
+        # once MAX_UNWRITTEN newer ones are kept. They hold seqs last_seq - len + 1 .. last_seq.
+        self._unwritten: list[Mapping[str, Any] | float] = []
+        self._dropped = 0  # how many of them are kept only as their time
+        self._write_error: str | None = None  # why the log did not take the first of them
         self._listeners: list[Listener] = []
 
     def listen(self, listener: Listener) -> None:
@@ -118,6 +145,18 @@ class Recorder:
     def last_seq(self) -> int:
         with self._changed:
             return self._last_seq
+
+    @property
+    def unwritten(self) -> int:
+        """How many folded facts the log does not hold yet (it could not take them)."""
+        with self._changed:
+            return len(self._unwritten)
+
+    @property
+    def write_error(self) -> str | None:
+        """Why the log did not take the facts kept in memory (None when there are none)."""
+        with self._changed:
+            return self._write_error if self._unwritten else None
 
     def view(self) -> tuple[ObservedState, int]:
         """The state and the sequence number it is folded up to, read together."""
@@ -153,7 +192,7 @@ class Recorder:
         # Called with the lock held: the append, the fold and last_seq move together.
         if self._closed:
             raise RecorderClosedError(f"{fact.TYPE} from {source} not recorded: stopped")
-        seq = self._log.append(record)
+        seq = self._write(record, at)
         envelope = Envelope(seq=seq, at=at, source=source, fact=fact)
         before = self._state
         self._state = fold(before, envelope, log_fold_error)
@@ -166,6 +205,58 @@ class Recorder:
         self._since_snapshot += 1
         self._changed.notify_all()
         return envelope
+
+    def _write(self, record: Mapping[str, Any], at: float) -> int:
+        """Append `record` (after any kept before it); its seq. Called with the lock held.
+        When the log cannot take it, it is kept and the seq the log will give it returned."""
+        if self._unwritten:
+            self._write_unwritten()
+        if not self._unwritten:
+            try:
+                return self._log.append(record)
+            except OSError as exc:
+                self._write_error = exc.strerror or str(exc)
+                _log.warning(
+                    "cannot write the event log (%s): facts are acted on and kept in memory "
+                    "until it takes writes again",
+                    self._write_error,
+                )
+        self._unwritten.append(record)
+        if len(self._unwritten) - self._dropped > MAX_UNWRITTEN:
+            oldest = self._unwritten[self._dropped]
+            assert not isinstance(oldest, float)
+            self._unwritten[self._dropped] = float(oldest.get("at", at))
+            self._dropped += 1
+        return self._last_seq + 1
+
+    def _write_unwritten(self) -> None:
+        """Write the facts kept in memory, if the log takes them now. Called with the lock."""
+        first = self._last_seq - len(self._unwritten) + 1
+        if self._log.last_seq + 1 != first:  # another writer cannot exist (the lock): a bug
+            raise RuntimeError(f"log at #{self._log.last_seq}, kept facts from #{first}")
+        try:
+            self._log.append_many(
+                _gap_marker(item) if isinstance(item, float) else item for item in self._unwritten
+            )
+        except OSError:
+            return  # still full: kept, and tried again with the next fact
+        _log.warning(
+            "the event log takes writes again: wrote the %d facts kept in memory (#%d..#%d%s)",
+            len(self._unwritten),
+            first,
+            self._last_seq,
+            f"; {self._dropped} of them only as lost-record markers" if self._dropped else "",
+        )
+        self._unwritten.clear()
+        self._dropped = 0
+
+    def flush(self) -> int:
+        """Write the facts kept in memory if the log takes them now; how many are still not
+        written (the daemon tries once more at its stop, `apply` before it exits)."""
+        with self._changed:
+            if self._unwritten:
+                self._write_unwritten()
+            return len(self._unwritten)
 
     def wait_for_news(self, after_seq: int, timeout: float | None) -> bool:
         """Block until a fact newer than `after_seq` exists (True), or the timeout (False),
@@ -186,13 +277,17 @@ class Recorder:
         `record_final`): waits for a snapshot another thread is writing."""
         with self._housekeeping:
             with self._changed:
-                if not self._since_snapshot:
-                    return
+                if not self._since_snapshot or self._unwritten:
+                    return  # a snapshot must not cover facts the log does not hold
                 state, seq = self._take_snapshot_turn()
             self._write_snapshot(state, seq)
 
     def _snapshot_due(self) -> bool:
-        return self._snapshots is not None and self._since_snapshot >= self._snapshot_every
+        return (
+            self._snapshots is not None
+            and self._since_snapshot >= self._snapshot_every
+            and not self._unwritten
+        )
 
     def _take_snapshot_turn(self) -> tuple[ObservedState, int]:
         # Called with _changed held: the state and seq to write, read together.
@@ -230,3 +325,15 @@ class Recorder:
                 self._after_snapshot(covered)
         except Exception as exc:  # housekeeping must not stop the recording either
             _log.warning("after the snapshot at seq %d: %s", seq, exc)
+
+
+def _gap_marker(at: float) -> Mapping[str, Any]:
+    """What stands in the log for a fact that was acted on but dropped from memory while
+    the disk was full: a lost-record marker, as `log repair` writes for what it cannot read."""
+    return {
+        "t": _LOST_RECORD_TYPE,
+        "v": 1,
+        "at": at,
+        "src": "recorder",
+        "d": {"reason": "not written: the event log could not take writes (disk full?)"},
+    }

@@ -24,7 +24,7 @@ import pytest
 from reconciler.configfile import load_config
 from reconciler.daemon import STOP_GRACE, Daemon
 from reconciler.errors import ConfigError
-from reconciler.eventlog import EventLog, SnapshotStore
+from reconciler.eventlog import EventLog, SnapshotStore, verify
 from reconciler.history import load_state
 from reconciler.logsetup import configure_logging
 from reconciler.model.config import Config
@@ -59,6 +59,7 @@ from tests.daemon_helpers import (
     router_netns,
     syslog_listener,
 )
+from tests.smallfs import fill_up, small_filesystem
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,6 +99,7 @@ class InProcess:
         read_timeout: float = 2.0,
         configure_log: Callable[[str], object] | None = None,
         clock: Callable[[], float] = time.time,
+        state_dir: Path | None = None,
         **config_options: Any,
     ) -> None:
         self.config = openbsd_config(
@@ -106,8 +108,8 @@ class InProcess:
         self.host = host
         self.loads: list[Config | Exception] = []
         self.clients: list[_ClientSeen] = []
-        self.log = EventLog.open(tmp_path / "events")
-        self.snapshots = SnapshotStore(tmp_path / "snapshots")
+        self.log = EventLog.open((state_dir or tmp_path) / "events")
+        self.snapshots = SnapshotStore((state_dir or tmp_path) / "snapshots")
         self.daemon = Daemon(
             self.config,
             self.log,
@@ -590,3 +592,61 @@ def test_a_clock_step_back_does_not_hold_the_next_repair(tmp_path: Path) -> None
     # Threads take their stamps just before the recorder's lock, so neighbours may swap by
     # a few milliseconds; the two-hour step back shows nowhere.
     assert all(later > earlier - 1.0 for earlier, later in itertools.pairwise(stamps))
+
+
+def test_a_full_disk_delays_only_the_record_never_the_repair(tmp_path: Path) -> None:
+    """The state directory on a small file system, filled up: a new WAN address is repaired
+    all the same (HE updated, gif0 rebuilt); once the ballast is gone the log grows again
+    with what happened meanwhile, in order, verify is clean, and the stop exits 0."""
+    host = _openbsd_host(tmp_path)
+    with (
+        small_filesystem() as state,
+        FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake,
+    ):
+        world = InProcess(tmp_path, fake, host, state_dir=state, observe_interval=1.0)
+        world.thread.start()
+        try:
+            _wait_for(lambda: world.converged_on("203.0.113.7") and fake.endpoint == "203.0.113.7")
+            ballast = fill_up(state)
+            _wait_for(lambda: world.daemon.recorder.last_seq > world.log.last_seq)
+            full_at = world.log.last_seq
+            host.set_address("em0", "203.0.113.8")
+            _wait_for(lambda: world.converged_on("203.0.113.8") and fake.endpoint == "203.0.113.8")
+            assert world.log.last_seq == full_at  # repaired without a byte of log
+
+            ballast.unlink()
+            _wait_for(lambda: world.daemon.recorder.last_seq == world.log.last_seq)
+            assert world.log.last_seq > full_at
+        finally:
+            world.daemon.request_stop("SIGTERM")
+            world.thread.join(10)
+            world.log.close()
+        assert world.status == [0]
+        assert verify(state / "events").ok
+        facts = _facts(state / "events")
+        assert facts[-1] == DaemonStopped(reason="SIGTERM")
+        started = [f.key for f in facts if isinstance(f, ActionStarted)]
+        assert started.count("update-he-endpoint:203.0.113.8") == 1
+        assert f"restart-tunnel:203.0.113.8->{HE_SERVER}" in started
+
+
+def test_a_stop_on_a_full_disk_exits_0(tmp_path: Path) -> None:
+    """SIGTERM while the disk is still full: run() returns 0 (what could not be written is
+    said in the log lines), and the log left behind verifies clean."""
+    host = _openbsd_host(tmp_path)
+    with (
+        small_filesystem() as state,
+        FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake,
+    ):
+        world = InProcess(tmp_path, fake, host, state_dir=state, observe_interval=1.0)
+        world.thread.start()
+        try:
+            _wait_for(lambda: world.converged_on("203.0.113.7"))
+            fill_up(state)
+            _wait_for(lambda: world.daemon.recorder.last_seq > world.log.last_seq)
+        finally:
+            world.daemon.request_stop("SIGTERM")
+            world.thread.join(10)
+            world.log.close()
+        assert world.status == [0]
+        assert verify(state / "events").ok

@@ -2,8 +2,10 @@
 
 Exit status: 0 nothing to do or everything done, 2 some action failed or something is held
 back that waiting cannot lift (a permanent failure, the restart limit), 1 error (including a
-running daemon holding the event log). A pass that succeeded in full is followed by another
-(at most a few), so one `apply` carries a WAN change through update, tunnel and firewall.
+running daemon holding the event log, and an event log that could not take the facts: the
+pass still acts on them, as the daemon does on a full disk, and one line says so). A pass
+that succeeded in full is followed by another (at most a few), so one `apply` carries a WAN
+change through update, tunnel and firewall.
 """
 
 from __future__ import annotations
@@ -59,14 +61,22 @@ def run(args: argparse.Namespace, env: Environment) -> int:
                 held = result.held
                 if result.failed or not result.done:
                     break
+            unwritten, why = recorder.flush(), recorder.write_error
             recorder.snapshot()
         finally:
             client.close()
     failed = any(not outcome.succeeded for _, outcome in done)
-    if args.json:
+    if unwritten:  # acted on all the same (repairs never wait for space), but not recorded
+        print(
+            f"reconciler: the event log in {state_dir} could not take {unwritten} facts "
+            f"({why}): what was observed and done is not recorded",
+            file=env.stderr,
+        )
         print(json.dumps(_as_json(done, held, failed), indent=2, sort_keys=True), file=env.stdout)
     else:
         _print_text(done, held, failed, env)
+    if unwritten:
+        return 1
     return 2 if failed or blocked(held) else 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.commands._common import StateDirError, resolve_state_dir
+from reconciler.errors import ReconcilerError
 from reconciler.eventlog import repair, stats, verify
 from reconciler.render.timefmt import iso
 from reconciler.statedir import events_dir
@@ -45,8 +46,19 @@ def _verify(directory: Path, env: Environment) -> int:
     return 0 if report.ok else 1
 
 
+class RepairError(ReconcilerError):
+    """`log repair` could not write (a full disk, a read-only file system)."""
+
+
 def _repair(directory: Path, env: Environment) -> int:
-    report = repair(directory)
+    try:
+        report = repair(directory)
+    except OSError as exc:  # the segments it rewrote so far are whole; nothing was deleted
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise RepairError(
+            f"cannot repair {directory}: {exc.strerror or exc}{where}; nothing was deleted, "
+            "run it again once the file system takes writes"
+        ) from None
     out = env.stdout
     _print_ignored(report.ignored, env)
     for problem in report.problems:

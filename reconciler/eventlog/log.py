@@ -8,6 +8,7 @@ and the recovery rules are described in docs/log-format.md.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import errno
 import fcntl
 import itertools
@@ -22,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 import msgpack
+from attrs import frozen
 
 from reconciler.errors import CorruptLogError, LogLockedError
 from reconciler.eventlog.files import (
@@ -63,6 +65,16 @@ Record = Mapping[str, Any]
 _ReadGen = Generator[tuple[int, Record], None, tuple[int, int, Damage | None]]
 
 
+@frozen
+class _Good:
+    """Where the log stood after the last append that returned (what recovery goes back to)."""
+
+    active_first: int  # 0: no segment yet
+    active_size: int
+    next_seq: int
+    index: tuple[tuple[int, int], ...]
+
+
 def read_holder_pid(lock_path: Path) -> int | None:
     """The pid the current writer wrote into the lock file, if readable."""
     try:
@@ -87,6 +99,8 @@ class EventLog:
         self._next_seq = 1
         self._index: list[tuple[int, int]] = []  # (seq, offset) in the active segment
         self._failed: BaseException | None = None
+        self._good: _Good | None = None  # the state after the last append that returned
+        self._failed_since: BaseException | None = None  # the first of failed appends in a row
         # For a reader: damage the walk found in the last segment (read() raises there).
         self._damage: CorruptLogError | None = None
         # Whether the last segment's frames have been walked. A reader checks every segment
@@ -142,9 +156,13 @@ class EventLog:
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise LogLockedError(self.path, read_holder_pid(lock_path)) from None
             raise
-        # The pid is informational (for the error above); the flock is what excludes.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        # The pid is informational (for the error above); the flock is what excludes. On a
+        # full disk it may not fit: the log still opens (reading and acting need no space).
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            log.warning("%s: cannot write the pid: %s", lock_path, exc.strerror or exc)
         self._lock_fd = fd
 
     def _release_lock(self) -> None:
@@ -262,13 +280,26 @@ class EventLog:
             return []
         with self._lock:
             self._check_writable()
+            good = _Good(self._active_first, self._active_size, self._next_seq, tuple(self._index))
             try:
-                return self._write(payloads)
+                seqs = self._write(payloads)
             except BaseException as exc:
-                # After a failed write or fsync the file's state is unknown: refuse further
-                # appends; reopening recovers (a partial frame is a torn tail).
+                # After a failed write or fsync (a full disk, say) the file's state is
+                # unknown: nothing of this append counts, and the next append first puts
+                # the segment back as it was after the last append that returned.
                 self._failed = exc
+                self._good = good
+                self._next_seq, self._index = good.next_seq, list(good.index)
+                self._drop_fd()
+                if self._failed_since is None:
+                    self._failed_since = exc
                 raise
+            if self._failed_since is not None:  # said once, when it is over
+                log.warning(
+                    "%s: writable again after failed writes (%s)", self.path, self._failed_since
+                )
+                self._failed_since = None
+            return seqs
 
     def _check_writable(self) -> None:
         if self.readonly:
@@ -276,7 +307,44 @@ class EventLog:
         if self._closed:
             raise ValueError("event log is closed")
         if self._failed is not None:
-            raise OSError(f"event log {self.path} failed earlier: {self._failed}")
+            try:
+                self._recover()
+            except OSError as exc:
+                raise OSError(
+                    exc.errno,
+                    f"event log {self.path} cannot recover from a failed write yet"
+                    f" ({self._failed}): {exc.strerror or exc}",
+                ) from None
+
+    def _recover(self) -> None:
+        """Put the log back as it was after the last append that returned: cut what the
+        failed one wrote, reopen the segment. Cutting frees space, so this works on a disk
+        that is still full (the next write then fails again, cleanly)."""
+        good = self._good
+        assert good is not None
+        for first, seg in list_segments(self.path):
+            if first >= good.next_seq:  # made by the failed append's rotation: nothing kept
+                seg.unlink()
+        if good.active_first:
+            seg = self.path / segment_name(good.active_first)
+            fd = os.open(seg, os.O_WRONLY)
+            try:
+                if os.fstat(fd).st_size > good.active_size:
+                    os.ftruncate(fd, good.active_size)  # frames no append returned for
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._fd = os.open(seg, os.O_WRONLY | os.O_APPEND)
+        fsync_dir(self.path)
+        self._active_first, self._active_size = good.active_first, good.active_size
+        self._next_seq, self._index = good.next_seq, list(good.index)
+        self._failed, self._good = None, None
+
+    def _drop_fd(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
 
     def _write(self, payloads: list[bytes]) -> list[int]:
         first_seq = self._next_seq

@@ -96,3 +96,42 @@ def test_apply_exits_2_while_a_permanent_failure_holds_the_repair(
         assert third.returncode == 2
         assert "stuck by permanent-failure" in third.stdout
         assert fake_he_control(netns, update_url, "stats")["updates_received"] == 1
+
+
+def test_apply_on_a_full_disk_acts_and_says_so_in_one_line(
+    lab_available: None, tmp_path: Path
+) -> None:
+    """The state directory full: apply still repairs (HE updated, tunnel built), then says in
+    one line that the event log could not take what happened, and exits 1; with space back
+    the next apply records normally and the log verifies clean."""
+    from reconciler.eventlog import verify
+    from tests.smallfs import fill_up, small_filesystem
+
+    with (
+        small_filesystem() as state,
+        router_netns(f"rcf{os.getpid()}") as netns,
+        fake_he_in(netns, tmp_path) as update_url,
+    ):
+        (tmp_path / "state").symlink_to(state)
+        EventLog.open(state / "events").close()  # the daemon ran here before
+        config = tmp_path / "reconciler.conf"
+        config.write_text(linux_config_text(tmp_path, wan="wan0", update_url=update_url))
+        ballast = fill_up(state)
+        full = _apply(netns, config)
+        assert full.returncode == 1, full.stdout + full.stderr
+        (line,) = full.stderr.splitlines()
+        assert line.startswith(
+            f"reconciler: the event log in {tmp_path / 'state'} could not take "
+        ) and line.endswith(
+            " facts (No space left on device): what was observed and done is not recorded"
+        )
+        assert "done" in full.stdout and "update-he-endpoint:203.0.113.7" in full.stdout
+        assert fake_he_control(netns, update_url, "stats")["updates_received"] == 1
+        assert verify(state / "events").ok
+
+        ballast.unlink()
+        again = _apply(netns, config)
+        assert again.returncode == 0, again.stderr
+        assert verify(state / "events").ok
+        with EventLog.open(state / "events", readonly=True) as log:
+            assert log.last_seq > 0
