@@ -72,6 +72,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
             f"({why}): what was observed and done is not recorded",
             file=env.stderr,
         )
+    if args.json:
         print(json.dumps(_as_json(done, held, failed), indent=2, sort_keys=True), file=env.stdout)
     else:
         _print_text(done, held, failed, env)
