@@ -14,7 +14,8 @@ and the daemon (one source of truth) and turns the states into:
 - **totals** for the window and for each UTC day.
 
 Facts before `since` are folded (the state at `since` is exact) but only matter for what was
-already so when the window opened: an outage that began before it keeps its real start.
+already so when the window opened: an outage that began before it keeps its real start. A
+window without any fact is all "unknown": nothing says the state before it still held.
 While the daemon was stopped nothing was observed: every lane is "stopped" then, and
 availability counts only the time with a verdict. Pure: no I/O, time is passed in;
 unknown facts only move the sequence number, as in the fold.
@@ -428,6 +429,11 @@ class _Builder:
             last = self.current[lane]
             closing = Segment(lane, last.value, last.label, last.start, self.until, last.seq)
             lanes[lane] = (*self.segments[lane], _opened(closing))
+            if not self.facts:
+                # Nothing was recorded in the window: what held before it is not known to
+                # hold in it (the daemon may have been off without saying so).
+                unseen = Segment(lane, "unknown", "", self.since, self.until, 0)
+                lanes[lane] = (_opened(unseen),)
         conditions = self._conditions(lanes)
         incidents = _incidents(
             conditions, [*self.earlier_changes, *self.changes], self.marks, self.until

@@ -6,8 +6,9 @@ shows is also in text (tables, and the timeline in words) for screen readers, `l
 and paper. Facts are told in `replay`'s words (`render.replay`): the same fact reads the
 same in both. Every mark and row names its sequence number, for `replay --at`.
 
-The script only shows an action's "why" (its reason and the facts it rests on, already in
-the actions table) beside the mark hovered or focused; `?why=SEQ` in the address opens it.
+The script only adds the timeline's tooltips and shows an action's "why" (its reason and
+the facts it rests on, already in the actions table) beside the mark hovered or focused;
+`?why=SEQ` in the address opens it. Without it nothing is lost but the tooltips.
 """
 
 from __future__ import annotations
@@ -305,8 +306,8 @@ def _svg(report: Report, start: float, end: float, caption: str) -> str:
             continue
         out.append(
             f'<rect class="outage" data-seq="{incident.seq}" x="{x(a):.2f}" y="{_AXIS - 3:g}" '
-            f'width="{max(x(b) - x(a), 3.0):.2f}" height="{lanes_bottom - _AXIS + 1:g}">'
-            f"<title>{escape(_incident_title(incident, report.until))}</title></rect>"
+            f'width="{max(x(b) - x(a), 3.0):.2f}" height="{lanes_bottom - _AXIS + 1:g}" '
+            f'data-title="{escape(_incident_title(incident, report.until))}"/>'
         )
     y = _AXIS + (len(_ROWS) - 1) * (_LANE + _GAP)
     for mark in report.actions:
@@ -347,8 +348,7 @@ def _segment_svg(segment: Segment, left: float, width: float, y: float) -> str:
     return (
         f'<g class="seg" data-lane="{segment.lane}" data-value="{escape(segment.value)}" '
         f'data-seq="{segment.seq}"><rect class="s {tone}" x="{left:.2f}" y="{y:g}" '
-        f'width="{width:.2f}" height="{_LANE:g}"><title>{escape(words)}</title></rect>'
-        f"{text}</g>"
+        f'width="{width:.2f}" height="{_LANE:g}" data-title="{escape(words)}"/>{text}</g>'
     )
 
 
@@ -356,8 +356,8 @@ def _mark_svg(mark: ActionMark, cx: float, cy: float) -> str:
     title = f"#{mark.seq} {mark.key}: {_outcome_words(mark)}. Why: {mark.reason}"
     return (
         f'<a class="mark" href="#act-{mark.seq}" data-why="{mark.seq}" data-seq="{mark.seq}" '
-        f'aria-label="{escape(title)}"><circle class="m o-{mark.outcome}" cx="{cx:.2f}" '
-        f'cy="{cy:g}" r="6"/><title>{escape(title)}</title></a>'
+        f'aria-label="{escape(title)}" data-title="{escape(title)}">'
+        f'<circle class="m o-{mark.outcome}" cx="{cx:.2f}" cy="{cy:g}" r="6"/></a>'
     )
 
 
@@ -649,6 +649,14 @@ figure.row,tr{break-inside:avoid}h2{break-after:avoid}}
 # actions table (where it is for every reader anyway). Plain DOM calls, nothing else.
 _SCRIPT = """
 (function () {
+  // Tooltips for the timeline's spans and marks, made here rather than written as <title>
+  // elements, so that a text browser (lynx -dump) does not print them all a second time.
+  var titled = document.querySelectorAll('svg [data-title]');
+  for (var i = 0; i < titled.length; i++) {
+    var title = document.createElementNS('http://www.w3.org/2000/svg', 'title');
+    title.textContent = titled[i].getAttribute('data-title');
+    titled[i].appendChild(title);
+  }
   var panel = document.getElementById('why');
   function show(el) {
     var seq = el.getAttribute('data-why');

@@ -69,6 +69,18 @@ def test_report_of_the_story_to_stdout(tmp_path: Path) -> None:
     assert "IPv4: down from 2024-05-01 12:03:00 to 2024-05-01 12:04:00 (#11 to #15)" in text
 
 
+def test_as_text_the_timeline_is_told_once(tmp_path: Path) -> None:
+    """A text browser prints whatever text the SVG holds: only lane names, times and short
+    labels are there; each span is told once, in the timeline in words."""
+    _, page, _ = run_cli(["report", "--state-dir", str(FIXTURE), *STORY_WINDOW], tmp_path)
+    svg = "".join(re.findall(r"<svg class=\"lanes\".*?</svg>", page, re.S))
+    assert svg and "<title>" not in svg
+    words = [len(t) for t in re.findall(r">([^<]+)</text>", svg)]
+    assert words and max(words) <= 16
+    span = "IPv4: down from 2024-05-01 12:03:00 to 2024-05-01 12:04:00 (#11 to #15)"
+    assert page_text(page).count(span) == 1
+
+
 def test_the_page_is_self_contained(tmp_path: Path) -> None:
     """No external script, style sheet, font or image: nothing is fetched."""
     _, page, _ = run_cli(["report", "--state-dir", str(FIXTURE), *STORY_WINDOW], tmp_path)

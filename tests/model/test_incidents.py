@@ -231,13 +231,25 @@ def test_unknown_facts_are_counted_and_change_nothing() -> None:
     assert report.incidents == ()
 
 
-def test_a_window_without_facts_is_empty_but_shows_the_state_it_lies_in() -> None:
+def test_a_window_without_facts_is_empty_and_unknown() -> None:
+    """Nothing recorded in the window (the daemon off without a word, or a window after the
+    log): no lane claims the state before it still held, and no availability is made up."""
     log = Log()
     log.converged()
+    for offset in (10, 11, 12):
+        log.probe(offset, "ipv6", False)  # an outage open when the log ends
     report = extract(log.envelopes, since=T0 + 1000, until=T0 + 2000)
     assert report.empty and (report.first_seq, report.last_seq) == (0, 0)
-    assert report.lanes["wan"][-1].value == "up" and report.lanes["wan"][-1].label == OLD
-    assert report.totals.availability("ipv6") == 1.0
+    for lane in LANES:
+        [span] = report.lanes[lane]
+        assert (span.value, span.start, span.end, span.open) == (
+            "unknown",
+            T0 + 1000,
+            T0 + 2000,
+            True,
+        )
+    assert report.totals.availability("ipv6") is None
+    assert report.incidents == ()
     assert extract([], since=T0, until=T0 + 10).lanes["wan"][0].value == "unknown"
 
 
@@ -330,8 +342,8 @@ def check_invariants(history: list[Envelope], since_at: float, length: float) ->
             assert a.end == b.start and a.end_seq == b.seq and not a.open
         assert all(span.start <= span.end for span in spans)
         assert spans[0].start <= max(since, spans[0].start)
-        stopped = spans[-1].value == "stopped"
-        if not stopped:
+        unseen = spans[-1].value == "stopped" or report.empty
+        if not unseen:
             assert (spans[-1].value, spans[-1].label) == lane_values(final)[lane]
     for a, b in zip(report.incidents, report.incidents[1:], strict=False):
         assert a.end is not None and a.end < b.start

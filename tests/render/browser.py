@@ -54,6 +54,12 @@ class Browser:
         assert done.returncode == 0 and target.exists(), done.stderr[-2000:]
         return target
 
+    def print_to_pdf(self, url: str, target: Path) -> bytes:
+        """The page printed (print style sheet) as Chromium's PDF."""
+        done = self._run("--no-pdf-header-footer", f"--print-to-pdf={target}", url)
+        assert done.returncode == 0 and target.exists(), done.stderr[-2000:]
+        return target.read_bytes()
+
 
 def browser_or_skip() -> Browser:
     """Debian's chromium; missing, the test is skipped, except in CI, where it fails."""

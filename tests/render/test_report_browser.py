@@ -44,6 +44,9 @@ def test_the_rendered_dom_has_the_lanes_the_incident_and_the_why(
     assert re.search(r'<rect class="outage" data-seq="11"', dom)
     marks = re.findall(r'<a class="mark" href="#act-(\d+)"', dom)
     assert marks == ["12", "16", "19"]
+    # the script gave spans and marks their tooltips
+    assert re.search(r"<title>#16 update-he-endpoint:203\.0\.113\.9: succeeded\. Why: ", dom)
+    assert "<title>IPv4: down from 2024-05-01 12:03:00 to 2024-05-01 12:04:00 (#11 to #15)" in dom
     row = re.search(r'<tr id="inc-11".*?</tr>', dom, re.S)
     assert row is not None
     durations = re.search(
@@ -88,3 +91,12 @@ def test_the_screenshot_shows_the_timeline(
         assert sum(background) < 150, background
     else:
         assert sum(background) > 600, background
+
+
+def test_it_prints(browser: Browser, story_page: Path, tmp_path: Path) -> None:
+    """Chromium prints the page (with its print style sheet) to a PDF of a few pages."""
+    pdf = browser.print_to_pdf(story_page.as_uri(), tmp_path / "story.pdf")
+    assert pdf.startswith(b"%PDF-")
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+    assert 1 <= pages <= 6, pages
+    assert len(pdf) > 20_000
