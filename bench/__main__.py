@@ -8,6 +8,7 @@ import sys
 BENCHES = {
     "eventlog": "bench.eventlog",  # appends, group commits, reads, replay, start-up
     "lab": "bench.lab",  # time to repair, polling vs notifications, soak (root)
+    "report": "bench.report",  # reconciler report over a week of log
 }
 
 
