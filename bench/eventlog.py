@@ -2,7 +2,8 @@
 
 Prints durable single appends vs a raw os.write+fdatasync loop vs SQLite (WAL,
 synchronous=FULL); group commits of 1000 vs SQLite 1000 rows per transaction; reading N
-records vs plain msgpack.Unpacker; a replay fold of N facts (time, peak RSS); start-up from
+records vs plain msgpack.Unpacker; a replay fold of N facts (time, peak RSS), and the same fold
+with the telemetry `reconciler metrics` adds; start-up from
 a snapshot plus tail. The writers race round by round in a rotating order (`_race`), so disk
 noise from a shared machine falls on every contender alike rather than on whoever ran last.
 BENCH_QUICK=1 (or --quick) scales the counts down; BENCH_DIR picks the
@@ -219,6 +220,17 @@ _FOLD_CHILD = textwrap.dedent(
         with EventLog.open(path, readonly=True) as log:
             for seq, record in log.read():
                 state = fold(state, from_record(seq, record))
+    elif mode == "telemetry":  # what `reconciler metrics` does: the fold and the telemetry
+        from reconciler.model.config import ReconcileConfig
+        from reconciler.model.telemetry import Telemetry
+        state = ObservedState()
+        telemetry = Telemetry.starting_on(state, ReconcileConfig())
+        with EventLog.open(path, readonly=True) as log:
+            for seq, record in log.read():
+                envelope = from_record(seq, record)
+                after = fold(state, envelope)
+                telemetry.observe(state, envelope, after)
+                state = after
     elif mode == "snapshot":
         state = ObservedState()
         with EventLog.open(path, readonly=True) as log:
@@ -319,6 +331,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"peak RSS {rss:.0f} MB"
             )
             print("  (targets for 1M: <= 5 s, <= 100 MB)")
+            told, told_cpu, told_rss, _ = _fold_child("telemetry", facts, snaps)
+            print(
+                f"fold with telemetry (`reconciler metrics`): {told:.2f} s ({told_cpu:.2f} s "
+                f"CPU, {told_cpu / cpu:.2f}x the fold's), peak RSS {told_rss:.0f} MB"
+            )
             _fold_child("snapshot", facts, snaps)
             seconds, _, _, seq = _fold_child("startup", facts, snaps)
             print(

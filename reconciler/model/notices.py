@@ -219,9 +219,14 @@ def track(
         notices.append(
             Notice("daemon-stopped", f"reconciler stopped: {fact.reason}", seq, at, address)
         )
-    tracker = evolve(
-        tracker, address=address, failing_since=failing_since, outage_since=outage_since
-    )
+    if (
+        address != tracker.address
+        or failing_since != tracker.failing_since
+        or outage_since != tracker.outage_since
+    ):  # most facts change none of them: no new tracker (the replay of a big log notices)
+        tracker = evolve(
+            tracker, address=address, failing_since=failing_since, outage_since=outage_since
+        )
     if isinstance(fact, _JUDGED):
         tracker, attention = _attention(tracker, after, seq, at)
         notices.extend(attention)
