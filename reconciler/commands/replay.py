@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, TextIO
 from reconciler.commands._common import StateDirError
 from reconciler.errors import ReconcilerError
 from reconciler.history import first_seq, iter_envelopes, log_fold_error
+from reconciler.model.config import ReconcileConfig
 from reconciler.model.state import ObservedState, fold
+from reconciler.model.telemetry import Telemetry
 from reconciler.render.replay import (
     REPLAY_SCHEMA,
     entry_json,
@@ -109,13 +111,26 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         )
     if at is not None:
         return _print_state_at(state_dir, at, args.json, env.stdout, trimmed)
-    return _print_timeline(state_dir, since, until, args.json, env.stdout, trimmed)
+    return _print_timeline(
+        state_dir, since, until, args.json, env.stdout, trimmed, _reconcile_bounds(args, env)
+    )
 
 
 def _state_dir(args: argparse.Namespace, env: Environment) -> Path:
     from reconciler.commands._common import resolve_state_dir
 
     return resolve_state_dir(args, env)
+
+
+def _reconcile_bounds(args: argparse.Namespace, env: Environment) -> ReconcileConfig:
+    """[reconcile] of the configuration, which says when the restart limit needs attention;
+    the defaults when the configuration cannot be loaded (replay must work without it)."""
+    from reconciler.commands._common import load_config_for
+
+    try:
+        return load_config_for(args, env).reconcile
+    except ReconcilerError:
+        return ReconcileConfig()
 
 
 def _print_state_at(
@@ -157,8 +172,11 @@ def _print_timeline(
     as_json: bool,
     out: TextIO,
     trimmed: int | None,
+    reconcile: ReconcileConfig,
 ) -> int:
     state = ObservedState()
+    # The notifications each fact caused, told as the daemon tells its hooks.
+    telemetry = Telemetry.starting_on(state, reconcile)
     shown = quiet = 0
     if as_json:
         out.write(
@@ -171,19 +189,19 @@ def _print_timeline(
         if end is not None and envelope.seq > end:
             break
         after = fold(state, envelope, log_fold_error)
+        notices = telemetry.observe(state, envelope, after)
         started = started or (since is not None and envelope.at >= since)
         if started:
             changes = state_changes(state, after)
             if as_json:
-                out.write(
-                    ("," if shown else "") + "\n  " + json.dumps(entry_json(envelope, changes))
-                )
+                entry = entry_json(envelope, changes, notices)
+                out.write(("," if shown else "") + "\n  " + json.dumps(entry))
                 shown += 1
-            elif is_notable(envelope, changes):
+            elif is_notable(envelope, changes) or notices:
                 if quiet:
                     print(quiet_line(quiet), file=out)
                     quiet = 0
-                print("\n".join(entry_lines(envelope, changes, after)), file=out)
+                print("\n".join(entry_lines(envelope, changes, after, notices)), file=out)
                 shown += 1
             else:
                 quiet += 1

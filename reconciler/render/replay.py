@@ -9,6 +9,7 @@ quiet stretch reads as one line. Unknown facts are shown raw. JSON schemas:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -25,6 +26,7 @@ from reconciler.model.facts import (
     ProbeObserved,
     UnknownFact,
 )
+from reconciler.model.notices import Notice
 from reconciler.model.state import ObservedState
 from reconciler.render.timefmt import iso
 
@@ -115,8 +117,14 @@ def is_notable(envelope: Envelope, changes: list[str]) -> bool:
     )
 
 
-def entry_lines(envelope: Envelope, changes: list[str], after: ObservedState) -> list[str]:
-    """The text of one timeline entry: a head line and indented details."""
+def entry_lines(
+    envelope: Envelope,
+    changes: list[str],
+    after: ObservedState,
+    notices: Sequence[Notice] = (),
+) -> list[str]:
+    """The text of one timeline entry: a head line, indented details, and the notifications
+    the fact caused (what [notify] hooks are told)."""
     fact = envelope.fact
     head = f"{iso(envelope.at)}  #{envelope.seq:<6} {_fact_type(envelope)}"
     if envelope.source:
@@ -126,6 +134,7 @@ def entry_lines(envelope: Envelope, changes: list[str], after: ObservedState) ->
     if detail:
         lines.append(f"    {detail}")
     lines.extend(f"    changed: {change}" for change in changes)
+    lines.extend(f"    notice {notice.event}: {notice.message}" for notice in notices)
     return lines
 
 
@@ -172,7 +181,9 @@ def _detail(fact: Any, after: ObservedState) -> str:
     return ""
 
 
-def entry_json(envelope: Envelope, changes: list[str]) -> dict[str, Any]:
+def entry_json(
+    envelope: Envelope, changes: list[str], notices: Sequence[Notice] = ()
+) -> dict[str, Any]:
     """One timeline entry as a JSON-ready mapping (an element of `entries`)."""
     fact = envelope.fact
     if isinstance(fact, UnknownFact):
@@ -186,6 +197,7 @@ def entry_json(envelope: Envelope, changes: list[str]) -> dict[str, Any]:
         "source": envelope.source,
         "fact": data,
         "changes": changes,
+        "notices": [_plain(attrs.asdict(notice)) for notice in notices],
     }
 
 
