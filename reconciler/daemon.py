@@ -82,6 +82,10 @@ _ERROR_PAUSE = 5.0
 STOP_GRACE = 4.0
 # While a reload waits for the running action, look for a stop request this often.
 _RELOAD_POLL = 0.1
+# How often the clock watch compares the wall clock with the monotonic clock, and how far
+# the wall clock must move back against it to count as a step.
+_CLOCK_WATCH = 2.0
+_CLOCK_STEP = 2.0
 
 
 class _DaemonThreadExecutor(BaseExecutor):  # type: ignore[misc]  # APScheduler is untyped
@@ -127,6 +131,7 @@ class Daemon:
         # Wall-clock time that does not run backwards within a run (reconciler.runclock):
         # facts and plans use it, so a clock step back holds nothing for the step's length.
         self._clock = RunClock(clock)
+        self._wall = clock
         self._platform_factory = platform_factory or (
             lambda c: observers.make_platform(c, netns=netns)
         )
@@ -245,6 +250,7 @@ class Daemon:
         self._start_watch()
         self._start_thread("kernel-notice", self._notice_loop)
         self._start_thread("reconcile", self._reconcile_loop)
+        self._start_thread("clock-watch", self._clock_watch)
         try:
             reason = self._serve_requests()
         except BaseException as exc:  # stop the threads and record DaemonStopped even so
@@ -585,6 +591,33 @@ class Daemon:
             now=now,
             dropped_unrecorded=self._hooks.dropped,
         )
+
+    # -- clock steps ------------------------------------------------------------------------
+
+    def _clock_watch(self) -> None:
+        """APScheduler keeps its next run times in wall-clock time: after the clock steps
+        back by two hours it would run no observer for two hours (kernel notices go on, but
+        no probe). Seen from the monotonic clock, the step is plain: reschedule the observers
+        from the new time and observe everything at once."""
+        offset = self._wall() - time.monotonic()
+        while not self._stopping.wait(_CLOCK_WATCH):
+            now = self._wall() - time.monotonic()
+            step, offset = now - offset, now
+            if step > -_CLOCK_STEP:
+                continue  # forward steps: APScheduler runs what is due once (coalescing)
+            _log.warning(
+                "the system clock stepped back %.0f s: observers rescheduled from now, "
+                "everything observed afresh",
+                -step,
+            )
+            if not self._acquire_work_unless_stopping():
+                return
+            try:
+                self._scheduler.remove_all_jobs()
+                self._schedule_observers(start=False)
+            finally:
+                self._work.release()
+            self._kick_observation("all")
 
     def _start_thread(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

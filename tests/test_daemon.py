@@ -650,3 +650,31 @@ def test_a_stop_on_a_full_disk_exits_0(tmp_path: Path) -> None:
             world.log.close()
         assert world.status == [0]
         assert verify(state / "events").ok
+
+
+def test_a_clock_step_back_reschedules_the_observers_and_observes_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """APScheduler counts in wall-clock time, so two hours back would stall every observer
+    for two hours: the daemon sees the step against the monotonic clock, reschedules them
+    from the new time and observes everything at once."""
+    caplog.set_level(logging.WARNING, logger="reconciler")
+    host = _openbsd_host(tmp_path)
+    step = [0.0]
+    with FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake:
+        world = InProcess(tmp_path, fake, host, clock=lambda: time.time() + step[0])
+        world.thread.start()
+        try:
+            _wait_for(lambda: world.converged_on("203.0.113.7"))
+            time.sleep(0.5)
+            seen = sum(isinstance(f, WanAddressObserved) for f in world.facts())
+            step[0] = -7200.0
+            _wait_for(
+                lambda: sum(isinstance(f, WanAddressObserved) for f in world.facts()) > seen,
+                timeout=8.0,
+            )
+            assert "the system clock stepped back 7200 s" in caplog.text
+        finally:
+            world.daemon.request_stop("test over")
+            world.thread.join(10)
+            world.log.close()
