@@ -76,6 +76,7 @@ CONDITIONS: Mapping[str, tuple[str, str]] = {
 # Lanes whose changes can explain an outage (the probe verdicts are its symptoms).
 _CAUSE_LANES = ("wan", "tunnel", "endpoint")
 _GOOD = ("up", "matching")
+_RECENT_KEPT = 256
 # Changes seen before the window, kept to explain an outage the window opens in.
 _EARLIER_CHANGES_KEPT = 16
 
@@ -306,6 +307,9 @@ class _Builder:
         self.marks: list[ActionMark] = []
         self.open_marks: dict[str, int] = {}  # action key -> index in marks
         self.moments: dict[int, Moment] = {}
+        # The last facts, whatever they were: a decision may name one that set no view
+        # (the failed probe that tipped a count), and it is told with the decision.
+        self.recent: deque[Moment] = deque(maxlen=_RECENT_KEPT)
         self.earlier_changes: deque[Segment] = deque(maxlen=_EARLIER_CHANGES_KEPT)
         self.changes: list[Segment] = []  # cause-lane changes in the window
         self.last_ok: dict[str, float | None] = {"ipv4": None, "ipv6": None}
@@ -338,13 +342,22 @@ class _Builder:
                 or isinstance(fact, ActionStarted | ActionSucceeded | ActionFailed)
             ):
                 self.moments[envelope.seq] = Moment(envelope, before, after)
+            if isinstance(fact, ActionStarted):
+                self._keep_causes(fact.causes)
             self._mark_action(envelope, at)
         elif changed or _sets_a_view(before, after):
             self.moments[envelope.seq] = Moment(envelope, before, after)
+        self.recent.append(Moment(envelope, before, after))
         probe = getattr(fact, "family", None)
         if probe in self.last_ok and getattr(fact, "ok", False) is True:
             self.last_ok[probe] = at
         self.state = after
+
+    def _keep_causes(self, causes: Iterable[int]) -> None:
+        wanted = {seq for seq in causes if seq not in self.moments}
+        for moment in self.recent:
+            if moment.envelope.seq in wanted:
+                self.moments[moment.envelope.seq] = moment
 
     def _enter_window(self, state: ObservedState) -> None:
         """The first fact in the window: what came before is only context from now on."""

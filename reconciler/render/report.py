@@ -281,6 +281,22 @@ def _svg(report: Report, start: float, end: float, caption: str) -> str:
         'preserveAspectRatio="xMinYMin meet">'
     ]
     out += _axis(start, end, x, height)
+    # Outages behind the lanes: they show between the lanes, across the actions lane and as
+    # a bar over the lanes, and leave the lanes' own colours true.
+    shade = len(_ROWS) * (_LANE + _GAP) + 2
+    for incident in report.incidents:
+        a = max(incident.start, lo)
+        b = min(incident.end if incident.end is not None else report.until, hi)
+        if b < a:
+            continue
+        left, width = x(a), max(x(b) - x(a), 3.0)
+        out.append(
+            f'<rect class="outage" data-seq="{incident.seq}" x="{left:.2f}" y="{_AXIS - 4:g}" '
+            f'width="{width:.2f}" height="{shade:g}" '
+            f'data-title="{escape(_incident_title(incident, report.until))}"/>'
+            f'<rect class="outage-bar" x="{left:.2f}" y="{_AXIS - 4:g}" width="{width:.2f}" '
+            'height="3"/>'
+        )
     for number, lane in enumerate(_ROWS):
         y = _AXIS + number * (_LANE + _GAP)
         out.append(
@@ -298,17 +314,6 @@ def _svg(report: Report, start: float, end: float, caption: str) -> str:
             if b < a or (b == a and segment.end > segment.start):
                 continue
             out.append(_segment_svg(segment, x(a), max(x(b) - x(a), 0.6), y))
-    lanes_bottom = _AXIS + (len(_ROWS) - 1) * (_LANE + _GAP)
-    for incident in report.incidents:
-        a = max(incident.start, lo)
-        b = min(incident.end if incident.end is not None else report.until, hi)
-        if b < a:
-            continue
-        out.append(
-            f'<rect class="outage" data-seq="{incident.seq}" x="{x(a):.2f}" y="{_AXIS - 3:g}" '
-            f'width="{max(x(b) - x(a), 3.0):.2f}" height="{lanes_bottom - _AXIS + 1:g}" '
-            f'data-title="{escape(_incident_title(incident, report.until))}"/>'
-        )
     y = _AXIS + (len(_ROWS) - 1) * (_LANE + _GAP)
     for mark in report.actions:
         if lo <= mark.at <= hi:
@@ -541,7 +546,7 @@ def _why(mark: ActionMark, moments: Mapping[int, Moment]) -> str:
     for cause in mark.causes:
         moment = moments.get(cause)
         if moment is None:
-            items.append(f"<li>#{cause} (before the facts this report read)</li>")
+            items.append(f"<li>#{cause} (not kept here: <code>reconciler replay</code>)</li>")
         else:
             items.append(f"<li><pre>{escape(_replay_text(moment))}</pre></li>")
     rests = (
@@ -625,8 +630,7 @@ svg.lanes{width:100%;height:auto;display:block}
 .seg-label{font-size:11px;fill:#fff;pointer-events:none}.seg-label.warn{fill:#000}
 .lane-name{font-size:12px;fill:var(--fg)}.tick{font-size:10px;fill:var(--muted)}
 .grid{stroke:var(--line);stroke-width:.5}.track{stroke:var(--line);stroke-width:1}
-rect.outage{fill:var(--outage);fill-opacity:.18;stroke:var(--outage);stroke-dasharray:3 2;
-pointer-events:none}
+rect.outage{fill:var(--outage);fill-opacity:.22}rect.outage-bar{fill:var(--outage)}
 .m{stroke:var(--bg);stroke-width:1.5}.m.o-ok{fill:var(--ok)}.m.o-temporary{fill:var(--temporary)}
 .m.o-permanent{fill:var(--permanent)}.m.o-in-flight,.m.o-pending{fill:var(--inflight)}
 a.mark:focus{outline:none}a.mark:focus circle,a.mark:hover circle{stroke:var(--fg);stroke-width:2.5}

@@ -392,3 +392,16 @@ def test_every_fact_a_decision_can_name_is_kept_for_its_why() -> None:
     assert seen in report.moments
     repeated = log.add(3, WanAddressObserved("em0", NEW, True))
     assert repeated not in extract(log.envelopes, since=T0, until=T0 + 10).moments
+
+
+def test_a_cause_that_set_no_view_is_kept_when_a_decision_names_it() -> None:
+    """The failed probe that tipped a count changes no lane, but a decision naming it
+    brings it into the report, so its why can tell it; facts nobody names are not kept."""
+    log = Log()
+    log.converged()
+    quiet = log.probe(10, "ipv6", False)
+    named = log.probe(11, "ipv6", False)
+    log.add(12, ActionStarted("restart-tunnel:x", "restart-tunnel", "ipv6 failing", [named]))
+    report = extract(log.envelopes, since=T0, until=T0 + 20)
+    assert named in report.moments and quiet not in report.moments
+    assert report.moments[named].envelope.seq == named
