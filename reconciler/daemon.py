@@ -330,7 +330,7 @@ class Daemon:
             _log.error("reload refused: daemon.state_dir cannot change without a restart")
             return
         try:  # a new /metrics address is bound first: taken, the old configuration stays
-            publisher = self._publisher.reconfigured(new.metrics)
+            publisher = self._publisher.reconfigured(new.metrics, _metrics_interval(new))
         except ListenError as exc:
             _log.error("reload refused: %s: metrics.listen: %s", new.path, exc)
             _log.error("keeping the configuration loaded before (%s)", self._config.digest[:12])
@@ -366,6 +366,8 @@ class Daemon:
                 )
             old_publisher, self._publisher = self._publisher, publisher
             old_publisher.stop(keep_server=publisher.shares_server(old_publisher))
+            if old_publisher.config.textfile != new.metrics.textfile:
+                old_publisher.remove_textfile()  # node_exporter would show it, stale, forever
             publisher.start_writer()
             self._recorder.record(config_loaded_fact(new), "daemon")
             self._scheduler.remove_all_jobs()

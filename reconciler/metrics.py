@@ -291,11 +291,11 @@ class Publisher:
             self._thread = threading.Thread(target=self._write_loop, name="metrics", daemon=True)
             self._thread.start()
 
-    def reconfigured(self, config: MetricsConfig) -> Publisher:
+    def reconfigured(self, config: MetricsConfig, interval: float) -> Publisher:
         """A publisher for `config` that keeps this one's server when the address is the
         same. Binds a new address first (ListenError leaves this one as it was); the caller
         then stops this one with `stop(keep_server=...)` and starts the new one."""
-        successor = Publisher(config, self._read, self._interval)
+        successor = Publisher(config, self._read, interval)
         if config.listen is not None and config.listen == self._config.listen:
             successor._server = self._server
         elif config.listen is not None:
@@ -324,6 +324,13 @@ class Publisher:
             self._server.shutdown()
             self._server.server_close()
         self._server = None
+
+    def remove_textfile(self) -> None:
+        """Remove the textfile this publisher wrote (a reload moved it elsewhere)."""
+        path = self._config.textfile
+        if path is not None and self.writes:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def write_now(self) -> None:
         """Render and write the textfile (errors are logged once per streak)."""

@@ -55,10 +55,18 @@ def answers(port: int) -> bool:
 
 
 class World:
-    def __init__(self, tmp_path: Path, fake: FakeTunnelbroker, host: OpenBSDHost) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        fake: FakeTunnelbroker,
+        host: OpenBSDHost,
+        textfile: Path | None = None,
+    ) -> None:
         base = openbsd_config(tmp_path, update_url=fake.update_url)
         self.port = free_port()
-        self.config = attrs.evolve(base, metrics=MetricsConfig(listen=("127.0.0.1", self.port)))
+        self.config = attrs.evolve(
+            base, metrics=MetricsConfig(textfile, listen=("127.0.0.1", self.port))
+        )
         self.loads: list[Config] = []
         self.log = EventLog.open(tmp_path / "events")
         self.daemon = Daemon(
@@ -152,3 +160,28 @@ def test_served_metrics_count_what_the_daemon_records_and_a_reload_moves_them(
     assert ran.read_text().split() == ["daemon-stopped"]
     assert not [f for f in world.facts() if isinstance(f, HookRan)]  # after the log closed
     assert not answers(other)
+
+
+def test_a_reload_that_moves_the_textfile_removes_the_old_one(tmp_path: Path) -> None:
+    host = _openbsd_host(tmp_path)
+    first, second = tmp_path / "a.prom", tmp_path / "b.prom"
+    with FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake:
+        world = World(tmp_path, fake, host, textfile=first)
+        world.thread.start()
+        try:
+            _wait_for(first.exists)
+            assert "reconciler_log_last_seq" in first.read_text()
+            moved = attrs.evolve(
+                world.config,
+                digest="f" * 64,
+                metrics=attrs.evolve(world.config.metrics, textfile=second),
+            )
+            world.loads.append(moved)
+            world.daemon.request_reload()
+            _wait_for(second.exists)
+            _wait_for(lambda: not first.exists())
+            assert scrape(world.port)["reconciler_log_last_seq[]"] > 0  # the same endpoint
+        finally:
+            world.daemon.request_stop("test over")
+            world.thread.join(10)
+            world.log.close()

@@ -19,6 +19,7 @@ from reconciler.lab.topology import FIRST_WAN_ADDRESS, Lab, wait_until
 from reconciler.model.facts import (
     ActionFailed,
     ActionSucceeded,
+    ConfigLoaded,
     DaemonStarted,
     HookRan,
     ProbeObserved,
@@ -119,6 +120,7 @@ def address_change(lab_available: None) -> Iterator[SimpleNamespace]:
         story.final_textfile = textfile.read_text()
         story.command = lab.reconciler("metrics")
         yield story
+        no_key_anywhere(lab)
 
 
 def test_address_change_tells_the_hook_then_repaired_with_addresses_and_outage(
@@ -218,10 +220,20 @@ def got_version(got: Samples) -> str:
     return next(dict(labels)["version"] for name, labels in got if name == "reconciler_build_info")
 
 
+def no_key_anywhere(lab: Lab) -> None:
+    """The update key is in no file the run produced: the hooks' saved environments, the
+    textfile, the log, the daemon's output."""
+    for path in lab.produced_files():
+        data = path.read_bytes()
+        for key in lab.keys_used:
+            assert key.encode() not in data, f"the update key leaked into {path}"
+
+
 @pytest.fixture
 def lab(lab_available: None) -> Iterator[Lab]:
     with Lab() as built:
         yield built
+        no_key_anywhere(built)
 
 
 def test_badauth_needs_attention_exactly_once_however_long_it_waits(lab: Lab) -> None:
@@ -243,7 +255,17 @@ def test_badauth_needs_attention_exactly_once_however_long_it_waits(lab: Lab) ->
     assert told[0]["RECONCILER_ACTION"] == f"update-he-endpoint:{NEW_ADDRESS}"
     assert events(runs).count("action-failed") == 1
     assert lab.he_update_calls() == 1
+    # SIGHUP with a hook given by a relative path: one line naming the key, nothing changes
+    loaded = len(facts(lab, ConfigLoaded))
+    lab.write_config(notify__command=["hooks/notify-me"])
+    lab.reload_daemon()
+    wait_until(lambda: "notify.command" in lab.daemon_stderr(), timeout=15, what="the refusal")
+    refused = [line for line in lab.daemon_stderr().splitlines() if "notify.command" in line]
+    assert len(refused) == 1 and "must be an absolute path" in refused[0], refused
+    time.sleep(1)
+    assert len(facts(lab, ConfigLoaded)) == loaded and lab.daemon_running()
     assert lab.stop_daemon() == 0
+    assert events(runs)[-1] == "daemon-stopped"  # the old hook still ran
 
 
 def test_a_hook_that_sleeps_a_minute_does_not_delay_the_repair(lab: Lab) -> None:
