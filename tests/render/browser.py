@@ -30,6 +30,7 @@ class Browser:
                 self.path,
                 "--headless",
                 "--no-sandbox",  # CI runs as root, where the sandbox refuses to start
+                "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
                 "--disable-gpu",
                 "--no-first-run",
                 "--hide-scrollbars",
