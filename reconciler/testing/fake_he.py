@@ -13,10 +13,17 @@ Run as a process for the network lab:
         --on-update-exec /path/to/move-tunnel {address}
 It prints `listening on ADDR:PORT` when ready. A control API on the same server steers it:
     GET|POST /_lab/script?answers=abuse,badauth    queue answers for the next updates
+    GET|POST /_lab/reply?status=503&header=Retry-After:120&body=...&apply=1&delay=3
+                                                    queue one shaped answer (see `Reply`)
     GET|POST /_lab/delay?seconds=5                  answer every HE request this late
     GET      /_lab/stats                            JSON: counts, endpoint, pending answers
     GET|POST /_lab/credentials?key_file=F           accept the key in F from now on
     GET|POST /_lab/endpoint?address=A               set the endpoint HE has
+Beyond HE's table, a scripted `Reply` shapes an answer freely, as the load balancers and
+maintenance pages in front of HE do: any status (429, 204, a redirect), headers (Retry-After),
+a body template (a byte-order mark, `GOOD` in capitals, the Authorization header echoed), an
+answer that goes out only after the client gave up, and headers or a body dripped one byte
+at a time.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -50,6 +58,7 @@ __all__ = [
     "ANSWERS",
     "FakeTunnelbroker",
     "RecordedRequest",
+    "Reply",
     "TestCa",
     "main",
     "make_test_ca",
@@ -86,8 +95,45 @@ ANSWERS: dict[str, tuple[int, str]] = {
     "legacy-unpingable": (200, UNPINGABLE_LEGACY),
     "legacy-rfc1918": (200, RFC1918_LEGACY),
     "unknown": (200, "<html><body>Scheduled maintenance, back soon</body></html>"),
+    # What the front of a web service answers when HE's own code does not: all unknown to
+    # the protocol, so a client must treat them as passing trouble.
+    "maintenance": (200, "<html><body>Scheduled maintenance, back soon</body></html>"),
+    "empty": (200, ""),
+    "204": (204, ""),
+    "429": (429, "<html><body>Too Many Requests</body></html>"),
 }
 _SPECIAL_ANSWERS = ("normal", "drop")
+
+
+@frozen
+class Reply:
+    """One scripted answer shaped freely (queue it with `FakeTunnelbroker.script`).
+
+    `body` is a template: `{answer}` is HE's own answer to the request (HE then acts on it, so
+    the endpoint moves), `{address}` the address HE would take (myip, else the source) and
+    `{authorization}` the Authorization header as it arrived (a server that echoes the
+    credentials). `apply` makes HE act on the request even when the body does not show it.
+    `delay` waits after HE acted and before anything goes out (HE took the update, its answer
+    comes after the client gave up); `header_drip` / `body_drip` send the status line and
+    headers / the body one byte at a time, that many seconds apart.
+    """
+
+    status: int = 200
+    body: str = "{answer}"
+    headers: tuple[tuple[str, str], ...] = ()
+    apply: bool = False
+    delay: float = 0.0
+    header_drip: float = 0.0
+    body_drip: float = 0.0
+
+    @property
+    def acts(self) -> bool:
+        """Whether HE handles the request as usual before this reply goes out."""
+        return self.apply or "{answer}" in self.body
+
+    @property
+    def name(self) -> str:
+        return f"reply:{self.status}"
 
 
 @frozen
@@ -215,7 +261,7 @@ class FakeTunnelbroker:
         self.counts: Counter[str] = Counter()
         self.updates_received = 0  # update requests taken in, answered or not (see `delay`)
         self._endpoint = endpoint
-        self._script: list[str] = []
+        self._script: list[str | Reply] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
@@ -294,9 +340,11 @@ class FakeTunnelbroker:
         with self._lock:
             self._endpoint = address
 
-    def script(self, *answers: str) -> None:
-        """Queue answers for the next update requests, one each (see ANSWERS)."""
+    def script(self, *answers: str | Reply) -> None:
+        """Queue answers for the next update requests, one each (see ANSWERS and Reply)."""
         for answer in answers:
+            if isinstance(answer, Reply):
+                continue
             known = answer in ANSWERS or answer in _SPECIAL_ANSWERS or answer.startswith("body:")
             if not known:
                 raise ValueError(f"unknown scripted answer {answer!r}")
@@ -315,13 +363,13 @@ class FakeTunnelbroker:
                 "endpoint": self._endpoint,
                 "counts": dict(self.counts),
                 "updates_received": self.updates_received,
-                "pending": list(self._script),
+                "pending": [a.name if isinstance(a, Reply) else a for a in self._script],
                 "delay": self.delay,
             }
 
     # -- the protocol (called from handler threads) -----------------------------------------
 
-    def _next_scripted(self) -> str | None:
+    def _next_scripted(self) -> str | Reply | None:
         with self._lock:
             return self._script.pop(0) if self._script else None
 
@@ -407,7 +455,9 @@ class FakeTunnelbroker:
             self.counts[kind] += 1
             self.counts[f"{kind}:{answer}"] += 1
 
-    def _control(self, path: str, params: dict[str, str]) -> tuple[int, str]:
+    def _control(
+        self, path: str, params: dict[str, str], headers: Sequence[str] = ()
+    ) -> tuple[int, str]:
         """The /_lab/ API: steer the fake from another process."""
         try:
             if path == "/_lab/stats":
@@ -415,6 +465,8 @@ class FakeTunnelbroker:
             if path == "/_lab/script":
                 answers = [a for a in params.get("answers", "").split(",") if a]
                 self.script(*answers)
+            elif path == "/_lab/reply":
+                self.script(_reply_from(params, headers))
             elif path == "/_lab/delay":
                 self.delay = float(params.get("seconds", "0"))
             elif path == "/_lab/credentials":
@@ -432,6 +484,25 @@ class FakeTunnelbroker:
         except (KeyError, ValueError, OSError) as exc:
             return 400, json.dumps({"error": f"{type(exc).__name__}: {exc}"})
         return 200, json.dumps(self.stats())
+
+
+def _reply_from(params: dict[str, str], headers: Sequence[str]) -> Reply:
+    """A Reply from the control API's query (`header=Name:Value` may repeat)."""
+    pairs = []
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"header wants Name:Value, got {header!r}")
+        pairs.append((name.strip(), value.strip()))
+    return Reply(
+        status=int(params.get("status", "200")),
+        body=params.get("body", "{answer}"),
+        headers=tuple(pairs),
+        apply=params.get("apply", "") in ("1", "true", "yes"),
+        delay=float(params.get("delay", "0")),
+        header_drip=float(params.get("header_drip", "0")),
+        body_drip=float(params.get("body_drip", "0")),
+    )
 
 
 def _is_documentation(ip: ipaddress.IPv4Address) -> bool:
@@ -473,9 +544,10 @@ def _handler_for(fake: FakeTunnelbroker) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, method: str) -> None:
             split = urlsplit(self.path)
-            params = {k: v[-1] for k, v in parse_qs(split.query).items()}
+            query = parse_qs(split.query)
+            params = {k: v[-1] for k, v in query.items()}
             if split.path.startswith("/_lab/"):
-                status, body = fake._control(split.path, params)
+                status, body = fake._control(split.path, params, query.get("header", []))
                 self._answer(status, body, "application/json")
                 return
             source = str(self.client_address[0])
@@ -486,7 +558,9 @@ def _handler_for(fake: FakeTunnelbroker) -> type[BaseHTTPRequestHandler]:
             shown = {k: v for k, v in params.items() if k != "password"}
             if fake.delay > 0 and fake._stopping.wait(fake.delay):
                 return
-            kind, answer, status, body = self._respond(split.path, params, source, authorized)
+            kind, answer, status, body, reply = self._respond(
+                split.path, params, source, authorized
+            )
             fake._record(
                 RecordedRequest(
                     method,
@@ -508,26 +582,70 @@ def _handler_for(fake: FakeTunnelbroker) -> type[BaseHTTPRequestHandler]:
                     self.connection.shutdown(socket.SHUT_RDWR)
                 return
             content_type = "text/xml" if kind == "info" and status == 200 else "text/plain"
+            if reply is not None:
+                self._shaped(reply, body, content_type)
+                return
             self._answer(status, body, content_type)
 
         def _respond(
             self, path: str, params: dict[str, str], source: str, authorized: bool
-        ) -> tuple[str, str, int, str]:
+        ) -> tuple[str, str, int, str, Reply | None]:
             if path == "/nic/update":
                 scripted = fake._next_scripted()
+                if isinstance(scripted, Reply):
+                    answer = ""
+                    if scripted.acts:
+                        answer = fake._update(params, source, authorized)[1]
+                    body = (
+                        scripted.body.replace("{answer}", answer)
+                        .replace("{address}", params.get("myip") or source)
+                        .replace("{authorization}", self.headers.get("Authorization", ""))
+                    )
+                    return "update", scripted.name, scripted.status, body, scripted
                 if scripted == "drop":
-                    return "update", "drop", 0, ""
+                    return "update", "drop", 0, "", None
                 if scripted is not None and scripted.startswith("body:"):
-                    return "update", "body", 200, scripted[5:]
+                    return "update", "body", 200, scripted[5:], None
                 if scripted is not None and scripted != "normal":
                     status, body = ANSWERS[scripted]
-                    return "update", scripted, status, body
+                    return "update", scripted, status, body, None
                 status, body = fake._update(params, source, authorized)
-                return "update", (body.split() or ["empty"])[0], status, body
+                return "update", (body.split() or ["empty"])[0], status, body, None
             if path == "/tunnelInfo.php":
                 status, body = fake._tunnel_info(params, authorized)
-                return "info", str(status), status, body
-            return "other", "404", 404, "not found"
+                return "info", str(status), status, body, None
+            return "other", "404", 404, "not found", None
+
+        def _shaped(self, reply: Reply, body: str, content_type: str) -> None:
+            """Send a scripted Reply: late, and byte by byte when it says so."""
+            if reply.delay > 0 and fake._stopping.wait(reply.delay):
+                return
+            data = body.encode("utf-8")
+            names = {name.lower() for name, _ in reply.headers}
+            lines = [f"HTTP/1.1 {reply.status} {_reason(reply.status)}"]
+            if "content-type" not in names:
+                lines.append(f"Content-Type: {content_type}; charset=utf-8")
+            if "content-length" not in names and reply.status != 204 and reply.status >= 200:
+                lines.append(f"Content-Length: {len(data)}")
+            lines += [f"{name}: {value}" for name, value in reply.headers]
+            lines.append("Connection: close")
+            head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self._send(head, reply.header_drip)
+                if reply.status != 204:
+                    self._send(data, reply.body_drip)
+
+        def _send(self, data: bytes, drip: float) -> None:
+            if drip <= 0:
+                self.wfile.write(data)
+                self.wfile.flush()
+                return
+            for i in range(len(data)):
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+                if fake._stopping.wait(drip):
+                    return
 
         def _answer(self, status: int, body: str, content_type: str) -> None:
             data = body.encode("utf-8")
@@ -545,6 +663,12 @@ def _handler_for(fake: FakeTunnelbroker) -> type[BaseHTTPRequestHandler]:
             log.debug("fake HE: %s %s", self.command, urlsplit(self.path).path)
 
     return Handler
+
+
+def _reason(status: int) -> str:
+    with contextlib.suppress(ValueError):
+        return HTTPStatus(status).phrase
+    return "Unknown"
 
 
 # -- running as a process for the lab ---------------------------------------------------------

@@ -22,6 +22,7 @@ from reconciler.testing.fake_he import (
     ANSWERS,
     RFC1918_LEGACY,
     FakeTunnelbroker,
+    Reply,
     make_test_ca,
     running_process,
     system_ping,
@@ -122,6 +123,63 @@ def test_unknown_scripted_answers_are_refused(fake: FakeTunnelbroker) -> None:
     """Scripting a name the fake does not know is a test bug, reported at once."""
     with pytest.raises(ValueError, match="unknown scripted answer"):
         fake.script("gooood")
+
+
+def test_a_reply_sets_status_headers_and_a_body_template(fake: FakeTunnelbroker) -> None:
+    """A Reply's status, headers and body go out as given; {answer} is HE's own answer (the
+    endpoint moves), {authorization} the header as it came."""
+    fake.script(Reply(503, "busy", (("Retry-After", "120"),)))
+    answer = update(fake, myip=NEW)
+    assert (answer.status_code, answer.text) == (503, "busy")
+    assert answer.headers["Retry-After"] == "120"
+    assert fake.endpoint == OLD  # HE did not act on it
+    fake.script(Reply(200, "\ufeff{answer}"))
+    answer = update(fake, myip=NEW)
+    assert answer.content == "\ufeffgood 198.51.100.9".encode()
+    assert fake.endpoint == NEW
+    fake.script(Reply(200, "GOOD {address}"))
+    assert update(fake, myip=OLD).text == f"GOOD {OLD}"
+    assert fake.endpoint == NEW  # the body alone does not make HE act
+    fake.script(Reply(200, "echo: {authorization}"))
+    assert update(fake, myip=NEW).text == "echo: " + requests.auth._basic_auth_str(USER, KEY)
+    assert update(fake, myip=NEW).text == f"nochg {NEW}"  # one Reply, one request
+
+
+def test_a_reply_without_a_body_and_a_redirect(fake: FakeTunnelbroker) -> None:
+    """204 goes out without a body; a redirect carries its Location and is not HE's answer."""
+    fake.script(Reply(204, ""))
+    answer = update(fake, myip=NEW)
+    assert (answer.status_code, answer.content) == (204, b"")
+    fake.script(Reply(302, "", (("Location", "http://127.0.0.1:9/x"),)))
+    answer = requests.get(
+        fake.update_url, params={"hostname": TID}, auth=(USER, KEY), timeout=5,
+        allow_redirects=False,
+    )  # fmt: skip
+    assert answer.status_code == 302 and answer.headers["Location"] == "http://127.0.0.1:9/x"
+
+
+def test_a_reply_can_apply_the_update_and_answer_late(fake: FakeTunnelbroker) -> None:
+    """`apply` with `delay`: HE has the new endpoint before its answer goes out."""
+    fake.script(Reply(200, "{answer}", delay=1.0))
+    seen: list[str | None] = []
+    worker = threading.Thread(target=lambda: seen.append(update(fake, myip=NEW).text))
+    worker.start()
+    time.sleep(0.5)
+    assert fake.endpoint == NEW and seen == []
+    worker.join(10)
+    assert seen == [f"good {NEW}"]
+
+
+@pytest.mark.parametrize("part", ["header_drip", "body_drip"])
+def test_a_reply_drips_its_headers_or_body(fake: FakeTunnelbroker, part: str) -> None:
+    """A dripped reply arrives whole, one byte every `drip` seconds."""
+    body = "good " + NEW
+    fake.script(Reply(200, body, **{part: 0.02}))  # type: ignore[arg-type]
+    started = time.monotonic()
+    answer = update(fake, myip=NEW)
+    assert answer.text == body
+    least = 0.02 * (len(body) - 1 if part == "body_drip" else 60)
+    assert time.monotonic() - started >= least
 
 
 def test_a_delay_answers_late(fake: FakeTunnelbroker) -> None:
@@ -261,6 +319,15 @@ def test_the_process_serves_and_is_steered_through_the_control_api(tmp_path: Pat
         get(myip=NEW)
         assert time.monotonic() - started >= 0.4
         requests.post(f"{base}/_lab/delay", params={"seconds": "0"}, timeout=5)
+        requests.post(
+            f"{base}/_lab/reply",
+            params=[("status", "429"), ("body", "slow down"), ("header", "Retry-After: 30")],
+            timeout=5,
+        )
+        late = get(myip=NEW)
+        assert (late.status_code, late.text, late.headers["Retry-After"]) == (
+            429, "slow down", "30",
+        )  # fmt: skip
         new_key = tmp_path / "key2"
         new_key.write_text("another-key")
         requests.post(f"{base}/_lab/credentials", params={"key_file": str(new_key)}, timeout=5)
@@ -268,7 +335,8 @@ def test_the_process_serves_and_is_steered_through_the_control_api(tmp_path: Pat
         stats = requests.get(f"{base}/_lab/stats", timeout=5).json()
         assert stats["schema"] == "reconciler.fake-he-stats/1"
         assert stats["endpoint"] == NEW
-        assert stats["counts"]["update"] == 6
+        assert stats["counts"]["update"] == 7
+        assert stats["counts"]["update:reply:429"] == 1
         assert stats["counts"]["update:abuse"] == 1
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
