@@ -4,8 +4,9 @@
 listing every problem, one line each: `<file>: <key>: <what is wrong>`. Unknown keys are
 errors (a typo must not pass silently), addresses go through `ipaddress`, commands are argv
 lists, and relative paths resolve against the config file's directory. The update key file
-is checked (it exists, is a regular file, and no one but its owner may read it) but never
-read: its content appears nowhere, and the digest covers only its inode, size and mtime.
+is checked (it exists, is a regular file, no one but its owner may read it, and it holds one
+line of printable ASCII: `world.updatekey`), but its content appears nowhere, not even in a
+problem, and the digest covers only its inode, size and mtime.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from reconciler.model.config import (
     WanConfig,
 )
 from reconciler.model.notices import EVENTS
+from reconciler.world.updatekey import UpdateKeyError, read_update_key
 
 __all__ = ["DEFAULT_STATE_DIRS", "SEARCH_PATHS", "find_config_path", "load_config"]
 
@@ -630,6 +632,11 @@ class _Reader:
                 key,
                 f"{path} is accessible by group or others (mode {mode:04o}); chmod 600 it",
             )
+            return None
+        try:
+            read_update_key(path)
+        except UpdateKeyError as exc:  # names the file and the kind of problem, never the key
+            self.problem(key, str(exc).removeprefix("update key file "))
             return None
         return (info.st_ino, info.st_size, info.st_mtime_ns)
 

@@ -6,13 +6,16 @@ files for daemons started as subprocesses inside a network namespace.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import html
 import json
 import logging
 import socket
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ __all__ = [
     "TEST_KEY",
     "fake_he_control",
     "fake_he_in",
+    "key_encodings",
     "linux_config_text",
     "openbsd_config",
     "restored_loggers",
@@ -46,6 +50,30 @@ TEST_KEY = "sekrit-update-key-7f3a9c"
 HE_SERVER = "198.51.100.1"
 CLIENT6 = "2001:db8:1f06:abc::2"
 SERVER6 = "2001:db8:1f06:abc::1"
+
+
+def key_encodings(key: str, username: str = "rcuser") -> dict[str, bytes]:
+    """Every form of `key` a leak could take, as bytes to search files and outputs for:
+    the key in UTF-8 and latin-1, the Basic token as requests (latin-1) and a UTF-8 client
+    build it, the key alone in base64, URL-, HTML- and JSON-escaped. Built here on purpose,
+    not from the scrubber's own list, so a form the scrubber forgets is still looked for."""
+    forms: dict[str, bytes] = {}
+    for encoding in ("utf-8", "latin-1"):
+        try:
+            raw = key.encode(encoding)
+            basic = f"{username}:{key}".encode(encoding)
+        except UnicodeEncodeError:
+            continue
+        forms[f"raw {encoding}"] = raw
+        forms[f"basic token {encoding}"] = base64.b64encode(basic)
+        forms[f"basic token {encoding} unpadded"] = base64.b64encode(basic).rstrip(b"=")
+        forms[f"base64 {encoding}"] = base64.b64encode(raw).rstrip(b"=")
+        forms[f"url-quoted {encoding}"] = urllib.parse.quote(raw, safe="").encode()
+        forms[f"url-quoted-plus {encoding}"] = urllib.parse.quote_plus(raw).encode()
+    forms["html-escaped"] = html.escape(key).encode()
+    forms["json-escaped"] = json.dumps(key)[1:-1].encode()
+    forms["python repr"] = repr(key)[1:-1].encode()
+    return forms
 
 
 def write_key(directory: Path, key: str = TEST_KEY) -> Path:

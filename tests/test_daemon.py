@@ -44,7 +44,7 @@ from reconciler.model.facts import (
 )
 from reconciler.model.plan import plan
 from reconciler.model.state import SCHEMA_VERSION
-from reconciler.testing.fake_he import FakeTunnelbroker
+from reconciler.testing.fake_he import FakeTunnelbroker, Reply
 from reconciler.testing.openbsd_host import OpenBSDHost
 from reconciler.world.openbsd import OpenBSDPlatform
 from reconciler.world.tunnelbroker import TunnelbrokerClient
@@ -376,6 +376,37 @@ def test_a_stop_abandons_a_slow_update_and_a_waiting_reload_within_the_grace(
             assert world.facts()[-1] == DaemonStopped(reason=reason)
             # The abandoned reload had built a client for the new config: closed, not leaked.
             assert len(world.clients) == 2 and world.clients[1].closed
+        finally:
+            world.daemon.request_stop("test over")
+            world.thread.join(10)
+            world.log.close()
+
+
+def test_a_reload_behind_a_dripping_he_answer_waits_no_longer_than_the_call_deadline(
+    tmp_path: Path,
+) -> None:
+    """HE dripping its answer a byte every 0.5 s: the update ends by its deadline
+    (connect_timeout + read_timeout = 2 s), so a reload waiting for it takes effect within
+    that (plus slack), where it used to wait for the whole drip (100 s here)."""
+    host = _openbsd_host(tmp_path)
+    key = "update-he-endpoint:203.0.113.7"
+    with FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake:
+        fake.script(Reply(200, "good {address}" + " " * 200, body_drip=0.5))
+        world = InProcess(tmp_path, fake, host, read_timeout=1.0)
+        assert world.config.tunnelbroker.connect_timeout == 1.0
+        world.thread.start()
+        try:
+            _wait_for(lambda: any(getattr(f, "key", None) == key for f in world.facts()))
+            sent = time.monotonic()
+            world.loads.append(attrs.evolve(world.config, digest="e" * 64))
+            world.daemon.request_reload()
+            _wait_for(
+                lambda: sum(isinstance(f, ConfigLoaded) for f in world.facts()) == 2, timeout=30
+            )
+            elapsed = time.monotonic() - sent
+            assert elapsed < 2.0 + 4.0, f"the reload waited {elapsed:.1f} s"
+            failed = [f for f in world.facts() if isinstance(f, ActionFailed) and f.key == key]
+            assert failed and "no complete answer within 2 s" in failed[0].message
         finally:
             world.daemon.request_stop("test over")
             world.thread.join(10)

@@ -133,20 +133,25 @@ class Outcome:
     """What running an action came to. Executors return this; they never raise into the loop.
 
     `retry_after` (seconds) is a hint for temporary failures, e.g. hours after HE's `abuse`;
-    None lets the planner's exponential backoff decide.
+    None lets the planner's exponential backoff decide. `unconfirmed` marks a temporary
+    failure that may have taken effect all the same: an HE update that went out and got no
+    answer (HE may have applied it; see the planner's "unconfirmed" hold).
     """
 
     status: OutcomeStatus
     message: str = ""
     retry_after: float | None = None
+    unconfirmed: bool = False
 
     @classmethod
     def ok(cls, message: str = "") -> Outcome:
         return cls("ok", message)
 
     @classmethod
-    def temporary(cls, message: str, retry_after: float | None = None) -> Outcome:
-        return cls("temporary", message, retry_after)
+    def temporary(
+        cls, message: str, retry_after: float | None = None, *, unconfirmed: bool = False
+    ) -> Outcome:
+        return cls("temporary", message, retry_after, unconfirmed)
 
     @classmethod
     def permanent(cls, message: str) -> Outcome:

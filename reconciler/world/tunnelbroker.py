@@ -3,31 +3,51 @@
 Every answer HE can give (see ../shared/TUNNELBROKER.md) becomes an `Outcome`; nothing here
 raises into the caller, because executors and observers record what happened as facts.
 
-The update key is read from its file at the moment of each call and travels only in the HTTP
-Basic `Authorization` header. It is never stored on the client, never put in a URL, and every
-message built here is scrubbed of it (and of its Basic-auth encoding) before it leaves, in
-case a server or an exception echoes it back.
+The update key is read from its file at the moment of each call (and checked: one line of
+printable ASCII, see `updatekey`) and travels only in the HTTP Basic `Authorization` header.
+It is never stored on the client, never put in a URL, and every message built here is
+scrubbed of it (and of each of its encodings) before it leaves, in case a server or an
+exception echoes it back.
+
+Only the answers HE's table calls permanent (badauth, nohost, !yours, notfqdn, numhost, the
+legacy RFC 1918 refusal) are permanent. Everything else, the unknown included, is temporary:
+a 429, a maintenance page, an empty answer or a redirect from whatever stands in front of HE
+passes. A Retry-After header (seconds or an HTTP date) sets the wait, within bounds.
+
+Every call ends by a deadline (`connect_timeout + read_timeout`), however slowly the server
+drips its answer; an update that went out but got no complete answer is `unconfirmed`.
 """
 
 from __future__ import annotations
 
-import base64
+import codecs
+import contextlib
+import email.utils
 import ipaddress
 import logging
+import math
+import socket
+import threading
+import time
 import xml.etree.ElementTree as ElementTree
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import requests.adapters
+import urllib3.connection
+import urllib3.connectionpool
 from attrs import frozen
 
 from reconciler.errors import one_line
 from reconciler.model.actions import Outcome
 from reconciler.model.config import TunnelbrokerConfig
+from reconciler.world.updatekey import UpdateKeyError, read_update_key, scrub, secret_forms
 
 __all__ = [
     "ABUSE_RETRY_AFTER",
     "HE_PING_SOURCE",
+    "RETRY_AFTER_MAX",
     "SERVER_RETRY_AFTER",
     "TunnelInfo",
     "TunnelbrokerClient",
@@ -40,6 +60,8 @@ log = logging.getLogger(__name__)
 SERVER_RETRY_AFTER: Final = 600.0
 # `abuse` means HE has blocked us for updating too often: wait hours, not minutes.
 ABUSE_RETRY_AFTER: Final = 3 * 3600.0
+# A server's Retry-After is honoured up to this (a typo in a date must not mean "never").
+RETRY_AFTER_MAX: Final = 6 * 3600.0
 # HE pings a new endpoint from here before it accepts it.
 HE_PING_SOURCE: Final = "66.220.2.74"
 
@@ -48,6 +70,8 @@ _BODY_SHOWN: Final = 200
 _BODY_LOGGED: Final = 4000
 # tunnelInfo is a few hundred bytes; refuse to read megabytes from a broken server.
 _MAX_BODY: Final = 64 * 1024
+# After the deadline's watchdog shut the socket, the worker needs only moments to notice.
+_WORKER_GRACE: Final = 0.5
 
 _PERMANENT_WORDS: Final = {
     "badauth": "HE rejected the username or update key (badauth); not retrying",
@@ -83,8 +107,116 @@ class TunnelInfo:
     routed48: str | None = None
 
 
-class _KeyUnavailable(Exception):
-    """The update key file is missing, unreadable or empty (message names the file only)."""
+@frozen
+class _Answer:
+    """A complete HTTP answer: status, body (a redirect's: where to) and Retry-After."""
+
+    status: int
+    body: str
+    retry_after: float | None = None
+
+
+class _DeadlineExceeded(Exception):
+    """The call's deadline passed before a complete answer arrived."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no complete answer within {seconds:g} s")
+
+
+class _Call:
+    """One HTTP call's deadline, and the watchdog that enforces it on the call's socket.
+
+    The connection registers its socket here once connected (see `_WatchedHTTPConnection`):
+    from then on the request may reach the server (`sent`), and when the deadline passes
+    the socket is shut down, which ends any blocked read.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self.sent = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._ends_at = math.inf
+        self._timer: threading.Timer | None = None
+
+    def start(self) -> None:
+        self._ends_at = time.monotonic() + self.seconds
+        self._timer = threading.Timer(self.seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        return max(0.0, self._ends_at - time.monotonic())
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self.sent = True
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:  # connected after the deadline: nothing goes out
+            _shut(sock)
+
+    def finish(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if not self.expired and self.remaining() <= 0:
+            self._expire()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    # socket.socket's own shutdown, also for a TLS socket: the reader blocked in it sees the
+    # end of the stream at once; the TLS layer is left alone for that thread to unwind.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+# The call the current (worker) thread makes: where a new connection registers its socket.
+_current = threading.local()
+
+
+def _register(sock: Any) -> None:
+    call = getattr(_current, "call", None)
+    if call is not None and isinstance(sock, socket.socket):
+        call.watch(sock)
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _register(self.sock)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _register(self.sock)
+
+
+class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, with connections that hand their socket to the call's watchdog."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _WatchedHTTPPool,
+            "https": _WatchedHTTPSPool,
+        }
 
 
 class TunnelbrokerClient:
@@ -101,11 +233,16 @@ class TunnelbrokerClient:
         self.config = config
         self.server_retry_after = server_retry_after
         self.abuse_retry_after = abuse_retry_after
+        # The whole of one call, connecting, sending and reading every byte of the answer.
+        self.deadline = config.connect_timeout + config.read_timeout
         if session is None:
             session = requests.Session()
             # Proxies, a netrc file or REQUESTS_CA_BUNDLE from the environment must not
             # change where the key goes or which CA is trusted: the config decides.
             session.trust_env = False
+        adapter = _WatchedAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
         self._session = session
 
     def __repr__(self) -> str:
@@ -123,10 +260,13 @@ class TunnelbrokerClient:
         `expected` is the address HE should report back. When no `myip` is sent (behind
         NAT) HE reports our public address, which we cannot know in advance, so any real
         unicast IPv4 address in a `good`/`nochg` answer counts as success then.
+
+        A request that went out without a complete answer (no answer by the deadline, the
+        connection cut) is a temporary failure marked `unconfirmed`: HE may have taken it.
         """
         try:
             key = self._read_key()
-        except _KeyUnavailable as exc:
+        except UpdateKeyError as exc:
             return UpdateResult(Outcome.permanent(str(exc)))
         params = {"hostname": self.config.tunnel_id}
         if address is not None:
@@ -136,80 +276,91 @@ class TunnelbrokerClient:
             self.config.tunnel_id,
             address if address is not None else "(none: HE takes the source address)",
         )
+        call = _Call(self.deadline)
         try:
-            response = self._get(self.config.update_url, params, key)
+            answer = self._get(self.config.update_url, params, key, call)
         except Exception as exc:  # the caller records outcomes, never crashes
-            return UpdateResult(self._request_failure("update", exc, key))
-        status, body = response
-        secrets = _secrets(self.config.username, key)
-        result = self._classify_update(status, body, address, expected, secrets)
+            outcome = self._request_failure("update", exc, key, call)
+            if call.sent:
+                outcome = Outcome.temporary(
+                    f"{outcome.message}; the request went out, so HE may have taken it",
+                    outcome.retry_after,
+                    unconfirmed=True,
+                )
+            return UpdateResult(outcome)
+        secrets = secret_forms(self.config.username, key)
+        result = self._classify_update(answer, address, expected, secrets)
         self._log_outcome("update", result.outcome)
         return result
 
     def _classify_update(
         self,
-        status: int,
-        body: str,
+        answer: _Answer,
         address: str | None,
         expected: str | None,
         secrets: tuple[str, ...],
     ) -> UpdateResult:
+        # Only what HE's table calls permanent is permanent: everything else, the unknown
+        # included, is passing trouble (a maintenance page, a proxy's 429) and is retried
+        # with backoff. Words are matched without regard to case or a byte-order mark.
+        status, body = answer.status, answer.body
         words = body.split()
-        first = words[0] if words else ""
-        if 500 <= status <= 599:
-            return UpdateResult(
-                Outcome.temporary(
-                    f"HE answered HTTP {status}: {_shown_body(body, secrets)}",
-                    self.server_retry_after,
-                )
-            )
-        if first in ("good", "nochg"):
-            return self._classify_success(first, words[1:2], address, expected, secrets)
-        if first in _PERMANENT_WORDS:
+        first = words[0].lower() if words else ""
+        shown = _shown_body(body, secrets)
+        if first in _PERMANENT_WORDS and status in (200, 401, 403):
             return UpdateResult(Outcome.permanent(_PERMANENT_WORDS[first]))
-        if first in _SERVER_TROUBLE_WORDS:
-            return UpdateResult(
-                Outcome.temporary(_SERVER_TROUBLE_WORDS[first], self.server_retry_after)
-            )
-        if first == "abuse":
+        if status == 200 and first in ("good", "nochg"):
+            return self._classify_success(first, words[1:2], address, expected, secrets)
+        if status == 200 and first in _SERVER_TROUBLE_WORDS:
+            return UpdateResult(Outcome.temporary(_SERVER_TROUBLE_WORDS[first], self._wait(answer)))
+        if status == 200 and first == "abuse":
             return UpdateResult(
                 Outcome.temporary(
                     "HE blocked updates for too many requests (abuse); waiting hours",
-                    self.abuse_retry_after,
+                    max(self.abuse_retry_after, answer.retry_after or 0.0),
                 )
             )
         lowered = body.lower()
-        if first.lower().startswith("-error") and "pingable" in lowered:
-            return UpdateResult(Outcome.temporary(_unpingable(address), self.server_retry_after))
-        if first.lower().startswith("-error") and ("rfc1918" in lowered or "private" in lowered):
+        if status == 200 and first.startswith("-error") and "pingable" in lowered:
+            return UpdateResult(Outcome.temporary(_unpingable(address), self._wait(answer)))
+        if (
+            status == 200
+            and first.startswith("-error")
+            and ("rfc1918" in lowered or "private" in lowered)
+        ):
             return UpdateResult(
                 Outcome.permanent(
                     f"HE refuses the private address {address or '(source)'} (RFC 1918); "
                     'behind NAT send no myip (wan.public_address = "tunnelbroker")'
                 )
             )
-        if status in (401, 403):
-            return UpdateResult(
-                Outcome.permanent(
-                    f"HE refused the credentials (HTTP {status}); not retrying: "
-                    f"{_shown_body(body, secrets)}"
-                )
+        if 300 <= status <= 399:
+            message = f"HE answered HTTP {status}, a redirect (not followed): {shown}"
+        elif status in (401, 403):
+            message = f"HE refused the request (HTTP {status}) without saying badauth: {shown}"
+        elif status != 200:
+            message = f"HE answered HTTP {status}: {shown}"
+        elif not words:
+            message = "HE gave an empty answer"
+        else:
+            message = f"HE gave an unknown answer: {shown}"
+        if status == 200 and words:
+            # The outcome carries a cut; the log gets the body whole (up to a sane bound), as
+            # pfSense does, so an operator can see what HE really said.
+            log.warning(
+                "tunnelbroker: unknown answer (HTTP %s, %d chars): %s",
+                status,
+                len(body),
+                _shown_body(body, secrets, limit=_BODY_LOGGED),
             )
-        if status != 200:
-            return UpdateResult(
-                Outcome.permanent(f"HE answered HTTP {status}: {_shown_body(body, secrets)}")
-            )
-        # The outcome carries a cut; the log gets the body whole (up to a sane bound), as
-        # pfSense does, so an operator can see what HE really said.
-        log.warning(
-            "tunnelbroker: unknown answer (HTTP %s, %d chars): %s",
-            status,
-            len(body),
-            _shown_body(body, secrets, limit=_BODY_LOGGED),
-        )
-        return UpdateResult(
-            Outcome.permanent(f"HE gave an unknown answer: {_shown_body(body, secrets)}")
-        )
+        return UpdateResult(Outcome.temporary(message, self._wait(answer)))
+
+    def _wait(self, answer: _Answer) -> float:
+        """How long to wait after passing trouble: the server's Retry-After when it gave one
+        (bounded), else the usual pause after server-side trouble."""
+        if answer.retry_after is not None:
+            return answer.retry_after
+        return self.server_retry_after
 
     def _classify_success(
         self,
@@ -234,8 +385,9 @@ class TunnelbrokerClient:
         ip = _parse_ipv4(reported)
         if ip is None:
             return UpdateResult(
-                Outcome.permanent(
-                    f"HE gave an unknown answer: {_shown_body(f'{word} {reported}', secrets)}"
+                Outcome.temporary(
+                    f"HE gave an unknown answer: {_shown_body(f'{word} {reported}', secrets)}",
+                    self.server_retry_after,
                 )
             )
         if ip.is_loopback or ip.is_unspecified:
@@ -271,14 +423,16 @@ class TunnelbrokerClient:
             return None
         try:
             key = self._read_key()
-        except _KeyUnavailable as exc:
+        except UpdateKeyError as exc:
             return TunnelInfo(Outcome.permanent(str(exc)))
         params = {} if "tid=" in urlsplit(url).query else {"tid": self.config.tunnel_id}
+        call = _Call(self.deadline)
         try:
-            status, body = self._get(url, params, key)
+            answer = self._get(url, params, key, call)
         except Exception as exc:  # the caller records outcomes, never crashes
-            return TunnelInfo(self._request_failure("tunnel info", exc, key))
-        info = self._parse_tunnel_info(status, body, _secrets(self.config.username, key))
+            return TunnelInfo(self._request_failure("tunnel info", exc, key, call))
+        secrets = secret_forms(self.config.username, key)
+        info = self._parse_tunnel_info(answer.status, answer.body, secrets)
         self._log_outcome("tunnel info", info.outcome)
         return info
 
@@ -290,17 +444,23 @@ class TunnelbrokerClient:
                     self.server_retry_after,
                 )
             )
-        if status != 200 or body.split()[:1] == ["badauth"]:
+        if body.split()[:1] == ["badauth"]:
+            return TunnelInfo(Outcome.permanent(_PERMANENT_WORDS["badauth"]))
+        if status != 200:
             return TunnelInfo(
-                Outcome.permanent(
-                    f"HE tunnelInfo answered HTTP {status}: {_shown_body(body, secrets)}"
+                Outcome.temporary(
+                    f"HE tunnelInfo answered HTTP {status}: {_shown_body(body, secrets)}",
+                    self.server_retry_after,
                 )
             )
         try:
             root = ElementTree.fromstring(body)
         except ElementTree.ParseError:
             return TunnelInfo(
-                Outcome.permanent(f"HE tunnelInfo is not XML: {_shown_body(body, secrets)}")
+                Outcome.temporary(
+                    f"HE tunnelInfo is not XML: {_shown_body(body, secrets)}",
+                    self.server_retry_after,
+                )
             )
         wanted = str(self.config.tunnel_id)
         tunnels = [root] if root.tag == "tunnel" else list(root.iter("tunnel"))
@@ -310,8 +470,9 @@ class TunnelbrokerClient:
             client = _text(tunnel, "clientv4")
             if client is not None and _parse_ipv4(client) is None:
                 return TunnelInfo(
-                    Outcome.permanent(
-                        f"HE tunnelInfo has a malformed clientv4: {_shown_body(client, secrets)}"
+                    Outcome.temporary(
+                        f"HE tunnelInfo has a malformed clientv4: {_shown_body(client, secrets)}",
+                        self.server_retry_after,
                     )
                 )
             return TunnelInfo(
@@ -330,22 +491,49 @@ class TunnelbrokerClient:
     # -- the plumbing -----------------------------------------------------------------------
 
     def _read_key(self) -> str:
-        path = self.config.update_key_file
-        try:
-            key = path.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            raise _KeyUnavailable(f"update key file {path} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
-            raise _KeyUnavailable(f"update key file {path} cannot be read: {reason}") from None
-        if not key:
-            raise _KeyUnavailable(f"update key file {path} is empty")
-        return key
+        return read_update_key(self.config.update_key_file)
 
-    def _get(self, url: str, params: dict[str, str], key: str) -> tuple[int, str]:
-        verify: bool | str = str(self.config.ca_file) if self.config.ca_file else True
+    def _get(self, url: str, params: dict[str, str], key: str, call: _Call) -> _Answer:
+        """GET `url` and read the answer, all of it before `call`'s deadline.
+
+        requests' read timeout bounds each wait for a byte, not the answer: a server dripping
+        a byte at a time could hold a call for minutes (and a reload or stop behind it). The
+        request runs on a worker thread; at the deadline a watchdog shuts the connection's
+        socket down, which ends any read at once, and the caller returns without waiting
+        further even for what no socket timeout covers (a stuck name lookup).
+        """
+        result: list[_Answer | BaseException] = []
+
+        def work() -> None:
+            _current.call = call
+            try:
+                result.append(self._fetch(url, params, key, call))
+            except BaseException as exc:  # handed to the caller, which classifies it
+                result.append(exc)
+            finally:
+                _current.call = None
+
+        worker = threading.Thread(target=work, name="tunnelbroker-call", daemon=True)
+        call.start()
         try:
-            with self._session.get(
+            worker.start()
+            worker.join(call.remaining() + _WORKER_GRACE)
+        finally:
+            call.finish()
+        if not result:
+            raise _DeadlineExceeded(call.seconds)
+        outcome = result[0]
+        if isinstance(outcome, BaseException):
+            if call.expired:
+                raise _DeadlineExceeded(call.seconds) from None
+            raise outcome
+        return outcome
+
+    def _fetch(self, url: str, params: dict[str, str], key: str, call: _Call) -> _Answer:
+        verify: bool | str = str(self.config.ca_file) if self.config.ca_file else True
+        session = self._session
+        try:
+            with session.get(
                 url,
                 params=params,
                 auth=(self.config.username, key),
@@ -365,19 +553,35 @@ class TunnelbrokerClient:
                 # requests exception like any other.
                 for chunk in response.iter_content(chunk_size=4096):
                     raw += chunk
-                    if len(raw) > _MAX_BODY:
+                    if len(raw) > _MAX_BODY or call.expired:
                         break
+                if call.expired:
+                    raise _DeadlineExceeded(call.seconds)
+                retry_after = _retry_after(response.headers.get("Retry-After"), time.time())
                 if 300 <= response.status_code <= 399:
                     target = _scrub_url(response.headers.get("Location", "?"))
-                    return response.status_code, f"redirect to {target}"
+                    return _Answer(response.status_code, f"to {target}", retry_after)
+                raw = raw[:_MAX_BODY]
                 encoding = response.encoding or "utf-8"
-                return response.status_code, raw[:_MAX_BODY].decode(encoding, errors="replace")
+                if raw.startswith(codecs.BOM_UTF8):
+                    # A byte-order mark says UTF-8, whatever the headers say, and is no
+                    # part of the answer.
+                    raw, encoding = raw[len(codecs.BOM_UTF8) :], "utf-8"
+                try:
+                    body = raw.decode(encoding, errors="replace")
+                except LookupError:  # a charset no codec knows: read it as UTF-8
+                    body = raw.decode("utf-8", errors="replace")
+                return _Answer(response.status_code, body, retry_after)
         finally:
             # Drop whatever the pool still holds (a stalled socket after a time-out, say).
-            self._session.close()
+            session.close()
 
-    def _request_failure(self, what: str, exc: Exception, key: str) -> Outcome:
-        if isinstance(exc, requests.exceptions.SSLError):
+    def _request_failure(self, what: str, exc: Exception, key: str, call: _Call) -> Outcome:
+        if isinstance(exc, _DeadlineExceeded):
+            kind = f"no complete answer within {call.seconds:g} s"
+        elif isinstance(exc, UnicodeError):
+            kind = "the request could not be encoded"
+        elif isinstance(exc, requests.exceptions.SSLError):
             kind = "TLS verification failed"
         elif isinstance(exc, requests.exceptions.ConnectTimeout):
             kind = "connecting timed out"
@@ -387,8 +591,14 @@ class TunnelbrokerClient:
             kind = "connection failed"
         else:
             kind = type(exc).__name__
-        detail = _scrub(one_line(_innermost(exc)), _secrets(self.config.username, key))
-        message = f"HE {what} at {self._shown_url()}: {kind}: {detail}"
+        message = f"HE {what} at {self._shown_url()}: {kind}"
+        if not isinstance(exc, _DeadlineExceeded | UnicodeError):
+            # An encoding error's text quotes the character it choked on (of the key,
+            # perhaps): it never goes anywhere. Other reasons are scrubbed of the key.
+            detail = _innermost(exc)
+            if not _mentions_encoding(exc):
+                secrets = secret_forms(self.config.username, key)
+                message += f": {scrub(one_line(detail), secrets)}"
         log.warning("%s", message)
         # An untrusted certificate will not fix itself in ten minutes, but a middlebox or a
         # clock can; keep retrying, slowly, and let the message say why.
@@ -440,7 +650,7 @@ def _innermost(exc: BaseException) -> str:
 def _shown_body(body: str, secrets: tuple[str, ...], limit: int = _BODY_SHOWN) -> str:
     """A body as one printable line, cut to a readable length, scrubbed of the key."""
     printable = "".join(ch if ch.isprintable() else " " for ch in body)
-    line = _scrub(one_line(printable), secrets)
+    line = scrub(one_line(printable), secrets)
     if not line:
         return "(empty body)"
     if len(line) > limit:
@@ -448,17 +658,40 @@ def _shown_body(body: str, secrets: tuple[str, ...], limit: int = _BODY_SHOWN) -
     return line
 
 
-def _secrets(username: str, key: str) -> tuple[str, ...]:
-    """The key and the Basic-auth token that encodes it: what no message may contain."""
-    token = base64.b64encode(f"{username}:{key}".encode()).decode("ascii")
-    return (key, token) if key else ()
+def _retry_after(value: str | None, now: float) -> float | None:
+    """A Retry-After header in seconds from now (delay-seconds or an HTTP date), within
+    [0, RETRY_AFTER_MAX]; None when absent or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        seconds = float(int(text[:12]))
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:  # an HTTP date is GMT; one without a zone is taken as such
+            return None
+        seconds = when.timestamp() - now
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
 
 
-def _scrub(text: str, secrets: tuple[str, ...]) -> str:
-    """`text` with every secret replaced by ***."""
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
+def _mentions_encoding(exc: BaseException) -> bool:
+    """Whether an encoding error is anywhere in `exc`'s chain (its text may quote the key)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UnicodeError):
+            return True
+        seen.add(id(current))
+        nested = getattr(current, "reason", None)
+        current = (
+            nested
+            if isinstance(nested, BaseException)
+            else (current.__cause__ or current.__context__)
+        )
+    return False
 
 
 def _scrub_url(url: str) -> str:

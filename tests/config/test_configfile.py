@@ -301,3 +301,30 @@ def test_key_file_readable_by_others_rejected(tmp_path: Path, mode: int) -> None
     assert code == 1
     assert "tunnelbroker.update_key_file" in err and f"{mode:04o}" in err
     assert "s3cret" not in err
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        pytest.param(b"", "is empty", id="empty"),
+        pytest.param(b"\n  \n", "is empty", id="blank"),
+        pytest.param("sékrit-update-key".encode(), "printable ASCII", id="non-ascii"),
+        pytest.param("key-€-sign".encode(), "printable ASCII", id="euro"),
+        pytest.param(b"first-line\nsecond-line\n", "more than one line", id="two-lines"),
+    ],
+)
+def test_a_key_file_without_a_usable_key_is_refused_without_showing_it(
+    tmp_path: Path, content: bytes, what: str
+) -> None:
+    """check-config reads the key file to check it holds one line of printable ASCII: an
+    empty or non-ASCII key is one line naming the file, quoting nothing of the key."""
+    path = write_config(tmp_path)
+    (tmp_path / "he.key").write_bytes(content)
+    code, out, err = check(path, tmp_path)
+    assert code == 1 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "tunnelbroker.update_key_file" in lines[0] and what in lines[0]
+    assert str(tmp_path / "he.key") in lines[0]
+    for needle in ("sékrit", "é", "€", "first-line", "second-line", "position", "codec"):
+        assert needle not in err, needle

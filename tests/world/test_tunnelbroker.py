@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.utils
 import logging
 import os
 import socket
@@ -19,13 +20,21 @@ from typing import IO
 import pytest
 
 from reconciler.model.config import TunnelbrokerConfig
-from reconciler.testing.fake_he import FakeTunnelbroker, TestCa, make_test_ca, running_process
+from reconciler.testing.fake_he import (
+    FakeTunnelbroker,
+    Reply,
+    TestCa,
+    make_test_ca,
+    running_process,
+)
 from reconciler.world.tunnelbroker import (
     ABUSE_RETRY_AFTER,
+    RETRY_AFTER_MAX,
     SERVER_RETRY_AFTER,
     TunnelbrokerClient,
     UpdateResult,
 )
+from tests.daemon_helpers import key_encodings
 from tests.netns import namespace
 
 TEST_KEY = "k3y-Sup3rSecret-2f9a7c"
@@ -155,10 +164,15 @@ def test_wrong_tunnel_id_is_nohost(fake: FakeTunnelbroker, key_file: Path) -> No
         ("!yours", "permanent", "!yours", None),
         ("notfqdn", "permanent", "notfqdn", None),
         ("numhost", "permanent", "numhost", None),
-        ("401", "permanent", "HTTP 401", None),
-        ("403", "permanent", "HTTP 403", None),
         ("legacy-rfc1918", "permanent", "RFC 1918", None),
-        ("unknown", "permanent", "Scheduled maintenance", None),
+        # Whatever the table does not name is passing trouble, retried with backoff.
+        ("401", "temporary", "HTTP 401", SERVER_RETRY_AFTER),
+        ("403", "temporary", "HTTP 403", SERVER_RETRY_AFTER),
+        ("unknown", "temporary", "Scheduled maintenance", SERVER_RETRY_AFTER),
+        ("maintenance", "temporary", "Scheduled maintenance", SERVER_RETRY_AFTER),
+        ("empty", "temporary", "empty answer", SERVER_RETRY_AFTER),
+        ("204", "temporary", "HTTP 204", SERVER_RETRY_AFTER),
+        ("429", "temporary", "HTTP 429", SERVER_RETRY_AFTER),
         ("abuse", "temporary", "abuse", ABUSE_RETRY_AFTER),
         ("911", "temporary", "911", SERVER_RETRY_AFTER),
         ("dnserr", "temporary", "dnserr", SERVER_RETRY_AFTER),
@@ -187,6 +201,105 @@ def test_every_answer_in_the_table_maps_to_its_outcome(
     assert result.endpoint is None
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(Reply(302, "moved", (("Location", "http://127.0.0.1:9/x"),)), id="302"),
+        pytest.param(Reply(307, "", (("Location", "/nic/update2"),)), id="307"),
+        pytest.param(Reply(200, "GOOD-ISH {address}"), id="a-word-close-to-good"),
+        pytest.param(Reply(200, "good not-an-address"), id="good-without-an-address"),
+        pytest.param(Reply(200, "-ERROR: something new"), id="an-unknown-legacy-error"),
+        pytest.param(Reply(418, "badauth?"), id="418"),
+        pytest.param(Reply(500, "badauth"), id="badauth-in-a-server-error"),
+        pytest.param(Reply(200, "\x00\x01\x02"), id="control-bytes"),
+    ],
+)
+def test_the_unknown_is_temporary_and_nothing_is_followed(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient, reply: Reply
+) -> None:
+    """Answers HE's table does not name (redirects included, never followed) are temporary
+    with the pause after server trouble; one line, and HE's endpoint is not taken as moved."""
+    fake.script(reply)
+    result = client.update(NEW, NEW)
+    assert result.outcome.status == "temporary", result.outcome.message
+    assert result.outcome.retry_after == SERVER_RETRY_AFTER
+    assert "\n" not in result.outcome.message
+    assert result.endpoint is None
+    assert len(fake.requests) == 1  # a redirect was not followed
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param("GOOD {address}", id="capitals"),
+        pytest.param("\ufeffgood {address}", id="utf8-bom"),
+        pytest.param("  good {address}\r\n", id="whitespace"),
+        pytest.param("NoChg {address}", id="nochg-mixed-case"),
+    ],
+)
+def test_good_in_any_case_or_after_a_bom_is_success(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient, body: str
+) -> None:
+    """`GOOD 1.2.3.4` and a byte-order mark before `good` are HE's success all the same."""
+    fake.script(Reply(200, body, apply=True))
+    result = client.update(NEW, NEW)
+    assert result.outcome.status == "ok", result.outcome.message
+    assert result.endpoint == NEW
+
+
+def test_a_bom_is_read_as_utf8_whatever_the_charset_says(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient
+) -> None:
+    """A server declaring latin-1 (or nothing) but sending a UTF-8 BOM still says `good`."""
+    fake.script(Reply(200, "\ufeffgood {address}", (("Content-Type", "text/plain"),), apply=True))
+    assert client.update(NEW, NEW).outcome.succeeded
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "expected"),
+    [
+        pytest.param(503, "120", 120.0, id="503-seconds"),
+        pytest.param(429, "45", 45.0, id="429-seconds"),
+        pytest.param(503, "0", 0.0, id="503-now"),
+        pytest.param(429, "999999999", RETRY_AFTER_MAX, id="429-bounded"),
+        pytest.param(503, "soon", SERVER_RETRY_AFTER, id="503-unreadable"),
+        pytest.param(503, "Wed, 21 Oct 2015 07:28:00 GMT", 0.0, id="503-a-date-past"),
+    ],
+)
+def test_retry_after_sets_the_wait(
+    fake: FakeTunnelbroker,
+    client: TunnelbrokerClient,
+    status: int,
+    header: str,
+    expected: float,
+) -> None:
+    """503 and 429 with Retry-After (seconds or an HTTP date) wait that long, within bounds."""
+    fake.script(Reply(status, "busy", (("Retry-After", header),)))
+    result = client.update(NEW, NEW)
+    assert result.outcome.status == "temporary"
+    assert result.outcome.retry_after == expected
+    assert f"HTTP {status}" in result.outcome.message
+
+
+def test_retry_after_as_an_http_date_counts_from_now(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient
+) -> None:
+    """An HTTP date in Retry-After becomes the seconds left until then."""
+    when = email.utils.formatdate(time.time() + 900, usegmt=True)
+    fake.script(Reply(503, "busy", (("Retry-After", when),)))
+    result = client.update(NEW, NEW)
+    assert result.outcome.retry_after is not None
+    assert 880 <= result.outcome.retry_after <= 901
+
+
+def test_abuse_waits_hours_even_with_a_shorter_retry_after(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient
+) -> None:
+    """`abuse` keeps its hours; a server's short Retry-After does not shorten them."""
+    fake.script(Reply(200, "abuse", (("Retry-After", "5"),)))
+    assert client.update(NEW, NEW).outcome.retry_after == ABUSE_RETRY_AFTER
+
+
 def test_good_with_another_address_is_not_success(
     fake: FakeTunnelbroker, client: TunnelbrokerClient
 ) -> None:
@@ -213,7 +326,7 @@ def test_a_long_unknown_body_is_cut_to_one_line(
     """Unknown bodies are logged whole but shown cut, on one line, in the outcome."""
     fake.script("body:" + "weird\nbody " * 200)
     result = client.update(NEW, NEW)
-    assert result.outcome.status == "permanent"
+    assert result.outcome.status == "temporary"
     assert "\n" not in result.outcome.message
     assert len(result.outcome.message) < 320
 
@@ -228,6 +341,74 @@ def test_a_slow_answer_times_out_as_temporary(fake: FakeTunnelbroker, key_file: 
     assert result.outcome.status == "temporary"
     assert "no answer in time" in result.outcome.message
     assert result.outcome.retry_after == SERVER_RETRY_AFTER
+
+
+# A body or headers dripped a byte every 0.5 s used to hold one call for about a minute with
+# read_timeout = connect_timeout = 1: every byte restarted the read timeout.
+DRIP_CASES = pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(Reply(200, "good {address}" + " " * 100, body_drip=0.5), id="body"),
+        pytest.param(Reply(200, "good {address}", header_drip=0.5), id="headers"),
+        pytest.param(Reply(200, "{answer}", delay=30.0), id="silence-after-applying"),
+    ],
+)
+
+
+@DRIP_CASES
+def test_a_dripped_answer_ends_by_the_deadline(
+    fake: FakeTunnelbroker, key_file: Path, reply: Reply
+) -> None:
+    """The whole call (connect, headers, body) ends by connect_timeout + read_timeout, as a
+    temporary failure saying so, however the server spaces its bytes."""
+    client = TunnelbrokerClient(make_config(fake, key_file, connect_timeout=1.0, read_timeout=1.0))
+    assert client.deadline == 2.0
+    fake.script(reply)
+    started = time.monotonic()
+    result = client.update(NEW, NEW)
+    took = time.monotonic() - started
+    assert result.outcome.status == "temporary", result.outcome.message
+    # Silence ends by the read timeout (1 s), a drip by the deadline.
+    assert any(
+        why in result.outcome.message
+        for why in ("no complete answer within 2 s", "no answer in time")
+    ), result.outcome.message
+    if reply.delay == 0:
+        assert "no complete answer within 2 s" in result.outcome.message
+    # Generous: the deadline plus the worker's grace and a loaded machine's slack. The same
+    # answer took 50 s and more before the deadline existed.
+    assert took < 2.0 + 4.0, took
+
+
+@DRIP_CASES
+def test_tunnel_info_ends_by_the_deadline_too(
+    fake: FakeTunnelbroker, key_file: Path, reply: Reply
+) -> None:
+    """tunnelInfo shares the deadline (scripted here through the fake's update path, which
+    the info URL points at)."""
+    config = make_config(
+        fake, key_file, connect_timeout=1.0, read_timeout=1.0, info_url=fake.update_url
+    )
+    fake.script(reply)
+    started = time.monotonic()
+    info = TunnelbrokerClient(config).read_tunnel_info()
+    assert info is not None and info.outcome.status == "temporary"
+    assert time.monotonic() - started < 2.0 + 4.0
+
+
+def test_the_deadline_leaves_no_thread_or_socket_behind(
+    fake: FakeTunnelbroker, key_file: Path
+) -> None:
+    """After a call cut at its deadline, its worker thread ends promptly (its socket was shut
+    down), and the next call works."""
+    client = TunnelbrokerClient(make_config(fake, key_file, connect_timeout=0.5, read_timeout=0.5))
+    fake.script(Reply(200, "good {address}" + " " * 200, body_drip=0.3))
+    client.update(NEW, NEW)
+    deadline = time.monotonic() + 5
+    while any(t.name == "tunnelbroker-call" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the call's worker thread outlived its deadline"
+        time.sleep(0.05)
+    assert client.update(NEW, NEW).outcome.succeeded
 
 
 def test_a_dropped_connection_is_temporary(
@@ -372,6 +553,76 @@ def test_the_key_appears_nowhere(
     for text in texts:
         assert TEST_KEY not in text
         assert token not in text
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("sékrit-update-key-9d2f", id="latin-1-encodable"),
+        pytest.param("key-with-€-sign-4b1e", id="not-latin-1"),
+        pytest.param("", id="empty"),
+        pytest.param("line-one\nline-two", id="two-lines"),
+    ],
+)
+def test_a_bad_key_is_a_permanent_hold_and_never_sent(
+    fake: FakeTunnelbroker,
+    key_file: Path,
+    caplog: pytest.LogCaptureFixture,
+    key: str,
+) -> None:
+    """A key HE cannot have issued is refused before any request: permanent (like badauth)
+    in one line naming the file, with nothing of the key and no encoding error's text."""
+    caplog.set_level(logging.DEBUG)
+    key_file.write_text(key + "\n", encoding="utf-8")
+    fake.script(Reply(200, "echo {authorization}"))
+    client = TunnelbrokerClient(make_config(fake, key_file))
+    result = client.update(NEW, NEW)
+    info = client.read_tunnel_info()
+    assert fake.requests == []
+    assert result.outcome.status == "permanent"
+    assert info is not None and info.outcome.status == "permanent"
+    message = result.outcome.message
+    assert "\n" not in message and str(key_file) in message
+    texts = [message, info.outcome.message, caplog.text, repr(result), repr(info)]
+    for text in texts:
+        for needle in ("position", "codec", "Unicode", "€", "é"):
+            assert needle not in text, (needle, text)
+        if key:
+            for name, form in key_encodings(key, USERNAME).items():
+                assert form.decode("latin-1") not in text, name
+
+
+def test_no_encoding_of_the_key_survives_an_echo(
+    fake: FakeTunnelbroker,
+    key_file: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A server echoing the Authorization header, or the key in any encoding, gets none of
+    it into an outcome or a log line (the tests' own list of encodings is searched)."""
+    key = "Ab+/=%&<>\"' \\z~-k3y"
+    key_file.write_text(key + "\n")
+    fake.set_key(key)
+    caplog.set_level(logging.DEBUG)
+    client = TunnelbrokerClient(make_config(fake, key_file))
+    forms = key_encodings(key, USERNAME)
+    results = []
+    fake.script(Reply(200, "echo {authorization}"))
+    results.append(client.update(NEW, NEW))
+    fake.script(Reply(503, "echo {authorization}"))
+    results.append(client.update(NEW, NEW))
+    for form in forms.values():
+        fake.script(Reply(200, f"weird {form.decode('latin-1')} answer"))
+        results.append(client.update(NEW, NEW))
+    location = f"http://x/?k={forms['url-quoted utf-8'].decode()}"
+    fake.script(Reply(302, "", (("Location", location),)))
+    results.append(client.update(NEW, NEW))
+    captured = capsys.readouterr()
+    texts = [repr(r) for r in results] + [caplog.text, captured.out, captured.err]
+    assert any("Basic ***" in r.outcome.message for r in results)
+    for text in texts:
+        for name, form in forms.items():
+            assert form.decode("latin-1") not in text, name
 
 
 def test_a_running_fake_process_serves_the_client_without_myip_from_a_real_address(
