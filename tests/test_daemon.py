@@ -303,7 +303,9 @@ def test_a_loader_bug_on_reload_keeps_the_old_config_and_the_daemon_running(
     world.loads.append(changed)
     world.daemon.request_reload()
     _wait_for(lambda: world.daemon.config is changed)
-    assert world.clients[0].closed  # the client of the config replaced
+    _wait_for(
+        lambda: world.clients[0].closed
+    )  # the replaced config's client (closed after the swap)
     world.daemon.request_stop("SIGTERM")
     world.thread.join(5)
     assert world.status == [0]

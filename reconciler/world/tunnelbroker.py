@@ -445,7 +445,12 @@ class TunnelbrokerClient:
                 )
             )
         if body.split()[:1] == ["badauth"]:
-            return TunnelInfo(Outcome.permanent(_PERMANENT_WORDS["badauth"]))
+            return TunnelInfo(
+                Outcome.permanent(
+                    f"HE tunnelInfo answered HTTP {status}: badauth (the username or update "
+                    "key is wrong)"
+                )
+            )
         if status != 200:
             return TunnelInfo(
                 Outcome.temporary(
