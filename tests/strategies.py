@@ -94,6 +94,7 @@ action_facts = st.one_of(
             kind=st.sampled_from(["temporary", "permanent"]),
             message=st.sampled_from(["911", "badauth", "abuse", "timeout"]),
             retry_after=st.none() | st.floats(1, 20000),
+            unconfirmed=st.booleans(),
         )
     ),
     st.builds(

@@ -415,6 +415,49 @@ def test_a_reload_behind_a_dripping_he_answer_waits_no_longer_than_the_call_dead
             world.log.close()
 
 
+def test_an_update_answered_after_the_deadline_rebuilds_the_tunnel_at_once(
+    tmp_path: Path,
+) -> None:
+    """HE applies the update but answers after the read timeout: the failure is recorded as
+    unconfirmed and the tunnel is rebuilt for the new address at once (it used to wait out
+    the 600 s pause after server trouble), without a second update."""
+    host = _openbsd_host(tmp_path)
+    key = "update-he-endpoint:203.0.113.7"
+    with FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake:
+        fake.script(Reply(200, "{answer}", delay=3.0))
+        world = InProcess(tmp_path, fake, host, read_timeout=1.0)
+        world.thread.start()
+        try:
+
+            def failure() -> ActionFailed | None:
+                found = [f for f in world.facts() if isinstance(f, ActionFailed) and f.key == key]
+                return found[0] if found else None
+
+            _wait_for(lambda: failure() is not None)
+            failed = failure()
+            assert failed is not None and failed.unconfirmed and failed.kind == "temporary"
+            assert fake.endpoint == "203.0.113.7"  # HE had taken it
+            _wait_for(lambda: world.converged_on("203.0.113.7"), timeout=10)
+            rebuilt = [
+                f
+                for f in world.facts()
+                if isinstance(f, ActionSucceeded) and f.key.startswith("restart-tunnel:203.0.113.7")
+            ]
+            assert rebuilt
+            time.sleep(1.0)
+            assert fake.updates_received == 1
+            held = plan(
+                desired(world.config, world.daemon.recorder.state),
+                world.daemon.recorder.state,
+                time.time(),
+            ).held
+            assert [h.why for h in held if h.action.key == key] == ["unconfirmed"]
+        finally:
+            world.daemon.request_stop("test over")
+            world.thread.join(10)
+            world.log.close()
+
+
 # -- a real process in a network namespace -----------------------------------------------
 
 

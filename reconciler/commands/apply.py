@@ -59,7 +59,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
                 result = reconcile_once(config, recorder, executor, time.time)
                 done.extend(result.done)
                 held = result.held
-                if result.failed or not result.done:
+                if not result.done or (result.failed and not _only_unconfirmed(result.done)):
                     break
             unwritten, why = recorder.flush(), recorder.write_error
             recorder.snapshot()
@@ -79,6 +79,12 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     if unwritten:
         return 1
     return 2 if failed or blocked(held) else 0
+
+
+def _only_unconfirmed(done: tuple[tuple[Action, Outcome], ...]) -> bool:
+    """Whether every failure of a pass is an update that went out unanswered: HE may have
+    it, and the next pass rebuilds the tunnel so that the tunnel can tell."""
+    return all(outcome.succeeded or outcome.unconfirmed for _, outcome in done)
 
 
 def blocked(held: tuple[Held, ...]) -> tuple[Held, ...]:

@@ -173,10 +173,14 @@ class ActionSucceeded:
 
 @frozen(weakref_slot=False)
 class ActionFailed:
-    """An action failed; `kind` decides whether and when the planner may try it again."""
+    """An action failed; `kind` decides whether and when the planner may try it again.
+
+    `unconfirmed` (v2): a temporary failure that may have taken effect all the same (an HE
+    update that went out and got no complete answer: HE may have applied it).
+    """
 
     TYPE: ClassVar[str] = "action-failed"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     key: str
     action: str
@@ -184,6 +188,7 @@ class ActionFailed:
     message: str
     retry_after: float | None = None
     causes: tuple[int, ...] = field(default=(), converter=_ints)
+    unconfirmed: bool = False
 
 
 @frozen(weakref_slot=False)
@@ -283,6 +288,8 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     (WanAddressObserved.TYPE, 1): lambda d: {**d, "autoconf": False},
     # v1 did not observe the tunnel's TTL: unknown.
     (TunnelObserved.TYPE, 1): lambda d: {**d, "ttl": None},
+    # v1 recorded a failure without an answer as a plain failure.
+    (ActionFailed.TYPE, 1): lambda d: {**d, "unconfirmed": False},
 }
 
 

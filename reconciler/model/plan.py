@@ -21,10 +21,12 @@ the daemon and `reconciler diff` get the same answer from the same log. The rule
 - Temporary failures back off exponentially per key (honouring a retry-after hint); restarts
   are spaced the same way, and `restart_limit` restarts within `restart_window` that did not
   fix the problem stop and are reported as held.
-- An update the daemon died during (started, no outcome) may have reached HE: it is not sent
-  again ("unconfirmed") until IPv6 fails across the tunnel rebuilt for it (it did not), or
-  for the longest of `min_update_interval`, `backoff_max` and `restart_window` at most (the
-  tunnel may never tell); the actions after it go ahead, so that the tunnel can tell.
+- An update the daemon died during (started, no outcome), or one that went out and got no
+  complete answer (timed out: the outcome is marked unconfirmed), may have reached HE: it is
+  not sent again ("unconfirmed") until IPv6 fails across the tunnel rebuilt for it (it did
+  not), or for the longest of `min_update_interval`, `backoff_max` and `restart_window` at
+  most (the tunnel may never tell); its own backoff waits meanwhile, and the actions after
+  it go ahead at once, so that the tunnel can tell.
 - When several holds apply, the one that ends last is reported (a permanent one, which has
   no end, wins): that is when the action can run.
 - Time since a fact is never negative: a fact stamped after `now` (the clock stepped back)
@@ -337,7 +339,12 @@ def _holds(
                     _due(min(recent), bounds.restart_window, now),
                 )
             )
-    if record is not None and record.last_outcome == "temporary" and record.failed_at is not None:
+    if (
+        record is not None
+        and record.last_outcome == "temporary"
+        and record.failed_at is not None
+        and not _awaiting_the_tunnel(action, record, observed)
+    ):
         delay = backoff_delay(record.consecutive_failures, bounds.backoff_min, bounds.backoff_max)
         why: HoldReason = "backoff"
         if record.retry_after is not None and record.retry_after > delay:
@@ -404,8 +411,21 @@ def _blocks_successors(hold: Held, observed: ObservedState) -> bool:
 
 
 def _outcome_unknown(record: ActionRecord, observed: ObservedState) -> bool:
-    """Whether `record` is the latest update attempt and the daemon died while it ran."""
-    return record.in_flight and record.last_started_seq == observed.last_update_attempt_seq
+    """Whether `record` is the latest update attempt and its outcome is unknown: the daemon
+    died while it ran, or it went out and no complete answer came back (unconfirmed)."""
+    return (record.in_flight or record.unconfirmed) and (
+        record.last_started_seq == observed.last_update_attempt_seq
+    )
+
+
+def _awaiting_the_tunnel(action: Action, record: ActionRecord, observed: ObservedState) -> bool:
+    """Whether `action` is an update whose outcome is unknown and that the tunnel has not yet
+    shown to have missed HE: only the "unconfirmed" hold applies to it then."""
+    return (
+        isinstance(action, UpdateHeEndpoint)
+        and _outcome_unknown(record, observed)
+        and not _update_missed_he(action, record, observed)
+    )
 
 
 def _due(at: float, delay: float, now: float) -> float:
@@ -444,6 +464,8 @@ def _hold_update(
     holds: list[Held] = []
     # HE's "abuse" blocks the account, not one address: its hint holds every update.
     for other in same_kind:
+        if other.key == action.key and _awaiting_the_tunnel(action, other, observed):
+            continue  # its own wait is the "unconfirmed" hold below
         if other.last_outcome == "temporary" and other.retry_after and other.failed_at:
             due = _due(other.failed_at, other.retry_after, now)
             if now < due:
@@ -464,7 +486,12 @@ def _hold_update(
                 Held(
                     action,
                     "unconfirmed",
-                    "the daemon stopped while the update ran, so HE may have it; "
+                    (
+                        "the daemon stopped while the update ran"
+                        if record.in_flight
+                        else "the update got no complete answer"
+                    )
+                    + ", so HE may have it; "
                     f"waiting for IPv6 across a tunnel from {action.local} to show whether",
                     due,
                 )

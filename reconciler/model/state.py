@@ -152,6 +152,9 @@ class ActionRecord:
     last_started_at: float | None = None
     last_started_seq: int = 0
     in_flight: bool = False  # started, no outcome yet (a crash in the middle shows)
+    # The last attempt failed without an answer and may have taken effect (an HE update
+    # answered after the deadline): for the planner, as unknown as an in-flight one.
+    unconfirmed: bool = False
     last_success_at: float | None = None
     last_success_seq: int = 0
     last_outcome_seq: int = 0
@@ -325,6 +328,7 @@ def _fold_succeeded(
         retry_after=None,
         permanent_digest=None,
         in_flight=False,
+        unconfirmed=False,
         last_success_at=at,
         last_success_seq=seq,
         last_outcome_seq=seq,
@@ -366,6 +370,7 @@ def _fold_failed(state: ObservedState, fact: ActionFailed, seq: int, at: float) 
         retry_after=fact.retry_after,
         permanent_digest=state.config_digest if fact.kind == "permanent" else None,
         in_flight=False,
+        unconfirmed=fact.unconfirmed and fact.kind == "temporary",
         last_outcome_seq=seq,
     )
     return _moved(state, seq, at, actions={**state.actions, fact.key: record})
@@ -502,6 +507,7 @@ def _fold_started(state: ObservedState, fact: ActionStarted, seq: int, at: float
         last_started_at=at,
         last_started_seq=seq,
         in_flight=True,
+        unconfirmed=False,
         recent_starts=starts,
     )
     changes: dict[str, Any] = {"actions": {**state.actions, fact.key: record}}

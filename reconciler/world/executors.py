@@ -118,12 +118,13 @@ class Executor:
                     message=message,
                     retry_after=outcome.retry_after,
                     causes=action.causes,
+                    unconfirmed=outcome.unconfirmed,
                 ),
                 source,
             )
             retry = f" (retry after {outcome.retry_after:g} s)" if outcome.retry_after else ""
             _log.warning("failed %s (%s): %s%s", action.key, kind, message, retry)
-        return Outcome(outcome.status, message, outcome.retry_after)
+        return Outcome(outcome.status, message, outcome.retry_after, outcome.unconfirmed)
 
     def _act(self, action: Action) -> tuple[Outcome, str | None]:
         match action:

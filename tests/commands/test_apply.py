@@ -135,3 +135,28 @@ def test_apply_on_a_full_disk_acts_and_says_so_in_one_line(
         assert verify(state / "events").ok
         with EventLog.open(state / "events", readonly=True) as log:
             assert log.last_seq > 0
+
+
+def test_apply_rebuilds_the_tunnel_after_an_update_answered_too_late(
+    lab_available: None, tmp_path: Path
+) -> None:
+    """HE applies the update but answers after the read timeout: apply records it as
+    unconfirmed and goes on to rebuild the tunnel for the new address in the same run (so
+    that the tunnel can tell whether HE has it); it exits 2, the update having failed."""
+    with (
+        router_netns(f"rcu{os.getpid()}") as netns,
+        fake_he_in(netns, tmp_path) as update_url,
+    ):
+        config = tmp_path / "reconciler.conf"
+        config.write_text(linux_config_text(tmp_path, wan="wan0", update_url=update_url))
+        fake_he_control(netns, update_url, "reply?apply=1&delay=3")
+        done = _apply(netns, config, "--json")
+        assert done.returncode == 2, done.stderr
+        report = json.loads(done.stdout)
+        statuses = {entry["key"]: entry["status"] for entry in report["actions"]}
+        assert statuses["update-he-endpoint:203.0.113.7"] == "temporary"
+        assert any(
+            key.startswith("restart-tunnel:203.0.113.7->") and status == "ok"
+            for key, status in statuses.items()
+        ), statuses
+        assert fake_he_control(netns, update_url, "stats")["endpoint"] == "203.0.113.7"

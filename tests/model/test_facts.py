@@ -37,6 +37,7 @@ EXAMPLES = [
     ActionStarted("restart-wan:em0", "restart-wan", "WAN has no address", causes=(3, 4)),
     facts.ActionSucceeded("restart-wan:em0", "restart-wan", "done", causes=(5,)),
     ActionFailed("update-he-endpoint:203.0.113.7", "update-he-endpoint", "temporary", "911", 600.0),
+    ActionFailed("update-he-endpoint:x", "update-he-endpoint", "temporary", "t", unconfirmed=True),
     ConfigLoaded("abc", "/etc/reconciler.conf", {"wan.interface": "em0"}, {"ipv4": 3}, {"ipv4": 1}),
     facts.DaemonStarted(123, "0.1.0"),
     facts.DaemonStopped("SIGTERM"),
@@ -222,3 +223,17 @@ def test_v1_wan_and_tunnel_records_still_read() -> None:
     fact = from_record(2, tunnel).fact
     assert fact == TunnelObserved("gif0", True, True, "192.0.2.7", "198.51.100.1", "gif", None)
     assert (WanAddressObserved.VERSION, TunnelObserved.VERSION) == (2, 2)
+
+
+def test_v1_action_failed_reads_as_confirmed() -> None:
+    """A failure recorded before v2 had an answer as far as anyone can tell: not unconfirmed."""
+    old = {"t": "action-failed", "v": 1, "at": 1.0, "src": "executor"}
+    old["d"] = {"key": "update-he-endpoint:192.0.2.7", "action": "update-he-endpoint"}
+    old["d"] |= {"kind": "temporary", "message": "no answer in time", "retry_after": 600.0}
+    fact = from_record(1, old).fact
+    assert fact == ActionFailed(
+        "update-he-endpoint:192.0.2.7", "update-he-endpoint", "temporary", "no answer in time",
+        600.0,
+    )  # fmt: skip
+    assert isinstance(fact, ActionFailed) and fact.unconfirmed is False
+    assert ActionFailed.VERSION == 2

@@ -520,6 +520,73 @@ def test_an_update_of_unknown_outcome_is_not_held_for_ever() -> None:
     assert "update-he-endpoint" in history.kinds(later=hold.until - history.now + 1)
 
 
+def timed_out_update(history: History, retry_after: float = 600.0) -> UpdateHeEndpoint:
+    """A working network whose WAN moves to NEW; the update goes out, HE applies it, and its
+    answer comes after the deadline: a temporary failure marked unconfirmed."""
+    observed_working(history)
+    history.record(WanAddressObserved("em0", NEW, True))
+    (update, *_) = history.plan().actions
+    assert isinstance(update, UpdateHeEndpoint)
+    history.record(ActionStarted(update.key, update.KIND, update.reason))
+    history.record(
+        ActionFailed(
+            update.key, update.KIND, "temporary", "no answer in time", retry_after,
+            unconfirmed=True,
+        ),
+        after=2,
+    )  # fmt: skip
+    return update
+
+
+def test_a_timed_out_update_rebuilds_the_tunnel_at_once_and_is_not_sent_again() -> None:
+    """An update answered after the deadline may have reached HE: like one the daemon died
+    during, the tunnel is rebuilt for the new address at once (not after the 600 s pause
+    that server trouble earns), and IPv6 across it settles the question without a resend."""
+    history = History(make_config(min_update_interval=600.0))
+    timed_out_update(history)
+    plan = history.plan()
+    assert [(h.action.KIND, h.why) for h in plan.held] == [("update-he-endpoint", "unconfirmed")]
+    assert "no complete answer" in plan.held[0].detail
+    assert [a.KIND for a in plan] == ["rewrite-hostname", "restart-tunnel", "reload-pf"]
+    assert plan.actions[1] == RestartTunnel("gif0", NEW, HE_SERVER)
+    for action in plan:
+        run_ok(history, action)
+    content = render_hostname_file(history.config.tunnel, NEW)
+    history.record(HostnameFileObserved("/etc/hostname.gif0", digest_of(content.encode())))
+    history.record(TunnelObserved("gif0", True, True, NEW, HE_SERVER))
+    history.record(ProbeObserved("ipv6", "2001:db8::53", True))  # HE had applied it
+    for later in (0, 700, 100_000):
+        assert history.plan(later=later).empty
+
+
+def test_a_timed_out_update_that_missed_he_backs_off_then_is_sent_again() -> None:
+    """When IPv6 fails across the rebuilt tunnel, the timed-out update did not reach HE: its
+    own backoff (the server-trouble pause) applies again, then it is sent."""
+    history = History(make_config(min_update_interval=1.0))
+    timed_out_update(history, retry_after=600.0)
+    failed_at = history.now
+    for action in history.plan():
+        run_ok(history, action)
+    history.record(TunnelObserved("gif0", True, True, NEW, HE_SERVER))
+    fail_probe(history, "ipv6", 3)
+    (hold,) = [h for h in history.plan().held if h.action.KIND == "update-he-endpoint"]
+    assert hold.why == "retry-after" and hold.until == failed_at + 600.0
+    assert history.kinds(later=failed_at + 601 - history.now)[0] == "update-he-endpoint"
+
+
+def test_a_plain_temporary_failure_still_holds_what_follows() -> None:
+    """A temporary failure with an answer (HE said 911) is no unconfirmed one: the update
+    backs off and the tunnel waits for it, as before."""
+    history = observed_working(History())
+    history.record(WanAddressObserved("em0", NEW, True))
+    (update, *_) = history.plan().actions
+    history.record(ActionStarted(update.key, update.KIND, update.reason))
+    history.record(ActionFailed(update.key, update.KIND, "temporary", "911", 600.0), after=2)
+    plan = history.plan()
+    assert plan.actions == ()
+    assert {h.why for h in plan.held} == {"retry-after", "waiting"}
+
+
 def test_a_dhcp_wan_gets_its_grace_before_restart_wan() -> None:
     """An autoconf WAN without its address (dhcpleased mid-exchange) is not restarted for
     dhcp_grace seconds from the observation that first showed it so; then it is."""
