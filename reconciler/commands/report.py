@@ -42,6 +42,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     since = parse_time("--since", args.since) if args.since else None
     until = parse_time("--until", args.until) if args.until else now
     if since is not None and until < since:
+        if args.until is None:
+            raise TimeArgumentError("--since is in the future (--until defaults to now)")
         raise TimeArgumentError("--until is before --since")
     output = (env.cwd / Path(args.output)) if args.output else None
     if output is not None:

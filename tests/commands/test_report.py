@@ -134,6 +134,7 @@ def test_a_state_directory_without_a_log_is_one_line(tmp_path: Path) -> None:
     [
         (["--since", "2024-05-02", "--until", "2024-05-01"], "--until is before --since"),
         (["--since", "yesterday"], "--since: 'yesterday' is not a time"),
+        (["--since", "9000-01-01"], "--since is in the future (--until defaults to now)"),
         (["-o", "/proc/reconciler-report.html"], "-o /proc/reconciler-report.html: cannot write"),
         (["-o", "/nonexistent-dir/r.html"], "directory /nonexistent-dir does not exist"),
         (["-o", "."], "is a directory"),
