@@ -125,7 +125,8 @@ class Telemetry:
             if notice.event == "repaired" and notice.outage_seconds is not None:
                 self.repairs.observe(notice.outage_seconds)
                 since = envelope.at - notice.outage_seconds
-                self.outage_seconds += envelope.at - max(since, self.started_at or since)
+                # max(0, ...): a clock stepped back must not make a counter go down
+                self.outage_seconds += max(0.0, envelope.at - max(since, self.started_at or since))
         return notices
 
     def outage_total(self, now: float) -> float:

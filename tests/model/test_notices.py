@@ -229,3 +229,15 @@ def test_counters_of_actions_answers_hooks_and_rtt() -> None:
 def test_he_answer_from_the_outcome_message(message: str, succeeded: bool, answer: str) -> None:
     assert he_answer("update-he-endpoint", message, succeeded=succeeded) == answer
     assert he_answer("restart-wan", message, succeeded=succeeded) is None
+
+
+def test_a_clock_stepped_back_makes_no_counter_go_down() -> None:
+    told = converged()
+    told.record(DaemonStarted(pid=7, version="1"))
+    told.wan(NEW)
+    before = told.telemetry.outage_total(told.now)
+    told.probe("ipv6", True, after=-3600.0)  # the clock went back an hour
+    assert told.events()[-1] == "repaired"
+    assert told.notices[-1].outage_seconds == 0.0
+    assert told.telemetry.outage_seconds >= 0.0
+    assert told.telemetry.outage_total(told.now) >= 0.0 and before >= 0.0
