@@ -398,10 +398,12 @@ def _key_from_stdin(env: Environment, key_file: Path) -> str:
 
 
 def _check_key(key: str) -> None:
-    # HE's update keys are printable ASCII; anything else would fail at every update. Never
-    # quote the key, or any character of it, in the message.
-    if not (key.isascii() and key.isprintable()) or any(c.isspace() for c in key):
-        raise InitError("the update key is not one word of printable ASCII, as HE issues them")
+    """The key as the daemon will check it when it reads the file (never quoted)."""
+    from reconciler.world.updatekey import key_problem
+
+    problem = key_problem(key.encode("utf-8"))
+    if problem is not None:
+        raise InitError(f"the update key on standard input {problem}")
 
 
 def _json(finding: Finding) -> dict[str, Any]:

@@ -110,7 +110,7 @@ def test_an_existing_key_file_is_kept_and_nothing_is_read(tmp_path: Path) -> Non
         ({"--from-ifstated": "noping"}, KEY, "no ping or ping6 test"),
         ({"--tunnel-id": "12a"}, KEY, "--tunnel-id must be HE's numeric tunnel id"),
         ({}, "", "does not exist and no update key came on standard input"),
-        ({}, "two words\n", "not one word of printable ASCII"),
+        ({}, "s\u00e9krit-key\n", "holds characters other than printable ASCII"),
         ({"--from-hostname-file": "missing"}, KEY, "cannot read"),
     ],
 )
