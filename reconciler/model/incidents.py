@@ -126,6 +126,7 @@ class ActionMark:
     outcome_seq: int = 0
     outcome_at: float | None = None
     message: str = ""
+    unconfirmed: bool = False  # a failure that may have taken effect (an HE update unanswered)
 
 
 @frozen
@@ -423,6 +424,7 @@ class _Builder:
                 envelope.seq,
                 at,
                 fact.message,
+                isinstance(fact, ActionFailed) and fact.unconfirmed,
             )
 
     def _close_marks_without_outcome(self) -> None:

@@ -563,6 +563,8 @@ def _replay_text(moment: Moment) -> str:
 
 
 def _outcome_words(mark: ActionMark) -> str:
+    if mark.unconfirmed:
+        return f"failed ({mark.outcome}, unconfirmed: it may have taken effect)"
     return {
         "ok": "succeeded",
         "temporary": "failed (temporary)",

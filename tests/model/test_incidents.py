@@ -405,3 +405,19 @@ def test_a_cause_that_set_no_view_is_kept_when_a_decision_names_it() -> None:
     report = extract(log.envelopes, since=T0, until=T0 + 20)
     assert named in report.moments and quiet not in report.moments
     assert report.moments[named].envelope.seq == named
+
+
+def test_an_unconfirmed_failure_is_marked_so() -> None:
+    """An HE update answered too late may have taken effect: its mark says so."""
+    log = Log()
+    log.converged()
+    key = f"update-he-endpoint:{NEW}"
+    log.add(10, ActionStarted(key, "update-he-endpoint", "new address"))
+    log.add(40, ActionFailed(key, "update-he-endpoint", "temporary", "timeout", unconfirmed=True))
+    log.add(50, ActionStarted(key, "update-he-endpoint", "new address"))
+    log.add(51, ActionFailed(key, "update-he-endpoint", "temporary", "911"))
+    marks = extract(log.envelopes, since=T0, until=T0 + 60).actions
+    assert [(m.outcome, m.unconfirmed) for m in marks] == [
+        ("temporary", True),
+        ("temporary", False),
+    ]
