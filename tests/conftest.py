@@ -1,4 +1,9 @@
-"""Shared fixtures. Lab tests need root and network namespaces; in CI a skip is a failure."""
+"""Shared fixtures. Lab tests need root and network namespaces; in CI a skip is a failure.
+
+Tests marked `sit` need a kernel with sit (6in4). A host kernel without it (CI's, a
+container's) leaves them out and says so once; `make test-sit` runs them in a user-mode Linux
+guest (reconciler/testing/uml.py), which is CI for them: there nothing may be skipped.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,43 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-IN_CI = bool(os.environ.get("CI"))
+# Set by the guest's init (reconciler/testing/uml.py): these tests run in the UML guest.
+IN_UML_GUEST = os.environ.get("RECONCILER_UML_GUEST") == "1"
+IN_CI = bool(os.environ.get("CI")) or IN_UML_GUEST
+SIT_TESTS_ELSEWHERE = "sit tests: this kernel has no sit; `make test-sit` runs them in a UML guest"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the `sit` tests where the kernel has no sit (never in the guest, where a
+    missing sit must fail them)."""
+    if IN_UML_GUEST or Path("/sys/module/sit").exists():
+        return
+    sit_only = [item for item in items if item.get_closest_marker("sit")]
+    if not sit_only:
+        return
+    config.hook.pytest_deselected(items=sit_only)
+    items[:] = [item for item in items if not item.get_closest_marker("sit")]
+    config._rc_sit_deselected = len(sit_only)  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """In the UML guest a skipped test fails: it is there to run what the host cannot."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_UML_GUEST and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"skipped in the UML guest, where nothing may be: {reason}"
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
+    left_out = getattr(config, "_rc_sit_deselected", 0)
+    return f"{SIT_TESTS_ELSEWHERE} ({left_out} left out here)" if left_out else None
 
 
 def lab_unavailable_reason() -> str | None:

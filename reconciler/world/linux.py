@@ -202,7 +202,8 @@ class LinuxPlatform:
             if kind == tunnel.mode and data is not None and self._fixed_parts_match(data):
                 if self._ends(data) != (local, remote):
                     try:
-                        ipr.link("set", index=link["index"], **self._ends_spec(local, remote))
+                        change = self._ends_spec(local, remote, data)
+                        ipr.link("set", index=link["index"], **change)
                     except NetlinkError:
                         # The kernel would not change it in place: recreate below.
                         log.info("recreating %s: in-place change refused", tunnel.interface)
@@ -225,7 +226,13 @@ class LinuxPlatform:
     def _tunnel_spec(self, local: str, remote: str) -> dict[str, Any]:
         tunnel = self.config.tunnel
         if tunnel.mode == "sit":
-            return {"kind": "sit", "sit_local": local, "sit_remote": remote, "sit_ttl": tunnel.ttl}
+            return {
+                "kind": "sit",
+                "sit_local": local,
+                "sit_remote": remote,
+                "sit_ttl": tunnel.ttl,
+                "sit_pmtudisc": 1,
+            }
         return {
             "kind": "vxlan",
             "vxlan_id": tunnel.vxlan_id,
@@ -236,12 +243,22 @@ class LinuxPlatform:
             "vxlan_ttl": tunnel.ttl,
         }
 
-    def _ends_spec(self, local: str, remote: str) -> dict[str, Any]:
-        """Only the two ends: the kernel refuses a change that names the vxlan id or port at
-        all, even unchanged, so an in-place change must leave them out."""
-        if self.config.tunnel.mode == "sit":
-            return {"kind": "sit", "sit_local": local, "sit_remote": remote}
-        return {"kind": "vxlan", "vxlan_local": local, "vxlan_group": remote}
+    def _ends_spec(self, local: str, remote: str, data: Any) -> dict[str, Any]:
+        """The request that moves the ends of the existing link (`data`: its IFLA_INFO_DATA).
+
+        vxlan: only the two ends; the kernel keeps the rest, and refuses a change that names
+        the id or port at all, even unchanged. sit: the kernel rebuilds every parameter from
+        the request and gives whatever is missing its default (TTL 64, DF set, TOS 0), so
+        the request carries them all: ours from the config, the others as the link has them.
+        """
+        if self.config.tunnel.mode != "sit":
+            return {"kind": "vxlan", "vxlan_local": local, "vxlan_group": remote}
+        spec = self._tunnel_spec(local, remote)
+        for attr in ("tos", "link", "proto", "flags"):
+            value = data.get_attr(f"IFLA_SIT_{attr.upper()}")
+            if value is not None:
+                spec[f"sit_{attr}"] = value
+        return spec
 
     def _vxlan_port(self) -> int:
         port = self.config.tunnel.vxlan_port
@@ -259,10 +276,14 @@ class LinuxPlatform:
         )
 
     def _fixed_parts_match(self, data: Any) -> bool:
-        """Whether what the kernel cannot change in place (vxlan id, port; sit ttl) is right."""
+        """Whether what an in-place change of the ends keeps (vxlan id, port, learning; sit
+        ttl, path MTU discovery) is right; otherwise the link is built again."""
         tunnel = self.config.tunnel
         if tunnel.mode == "sit":
-            return bool(data.get_attr("IFLA_SIT_TTL") == tunnel.ttl)
+            return bool(
+                data.get_attr("IFLA_SIT_TTL") == tunnel.ttl
+                and data.get_attr("IFLA_SIT_PMTUDISC") == 1
+            )
         return bool(
             data.get_attr("IFLA_VXLAN_ID") == tunnel.vxlan_id
             and data.get_attr("IFLA_VXLAN_PORT") == self._vxlan_port()

@@ -1,0 +1,129 @@
+"""LinuxPlatform in sit (6in4) mode, on real sit links: the contract suite and what only sit has.
+
+Same world as test_linux.py (a router and a far namespace joined by a veth). These need a
+kernel with sit: where the host's has none they are left out, and `make test-sit` runs them
+in a user-mode Linux guest (tests/conftest.py, reconciler/testing/uml.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from reconciler.model.config import Config
+from reconciler.world.linux import LinuxPlatform
+from reconciler.world.probe import ping
+from tests.world.platform_contract import PlatformContract, World
+from tests.world.test_linux import (
+    CLIENT_V6,
+    SERVER_V4,
+    SERVER_V6,
+    TUNNEL,
+    LinuxControls,
+    ip,
+    link_details,
+    make_config,
+    namespaces,
+    reload_command,
+)
+
+__all__ = ["namespaces"]  # the fixture, shared with test_linux.py
+
+pytestmark = pytest.mark.sit
+
+LOCAL = "198.51.100.7"
+NEW_LOCAL = "198.51.100.9"
+
+
+def sit_config(tmp_path: Path, *, ttl: int = 255, mtu: int = 1480, **kwargs: Any) -> Config:
+    config = make_config(tmp_path, mode="sit", vxlan_id=None, **kwargs)
+    return attrs.evolve(config, tunnel=attrs.evolve(config.tunnel, ttl=ttl, mtu=mtu))
+
+
+def sit_data(netns: str) -> dict[str, Any]:
+    details = link_details(netns, TUNNEL)
+    assert details is not None, f"no {TUNNEL} in {netns}"
+    assert details["linkinfo"]["info_kind"] == "sit"
+    data: dict[str, Any] = details["linkinfo"]["info_data"]
+    return {**data, "mtu": details["mtu"], "ifindex": details["ifindex"]}
+
+
+class TestLinuxSitContract(PlatformContract):
+    """The shared platform contract, on a real sit link."""
+
+    HAS_HOSTNAME_FILE = False
+
+    @pytest.fixture
+    def world(self, namespaces: tuple[str, str], tmp_path: Path) -> Iterator[World]:
+        router, far = namespaces
+        count_file = tmp_path / "reloads"
+        config = sit_config(tmp_path, firewall=reload_command(count_file))
+        yield World(LinuxPlatform(config, netns=router), LinuxControls(router, far, count_file))
+
+
+def test_restart_tunnel_builds_sit_with_its_parameters_address_and_route(
+    namespaces: tuple[str, str], tmp_path: Path
+) -> None:
+    """A sit link from the WAN to HE with the configured TTL and MTU, path MTU discovery on,
+    the client address, and the IPv6 default route through it (no gateway: point to point)."""
+    router, _far = namespaces
+    platform = LinuxPlatform(sit_config(tmp_path, ttl=200), netns=router)
+    platform.restart_tunnel(LOCAL, SERVER_V4)
+    data = sit_data(router)
+    assert (data["local"], data["remote"], data["ttl"], data["pmtudisc"], data["mtu"]) == (
+        LOCAL, SERVER_V4, 200, True, 1480,
+    )  # fmt: skip
+    addresses = json.loads(ip(router, "-6", "-j", "addr", "show", "dev", TUNNEL).stdout)
+    global_v6 = [a for a in addresses[0]["addr_info"] if a["scope"] == "global"]
+    assert [(a["local"], a["prefixlen"]) for a in global_v6] == [(CLIENT_V6, 64)]
+    default = json.loads(ip(router, "-6", "-j", "route", "show", "default").stdout)
+    assert [(r["dev"], r.get("gateway")) for r in default] == [(TUNNEL, None)]
+    assert platform.observe_tunnel().mode == "sit"
+
+
+def test_local_end_change_in_place_keeps_every_tunnel_parameter(
+    namespaces: tuple[str, str], tmp_path: Path
+) -> None:
+    """Moving the local end keeps the link (same ifindex) and its TTL, path MTU discovery,
+    MTU and TOS: the kernel resets whatever a sit change request leaves out (TTL to 64)."""
+    router, _far = namespaces
+    platform = LinuxPlatform(sit_config(tmp_path, ttl=200, mtu=1400), netns=router)
+    platform.restart_tunnel(LOCAL, SERVER_V4)
+    ip(router, "link", "set", TUNNEL, "type", "sit", "tos", "0x10")  # set by an admin
+    before = sit_data(router)
+    platform.restart_tunnel(NEW_LOCAL, SERVER_V4)
+    after = sit_data(router)
+    assert after["ifindex"] == before["ifindex"], "the link was recreated, not changed in place"
+    assert (after["local"], after["remote"]) == (NEW_LOCAL, SERVER_V4)
+    kept = ("ttl", "pmtudisc", "mtu", "tos")
+    assert {k: after.get(k) for k in kept} == {"ttl": 200, "pmtudisc": True, "mtu": 1400,
+                                                "tos": "0x10"}  # fmt: skip
+    assert {k: after.get(k) for k in kept} == {k: before.get(k) for k in kept}
+
+
+def test_a_changed_ttl_is_put_back(namespaces: tuple[str, str], tmp_path: Path) -> None:
+    """Someone sets the TTL to 64 by hand: the next restart puts the configured one back."""
+    router, _far = namespaces
+    platform = LinuxPlatform(sit_config(tmp_path), netns=router)
+    platform.restart_tunnel(LOCAL, SERVER_V4)
+    ip(router, "link", "set", TUNNEL, "type", "sit", "ttl", "64")
+    assert sit_data(router)["ttl"] == 64
+    platform.restart_tunnel(LOCAL, SERVER_V4)
+    assert sit_data(router)["ttl"] == 255
+
+
+def test_ipv6_crosses_the_sit_tunnel(namespaces: tuple[str, str], tmp_path: Path) -> None:
+    """With HE's end built as a sit link to the WAN, the server's IPv6 address answers."""
+    router, far = namespaces
+    ip(far, "link", "add", "he6", "type", "sit", "local", SERVER_V4, "remote", LOCAL, "ttl", "255")
+    ip(far, "link", "set", "he6", "mtu", "1480", "up")
+    ip(far, "addr", "add", f"{SERVER_V6}/64", "dev", "he6", "nodad")
+    platform = LinuxPlatform(sit_config(tmp_path), netns=router)
+    platform.restart_tunnel(LOCAL, SERVER_V4)
+    result = ping("ipv6", SERVER_V6, timeout=2.0, source=CLIENT_V6, netns=router)
+    assert result.ok, result.detail
