@@ -33,7 +33,15 @@ from typing import Any, TypeVar
 
 from reconciler.testing import fake_he
 
-__all__ = ["Lab", "LabError", "lab_unavailable_reason", "render_toml", "wait_until"]
+__all__ = [
+    "MODE_ENV",
+    "Lab",
+    "LabError",
+    "kernel_has_sit",
+    "lab_unavailable_reason",
+    "render_toml",
+    "wait_until",
+]
 
 T = TypeVar("T")
 
@@ -46,7 +54,9 @@ TUNNEL_PREFIXLEN = 64
 HE_PORT = 8053
 VXLAN_ID = 41
 VXLAN_PORT = 4789
-TUNNEL_MTU = 1400  # below the veth's 1500 minus the vxlan overhead (50)
+# The tunnel's MTU over the veth's 1500: sit adds a 20-byte IPv4 header (HE's 1480);
+# vxlan adds 50, so the stand-in stays a little lower.
+TUNNEL_MTU = {"sit": 1480, "vxlan": 1400}
 TUNNEL_ID = "731245"
 USERNAME = "lab-user"
 
@@ -54,6 +64,11 @@ WAN_INTERFACE = "wan0"
 HE_WAN_INTERFACE = "inet0"
 TUNNEL_INTERFACE = "he-ipv6"
 HE_TUNNEL_INTERFACE = "he6"
+
+# Names the mode every Lab() without an explicit one must use ("sit" in the UML guest):
+# there a lab that quietly fell back to vxlan would pass without testing sit at all.
+MODE_ENV = "RECONCILER_LAB_MODE"
+MODES = ("sit", "vxlan")
 
 _run_counter = itertools.count(1)
 
@@ -112,9 +127,19 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
-def _kernel_has_sit(namespace: str) -> bool:
-    """Try to create a sit link in `namespace` (the kernel may autoload the module)."""
-    if _ip(namespace, "link add rcsitprobe type sit", check=False).returncode != 0:
+# Endpoints for the probe link only: it is never brought up, so nothing is ever sent to them.
+_PROBE_ENDS = "local 192.0.2.1 remote 192.0.2.2"
+
+
+def kernel_has_sit(namespace: str) -> bool:
+    """Whether `namespace` can hold a sit link: make one and delete it (the kernel may
+    autoload the module on the way).
+
+    The probe names its own endpoints: a sit link without them is (any, any), the same ends
+    as the `sit0` fallback device every namespace gets once the module is loaded, and the
+    kernel refuses it with "File exists" exactly where sit works.
+    """
+    if _ip(namespace, f"link add rcsitprobe type sit {_PROBE_ENDS}", check=False).returncode:
         return False
     _ip(namespace, "link del rcsitprobe", check=False)
     return True
@@ -134,7 +159,8 @@ def _ip(
 class Lab:
     """The lab as a context manager: `with Lab() as lab: lab.start_daemon(); ...`.
 
-    `mode` is "vxlan" or "sit"; None picks sit when the kernel has it, else vxlan.
+    `mode` is "vxlan" or "sit"; None takes $RECONCILER_LAB_MODE, and without it picks sit
+    when the kernel has it, else vxlan. A lab asked for sit on a kernel without it fails.
     `prebuild_tunnel` builds the router's tunnel before the daemon starts, so a quiet day
     starts converged (the daemon then has nothing to do). `with_fake_he=False` leaves the
     update server out (for testing the topology alone).
@@ -154,6 +180,9 @@ class Lab:
         self.run_id = f"{os.getpid()}-{next(_run_counter)}"
         self.router_ns = f"rc-router-{self.run_id}"
         self.he_ns = f"rc-he-{self.run_id}"
+        mode = mode or os.environ.get(MODE_ENV) or None
+        if mode not in (None, *MODES):
+            raise LabError(f"lab mode {mode!r}: use one of {', '.join(MODES)}")
         self.requested_mode = mode
         self.mode = mode or "vxlan"
         self.prebuild_tunnel = prebuild_tunnel
@@ -214,7 +243,9 @@ class Lab:
             self._namespaces.append(namespace)
             _ip(namespace, "link set lo up")
         if self.requested_mode is None:
-            self.mode = "sit" if _kernel_has_sit(router) else "vxlan"
+            self.mode = "sit" if kernel_has_sit(router) else "vxlan"
+        elif self.mode == "sit" and not kernel_has_sit(router):
+            raise LabError("this kernel has no sit (6in4); the sit lab runs in the UML guest")
         _ip(router, f"link add {WAN_INTERFACE} type veth peer name {HE_WAN_INTERFACE} netns {he}")
         _ip(he, f"addr add {HE_ADDRESS}/{WAN_PREFIXLEN} dev {HE_WAN_INTERFACE}")
         _ip(he, f"link set {HE_WAN_INTERFACE} up")
@@ -238,7 +269,7 @@ class Lab:
         else:
             kind = "sit ttl 255"
         _ip(namespace, f"link add {name} type {kind} local {local} remote {remote}")
-        _ip(namespace, f"link set {name} mtu {TUNNEL_MTU} up")
+        _ip(namespace, f"link set {name} mtu {TUNNEL_MTU[self.mode]} up")
         _ip(namespace, f"addr add {ipv6}/{TUNNEL_PREFIXLEN} dev {name} nodad")
 
     def write_secret(self, path: Path, content: str) -> None:
@@ -404,7 +435,7 @@ class Lab:
                 "client_ipv6": CLIENT_IPV6,
                 "server_ipv6": SERVER_IPV6,
                 "prefixlen": TUNNEL_PREFIXLEN,
-                "mtu": TUNNEL_MTU,
+                "mtu": TUNNEL_MTU[self.mode],
                 "observe_interval": 1.0,
                 **(
                     {"vxlan_id": VXLAN_ID, "vxlan_port": VXLAN_PORT} if self.mode == "vxlan" else {}
@@ -542,11 +573,16 @@ class Lab:
 
     def tunnel_state(self) -> dict[str, Any] | None:
         """The router's tunnel as `ip -d -j link show` reports it; None when missing."""
-        shown = _ip(self.router_ns, f"-d -j link show {TUNNEL_INTERFACE}", check=False)
-        if shown.returncode != 0:
-            return None
-        links: list[dict[str, Any]] = json.loads(shown.stdout)
-        return links[0] if links else None
+        return self.interface_state(TUNNEL_INTERFACE, missing_ok=True) or None
+
+    def interface_state(
+        self, name: str, *, namespace: str | None = None, missing_ok: bool = False
+    ) -> dict[str, Any]:
+        """A link in the router (or `namespace`) as `ip -d -j link show` reports it; LabError
+        when it is missing, or {} with `missing_ok`."""
+        shown = _ip(namespace or self.router_ns, f"-d -j link show {name}", check=not missing_ok)
+        links: list[dict[str, Any]] = json.loads(shown.stdout) if shown.returncode == 0 else []
+        return links[0] if links else {}
 
     def tunnel_local(self) -> str | None:
         """The local IPv4 end of the router's tunnel."""
@@ -591,6 +627,35 @@ class Lab:
             timeout=timeout + 5,
         )
         return done.returncode == 0
+
+    @contextlib.contextmanager
+    def capture_internet(self) -> Iterator[list[dict[str, Any]]]:
+        """Record the IPv4 packets on HE's side of the veth "internet" while the block runs;
+        the list yielded fills in when it ends (reconciler.testing.packets decodes them)."""
+        argv = ["ip", "netns", "exec", self.he_ns, self.python, "-m", "reconciler.testing.packets"]
+        capture = subprocess.Popen(
+            [*argv, HE_WAN_INTERFACE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        packets: list[dict[str, Any]] = []
+        try:
+            ready = capture.stdout.readline() if capture.stdout else b""
+            if not ready.startswith(b"listening on"):
+                capture.kill()
+                err = capture.communicate(timeout=30)[1]
+                raise LabError(f"the packet capture did not start: {err.decode().strip()}")
+            yield packets
+            out, err = capture.communicate(timeout=30)
+        finally:
+            if capture.poll() is None:
+                capture.kill()
+                capture.wait()
+        if capture.returncode != 0:
+            raise LabError(f"the packet capture failed: {err.decode(errors='replace').strip()}")
+        packets.extend(json.loads(line) for line in out.splitlines() if line.strip())
 
     # -- the fake HE's control API --------------------------------------------------------
 

@@ -279,8 +279,11 @@ def test_scenario_5_sigkill_mid_repair_resumes_without_duplicate_update(
 ) -> None:
     """SIGKILL while HE delays its answer; a new daemon converges with no second update,
     with tunnelbroker.info_url and without it."""
-    _start_converged(lab, **info_url)
-    lab.he("delay", seconds=3)
+    # HE holds its answer long enough for the test to see the request arrive and kill the
+    # daemon before the answer (each look at HE's stats takes a second or two in the slower
+    # UML guest: 3 s was too short there); the daemon would wait longer than that for it.
+    _start_converged(lab, tunnelbroker__read_timeout=30.0, **info_url)
+    lab.he("delay", seconds=6)
     received = lab.he_stats()["updates_received"]
     lab.set_wan_address(NEW_ADDRESS)
     wait_until(lambda: _started(lab, "update-he-endpoint"), timeout=30, what="the update intent")
@@ -291,7 +294,7 @@ def test_scenario_5_sigkill_mid_repair_resumes_without_duplicate_update(
     assert lab.kill_daemon() != 0
     lab.he("delay", seconds=0)
     # The request reached HE before the kill: HE answers it and moves its end anyway.
-    wait_until(lambda: lab.he_stats()["endpoint"] == NEW_ADDRESS, timeout=15, what="HE's end")
+    wait_until(lambda: lab.he_stats()["endpoint"] == NEW_ADDRESS, timeout=20, what="HE's end")
     new_key = f"update-he-endpoint:{NEW_ADDRESS}"
     done = [e for e in _succeeded(lab, "update-he-endpoint") if e.fact.key == new_key]
     assert not done  # the crash left the intent open
