@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup system-deps test lint demo bench clean
+.PHONY: setup system-deps test test-sit lint demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,7 +12,8 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# ping and ip for probes and the lab, chromium for the report tests; only where missing, as root.
+# ping and ip for probes and the lab, chromium for the report tests, user-mode-linux and
+# kmod for the sit tests' guest; only where missing, as root.
 system-deps:
 	@sh scripts/system-deps
 
@@ -21,8 +22,13 @@ lint: setup
 	$(VENV)/bin/ruff format --check reconciler tests bench
 	$(VENV)/bin/mypy reconciler
 
+# The host suite, and beside it the sit suite in a user-mode Linux guest (scripts/test).
 test: setup system-deps lint
-	$(VENV)/bin/pytest -q
+	@sh scripts/test
+
+# The sit (6in4) tests alone, in a user-mode Linux guest: needs user-mode-linux and kmod.
+test-sit: setup system-deps
+	scripts/uml-guest --timeout 720 -- sh scripts/sit-suite
 
 demo: setup system-deps
 	$(PY) -m reconciler lab demo

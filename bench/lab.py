@@ -1,6 +1,7 @@
 """Time to repair in the network lab, kernel notifications vs 60 s polling, and a soak (root).
 
     python -m bench lab [--rounds 10] [--polling-rounds 3] [--skip-polling]
+    python -m bench lab --modes sit,vxlan [--rounds 10]
     python -m bench lab --soak 600 [--every 20]
     python -m bench lab --idle 300
     python -m bench lab --telemetry [--rounds 10]
@@ -12,7 +13,11 @@ notifications, every observer on a 60 s interval. The soak changes the address e
 the shipped intervals (probes every 60 s, kernel notifications on) and changes nothing, to
 show what the daemon costs on a quiet day. The telemetry run repeats the repair rounds with a
 [notify] hook that sleeps 60 s for every notification, the metrics textfile and /metrics on,
-beside a run without them: the repair must not notice. Prints figures only.
+beside a run without them: the repair must not notice. `--modes` measures the time to
+repair once per tunnel mode, one lab after the other in the same run (sit needs a kernel
+with it: the UML guest has one, `scripts/uml-guest -- .venv/bin/python -m bench lab --modes
+sit,vxlan`), and puts the medians side by side. Prints figures only; `--modes` exits 1 when
+a change was not repaired.
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--telemetry", action="store_true", help="repairs behind a sleeping hook, metrics on"
     )
+    parser.add_argument(
+        "--modes", metavar="MODE,MODE", help="time to repair per tunnel mode (sit, vxlan)"
+    )
     args = parser.parse_args(list(argv or []))
     reason = lab_unavailable_reason()
     if reason:
@@ -67,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _idle(args.idle)
     if args.telemetry:
         return _telemetry(args.rounds)
+    if args.modes:
+        return _by_mode([m.strip() for m in args.modes.split(",") if m.strip()], args.rounds)
     fast = _repair_times(args.rounds, {})
     _report("kernel notifications", fast)
     if args.skip_polling:
@@ -79,6 +89,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _by_mode(modes: list[str], rounds: int) -> int:
+    """The time to repair in each tunnel mode, with kernel notifications, in this run."""
+    medians: dict[str, float] = {}
+    status = 0
+    for mode in modes:
+        try:
+            times = _repair_times(rounds, {}, mode=mode)
+        except LabError as exc:
+            print(f"lab repair ({mode}): the lab failed: {exc}")
+            return 1
+        _report(f"{mode}, kernel notifications", times)
+        if len(times) < rounds:
+            status = 1
+        if times:
+            medians[mode] = statistics.median(times)
+    if len(medians) > 1:
+        side_by_side = ", ".join(f"{mode} {median:.3f} s" for mode, median in medians.items())
+        print(f"lab repair by tunnel mode (median of {rounds}, same run): {side_by_side}")
+    return status
+
+
 def _addresses() -> Any:
     host = 11
     while True:
@@ -87,10 +118,13 @@ def _addresses() -> Any:
 
 
 def _repair_times(
-    rounds: int, overrides: dict[str, Any], per_round_timeout: float = 60.0
+    rounds: int,
+    overrides: dict[str, Any],
+    per_round_timeout: float = 60.0,
+    mode: str | None = None,
 ) -> list[float]:
     times: list[float] = []
-    with Lab() as lab:
+    with Lab(mode=mode) as lab:
         lab.start_daemon(**overrides)
         wait_until(lab.ping6_through_tunnel, timeout=60, what="the lab to converge")
         addresses = _addresses()

@@ -1,5 +1,7 @@
 """`reconciler lab demo`: build the lab, run the daemon, move the WAN address, watch the repair.
 
+The tunnel is sit (6in4) wherever the kernel has it, else vxlan; the demo says which.
+
 The live view tails the event log read-only from a thread: one line per fact and action as
 it lands (observations that repeat what is already known are left out to keep the story
 readable). At the end it prints `reconciler diff` (no changes) and `reconciler replay`,
@@ -23,6 +25,11 @@ from reconciler.lab.topology import Lab, LabError, lab_unavailable_reason, wait_
 __all__ = ["describe_envelope", "run_demo"]
 
 NEW_WAN_ADDRESS = "203.0.113.11"
+MODE_NOTES = {
+    "sit": "6in4, IPv6 in IP protocol 41, what Hurricane Electric speaks",
+    "vxlan": "a stand-in: this kernel has no sit, so IPv6 rides in UDP; "
+    "`make test-sit` shows sit in a user-mode Linux guest",
+}
 _SKIPPED_FIELDS = {"causes", "addresses", "summary", "fail_after", "recover_after"}
 
 
@@ -102,9 +109,10 @@ def _demo_in(lab: Lab, out: TextIO) -> int:
         print(f"\n== {text}", file=out, flush=True)
 
     say(
-        f"lab {lab.run_id}: namespaces {lab.router_ns} and {lab.he_ns}, tunnel mode "
-        f"{lab.mode}, WAN {lab.wan_address}, fake HE on 203.0.113.1"
+        f"lab {lab.run_id}: namespaces {lab.router_ns} and {lab.he_ns}, "
+        f"WAN {lab.wan_address}, fake HE on 203.0.113.1"
     )
+    say(f"tunnel mode: {lab.mode} ({MODE_NOTES[lab.mode]})")
     say("starting `reconciler run` in the router namespace; the live event log follows")
     live = _LiveView(lab, out)
     lab.start_daemon()
