@@ -172,12 +172,14 @@ def run_in_guest(
     env: dict[str, str] | None = None,
     console: IO[str] | None = None,
     run_dir: Path | None = None,
+    kernel_args: Sequence[str] = (),
 ) -> GuestResult:
     """Boot a guest, run `command` in it (from `cwd`), return its exit status.
 
     The guest's console (the command's output) is copied line by line to `console` as it
     comes, and kept in out/console.log. UmlError, with one line, when the guest did not
     boot, a module did not load, or it did not finish within `timeout` seconds.
+    `kernel_args` are added to the guest kernel's command line.
     """
     reason = guest_unavailable_reason()
     if reason:
@@ -204,6 +206,7 @@ def run_in_guest(
         f"init={init}",
         "con=null",
         "con0=fd:0,fd:1",
+        *kernel_args,  # after ours: the kernel takes the last of a repeated parameter
     ]
     log_path = out / "console.log"
     started = time.monotonic()
