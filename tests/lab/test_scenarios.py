@@ -283,7 +283,7 @@ def test_scenario_5_sigkill_mid_repair_resumes_without_duplicate_update(
     # daemon before the answer (each look at HE's stats takes a second or two in the slower
     # UML guest: 3 s was too short there); the daemon would wait longer than that for it.
     _start_converged(lab, tunnelbroker__read_timeout=30.0, **info_url)
-    lab.he("delay", seconds=6)
+    lab.he("delay", seconds=10)
     received = lab.he_stats()["updates_received"]
     lab.set_wan_address(NEW_ADDRESS)
     wait_until(lambda: _started(lab, "update-he-endpoint"), timeout=30, what="the update intent")
