@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import re
+import reprlib
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -23,6 +25,7 @@ from urllib.parse import urlsplit
 
 from reconciler.errors import ConfigError
 from reconciler.model.config import (
+    OPENBSD_TUNNEL_NAME,
     Config,
     DaemonConfig,
     FirewallConfig,
@@ -33,6 +36,7 @@ from reconciler.model.config import (
     TunnelbrokerConfig,
     TunnelConfig,
     WanConfig,
+    interface_name_problem,
 )
 from reconciler.model.notices import EVENTS
 from reconciler.world.updatekey import UpdateKeyError, read_update_key
@@ -48,19 +52,42 @@ DEFAULT_STATE_DIRS = {"openbsd": "/var/db/reconciler", "linux": "/var/lib/reconc
 
 _MISSING = object()
 
+# Upper bounds of numeric values. Every number has one, so that no value check-config accepts
+# can overflow a timer, a timedelta or a socket timeout later (docs/configuration.md lists
+# them). A duration a key does not bound otherwise is at most a week.
+_DAY = 86400.0
+_WEEK = 7 * _DAY
+# A configuration is a few kilobytes; a file much larger is something else.
+MAX_CONFIG_BYTES = 1 << 20
+# HE's tunnel ids are decimal numbers (six or seven digits today).
+_TUNNEL_ID = re.compile(r"[0-9]{1,20}")
+
 
 def find_config_path(cli_value: str | None, environ: Mapping[str, str], cwd: Path) -> Path:
-    """The config file to use: -c, then $RECONCILER_CONFIG, then the search paths."""
-    for given, origin in ((cli_value, "--config"), (environ.get("RECONCILER_CONFIG"), None)):
-        if given:
-            path = (cwd / given).resolve()
-            if not path.is_file():
-                where = origin or "$RECONCILER_CONFIG"
-                raise ConfigError(path, [f"{path}: no such configuration file (from {where})"])
-            return path
+    """The config file to use: -c, then $RECONCILER_CONFIG, then the search paths.
+
+    A path that is given must name a regular, non-empty file: an empty path, a directory, a
+    FIFO or a device is an error that says which (never a silent fall-through to the search
+    paths, never a read that blocks)."""
+    for given, origin in (
+        (cli_value, "--config"),
+        (environ.get("RECONCILER_CONFIG"), "$RECONCILER_CONFIG"),
+    ):
+        if given is None:
+            continue
+        if not given:
+            raise ConfigError("reconciler.conf", [f"empty configuration path (from {origin})"])
+        path = _absolute(cwd / given)
+        problem = config_file_problem(path)
+        if problem is not None:
+            raise ConfigError(path, [f"{path}: {problem} (from {origin})"])
+        return path
     for candidate in SEARCH_PATHS:
-        path = (cwd / candidate).resolve()
-        if path.is_file():
+        path = _absolute(cwd / candidate)
+        if os.path.exists(path):
+            problem = config_file_problem(path)
+            if problem is not None:
+                raise ConfigError(path, [f"{path}: {problem}"])
             return path
     searched = ", ".join(str((cwd / c).resolve()) for c in SEARCH_PATHS)
     raise ConfigError(
@@ -69,19 +96,86 @@ def find_config_path(cli_value: str | None, environ: Mapping[str, str], cwd: Pat
     )
 
 
+def config_file_problem(path: Path) -> str | None:
+    """What keeps `path` from being read as a configuration file, or None."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "no such configuration file"
+    except NotADirectoryError:
+        return "no such configuration file (a component of the path is not a directory)"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or type(exc).__name__}"
+    except ValueError:  # a NUL byte in the path
+        return "not a valid path"
+    return _not_a_config_file(info)
+
+
+def _not_a_config_file(info: os.stat_result) -> str | None:
+    mode = info.st_mode
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a configuration file"
+    if not stat.S_ISREG(mode):
+        kinds = (
+            (stat.S_ISFIFO, "a FIFO"),
+            (stat.S_ISSOCK, "a socket"),
+            (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"),
+        )
+        kind = next((name for test, name in kinds if test(mode)), "not a file")
+        return f"is not a regular file ({kind})"
+    if info.st_size > MAX_CONFIG_BYTES:
+        return f"is {info.st_size} bytes long: not a configuration file (at most 1 MiB)"
+    return None
+
+
+def _absolute(path: Path) -> Path:
+    """`path` made absolute, symlinks resolved where they can be (a loop stays as given)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: stat() names the problem
+        return Path(os.path.abspath(path))
+
+
+def _read_config_file(path: Path) -> bytes:
+    """The file's bytes. Opened without blocking (a FIFO put in the file's place must not
+    hang a reload) and checked on the open descriptor, so a swap cannot slip between."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(path, [f"{path}: no such configuration file"]) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(path, [f"{path}: cannot read: {reason}"]) from None
+    with open(fd, "rb") as file:
+        try:
+            problem = _not_a_config_file(os.fstat(fd))
+            raw = b"" if problem else file.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            problem = f"cannot read: {exc.strerror or type(exc).__name__}"
+    if problem is None and len(raw) > MAX_CONFIG_BYTES:
+        problem = "is longer than 1 MiB: not a configuration file"
+    if problem is None and not raw.strip():
+        problem = "is empty"
+    if problem is not None:
+        raise ConfigError(path, [f"{path}: {problem}"])
+    return raw
+
+
 def load_config(path: Path) -> Config:
     """The validated configuration in `path`; ConfigError naming every problem."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(path, [f"{path}: cannot read: {exc.strerror}"]) from None
+    raw = _read_config_file(path)
     try:
         document = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(path, [f"{path}: not UTF-8 text"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"{path}: TOML syntax: {exc}"]) from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays and tables
+        raise ConfigError(path, [f"{path}: TOML: arrays or tables nested too deeply"]) from None
+    except ValueError as exc:  # an integer too long to convert ("Exceeds the limit ...")
+        raise ConfigError(path, [f"{path}: TOML value: {exc}"]) from None
     reader = _Reader(path, document)
     config = reader.config(raw)
     if reader.problems or config is None:
@@ -129,9 +223,9 @@ class _Reader:
             for key in sorted(set(probe_table) - {"ipv4", "ipv6"}):
                 self.problem(f"probe.{key}", "unknown section (probe.ipv4 and probe.ipv6 exist)")
         daemon = self.daemon()
-        wan = self.wan()
+        wan = self.wan(daemon)
         probes = {family: self.probe(family) for family in ("ipv4", "ipv6")}
-        tunnel = self.tunnel(daemon)
+        tunnel = self.tunnel(daemon, wan)
         broker, key_file_stat = self.tunnelbroker()
         firewall = self.firewall()
         reconcile = self.reconcile()
@@ -166,12 +260,18 @@ class _Reader:
         # in so that only the platform is reported.
         default_state_dir = DEFAULT_STATE_DIRS.get(platform or "", ".")
         state_dir = self.path_value(t, "daemon.state_dir", default=default_state_dir)
-        if state_dir is not None and state_dir.exists() and not state_dir.is_dir():
-            self.problem("daemon.state_dir", f"{state_dir} exists and is not a directory")
+        if state_dir is not None:
+            kind = self.file_kind("daemon.state_dir", state_dir)
+            if kind not in ("directory", "missing", "unknown"):
+                self.problem("daemon.state_dir", f"{state_dir} exists and is not a directory")
         log = self.choice(t, "daemon.log", ("syslog", "stderr"), default="syslog")
         watch = self.boolean(t, "daemon.watch_kernel", default=True)
-        retain_days = self.number(t, "daemon.retain_days", default=0.0, minimum=0.0)
-        retain_mb = self.number(t, "daemon.retain_mb", default=0.0, minimum=0.0)
+        retain_days = self.number(
+            t, "daemon.retain_days", default=0.0, minimum=0.0, maximum=36500.0, unit="days"
+        )
+        retain_mb = self.number(
+            t, "daemon.retain_mb", default=0.0, minimum=0.0, maximum=2.0**20, unit="MiB"
+        )
         if platform is None or state_dir is None or log is None or watch is None:
             return None
         if retain_days is None or retain_mb is None:
@@ -185,16 +285,16 @@ class _Reader:
             retain_mb,
         )
 
-    def wan(self) -> WanConfig | None:
+    def wan(self, daemon: DaemonConfig | None) -> WanConfig | None:
         t = self.section(
             "wan", {"interface", "restart_command", "public_address", "dhcp_grace", "address_in"}
         )
-        interface = self.interface_name(t, "wan.interface")
+        interface = self.interface_name(t, "wan.interface", daemon)
         command = self.argv(t, "wan.restart_command", allow_empty=False)
         public = self.choice(
             t, "wan.public_address", ("interface", "tunnelbroker"), default="interface"
         )
-        grace = self.number(t, "wan.dhcp_grace", default=30.0, minimum=0.0)
+        grace = self.number(t, "wan.dhcp_grace", default=30.0, minimum=0.0, maximum=_DAY)
         address_in = self.ipv4_network(t, "wan.address_in")
         if interface is None or public is None or command is _MISSING or grace is None:
             return None
@@ -226,8 +326,8 @@ class _Reader:
         )
         version = 4 if family == "ipv4" else 6
         target = self.address(t, f"{name}.target", version, host=True)
-        interval = self.number(t, f"{name}.interval", default=60.0, minimum=1.0)
-        timeout = self.number(t, f"{name}.timeout", default=1.0, minimum=0.1)
+        interval = self.number(t, f"{name}.interval", default=60.0, minimum=1.0, maximum=_DAY)
+        timeout = self.number(t, f"{name}.timeout", default=1.0, minimum=0.1, maximum=60.0)
         fail_after = self.integer(t, f"{name}.fail_after", default=3, low=1, high=100)
         recover_after = self.integer(t, f"{name}.recover_after", default=1, low=1, high=100)
         source = self.address(t, f"{name}.source", version, required=False, host=True)
@@ -246,14 +346,29 @@ class _Reader:
             source,
         )
 
-    def tunnel(self, daemon: DaemonConfig | None) -> TunnelConfig | None:
+    def tunnel(self, daemon: DaemonConfig | None, wan: WanConfig | None) -> TunnelConfig | None:
         keys = {
             "interface", "mode", "server_ipv4", "client_ipv6", "server_ipv6", "prefixlen",
             "mtu", "ttl", "hostname_file", "vxlan_id", "vxlan_port", "observe_interval",
         }  # fmt: skip
         t = self.section("tunnel", keys)
-        interface = self.interface_name(t, "tunnel.interface")
+        interface = self.interface_name(t, "tunnel.interface", daemon)
         mode = self.choice(t, "tunnel.mode", ("gif", "sit", "vxlan"))
+        if interface is not None and wan is not None and interface == wan.interface:
+            # The tunnel is created, retyped and deleted at will: never on the uplink.
+            self.problem("tunnel.interface", f'must differ from wan.interface ("{interface}")')
+            interface = None
+        if (
+            interface is not None
+            and daemon is not None
+            and daemon.platform == "openbsd"
+            and OPENBSD_TUNNEL_NAME.fullmatch(interface) is None
+        ):
+            # OpenBSD's driver is in the name: /etc/hostname.em1 would configure an em(4).
+            self.problem(
+                "tunnel.interface", f'"{interface}" is not a gif interface (gif0, gif1...)'
+            )
+            interface = None
         server_ipv4 = self.address(t, "tunnel.server_ipv4", 4, host=True)
         client_ipv6 = self.address(t, "tunnel.client_ipv6", 6, host=True)
         server_ipv6 = self.address(t, "tunnel.server_ipv6", 6, host=True)
@@ -261,8 +376,12 @@ class _Reader:
         mtu = self.integer(t, "tunnel.mtu", default=1480, low=1280, high=65535)
         ttl = self.integer(t, "tunnel.ttl", default=255, low=1, high=255)
         hostname_file = self.path_value(t, "tunnel.hostname_file", required=False)
-        if hostname_file is not None and not hostname_file.parent.is_dir():
-            self.problem("tunnel.hostname_file", f"directory {hostname_file.parent} does not exist")
+        if hostname_file is not None:
+            kind = self.file_kind("tunnel.hostname_file", hostname_file.parent)
+            if kind not in ("directory", "unknown"):
+                self.problem(
+                    "tunnel.hostname_file", f"directory {hostname_file.parent} does not exist"
+                )
         if (
             hostname_file is not None
             and interface is not None
@@ -277,7 +396,7 @@ class _Reader:
             )
         vxlan_id = self.integer(t, "tunnel.vxlan_id", default=None, low=0, high=2**24 - 1)
         vxlan_port = self.integer(t, "tunnel.vxlan_port", default=None, low=1, high=65535)
-        observe = self.number(t, "tunnel.observe_interval", default=30.0, minimum=1.0)
+        observe = self.number(t, "tunnel.observe_interval", default=30.0, minimum=1.0, maximum=_DAY)
         if mode is not None and mode != "vxlan":
             for key in ("vxlan_id", "vxlan_port"):
                 if key in t:
@@ -318,9 +437,11 @@ class _Reader:
         }  # fmt: skip
         t = self.section("tunnelbroker", keys)
         tunnel_id = self.string(t, "tunnelbroker.tunnel_id")
-        if tunnel_id is not None and not tunnel_id.isdigit():
+        # ASCII digits: str.isdigit() also takes "¹²³" and full-width digits, which HE does not.
+        if tunnel_id is not None and _TUNNEL_ID.fullmatch(tunnel_id) is None:
             self.problem(
-                "tunnelbroker.tunnel_id", f"must be HE's numeric tunnel id, not {tunnel_id!r}"
+                "tunnelbroker.tunnel_id",
+                f"must be HE's numeric tunnel id (ASCII digits), not {_show(tunnel_id)}",
             )
             tunnel_id = None
         username = self.string(t, "tunnelbroker.username")
@@ -332,11 +453,18 @@ class _Reader:
         info_url = self.url(t, "tunnelbroker.info_url", default=None)
         # 0 would switch off the rate gate that keeps HE from locking the account for abuse;
         # 1 s is for the lab, a router wants minutes (see docs/configuration.md).
-        interval = self.number(t, "tunnelbroker.min_update_interval", default=600.0, minimum=1.0)
-        connect = self.number(t, "tunnelbroker.connect_timeout", default=5.0, minimum=0.1)
-        read = self.number(t, "tunnelbroker.read_timeout", default=15.0, minimum=0.1)
+        interval = self.number(
+            t, "tunnelbroker.min_update_interval", default=600.0, minimum=1.0, maximum=_DAY
+        )
+        connect = self.number(
+            t, "tunnelbroker.connect_timeout", default=5.0, minimum=0.1, maximum=300.0
+        )
+        read = self.number(t, "tunnelbroker.read_timeout", default=15.0, minimum=0.1, maximum=300.0)
         ca_file = self.path_value(t, "tunnelbroker.ca_file", required=False)
-        if ca_file is not None and not ca_file.is_file():
+        if ca_file is not None and self.file_kind("tunnelbroker.ca_file", ca_file) not in (
+            "file",
+            "unknown",
+        ):
             self.problem("tunnelbroker.ca_file", f"{ca_file} is not a file")
         values = (tunnel_id, username, key_file, key_stat, update_url, interval, connect, read)
         if any(v is None for v in values):
@@ -364,10 +492,12 @@ class _Reader:
     def reconcile(self) -> ReconcileConfig | None:
         keys = {"backoff_min", "backoff_max", "restart_limit", "restart_window"}
         t = self.section("reconcile", keys, required=False)
-        low = self.number(t, "reconcile.backoff_min", default=5.0, minimum=0.1)
-        high = self.number(t, "reconcile.backoff_max", default=3600.0, minimum=0.1)
+        low = self.number(t, "reconcile.backoff_min", default=5.0, minimum=0.1, maximum=_DAY)
+        high = self.number(t, "reconcile.backoff_max", default=3600.0, minimum=0.1, maximum=_WEEK)
         limit = self.integer(t, "reconcile.restart_limit", default=5, low=1, high=1000)
-        window = self.number(t, "reconcile.restart_window", default=900.0, minimum=1.0)
+        window = self.number(
+            t, "reconcile.restart_window", default=900.0, minimum=1.0, maximum=_WEEK
+        )
         if low is not None and high is not None and high < low:
             self.problem("reconcile.backoff_max", f"must be at least backoff_min ({low:g})")
             return None
@@ -491,16 +621,27 @@ class _Reader:
         return value
 
     def number(
-        self, t: Mapping[str, Any], key: str, *, default: float | None, minimum: float
+        self,
+        t: Mapping[str, Any],
+        key: str,
+        *,
+        default: float | None,
+        minimum: float,
+        maximum: float = _WEEK,
+        unit: str = "seconds",
     ) -> float | None:
+        """A number between `minimum` and `maximum` (nan, inf and 400-digit integers are
+        outside: the comparison is exact, nothing is converted before it)."""
         value = self.get(t, key, default is None)
         if value is _MISSING:
             return default
         if isinstance(value, bool) or not isinstance(value, int | float):
-            self.problem(key, f"must be a number of seconds, not {_show(value)}")
+            self.problem(key, f"must be a number of {unit}, not {_show(value)}")
             return None
-        if not value >= minimum or value == float("inf"):
-            self.problem(key, f"must be at least {minimum:g} and finite, not {value!r}")
+        if not minimum <= value <= maximum:
+            self.problem(
+                key, f"must be between {minimum:g} and {maximum:g} {unit}, not {_show(value)}"
+            )
             return None
         return float(value)
 
@@ -514,7 +655,7 @@ class _Reader:
             self.problem(key, f"must be an integer, not {_show(value)}")
             return None
         if not low <= value <= high:
-            self.problem(key, f"must be between {low} and {high}, not {value}")
+            self.problem(key, f"must be between {low} and {high}, not {_show(value)}")
             return None
         return value
 
@@ -549,13 +690,15 @@ class _Reader:
             return None
         return str(parsed)
 
-    def interface_name(self, t: Mapping[str, Any], key: str) -> str | None:
+    def interface_name(
+        self, t: Mapping[str, Any], key: str, daemon: DaemonConfig | None
+    ) -> str | None:
         value = self.string(t, key)
         if value is None:
             return None
-        # IFNAMSIZ is 16 on both platforms, including the terminating NUL.
-        if len(value) > 15 or not all(c.isalnum() or c in "-_." for c in value):
-            self.problem(key, f"{value!r} is not an interface name")
+        problem = interface_name_problem(value, daemon.platform if daemon else None)
+        if problem is not None:
+            self.problem(key, f"{_SHORT.repr(value)} {problem}")
             return None
         return value
 
@@ -610,7 +753,27 @@ class _Reader:
         if not isinstance(value, str) or not value or "\0" in value:
             self.problem(key, f"must be a path, not {_show(value)}")
             return None
-        return Path(os.path.normpath(self.base / Path(value).expanduser()))
+        try:
+            expanded = Path(value).expanduser()
+        except RuntimeError:  # "~nosuchuser/x": Python cannot find that home directory
+            user = value.split("/", 1)[0]
+            self.problem(key, f"{_show(value)}: no home directory for {user}")
+            return None
+        return Path(os.path.normpath(self.base / expanded))
+
+    def file_kind(self, key: str, path: Path) -> str:
+        """ "directory", "file", "other" or "missing"; "unknown" (and a problem for `key`)
+        when the system cannot tell (a name too long, no permission)."""
+        try:
+            mode = os.stat(path).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return "missing"
+        except OSError as exc:
+            self.problem(key, f"{_show(str(path))}: {exc.strerror or type(exc).__name__}")
+            return "unknown"
+        if stat.S_ISDIR(mode):
+            return "directory"
+        return "file" if stat.S_ISREG(mode) else "other"
 
     def key_file(self, path: Path) -> tuple[int, int, int] | None:
         """Check the update key file like ssh checks a private key; never read it."""
@@ -656,11 +819,18 @@ def _not_a_host(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str |
     return None
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 2, 40, 40
+
+
 def _show(value: Any) -> str:
     """A value for an error message, short, with its TOML type."""
     kind = {
         bool: "a boolean", int: "an integer", float: "a number", str: "a string",
         list: "a list", dict: "a table",
     }.get(type(value), type(value).__name__)  # fmt: skip
-    text = repr(value)
+    if type(value) is int and value.bit_length() > 64:
+        # repr() of a 5000-digit integer raises; nobody reads 400 digits anyway
+        return f"{kind} of about {int(value.bit_length() * 0.30103) + 1} digits"
+    text = _SHORT.repr(value)
     return f"{kind} {text[:40] + '...' if len(text) > 40 else text}"

@@ -74,14 +74,18 @@ def state_dir_from_toml(path: Path) -> Path | None:
     when the file cannot be read or parsed or holds no such string."""
     try:
         document = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, ValueError, RecursionError):  # ValueError: bad UTF-8 or TOML, huge ints
         return None
     daemon = document.get("daemon")
     value = daemon.get("state_dir") if isinstance(daemon, dict) else None
     if not isinstance(value, str) or not value or "\0" in value:
         return None
+    try:
+        expanded = Path(value).expanduser()
+    except RuntimeError:  # "~nosuchuser/x"
+        return None
     # As the loader resolves it (normpath, not resolve: a symlink stays as configured).
-    return Path(os.path.normpath(path.resolve().parent / Path(value).expanduser()))
+    return Path(os.path.normpath(path.resolve().parent / expanded))
 
 
 def _state_dir_from_config(args: argparse.Namespace, env: Environment) -> Path:

@@ -6,6 +6,7 @@ never part of a Config: only the path of the file that holds it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ __all__ = [
     "TunnelConfig",
     "TunnelbrokerConfig",
     "WanConfig",
+    "interface_name_problem",
 ]
 
 PlatformName = Literal["openbsd", "linux"]
@@ -155,6 +157,31 @@ class Config:
             "tunnelbroker.min_update_interval": self.tunnelbroker.min_update_interval,
             **{f"probe.{f}.target": p.target for f, p in sorted(self.probes.items())},
         }
+
+
+# IFNAMSIZ is 16 on Linux and OpenBSD, the terminating NUL included: 15 bytes of name.
+IFNAMSIZ = 16
+# What both kernels accept and no tool mistakes for something else: ASCII letters, digits,
+# "-", "_" and "."; the first a letter or a digit (so never ".", "..", or "-x", which
+# ip(8) and ifconfig(8) would read as an option). Linux refuses "/", ":" and whitespace.
+_PORTABLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# OpenBSD names an interface after its driver and a unit number (em0, gif0, vlan100); the
+# ifconfig parser (reconciler.world.openbsd_text) reads exactly this shape.
+_OPENBSD_NAME = re.compile(r"[a-z]+[0-9]+")
+OPENBSD_TUNNEL_NAME = re.compile(r"gif[0-9]+")
+
+
+def interface_name_problem(name: str, platform: str | None) -> str | None:
+    """Why the kernel of `platform` (None: either) would refuse `name`, or None."""
+    if not name.isascii():
+        return "is not ASCII (interface names are ASCII letters, digits, '-', '_', '.')"
+    if len(name) > IFNAMSIZ - 1:
+        return f"is {len(name)} bytes long, at most {IFNAMSIZ - 1} fit (IFNAMSIZ)"
+    if _PORTABLE_NAME.fullmatch(name) is None:
+        return "must be ASCII letters, digits, '-', '_' or '.', starting with a letter or digit"
+    if platform == "openbsd" and _OPENBSD_NAME.fullmatch(name) is None:
+        return "is not an OpenBSD interface name (a driver and a unit number: em0, gif0)"
+    return None
 
 
 # load_config(path) -> Config and find_config_path(cli_value, environ, cwd) live in

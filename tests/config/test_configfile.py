@@ -119,6 +119,8 @@ def test_state_dir_default_is_the_platforms(
     text = text.replace('mode = "vxlan"', f'mode = "{mode}"')
     if mode != "vxlan":
         text = text.replace("vxlan_id = 42\n", "")
+    if platform == "openbsd":  # OpenBSD names: a driver and a unit number
+        text = text.replace('"veth0"', '"em0"').replace('"he-ipv6"', '"gif0"')
     config = load_config(write_config(tmp_path, text))
     assert config.daemon.state_dir == Path(expected)
 
