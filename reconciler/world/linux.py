@@ -48,7 +48,13 @@ from reconciler.world.runner import (
     describe_failure,
 )
 
-__all__ = ["COMMAND_TIMEOUT", "SIT_UNSUPPORTED", "LinuxPlatform", "NetlinkWatch"]
+__all__ = [
+    "COMMAND_TIMEOUT",
+    "SIT_UNSUPPORTED",
+    "LinuxPlatform",
+    "NetlinkWatch",
+    "foreign_link_refusal",
+]
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +165,10 @@ class LinuxPlatform:
     def restart_tunnel(self, local: str, remote: str) -> None:
         """Make the tunnel exist, up, from `local` to `remote`, with its address and routes.
 
-        The local end is changed in place when only it (or the remote) differs; a link of the
-        wrong kind or with parameters the kernel cannot change is deleted and recreated. When
-        everything is already right nothing changes.
+        The local end is changed in place when only it (or the remote) differs; a tunnel with
+        parameters the kernel cannot change is deleted and recreated. A link of another kind
+        by that name is never touched: PermanentError. When everything is already right
+        nothing changes.
         """
         tunnel = self.config.tunnel
         with self._netlink("restart", tunnel.interface) as ipr:
@@ -199,6 +206,9 @@ class LinuxPlatform:
         link = _find_link(ipr, tunnel.interface)
         if link is not None:
             kind, data = _link_kind(link)
+            if kind != tunnel.mode:
+                # Not ours to delete or retype: a WAN, a bridge, someone else's link.
+                raise PermanentError(foreign_link_refusal(tunnel.interface, kind, tunnel.mode))
             if kind == tunnel.mode and data is not None and self._fixed_parts_match(data):
                 if self._ends(data) != (local, remote):
                     try:
@@ -444,6 +454,15 @@ class NetlinkWatch:
             self._notify(notice)
         except Exception:  # a broken callback must not end the watch
             log.exception("change notification callback failed")
+
+
+def foreign_link_refusal(interface: str, kind: str | None, mode: str) -> str:
+    """The one line a restart-tunnel fails with when `interface` is not a `mode` tunnel."""
+    what = f"a {kind} link" if kind else "a link of no tunnel kind (a physical interface?)"
+    return (
+        f"{interface} is {what}, not a {mode} tunnel: reconciler deletes or changes only "
+        f"{mode} tunnels (delete {interface} yourself, or set another tunnel.interface)"
+    )
 
 
 def _find_link(ipr: IPRoute, name: str) -> Any | None:

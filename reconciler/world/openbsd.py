@@ -26,8 +26,8 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from reconciler.errors import ReconcilerError, TemporaryError
-from reconciler.model.config import Config
+from reconciler.errors import PermanentError, ReconcilerError, TemporaryError
+from reconciler.model.config import OPENBSD_TUNNEL_NAME, Config
 from reconciler.world.hostname_file import backup_path, read_hostname_file, replace_hostname_file
 from reconciler.world.openbsd_text import (
     IfconfigInterface,
@@ -143,6 +143,7 @@ class OpenBSDPlatform:
     # -- acting -----------------------------------------------------------------------------
 
     def write_hostname_file(self, content: str) -> bool:
+        self._refuse_unless_gif()
         return replace_hostname_file(self.hostname_file, content)
 
     @property
@@ -169,6 +170,7 @@ class OpenBSDPlatform:
 
     def restart_tunnel(self, local: str, remote: str) -> None:
         name = self._config.tunnel.interface
+        self._refuse_unless_gif()
         completed = self._run(("sh", "/etc/netstart", name), RESTART_TUNNEL_TIMEOUT)
         # netstart exits 0 even when a line of the hostname file failed: check the result.
         state = self.observe_tunnel()
@@ -205,6 +207,16 @@ class OpenBSDPlatform:
         return RouteMonitorWatch(self._runner, notify, restart_delay=self._monitor_restart_delay)
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _refuse_unless_gif(self) -> None:
+        """OpenBSD's driver is in the name: /etc/hostname.em0 and `netstart em0` would
+        reconfigure the WAN (or whatever em0 is), not build a tunnel. Never touch it."""
+        name = self._config.tunnel.interface
+        if OPENBSD_TUNNEL_NAME.fullmatch(name) is None:
+            raise PermanentError(
+                f"{name} is not a gif interface: reconciler configures only gif tunnels "
+                f"(set tunnel.interface to gif0, gif1...)"
+            )
 
     def _run(self, argv: Sequence[str], timeout: float) -> Completed:
         return check(self._runner.run(argv, timeout=timeout))

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from pyroute2 import netns as pyroute2_netns
 
@@ -232,16 +233,55 @@ def test_wrong_vni_is_recreated(namespaces: tuple[str, str], tmp_path: Path) -> 
     assert platform.observe_tunnel().up
 
 
-def test_link_of_another_kind_is_replaced(namespaces: tuple[str, str], tmp_path: Path) -> None:
-    """A same-named link of another kind (a veth here) is replaced by the tunnel."""
+def test_a_link_of_another_kind_is_left_alone(namespaces: tuple[str, str], tmp_path: Path) -> None:
+    """A same-named link that is not a vxlan tunnel (a veth here) is neither deleted nor
+    changed: restart_tunnel fails permanently, in one line that says why (it used to delete
+    the link and build the tunnel in its place)."""
     router, _far = namespaces
     ip(router, "link", "add", TUNNEL, "type", "veth", "peer", "name", "stray0")
+    before = link_details(router, TUNNEL)
+    assert before is not None
     platform = LinuxPlatform(make_config(tmp_path), netns=router)
-    platform.restart_tunnel("198.51.100.7", SERVER_V4)
-    state = platform.observe_tunnel()
-    assert (state.mode, state.local, state.remote, state.up) == (
-        "vxlan", "198.51.100.7", SERVER_V4, True,
-    )  # fmt: skip
+    with pytest.raises(PermanentError) as refused:
+        platform.restart_tunnel("198.51.100.7", SERVER_V4)
+    assert str(refused.value) == (
+        f"{TUNNEL} is a veth link, not a vxlan tunnel: reconciler deletes or changes only vxlan "
+        f"tunnels (delete {TUNNEL} yourself, or set another tunnel.interface)"
+    )
+    after = link_details(router, TUNNEL)
+    assert after is not None
+    assert (after["ifindex"], after["linkinfo"]["info_kind"]) == (before["ifindex"], "veth")
+    assert after["mtu"] == before["mtu"] and after["flags"] == before["flags"]
+
+
+def test_a_tunnel_of_the_other_mode_is_left_alone(
+    namespaces: tuple[str, str], tmp_path: Path
+) -> None:
+    """Configured for sit, a vxlan link by the tunnel's name is not retyped either."""
+    router, _far = namespaces
+    ip(router, "link", "add", TUNNEL, "type", "vxlan", "id", "7", "dstport", "4789")
+    platform = LinuxPlatform(make_config(tmp_path, mode="sit", vxlan_id=None), netns=router)
+    with pytest.raises(PermanentError, match=f"{TUNNEL} is a vxlan link, not a sit tunnel"):
+        platform.restart_tunnel("198.51.100.7", SERVER_V4)
+    assert link_details(router, TUNNEL)["linkinfo"]["info_kind"] == "vxlan"  # type: ignore[index]
+
+
+def test_the_wan_is_never_replaced_by_the_tunnel(
+    namespaces: tuple[str, str], tmp_path: Path
+) -> None:
+    """tunnel.interface naming the WAN (check-config refuses it; a Config made in code does
+    not): the WAN keeps its link, its address and its route."""
+    router, _far = namespaces
+    config = make_config(tmp_path)
+    config = attrs.evolve(config, tunnel=attrs.evolve(config.tunnel, interface=WAN))
+    before = link_details(router, WAN)
+    assert before is not None
+    with pytest.raises(PermanentError, match=f"{WAN} is a veth link, not a vxlan tunnel"):
+        LinuxPlatform(config, netns=router).restart_tunnel("198.51.100.7", SERVER_V4)
+    after = link_details(router, WAN)
+    assert after is not None and after["ifindex"] == before["ifindex"]
+    assert "198.51.100.7" in ip(router, "-4", "addr", "show", "dev", WAN).stdout
+    assert "203.0.113.0/24 via 198.51.100.1" in ip(router, "-4", "route").stdout
 
 
 def test_ipv6_crosses_the_tunnel(namespaces: tuple[str, str], tmp_path: Path) -> None:

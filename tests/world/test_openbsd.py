@@ -13,7 +13,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from reconciler.errors import TemporaryError
+from reconciler.errors import PermanentError, TemporaryError
 from reconciler.model.config import (
     Config,
     DaemonConfig,
@@ -635,3 +635,32 @@ def test_reload_command_with_e_fails_on_every_run(tmp_path: Path, host: OpenBSDH
         make_config(tmp_path, reload_command=shipped), host, host.root
     ).reload_firewall()
     assert host.pf_loads == 2
+
+
+# -- never touching what is not a gif ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["em0", "vlan5"])
+def test_an_interface_that_is_not_a_gif_is_left_alone(
+    tmp_path: Path, host: OpenBSDHost, name: str
+) -> None:
+    """tunnel.interface naming the WAN (em0) or another interface: neither its hostname file
+    is written nor netstart run for it; both fail permanently in one line."""
+    host.calls.clear()
+    config = make_config(tmp_path)
+    config = attrs.evolve(config, tunnel=attrs.evolve(TUNNEL, interface=name))
+    platform = OpenBSDPlatform(config, host, host.root)
+    wan_before = host.interfaces["em0"].render()
+    expected = (
+        f"{name} is not a gif interface: reconciler configures only gif tunnels "
+        "(set tunnel.interface to gif0, gif1...)"
+    )
+    with pytest.raises(PermanentError) as refused:
+        platform.write_hostname_file(render_hostname_file(TUNNEL, OLD_ADDRESS))
+    assert str(refused.value) == expected
+    with pytest.raises(PermanentError) as refused:
+        platform.restart_tunnel(OLD_ADDRESS, HE_SERVER)
+    assert str(refused.value) == expected
+    assert not host.hostname_path(name).exists()
+    assert not any(call[:2] == ("sh", "/etc/netstart") for call in host.calls)
+    assert host.interfaces["em0"].render() == wan_before
