@@ -16,6 +16,12 @@ Threads, and why each exists:
 - The main thread only waits for signals (a self-pipe: handlers do nothing but write a byte)
   and performs reloads and the orderly stop.
 
+A reload is all-or-nothing: the new configuration, platform, HE client, observer jobs and
+kernel watch are all built first; only when every one of them exists is ConfigLoaded
+recorded and the daemon switched over. Any failure leaves the old configuration, jobs and
+watch exactly as they were. SIGHUPs that arrive together are one reload, and a reload that
+finds the file's digest unchanged records nothing.
+
 Stopping (SIGTERM/SIGINT) is bounded: the running action gets STOP_GRACE seconds to finish.
 An action that has not finished by then (an HE update waiting out its read timeout, a restart
 command) is abandoned on its thread: DaemonStopped names it and says its outcome is unknown,
@@ -42,6 +48,8 @@ from typing import Any
 import attrs
 from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from attrs import frozen
 
 from reconciler import __version__
 from reconciler.errors import ConfigError, error_line
@@ -246,7 +254,8 @@ class Daemon:
             self._config.digest[:12],
             self._recorder.last_seq,
         )
-        self._schedule_observers()
+        self._install_jobs(_observer_jobs(self, self._config))
+        self._scheduler.start()
         self._start_watch()
         self._start_thread("kernel-notice", self._notice_loop)
         self._start_thread("reconcile", self._reconcile_loop)
@@ -268,15 +277,21 @@ class Daemon:
         while True:
             select.select([self._wake_r], [], [])
             os.read(self._wake_r, 4096)
+            reload = False
             while self._requests:
                 what = self._requests.popleft()
                 if what.startswith("stop:"):
                     return what.removeprefix("stop:")
-                if what == "reload":
-                    try:
-                        self._reload()
-                    except Exception as exc:  # a bug in a reload must not end the daemon
-                        _log.error("reload failed: %s", error_line(exc))
+                reload = reload or what == "reload"
+            if not reload:
+                continue
+            # One reload answers every SIGHUP received so far: it reads the file as it is
+            # now. SIGHUPs arriving during it make one more, which finds the digest unchanged
+            # unless the file changed again meanwhile.
+            try:
+                self._reload()
+            except Exception as exc:  # a bug in a reload must not end the daemon
+                _log.error("reload failed: %s", error_line(exc))
 
     def _shutdown(self, reason: str) -> None:
         deadline = time.monotonic() + STOP_GRACE
@@ -329,32 +344,34 @@ class Daemon:
         if new.daemon.state_dir != self._config.daemon.state_dir:
             _log.error("reload refused: daemon.state_dir cannot change without a restart")
             return
+        if new.digest == self._config.digest:
+            _log.info("reload: %s unchanged (%s)", new.path, new.digest[:12])
+            return
         try:  # a new /metrics address is bound first: taken, the old configuration stays
             publisher = self._publisher.reconfigured(new.metrics, _metrics_interval(new))
         except ListenError as exc:
             _log.error("reload refused: %s: metrics.listen: %s", new.path, exc)
             _log.error("keeping the configuration loaded before (%s)", self._config.digest[:12])
             return
-        platform: Platform | None = None
-        try:
-            platform = self._platform_factory(new)
-            client = self._client_factory(new)
-        except Exception as exc:
-            _close_quietly(platform)
+        built = self._build(new)
+        if built is None:
             publisher.stop(keep_server=publisher.shares_server(self._publisher))
-            _log.error("reload refused: %s; keeping the old configuration", error_line(exc))
             return
+        platform, client, jobs, watch = built
         if not self._acquire_work_unless_stopping():
             _log.warning("reload of %s abandoned: the daemon is stopping", new.path)
             publisher.stop(keep_server=publisher.shares_server(self._publisher))
-            _close_quietly(client)
-            _close_quietly(platform)
+            _discard(watch, client, platform)
             return
         try:  # never swap the world under a running action
-            if self._watch is not None:
-                self._watch.stop()
-                self._watch = None
-            old_client, old_platform = self._client, self._platform
+            try:
+                self._recorder.record(config_loaded_fact(new), "daemon")
+            except BaseException:
+                publisher.stop(keep_server=publisher.shares_server(self._publisher))
+                _discard(watch, client, platform)
+                raise
+            # From here on nothing can fail: everything was built and checked above.
+            old_watch, old_client, old_platform = self._watch, self._client, self._platform
             self._config, self._platform, self._client = new, platform, client
             self._executor = Executor(platform, client, self._recorder)
             self._hooks.reconfigure(new.notify)
@@ -369,17 +386,32 @@ class Daemon:
             if old_publisher.config.textfile != new.metrics.textfile:
                 old_publisher.remove_textfile()  # node_exporter would show it, stale, forever
             publisher.start_writer()
-            self._recorder.record(config_loaded_fact(new), "daemon")
-            self._scheduler.remove_all_jobs()
-            self._schedule_observers(start=False)
-            self._start_watch()
+            self._install_jobs(jobs)
+            self._watch = watch
         finally:
             self._work.release()
-        _close_quietly(old_client)
-        _close_quietly(old_platform)
+        _discard(old_watch, old_client, old_platform)
+        if not new.daemon.watch_kernel:
+            _log.info("kernel notifications off: polling only")
         self._apply_log_target(new)
         _log.info("reloaded %s (%s)", new.path, new.digest[:12])
         self._kick_observation("all")
+
+    def _build(self, new: Config) -> tuple[Platform, Any, list[_Job], Watch | None] | None:
+        """Everything `new` needs, made and checked before anything is switched; None (the
+        reason logged, whatever was made closed again) when any part fails."""
+        platform: Platform | None = None
+        client: Any = None
+        try:
+            platform = self._platform_factory(new)
+            client = self._client_factory(new)
+            jobs = _observer_jobs(self, new)
+            watch = platform.watch(self._on_notice) if new.daemon.watch_kernel else None
+        except Exception as exc:
+            _discard(None, client, platform)
+            _log.error("reload refused: %s; keeping the old configuration", error_line(exc))
+            return None
+        return platform, client, jobs, watch
 
     def _apply_log_target(self, config: Config) -> None:
         """ConfigLoaded says the new config took effect: [daemon] log too."""
@@ -436,40 +468,13 @@ class Daemon:
         config, client = self._config, self._client
         self._safely("he", lambda: observers.observe_endpoint(config, client, self._recorder))
 
-    def _schedule_observers(self, *, start: bool = True) -> None:
-        config = self._config
-
-        def every(seconds: float, job_id: str, func: Callable[[], None]) -> None:
+    def _install_jobs(self, jobs: list[_Job]) -> None:
+        """Replace the scheduler's jobs with `jobs` (their triggers were checked when built)."""
+        self._scheduler.remove_all_jobs()
+        for job in jobs:
             self._scheduler.add_job(
-                func,
-                "interval",
-                seconds=seconds,
-                jitter=min(seconds * 0.1, 5.0),
-                id=job_id,
-                name=job_id,
-                replace_existing=True,
+                job.func, job.trigger, id=job.job_id, name=job.job_id, replace_existing=True
             )
-
-        every(
-            config.tunnel.observe_interval,
-            "wan",
-            lambda: self._safely(
-                "wan", lambda: observers.observe_wan(self._platform, self._recorder)
-            ),
-        )
-        every(
-            config.tunnel.observe_interval,
-            "tunnel",
-            lambda: self._observe_tunnel_side(self._config, self._platform),
-        )
-        for family, probe in sorted(config.probes.items()):
-            every(probe.interval, f"probe:{family}", functools.partial(self._observe_probe, family))
-        if config.tunnelbroker.info_url is not None:
-            # HE's tunnelInfo is a courtesy, not a monitor: ask no more often than we update.
-            interval = max(config.tunnel.observe_interval, config.tunnelbroker.min_update_interval)
-            every(interval, "he", self._observe_endpoint)
-        if start:
-            self._scheduler.start()
 
     # -- kernel notices ---------------------------------------------------------------------
 
@@ -630,6 +635,61 @@ class Daemon:
 def _metrics_interval(config: Config) -> float:
     """The textfile is rewritten at least this often: the shortest probe interval."""
     return min((p.interval for p in config.probes.values()), default=60.0)
+
+
+@frozen
+class _Job:
+    """One periodic observer: its id, its trigger (already checked), what it runs."""
+
+    job_id: str
+    trigger: IntervalTrigger
+    func: Callable[[], None]
+
+
+def _observer_jobs(daemon: Daemon, config: Config) -> list[_Job]:
+    """The periodic observers `config` asks for. Each trigger is built and asked for its
+    next fire time here, so a value that would overflow a timer fails now, before a reload
+    switches anything, and not inside the scheduler."""
+    jobs: list[_Job] = []
+    now = datetime.now(UTC)
+
+    def every(seconds: float, job_id: str, func: Callable[[], None]) -> None:
+        trigger = IntervalTrigger(seconds=seconds, jitter=min(seconds * 0.1, 5.0), timezone=UTC)
+        if trigger.get_next_fire_time(None, now) is None:
+            raise ValueError(f"observer {job_id}: an interval of {seconds:g} s never fires")
+        jobs.append(_Job(job_id, trigger, func))
+
+    every(
+        config.tunnel.observe_interval,
+        "wan",
+        lambda: daemon._safely(
+            "wan", lambda: observers.observe_wan(daemon._platform, daemon._recorder)
+        ),
+    )
+    every(
+        config.tunnel.observe_interval,
+        "tunnel",
+        lambda: daemon._observe_tunnel_side(daemon._config, daemon._platform),
+    )
+    for family, probe in sorted(config.probes.items()):
+        every(probe.interval, f"probe:{family}", functools.partial(daemon._observe_probe, family))
+    if config.tunnelbroker.info_url is not None:
+        # HE's tunnelInfo is a courtesy, not a monitor: ask no more often than we update.
+        interval = max(config.tunnel.observe_interval, config.tunnelbroker.min_update_interval)
+        every(interval, "he", daemon._observe_endpoint)
+    return jobs
+
+
+def _discard(watch: Watch | None, client: object, platform: object) -> None:
+    """Stop a watch and close a client and a platform that are no longer (or never were) in
+    use; failures are only logged."""
+    if watch is not None:
+        try:
+            watch.stop()
+        except Exception as exc:
+            _log.warning("stopping the kernel watch failed: %s", error_line(exc))
+    _close_quietly(client)
+    _close_quietly(platform)
 
 
 def _close_quietly(resource: object) -> None:

@@ -511,6 +511,8 @@ def test_process_signals_and_one_instance_per_state_dir(netns: str, tmp_path: Pa
             return sum(isinstance(f, ConfigLoaded) for f in _facts(events))
 
         assert loaded() == 1
+        # The main thread serves signals once the threads run: their first facts say so.
+        _wait_for(lambda: any(isinstance(f, WanAddressObserved) for f in _facts(events)))
         config.write_text(good + "\n[bogus]\nkey = 1\n")
         daemon.send_signal(signal.SIGHUP)
         time.sleep(1.0)
