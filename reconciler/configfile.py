@@ -516,7 +516,9 @@ class _Reader:
             program = Path(command[0])
             if not program.is_absolute():
                 self.problem("notify.command", f"{command[0]!r} must be an absolute path")
-            elif not (program.is_file() and os.access(program, os.X_OK)):
+            elif not (
+                self.file_kind("notify.command", program) == "file" and os.access(program, os.X_OK)
+            ):
                 self.problem("notify.command", f"{program} is not an executable file")
         events = t.get("events", _MISSING)
         chosen: frozenset[str] = frozenset()
@@ -532,7 +534,7 @@ class _Reader:
                 for event in sorted(set(events) - set(EVENTS)):
                     self.problem("notify.events", f"{event!r} is not an event ({known})")
                 chosen = frozenset(events)
-        timeout = self.number(t, "notify.timeout", default=30.0, minimum=0.1)
+        timeout = self.number(t, "notify.timeout", default=30.0, minimum=0.1, maximum=3600.0)
         if self.problems or not isinstance(command, tuple) or timeout is None:
             return None
         return NotifyConfig(command, chosen, timeout)
@@ -546,7 +548,10 @@ class _Reader:
                     "metrics.textfile",
                     f"{textfile} must end in .prom (node_exporter reads only those)",
                 )
-            elif not textfile.parent.is_dir():
+            elif self.file_kind("metrics.textfile", textfile.parent) not in (
+                "directory",
+                "unknown",
+            ):
                 self.problem("metrics.textfile", f"directory {textfile.parent} does not exist")
         public = self.boolean(t, "metrics.listen_public", default=False)
         listen = self.listen_address(t, "metrics.listen", public=bool(public))

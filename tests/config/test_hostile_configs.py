@@ -254,7 +254,9 @@ _KEYS = [
     ("tunnel", "mtu"), ("tunnel", "hostname_file"), ("tunnel", "observe_interval"),
     ("tunnel", "vxlan_id"), ("tunnelbroker", "tunnel_id"), ("tunnelbroker", "update_url"),
     ("tunnelbroker", "read_timeout"), ("tunnelbroker", "ca_file"),
-    ("tunnelbroker", "update_key_file"), ("reconcile", "backoff_max"),
+    ("tunnelbroker", "update_key_file"), ("reconcile", "backoff_max"), ("wan", "dhcp_grace"),
+    ("wan", "address_in"), ("notify", "timeout"), ("notify", "command"),
+    ("metrics", "textfile"), ("metrics", "listen"),
 ]  # fmt: skip
 
 
@@ -288,7 +290,7 @@ def test_any_value_of_any_key_is_a_config_or_one_line_problems(
     key: tuple[str, str], value: object
 ) -> None:
     section, name = key
-    text = VALID + ("\n[reconcile]\n" if section == "reconcile" else "")
+    text = VALID if f"[{section}]\n" in VALID else VALID + f"\n[{section}]\n"
     lines = text.splitlines()
     header = lines.index(f"[{section}]")
     body = lines
