@@ -167,6 +167,7 @@ class Daemon:
         self._requests: deque[str] = deque()
         self._finished = False
         self._wake_r, self._wake_w = os.pipe()
+        self._wakeup_fd_set = False
         os.set_blocking(self._wake_w, False)
         self._threads: list[threading.Thread] = []
         self._last_held: tuple[tuple[str, float | None], ...] = ()
@@ -272,6 +273,12 @@ class Daemon:
         signal.signal(signal.SIGTERM, lambda *_: self.request_stop("SIGTERM"))
         signal.signal(signal.SIGINT, lambda *_: self.request_stop("SIGINT"))
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+        # The kernel may deliver a signal to any of our threads. Python runs the handler on
+        # the main thread only, and only once that thread runs again: sleeping in select()
+        # it would not, until something else woke it (a SIGHUP went unanswered). The C-level
+        # handler writes to this fd whichever thread took the signal, so select() wakes.
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        self._wakeup_fd_set = True
 
     def _serve_requests(self) -> str:
         while True:
@@ -325,6 +332,8 @@ class Daemon:
         _close_quietly(self._client)
         _close_quietly(self._platform)
         self._finished = True
+        if self._wakeup_fd_set:
+            signal.set_wakeup_fd(-1)
         os.close(self._wake_r)
         os.close(self._wake_w)
         _log.info("stopped")

@@ -127,6 +127,46 @@ def test_sighups_pending_during_a_reload_are_one_more_reload(tmp_path: Path) -> 
             world.log.close()
 
 
+def test_a_sighup_taken_by_another_thread_still_reloads_at_once(tmp_path: Path) -> None:
+    """The kernel may hand a process's SIGHUP to any of its threads. Python runs the handler
+    on the main thread, which sleeps in select(): without a wakeup fd the reload waited for
+    some other reason to wake it (the lab saw a bad config's SIGHUP answered only after the
+    next one). Here the signal goes to the reconcile thread on purpose."""
+    host = _openbsd_host(tmp_path)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
+    with FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake:
+        world = InProcess(tmp_path, fake, host)
+        changed = attrs.evolve(world.config, digest="9" * 64)
+        outcome: list[float | None] = []
+
+        def drive() -> None:
+            try:
+                _wait_for(lambda: world.converged_on("203.0.113.7"))
+                world.loads.append(changed)
+                worker = next(t for t in threading.enumerate() if t.name == "reconcile")
+                sent = time.monotonic()
+                signal.pthread_kill(worker.ident, signal.SIGHUP)  # type: ignore[arg-type]
+                try:
+                    _wait_for(lambda: _loaded(world.facts()) == 2, timeout=3.0)
+                    outcome.append(time.monotonic() - sent)
+                except AssertionError:
+                    outcome.append(None)
+            finally:
+                world.daemon.request_stop("test over")
+
+        driver = threading.Thread(target=drive, daemon=True)
+        driver.start()
+        try:
+            assert world.daemon.run(install_signals=True) == 0
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+            driver.join(10)
+            world.log.close()
+    assert outcome and outcome[0] is not None, "the SIGHUP was not answered within 3 s"
+    assert world.daemon.config is changed
+
+
 # -- a real process in a network namespace ---------------------------------------------------
 
 

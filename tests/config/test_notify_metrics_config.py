@@ -54,7 +54,11 @@ def test_without_the_sections_nothing_is_on(tmp_path: Path) -> None:
         ("[notify]\ntimeout = 3\n", "notify.command", "is required"),
         ('[notify]\ncommand = ["/bin/true"]\nevents = ["repair"]\n', "notify.events", "'repair'"),
         ('[notify]\ncommand = ["/bin/true"]\nevents = []\n', "notify.events", "non-empty"),
-        ('[notify]\ncommand = ["/bin/true"]\ntimeout = 0\n', "notify.timeout", "must be between 0.1 and 3600"),
+        (
+            '[notify]\ncommand = ["/bin/true"]\ntimeout = 0\n',
+            "notify.timeout",
+            "must be between 0.1 and 3600",
+        ),
         ('[metrics]\ntextfile = "nodir/r.prom"\n', "metrics.textfile", "does not exist"),
         ('[metrics]\ntextfile = "r.txt"\n', "metrics.textfile", ".prom"),
         ('[metrics]\nlisten = "localhost"\n', "metrics.listen", "ADDRESS:PORT"),
