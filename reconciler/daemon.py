@@ -629,8 +629,7 @@ class Daemon:
             if not self._acquire_work_unless_stopping():
                 return
             try:
-                self._scheduler.remove_all_jobs()
-                self._schedule_observers(start=False)
+                self._install_jobs(_observer_jobs(self, self._config))
             finally:
                 self._work.release()
             self._kick_observation("all")
