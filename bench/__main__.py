@@ -7,6 +7,7 @@ import sys
 
 BENCHES = {
     "eventlog": "bench.eventlog",  # appends, group commits, reads, replay, start-up
+    "he": "bench.he",  # one HE update against answers dripped byte by byte
     "lab": "bench.lab",  # time to repair, polling vs notifications, soak (root)
     "report": "bench.report",  # reconciler report over a week of log
 }

@@ -273,6 +273,41 @@ def test_scenario_4b_badauth_waits_for_fixed_key_and_sighup(lab: Lab) -> None:
     assert lab.he_stats()["endpoint"] == NEW_ADDRESS
 
 
+def test_an_update_he_answers_too_late_is_settled_by_the_tunnel(lab: Lab) -> None:
+    """HE takes the update (its end of the tunnel moves) but answers after read_timeout: the
+    update is unconfirmed, the tunnel is rebuilt for the new address at once, IPv6 across it
+    proves HE has the address, and no second update is sent (it used to wait 600 s). Without
+    info_url (the shipped default), so that only the tunnel can tell."""
+    _start_converged(
+        lab,
+        tunnelbroker__info_url=None,
+        tunnelbroker__read_timeout=1.0,
+        tunnelbroker__connect_timeout=1.0,
+    )
+    lab.he("reply", apply=1, delay=4)
+    lab.set_wan_address(NEW_ADDRESS)
+    changed = time.monotonic()
+    wait_until(lambda: _failed(lab, "update-he-endpoint"), timeout=30, what="the late answer")
+    failure = _failed(lab, "update-he-endpoint")[0].fact
+    assert failure.kind == "temporary" and failure.unconfirmed, failure
+    wait_until(
+        lambda: lab.ping6_through_tunnel(timeout=0.3),
+        timeout=20,
+        interval=0.05,
+        what="IPv6 across the tunnel rebuilt for the new address",
+    )
+    assert time.monotonic() - changed < 20
+    wait_until(
+        lambda: [e for e in _succeeded(lab, "restart-tunnel") if NEW_ADDRESS in e.fact.key],
+        timeout=10,
+        what="the rebuilt tunnel in the log",
+    )
+    time.sleep(5)  # several probe cycles: nothing left to do, nothing sent again
+    assert lab.he_update_calls() == 1, lab.reconciler("replay").stdout[-3000:]
+    diff = lab.reconciler("diff")
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+
+
 @INFO_URL_CASES
 def test_scenario_5_sigkill_mid_repair_resumes_without_duplicate_update(
     lab: Lab, info_url: dict[str, Any]
