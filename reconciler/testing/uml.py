@@ -194,10 +194,11 @@ def run_in_guest(
     where = (cwd or Path.cwd()).resolve()
     init.write_text(_init_script(run_dir, command, where, {**passed, **(env or {})}))
     init.chmod(0o755)
+    umid = run_dir.name
     argv = [
         KERNEL,
         f"mem={mem}",
-        f"umid={run_dir.name}",
+        f"umid={umid}",
         "quiet",
         f"uml_dir={run_dir / 'uml'}",
         "rootfstype=hostfs",
@@ -234,6 +235,7 @@ def run_in_guest(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(kernel.pid, signal.SIGKILL)  # its helpers too, whatever happened
             kernel.wait()
+            _end_every_process_of(umid)
             copier.join(timeout=10)
     seconds = time.monotonic() - started
     status = _read_status(out / "status")
@@ -261,6 +263,30 @@ def run_in_guest(
             f"console: {log_path})"
         )
     return GuestResult(returncode=int(exits[-1]), seconds=seconds, run_dir=run_dir)
+
+
+def _end_every_process_of(umid: str, limit: float = 20.0) -> None:
+    """SIGKILL whatever still runs with this guest's umid and wait until none does: the
+    kernel's helper processes (one per guest address space) need not share its process
+    group, and SIGKILL is delivered, not waited for. None may outlive the run."""
+    marker = f"umid={umid}".encode()
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        left = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if marker in (entry / "cmdline").read_bytes().split(b"\0"):
+                    left.append(int(entry.name))
+            except OSError:
+                continue  # gone meanwhile
+        if not left:
+            return
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
 
 
 def _memory_dir(mem: str, run_dir: Path) -> str:
