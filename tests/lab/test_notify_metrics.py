@@ -141,9 +141,17 @@ def test_address_change_tells_the_hook_then_repaired_with_addresses_and_outage(
     assert 0 < float(repaired["RECONCILER_OUTAGE_SECONDS"]) < 30
     assert "IPv6 works" in repaired["RECONCILER_MESSAGE"]
     # only a small fixed environment: nothing of the daemon's own
-    assert set(changed) - {"PATH", "PWD", "SHLVL", "_", "LANG", "LC_ALL", "HOME", "TZ"} <= {
-        name for name in changed if name.startswith("RECONCILER_")
-    }
+    assert set(changed) - {
+        "PATH",
+        "PWD",
+        "SHLVL",
+        "_",
+        "LANG",
+        "LC_ALL",
+        "HOME",
+        "TZ",
+        "TMPDIR",
+    } <= {name for name in changed if name.startswith("RECONCILER_")}
 
 
 def test_each_hook_run_is_a_fact_that_replay_shows(address_change: SimpleNamespace) -> None:
