@@ -40,7 +40,7 @@ from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 from reconciler.errors import PermanentError, PlatformUnsupportedError, TemporaryError
 from reconciler.model.config import Config
 from reconciler.world.hostname_file import read_hostname_file, replace_hostname_file
-from reconciler.world.platform import ChangeNotice, TunnelState, WanState
+from reconciler.world.platform import ChangeNotice, TunnelState, WanState, tunnel_address_first
 from reconciler.world.runner import (
     NOT_STARTED,
     CommandRunner,
@@ -100,7 +100,8 @@ class LinuxPlatform:
     # -- observing ------------------------------------------------------------------------
 
     def observe_wan(self) -> WanState:
-        """The WAN's IPv4 addresses (kernel order) and whether its link is up."""
+        """The WAN's IPv4 addresses (kernel order, the one in `wan.address_in` first) and
+        whether its link is up."""
         interface = self.config.wan.interface
         with self._netlink("observe", interface) as ipr:
             link = _find_link(ipr, interface)
@@ -112,7 +113,12 @@ class LinuxPlatform:
             )
         flags = link["flags"]
         link_up = bool(flags & _IFF_UP) and bool(flags & _IFF_RUNNING)
-        return WanState(interface=interface, exists=True, link_up=link_up, addresses=addresses)
+        return WanState(
+            interface=interface,
+            exists=True,
+            link_up=link_up,
+            addresses=tunnel_address_first(addresses, self.config.wan.address_in),
+        )
 
     def observe_tunnel(self) -> TunnelState:
         """The tunnel link's kind, ends and state, whatever mode it was created in."""

@@ -36,7 +36,7 @@ from reconciler.world.openbsd_text import (
     parse_lease,
     parse_monitor_line,
 )
-from reconciler.world.platform import ChangeNotice, TunnelState, WanState
+from reconciler.world.platform import ChangeNotice, TunnelState, WanState, tunnel_address_first
 from reconciler.world.runner import CommandRunner, Completed, LineStream, check, last_line
 
 __all__ = ["OpenBSDPlatform", "RouteMonitorWatch"]
@@ -95,20 +95,17 @@ class OpenBSDPlatform:
     def _tunnel_address_first(
         self, interface: IfconfigInterface, addresses: tuple[str, ...]
     ) -> tuple[str, ...]:
-        """`addresses` with the tunnel's first: in `wan.address_in`, else the DHCP lease,
-        else the kernel's first; the rest keep the kernel's order."""
+        """`addresses` with the tunnel's first (see tunnel_address_first); dhcpleased is
+        asked for its lease only when there is a choice that `wan.address_in` left open."""
+        address_in = self._config.wan.address_in
         if len(addresses) < 2:
             return addresses
-        chosen: str | None = None
-        network = self._config.wan.address_in
-        if network is not None:
-            inside = ipaddress.IPv4Network(network)
-            chosen = next((a for a in addresses if ipaddress.IPv4Address(a) in inside), None)
-        if chosen is None and interface.autoconf4:
-            chosen = self._lease(interface.name)
-        if chosen is None or chosen not in addresses:
-            return addresses
-        return (chosen, *(a for a in addresses if a != chosen))
+        network = ipaddress.IPv4Network(address_in) if address_in is not None else None
+        selected = network is not None and any(
+            ipaddress.IPv4Address(a) in network for a in addresses
+        )
+        lease = self._lease(interface.name) if interface.autoconf4 and not selected else None
+        return tunnel_address_first(addresses, address_in, lease)
 
     def _lease(self, name: str) -> str | None:
         """The address of dhcpleased's lease on `name`; None when it cannot say."""

@@ -8,12 +8,20 @@ every implementation.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Protocol
 
 from attrs import frozen
 
-__all__ = ["ChangeNotice", "Platform", "TunnelState", "WanState", "Watch"]
+__all__ = [
+    "ChangeNotice",
+    "Platform",
+    "TunnelState",
+    "WanState",
+    "Watch",
+    "tunnel_address_first",
+]
 
 
 @frozen
@@ -30,6 +38,23 @@ class WanState:
     def address(self) -> str | None:
         """The address the tunnel should use: the first one."""
         return self.addresses[0] if self.addresses else None
+
+
+def tunnel_address_first(
+    addresses: tuple[str, ...], address_in: str | None, lease: str | None = None
+) -> tuple[str, ...]:
+    """The WAN's IPv4 `addresses` with the tunnel's first: the first inside `address_in`
+    (`wan.address_in`, a network), else the DHCP `lease` when the platform knows it, else the
+    kernel's first; the others keep the kernel's order."""
+    chosen = None
+    if address_in is not None:
+        network = ipaddress.IPv4Network(address_in)
+        chosen = next((a for a in addresses if ipaddress.IPv4Address(a) in network), None)
+    if chosen is None and lease in addresses:
+        chosen = lease
+    if chosen is None:
+        return addresses
+    return (chosen, *(a for a in addresses if a != chosen))
 
 
 @frozen

@@ -467,3 +467,21 @@ def test_watch_overrun_becomes_desync(namespaces: tuple[str, str]) -> None:
     finally:
         release.set()
         watch.stop()
+
+
+def test_the_wan_selector_picks_the_tunnels_address(
+    namespaces: tuple[str, str], tmp_path: Path
+) -> None:
+    """Two addresses on the WAN: the kernel's first, unless `wan.address_in` names the
+    network of another."""
+    router, _far = namespaces
+    ip(router, "addr", "add", "192.0.2.9/24", "dev", WAN)
+    config = make_config(tmp_path)
+    assert LinuxPlatform(config, netns=router).observe_wan().addresses == (
+        "198.51.100.7",
+        "192.0.2.9",
+    )
+    config = attrs.evolve(config, wan=attrs.evolve(config.wan, address_in="192.0.2.0/24"))
+    wan = LinuxPlatform(config, netns=router).observe_wan()
+    assert wan.addresses == ("192.0.2.9", "198.51.100.7")
+    assert wan.address == "192.0.2.9"

@@ -25,7 +25,7 @@ from reconciler.model.config import (
 from reconciler.model.hostname import render_hostname_file
 from reconciler.testing import OpenBSDHost, RecordingRunner
 from reconciler.world.openbsd import OpenBSDPlatform
-from reconciler.world.platform import ChangeNotice, Platform
+from reconciler.world.platform import ChangeNotice, Platform, tunnel_address_first
 from tests.world.platform_contract import NoticeCollector, PlatformContract, World
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openbsd"
@@ -635,6 +635,25 @@ def test_reload_command_with_e_fails_on_every_run(tmp_path: Path, host: OpenBSDH
         make_config(tmp_path, reload_command=shipped), host, host.root
     ).reload_firewall()
     assert host.pf_loads == 2
+
+
+@pytest.mark.parametrize(
+    ("address_in", "lease", "first"),
+    [
+        (None, None, "203.0.113.7"),
+        (None, "198.51.100.20", "198.51.100.20"),
+        (None, "192.0.2.1", "203.0.113.7"),  # a lease not on the interface: the kernel's first
+        ("198.51.100.0/24", "203.0.113.7", "198.51.100.20"),
+        ("192.0.2.0/24", "198.51.100.20", "198.51.100.20"),  # nothing inside: the lease
+    ],
+)
+def test_tunnel_address_first(address_in: str | None, lease: str | None, first: str) -> None:
+    """The selector, then the lease, then the kernel's order; the rest keep their order."""
+    addresses = ("203.0.113.7", "198.51.100.20", "192.168.1.2")
+    ordered = tunnel_address_first(addresses, address_in, lease)
+    assert ordered[0] == first
+    assert sorted(ordered) == sorted(addresses)
+    assert [a for a in ordered if a != first] == [a for a in addresses if a != first]
 
 
 # -- never touching what is not a gif ---------------------------------------------------------
