@@ -181,8 +181,16 @@ def test_start_up_converges_then_a_kernel_notice_repairs_an_address_change(
     assert isinstance(facts[0], DaemonStarted) and isinstance(facts[1], ConfigLoaded)
     updates_before = fake.stats()["counts"]["update"]
     assert updates_before == 1  # the start-up's update, and nothing else
+    # pf was loaded once already: wait for this repair's own reload too, not only the tunnel.
+    pf_reloaded = world.host.pf_loads + 1
     world.host.set_address("em0", "203.0.113.8")
-    _wait_for(lambda: world.converged_on("203.0.113.8") and fake.endpoint == "203.0.113.8")
+    _wait_for(
+        lambda: (
+            world.converged_on("203.0.113.8")
+            and fake.endpoint == "203.0.113.8"
+            and world.host.pf_loads >= pf_reloaded
+        )
+    )
     started = [f.key for f in world.facts() if isinstance(f, ActionStarted)]
     assert started.count("update-he-endpoint:203.0.113.8") == 1
     assert started.count("update-he-endpoint:203.0.113.7") == 1
