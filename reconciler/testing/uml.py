@@ -271,7 +271,8 @@ def _end_every_process_of(umid: str, limit: float = 20.0) -> None:
     group, and SIGKILL is delivered, not waited for. None may outlive the run."""
     marker = f"umid={umid}".encode()
     deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
+    clean_looks = 0
+    while time.monotonic() < deadline and clean_looks < 5:
         left = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -281,8 +282,9 @@ def _end_every_process_of(umid: str, limit: float = 20.0) -> None:
                     left.append(int(entry.name))
             except OSError:
                 continue  # gone meanwhile
-        if not left:
-            return
+        # Several clean looks in a row: a helper in the middle of dying can show no command
+        # line for a moment and its own again... or not at all; only a quiet spell counts.
+        clean_looks = clean_looks + 1 if not left else 0
         for pid in left:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
