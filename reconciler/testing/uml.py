@@ -194,7 +194,10 @@ def run_in_guest(
     where = (cwd or Path.cwd()).resolve()
     init.write_text(_init_script(run_dir, command, where, {**passed, **(env or {})}))
     init.chmod(0o755)
-    umid = run_dir.name
+    # Unique on the machine: every process with it is killed at the end, and another run's
+    # guest (another checkout's tests, at the same time) must never share it.
+    umid = f"reconciler-{os.getpid()}-{os.urandom(4).hex()}"
+    (run_dir / "umid").write_text(umid + "\n")
     argv = [
         KERNEL,
         f"mem={mem}",
