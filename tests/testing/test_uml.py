@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -116,6 +118,9 @@ def test_the_command_line_prints_one_line_and_exits_1_on_a_failure(tmp_path: Pat
         timeout=90,
         cwd=tmp_path,
     )
+    kept = done.stderr.rpartition("results and logs kept in ")[2].strip()
+    if kept.startswith(tempfile.gettempdir()):  # kept for a user to read; not for a test
+        shutil.rmtree(Path(kept).parent, ignore_errors=True)
     assert done.returncode == 1
     assert done.stderr.startswith("uml-guest: the guest did not finish within 10 s")
     assert "Traceback" not in done.stderr
