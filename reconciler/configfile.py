@@ -253,7 +253,15 @@ class _Reader:
     def daemon(self) -> DaemonConfig | None:
         t = self.section(
             "daemon",
-            {"platform", "state_dir", "log", "watch_kernel", "retain_days", "retain_mb"},
+            {
+                "platform",
+                "state_dir",
+                "log",
+                "watch_kernel",
+                "retain_days",
+                "retain_mb",
+                "quiet_summary_interval",
+            },
         )
         platform = self.choice(t, "daemon.platform", ("openbsd", "linux"))
         # Without a valid platform there is no default, and no DaemonConfig either: "." stands
@@ -272,9 +280,13 @@ class _Reader:
         retain_mb = self.number(
             t, "daemon.retain_mb", default=0.0, minimum=0.0, maximum=2.0**20, unit="MiB"
         )
+        quiet = self.number(
+            t, "daemon.quiet_summary_interval", default=3600.0, minimum=0.0, maximum=86400.0,
+            unit="seconds",
+        )  # fmt: skip
         if platform is None or state_dir is None or log is None or watch is None:
             return None
-        if retain_days is None or retain_mb is None:
+        if retain_days is None or retain_mb is None or quiet is None:
             return None
         return DaemonConfig(
             platform,  # type: ignore[arg-type]  # checked by choice()
@@ -283,6 +295,7 @@ class _Reader:
             watch,
             retain_days,
             retain_mb,
+            quiet,
         )
 
     def wan(self, daemon: DaemonConfig | None) -> WanConfig | None:

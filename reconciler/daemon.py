@@ -125,6 +125,7 @@ class Daemon:
         log: Any,
         *,
         snapshots: Any = None,
+        checkpoints: Any = None,
         platform_factory: Callable[[Config], Platform] | None = None,
         client_factory: Callable[[Config], Any] | None = None,
         config_loader: Callable[[Any], Config] | None = None,
@@ -148,7 +149,12 @@ class Daemon:
         self._log = log
         self._config = config
         self._recorder = Recorder(
-            log, self._clock, snapshots=snapshots, after_snapshot=self._retain
+            log,
+            self._clock,
+            snapshots=snapshots,
+            after_snapshot=self._retain,
+            quiet_summary_interval=config.daemon.quiet_summary_interval,  # read at start only
+            checkpoints=checkpoints,
         )
         self._clock.not_before(self._recorder.state.at)  # the last run's facts are not ahead
         self._platform = self._platform_factory(config)
@@ -261,6 +267,10 @@ class Daemon:
         self._start_thread("kernel-notice", self._notice_loop)
         self._start_thread("reconcile", self._reconcile_loop)
         self._start_thread("clock-watch", self._clock_watch)
+        # An older log lacks checkpoints: built in the background, never before a repair.
+        self._start_thread(
+            "checkpoints", lambda: self._recorder.build_checkpoints(self._stopping.is_set)
+        )
         try:
             reason = self._serve_requests()
         except BaseException as exc:  # stop the threads and record DaemonStopped even so

@@ -39,6 +39,7 @@ __all__ = [
     "load_from",
     "load_state",
     "log_fold_error",
+    "newest_first",
     "state_from_snapshot",
 ]
 
@@ -71,8 +72,11 @@ class Loaded:
         return self.gap is None
 
 
-def iter_envelopes(state_dir: Path, start: int = 1) -> Iterator[Envelope]:
-    """Every fact in the state directory's log from `start`, typed (unknown ones kept raw).
+def iter_envelopes(
+    state_dir: Path, start: int = 1, near: tuple[int, int] | None = None
+) -> Iterator[Envelope]:
+    """Every fact in the state directory's log from `start`, typed (unknown ones kept raw);
+    `near` is where record `start` was written, when known (EventLog.read).
 
     After retention the log may begin later than `start`: `first_seq` says where."""
     events = events_dir(state_dir)
@@ -82,7 +86,7 @@ def iter_envelopes(state_dir: Path, start: int = 1) -> Iterator[Envelope]:
 
     log = EventLog.open(events, readonly=True)
     try:
-        for seq, record in log.read(start):
+        for seq, record in log.read(start, near=near):
             yield from_record(seq, record)
     finally:
         log.close()
@@ -98,9 +102,12 @@ def first_seq(state_dir: Path) -> int | None:
 
     with EventLog.open(events, readonly=True) as log:
         segments = log.segments()
-        if not segments or log.last_seq < segments[0][0]:
+        if not segments:
             return None
-        return segments[0][0]
+        # Its first record, read from the start of the first segment: asking last_seq
+        # would walk the whole last segment, which a window into a long log must not pay.
+        first = next(iter(log.read(segments[0][0])), None)
+        return segments[0][0] if first is not None else None
 
 
 def log_fold_error(envelope: Envelope, exc: Exception) -> None:
@@ -174,6 +181,13 @@ def load_from(log: LogReader, snapshots: Iterable[Snapshot] = ()) -> Loaded:
     return Loaded(state, max(last, start_seq), start_seq, gap)
 
 
+def newest_first(*sources: Iterable[Snapshot]) -> Iterator[Snapshot]:
+    """Snapshots and checkpoints merged, newest first (each source is newest first)."""
+    import heapq
+
+    return heapq.merge(*sources, key=lambda found: -found[0])
+
+
 def load_state(state_dir: Path) -> tuple[ObservedState, int]:
     """The observed state from the newest valid snapshot plus the log's tail, and its seq."""
     loaded = load(state_dir)
@@ -186,7 +200,12 @@ def load(state_dir: Path) -> Loaded:
     if not events.is_dir():
         return Loaded(ObservedState(), 0, 0)
     from reconciler.eventlog import EventLog, SnapshotStore
+    from reconciler.eventlog.checkpoints import CheckpointStore
 
     with EventLog.open(events, readonly=True) as log:
         store = SnapshotStore(snapshots_dir(state_dir))
-        return load_from(log, store.candidates(SCHEMA_VERSION))
+        checkpoints = CheckpointStore(state_dir / "checkpoints")
+        found = newest_first(
+            store.candidates(SCHEMA_VERSION), checkpoints.candidates(SCHEMA_VERSION)
+        )
+        return load_from(log, found)

@@ -19,6 +19,23 @@ kept only as their time, and written as lost-record markers, so numbers stay con
 the gap is plain in the log. No snapshot is written while facts are unwritten (it would
 cover records the log does not hold).
 
+News, not repetition: with `quiet_summary_interval` > 0 (the daemon's), an observation that
+changes nothing in the folded state (reconciler.model.news: the same address and link, the
+same tunnel, a probe success while its family is up) is not appended on its own. It is
+counted per source, and the counts go into one ObservationsCounted fact per source at most
+once per interval, before the next fact that changes something, and at `record_final`
+(counts not yet recorded when the process dies are lost; the facts they counted changed
+nothing). Whatever can change a decision is appended at once, as is the first observation
+of each source after start-up and any observation whose fields differ from the last one
+recorded from its source (a measurement such as a ping's round-trip time aside). A counted
+observation's envelope has seq 0: it is in no log, wakes nobody and reaches no listener
+(listeners hear ObservationsCounted instead).
+
+Checkpoints (reconciler.checkpoints), when given a store: a day or 10,000 facts after the
+last one, the state is written as a checkpoint with where its next record lies, outside the
+lock like a snapshot (and, like one, not while facts are unwritten); `build_checkpoints`
+fills in what an older log lacks.
+
 `record_final` records the daemon's last fact and closes the door: a thread the daemon
 abandoned at its stop (an action that outlived its grace period) gets RecorderClosedError
 instead of writing after DaemonStopped, so nothing lands in the log once the daemon said it
@@ -33,9 +50,22 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
+import attrs
+
 from reconciler.errors import ReconcilerError
-from reconciler.history import Loaded, load_from, log_fold_error
-from reconciler.model.facts import Envelope, Fact, to_record
+from reconciler.history import Loaded, load_from, log_fold_error, newest_first
+from reconciler.model.facts import (
+    EndpointObserved,
+    Envelope,
+    Fact,
+    HostnameFileObserved,
+    ObservationsCounted,
+    ProbeObserved,
+    TunnelObserved,
+    WanAddressObserved,
+    to_record,
+)
+from reconciler.model.news import changes_nothing
 from reconciler.model.state import SCHEMA_VERSION, ObservedState, fold, state_to_mapping
 
 __all__ = [
@@ -53,6 +83,25 @@ _log = logging.getLogger(__name__)
 MAX_UNWRITTEN = 10_000
 # The record written for a fact dropped from memory (the type `log repair` writes too).
 _LOST_RECORD_TYPE = "log-record-lost"
+
+# The facts that may be counted instead of recorded: observations of the world.
+_OBSERVATIONS = (
+    WanAddressObserved,
+    TunnelObserved,
+    ProbeObserved,
+    HostnameFileObserved,
+    EndpointObserved,
+)
+# Fields that measure rather than observe: they differ every time and decide nothing.
+_MEASUREMENTS: dict[type[Any], dict[str, Any]] = {ProbeObserved: {"rtt_ms": None, "detail": ""}}
+
+_Item = tuple[Fact, Mapping[str, Any], str, float]  # a fact, its record, source and time
+
+
+def _observed(fact: Fact) -> Fact:
+    """`fact` without its measurements: what an observation says about the world."""
+    blank = _MEASUREMENTS.get(type(fact))
+    return attrs.evolve(fact, **blank) if blank else fact
 
 
 Listener = Callable[[ObservedState, Envelope, ObservedState], None]
@@ -96,8 +145,18 @@ class Recorder:
         snapshots: SnapshotWriter | None = None,
         snapshot_every: int = 1000,
         after_snapshot: Callable[[int], None] | None = None,
+        quiet_summary_interval: float = 0.0,
+        checkpoints: Any = None,
     ) -> None:
+        """`quiet_summary_interval` > 0 records news only, 0 every fact as it comes;
+        `checkpoints` (a CheckpointStore) turns checkpoints on (see the module docstring)."""
         self._log = log
+        self._quiet_interval = max(0.0, quiet_summary_interval)
+        # Per source: the last fact appended, and [fact type, count, first at, last at] of
+        # the observations counted since; `_window` is when the oldest count began.
+        self._last_recorded: dict[str, Fact] = {}
+        self._tallies: dict[str, list[Any]] = {}
+        self._window: float | None = None
         self._clock = clock
         self._snapshots = snapshots
         self._after_snapshot = after_snapshot
@@ -105,7 +164,9 @@ class Recorder:
         self._changed = threading.Condition(threading.Lock())
         # Held while a snapshot is written and retention runs; never while _changed is.
         self._housekeeping = threading.Lock()
-        snapshots_found = snapshots.candidates(SCHEMA_VERSION) if snapshots else ()
+        snapshots_found: Any = snapshots.candidates(SCHEMA_VERSION) if snapshots else ()
+        if checkpoints is not None:  # start from whichever is newer
+            snapshots_found = newest_first(snapshots_found, checkpoints.candidates(SCHEMA_VERSION))
         self._loaded = load_from(log, snapshots_found)
         self._state, self._last_seq = self._loaded.state, self._loaded.last_seq
         self._since_snapshot = 0
@@ -116,6 +177,12 @@ class Recorder:
         self._dropped = 0  # how many of them are kept only as their time
         self._write_error: str | None = None  # why the log did not take the first of them
         self._listeners: list[Listener] = []
+        # The checkpoints this run writes chain on from the seq it started at.
+        from reconciler.checkpoints import ChunkTracker
+
+        self._checkpoints = checkpoints
+        self._chunk = ChunkTracker(self._last_seq)
+        self._checkpoint_from: tuple[Any, ObservedState] | None = None
 
     def listen(self, listener: Listener) -> None:
         """Call `listener(before, envelope, after)` for every fact from now on, in log order,
@@ -169,6 +236,9 @@ class Recorder:
         at = self._clock()
         record = to_record(fact, at=at, source=source)  # encoded outside the lock
         with self._changed:
+            quiet = self._quiet_interval and isinstance(fact, _OBSERVATIONS)
+            if quiet and self._count_if_quiet(fact, source, at):
+                return Envelope(seq=0, at=at, source=source, fact=fact)
             envelope = self._append(fact, record, source, at)
             due = self._snapshot_due()
         if due:
@@ -189,22 +259,91 @@ class Recorder:
                 self._closed = True  # closed even when the final append failed
 
     def _append(self, fact: Fact, record: Mapping[str, Any], source: str, at: float) -> Envelope:
-        # Called with the lock held: the append, the fold and last_seq move together.
+        # Called with the lock held: the append, the fold and last_seq move together. The
+        # counts so far go first, in the same group commit: they end where the news begins.
         if self._closed:
             raise RecorderClosedError(f"{fact.TYPE} from {source} not recorded: stopped")
-        seq = self._write(record, at)
-        envelope = Envelope(seq=seq, at=at, source=source, fact=fact)
-        before = self._state
-        self._state = fold(before, envelope, log_fold_error)
-        for listener in self._listeners:
+        envelopes = self._append_all([*self._summaries(at), (fact, record, source, at)])
+        if isinstance(fact, _OBSERVATIONS):
+            self._last_recorded[source] = fact
+        return envelopes[-1]
+
+    def _append_all(self, items: list[_Item]) -> list[Envelope]:
+        """Write, fold and announce `items` in order. Called with the lock held. Several go
+        in one group commit (one fdatasync) when the log takes them; a log that does not
+        keeps them as `_write` does."""
+        grouped: list[int] | None = None
+        if len(items) > 1 and not self._unwritten:
             try:
-                listener(before, envelope, self._state)
-            except Exception:  # telemetry must never cost a fact its recording
-                _log.exception("a listener failed on fact %d", seq)
-        self._last_seq = seq
-        self._since_snapshot += 1
+                grouped = list(self._log.append_many([record for _, record, _, _ in items]))
+            except OSError:
+                grouped = None  # one by one below: _write keeps what the log refuses
+        envelopes = []
+        for n, (fact, record, source, at) in enumerate(items):
+            seq = grouped[n] if grouped is not None else self._write(record, at)
+            envelope = Envelope(seq=seq, at=at, source=source, fact=fact)
+            before = self._state
+            self._state = fold(before, envelope, log_fold_error)
+            for listener in self._listeners:
+                try:
+                    listener(before, envelope, self._state)
+                except Exception:  # telemetry must never cost a fact its recording
+                    _log.exception("a listener failed on fact %d", seq)
+            self._last_seq = seq
+            self._since_snapshot += 1
+            envelopes.append(envelope)
+            self._chunk.note(at)
+        if self._checkpoints is not None and not self._unwritten and self._chunk.due(items[-1][3]):
+            # Taken here, under the lock; written by _housekeep outside it.
+            position = getattr(self._log, "position", None)  # where the next record goes
+            self._checkpoint_from = (self._chunk.take(self._last_seq, position), self._state)
+        self._tallies.clear()  # in the log, or kept to be written with the facts around them
+        self._window = None
         self._changed.notify_all()
-        return envelope
+        return envelopes
+
+    def _count_if_quiet(self, fact: Fact, source: str, at: float) -> bool:
+        """Count `fact` (True) when it changes nothing; False when it must be appended.
+        Called with the lock held; appends the counts when the interval is over."""
+        if self._closed:
+            raise RecorderClosedError(f"{fact.TYPE} from {source} not recorded: stopped")
+        last = self._last_recorded.get(source)
+        if last is None or _observed(last) != _observed(fact):
+            return False  # the first of its source since start-up, or different fields
+        folded_badly: list[Exception] = []
+        candidate = fold(
+            self._state,
+            Envelope(seq=self._last_seq + 1, at=at, source=source, fact=fact),
+            lambda _envelope, exc: folded_badly.append(exc),
+        )
+        if folded_badly or not changes_nothing(self._state, candidate):
+            return False
+        tally = self._tallies.get(source)
+        if tally is None:
+            self._tallies[source] = [fact.TYPE, 1, at, at]
+        else:
+            tally[1] += 1
+            tally[3] = at
+        if self._window is None:
+            self._window = at
+        elif not 0.0 <= at - self._window < self._quiet_interval:  # over, or the clock stepped
+            self._append_all(self._summaries(at))
+        return True
+
+    def _summaries(self, at: float) -> list[_Item]:
+        """One ObservationsCounted per source counted since the last append, ready to go."""
+        items: list[_Item] = []
+        for source, (observed, count, first_at, last_at) in sorted(self._tallies.items()):
+            fact = ObservationsCounted(observed, count, first_at, last_at)
+            items.append((fact, to_record(fact, at=at, source=source), source, at))
+        return items
+
+    def flush_counts(self) -> None:
+        """Append the counts of quiet observations now (the daemon's stop does it through
+        `record_final`; this is for a caller that wants them in the log at once)."""
+        with self._changed:
+            if self._tallies and not self._closed:
+                self._append_all(self._summaries(self._clock()))
 
     def _write(self, record: Mapping[str, Any], at: float) -> int:
         """Append `record` (after any kept before it); its seq. Called with the lock held.
@@ -283,11 +422,41 @@ class Recorder:
             self._write_snapshot(state, seq)
 
     def _snapshot_due(self) -> bool:
+        """Whether a snapshot (or a checkpoint) waits to be written."""
+        return self._checkpoint_from is not None or self._snapshot_wanted()
+
+    def _snapshot_wanted(self) -> bool:
         return (
             self._snapshots is not None
             and self._since_snapshot >= self._snapshot_every
             and not self._unwritten
         )
+
+    def build_checkpoints(self, should_stop: Callable[[], bool]) -> None:
+        """Write the checkpoints the log lacks up to the seq this recorder started at (the
+        daemon runs this on a thread of its own after start-up)."""
+        if self._checkpoints is None:
+            return
+        from reconciler.checkpoints import build_missing
+
+        try:
+            build_missing(self._log, self._checkpoints, self._loaded.last_seq, should_stop)
+        except Exception as exc:  # an optimisation: never fatal
+            _log.warning("building checkpoints failed: %s", exc)
+
+    def _write_checkpoint(self) -> None:
+        # Called with _housekeeping held and _changed free.
+        with self._changed:
+            due, self._checkpoint_from = self._checkpoint_from, None
+        if due is None or self._checkpoints is None:
+            return
+        from reconciler.checkpoints import write_checkpoint
+
+        chunk, state = due
+        try:
+            write_checkpoint(self._checkpoints, chunk, state)
+        except Exception as exc:  # an optimisation: never fail a record over it
+            _log.warning("could not write a checkpoint at seq %d: %s", state.seq, exc)
 
     def _take_snapshot_turn(self) -> tuple[ObservedState, int]:
         # Called with _changed held: the state and seq to write, read together.
@@ -299,8 +468,9 @@ class Recorder:
         if not self._housekeeping.acquire(blocking=False):
             return  # another thread is at it; the next record finds the snapshot due again
         try:
+            self._write_checkpoint()
             with self._changed:
-                if self._closed or not self._snapshot_due():
+                if self._closed or not self._snapshot_wanted():
                     return  # after the stop only snapshot() writes, before the log closes
                 state, seq = self._take_snapshot_turn()
             self._write_snapshot(state, seq)
@@ -323,6 +493,10 @@ class Recorder:
             covered = self._snapshots.oldest_seq(SCHEMA_VERSION)
             if covered is not None:
                 self._after_snapshot(covered)
+                segments = getattr(self._log, "segments", None)
+                if self._checkpoints is not None and segments is not None and segments():
+                    # Checkpoints whose following records retention removed go with them.
+                    self._checkpoints.prune(segments()[0][0])
         except Exception as exc:  # housekeeping must not stop the recording either
             _log.warning("after the snapshot at seq %d: %s", seq, exc)
 

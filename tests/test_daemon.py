@@ -36,6 +36,7 @@ from reconciler.model.facts import (
     ConfigLoaded,
     DaemonStarted,
     DaemonStopped,
+    ObservationsCounted,
     ProbeObserved,
     TunnelObserved,
     WanAddressObserved,
@@ -200,7 +201,13 @@ def test_start_up_converges_then_a_kernel_notice_repairs_an_address_change(
 
 
 def _link_observations(world: InProcess) -> int:
-    return sum(isinstance(f, WanAddressObserved | TunnelObserved) for f in world.facts())
+    """WAN and tunnel observations made so far: recorded ones and counted (quiet) ones."""
+    world.daemon.recorder.flush_counts()
+    facts = world.facts()
+    counted = (WanAddressObserved.TYPE, TunnelObserved.TYPE)
+    return sum(isinstance(f, WanAddressObserved | TunnelObserved) for f in facts) + sum(
+        f.count for f in facts if isinstance(f, ObservationsCounted) and f.observed in counted
+    )
 
 
 def test_kernel_notices_about_other_interfaces_are_ignored(

@@ -25,10 +25,12 @@ from reconciler.commands._common import StateDirError
 from reconciler.errors import ReconcilerError
 from reconciler.history import first_seq, iter_envelopes, log_fold_error
 from reconciler.model.config import ReconcileConfig
+from reconciler.model.facts import Envelope, ObservationsCounted
 from reconciler.model.state import ObservedState, fold
 from reconciler.model.telemetry import Telemetry
 from reconciler.render.replay import (
     REPLAY_SCHEMA,
+    counted_line,
     entry_json,
     entry_lines,
     is_notable,
@@ -136,14 +138,18 @@ def _reconcile_bounds(args: argparse.Namespace, env: Environment) -> ReconcileCo
 def _print_state_at(
     state_dir: Path, at: float, as_json: bool, out: TextIO, trimmed: int | None
 ) -> int:
-    state = ObservedState()
-    then: ObservedState | None = None  # after the last fact (in log order) stamped <= at
-    for envelope in iter_envelopes(state_dir):
-        state = fold(state, envelope, log_fold_error)
-        if envelope.at <= at:
-            then = state
-    if then is None:
+    from reconciler.checkpoints import last_seq_until, start_at_or_before
+
+    # The state after the last fact (in log order) stamped <= at, folded from the newest
+    # checkpoint before it: the index finds that fact without reading the whole log.
+    end = last_seq_until(state_dir, at)
+    if not end:
         raise NoFactsError(f"no facts at or before {iso(at)} in {state_dir}")
+    then, start, near = start_at_or_before(state_dir, end)
+    for envelope in iter_envelopes(state_dir, start + 1, near):
+        if envelope.seq > end:
+            break
+        then = fold(then, envelope, log_fold_error)
     if as_json:
         document = {**state_json(then, at), "history_from": trimmed or 1}
         print(json.dumps(document, indent=2, sort_keys=True), file=out)
@@ -153,16 +159,21 @@ def _print_state_at(
 
 
 def _last_seq_until(state_dir: Path, until: float) -> int:
-    """The last sequence number stamped at or before `until` (0: none), read ahead."""
-    from reconciler.eventlog import EventLog
+    """The last sequence number stamped at or before `until` (0: none), found through the
+    checkpoint index (reconciler.checkpoints; the whole log is read without one)."""
+    from reconciler.checkpoints import last_seq_until
 
-    last = 0
-    with EventLog.open(events_dir(state_dir), readonly=True) as log:
-        for seq, record in log.read():
-            stamp = record.get("at")
-            if isinstance(stamp, int | float) and stamp <= until:
-                last = seq
-    return last
+    return last_seq_until(state_dir, until)
+
+
+def _flush_quiet(quiet: int, counted: list[Envelope], out: TextIO) -> int:
+    """Print what was only counted since the last entry (and forget it): 0."""
+    if quiet:
+        print(quiet_line(quiet), file=out)
+    if counted:
+        print(counted_line(counted), file=out)
+        counted.clear()
+    return 0
 
 
 def _print_timeline(
@@ -178,6 +189,7 @@ def _print_timeline(
     # The notifications each fact caused, told as the daemon tells its hooks.
     telemetry = Telemetry.starting_on(state, reconcile)
     shown = quiet = 0
+    counted: list[Envelope] = []  # consecutive ObservationsCounted, printed as one line
     if as_json:
         out.write(
             f'{{"schema": "{REPLAY_SCHEMA}", "since": {json.dumps(iso(since))}, '
@@ -185,7 +197,14 @@ def _print_timeline(
         )
     end = _last_seq_until(state_dir, until) if until is not None else None
     started = since is None
-    for envelope in iter_envelopes(state_dir):
+    start, near = 0, None
+    if since is not None:
+        from reconciler.checkpoints import start_before
+
+        # Every fact up to the checkpoint is stamped before --since: the window starts after.
+        state, start, near = start_before(state_dir, since)
+        telemetry = Telemetry.starting_on(state, reconcile)
+    for envelope in iter_envelopes(state_dir, start + 1, near):
         if end is not None and envelope.seq > end:
             break
         after = fold(state, envelope, log_fold_error)
@@ -197,20 +216,22 @@ def _print_timeline(
                 entry = entry_json(envelope, changes, notices)
                 out.write(("," if shown else "") + "\n  " + json.dumps(entry))
                 shown += 1
+            elif isinstance(envelope.fact, ObservationsCounted) and not notices:
+                counted.append(envelope)
             elif is_notable(envelope, changes) or notices:
-                if quiet:
-                    print(quiet_line(quiet), file=out)
-                    quiet = 0
+                quiet = _flush_quiet(quiet, counted, out)
                 print("\n".join(entry_lines(envelope, changes, after, notices)), file=out)
                 shown += 1
             else:
+                if counted:
+                    _flush_quiet(0, counted, out)
                 quiet += 1
         state = after
     if as_json:
         out.write(f'\n], "count": {shown}}}\n')
         return 0
-    if quiet:
-        print(quiet_line(quiet), file=out)
-    if not shown and not quiet:
+    had_counts = bool(counted)
+    _flush_quiet(quiet, counted, out)
+    if not shown and not quiet and not had_counts:
         print("The event log holds nothing in this time range.", file=out)
     return 0

@@ -18,8 +18,10 @@ __all__ = ["run"]
 def run(args: argparse.Namespace, env: Environment) -> int:
     """Load the config, take the event log's lock (a second daemon exits 1), run until told
     to stop."""
+    from reconciler.checkpoints import checkpoints_dir
     from reconciler.daemon import Daemon
     from reconciler.eventlog import SnapshotStore
+    from reconciler.eventlog.checkpoints import CheckpointStore
 
     config = load_config_for(args, env)
     configure_logging(config.daemon.log, stream=env.stderr)
@@ -30,6 +32,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
             config,
             log,
             snapshots=SnapshotStore(snapshots_dir(state_dir)),
+            checkpoints=CheckpointStore(checkpoints_dir(state_dir)),
             configure_log=lambda target: configure_logging(target, stream=env.stderr),
         )
         return daemon.run()

@@ -66,7 +66,14 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     now = time.time()
     with EventLog.open(log_dir, readonly=True) as log:
         # The recorder's start-up path (snapshot + tail fold) is exactly the read we need.
-        state, last_seq = Recorder(log, snapshots=SnapshotStore(snapshots_dir(state_dir))).view()
+        from reconciler.checkpoints import checkpoints_dir
+        from reconciler.eventlog.checkpoints import CheckpointStore
+
+        state, last_seq = Recorder(
+            log,
+            snapshots=SnapshotStore(snapshots_dir(state_dir)),
+            checkpoints=CheckpointStore(checkpoints_dir(state_dir)),
+        ).view()
         tail = [from_record(seq, rec) for seq, rec in log.read(max(1, last_seq - TAIL_SCANNED))]
     current = _plan(config, state, now) if config is not None else None
     daemon = _daemon(log_dir, tail)

@@ -396,29 +396,75 @@ class EventLog:
 
     # -- reading -------------------------------------------------------------------------
 
-    def read(self, start: int = 1) -> Iterator[tuple[int, Record]]:
+    def read(
+        self, start: int = 1, *, near: tuple[int, int] | None = None
+    ) -> Iterator[tuple[int, Record]]:
         """(seq, record) from `start` on, in order, streamed.
 
         Checks every checksum on the way and raises CorruptLogError before handing out
         anything past damage; stops cleanly at a torn tail. A start below the first
-        segment (after retention) begins at the first record there is.
+        segment (after retention) begins at the first record there is. `near` is where
+        record `start` was written, (first seq of its segment, byte offset), as `position`
+        gave it: the read begins there without walking the segment, when the frame found
+        there is record `start` (else as without it).
         """
-        return self._read(max(start, 1))
+        return self._read(max(start, 1), near)
 
-    def _read(self, start: int) -> Iterator[tuple[int, Record]]:
+    @property
+    def position(self) -> tuple[int, int]:
+        """For a writer: where the next record goes, (first seq of the active segment, byte
+        offset), for `read(near=...)` later. A rotation moves it to the next segment."""
+        with self._lock:
+            return self._active_first, self._active_size
+
+    def _placed(
+        self, segments: list[tuple[int, Path]], start: int, near: tuple[int, int]
+    ) -> tuple[int, int] | None:
+        """(segment index, offset) of record `start` at `near`, checked; None if not there."""
+        first, offset = near
+        for i, (found, seg) in enumerate(segments):
+            if found != first or offset < SEGMENT_HEADER:
+                continue
+            try:
+                with open(seg, "rb") as f:
+                    f.seek(offset)
+                    head = f.read(FRAME_HEADER)
+                    if not head and i + 1 < len(segments) and segments[i + 1][0] == start:
+                        return i + 1, 0  # written at a segment's end: the next one begins
+                    if len(head) < FRAME_HEADER:
+                        return None
+                    length = FRAME_HEAD_STRUCT.unpack_from(head)[0]
+                    if length > MAX_PAYLOAD:
+                        return None
+                    frame = head + f.read(length + FRAME_OVERHEAD - FRAME_HEADER)
+            except OSError:
+                return None
+            found_end = inspect_frame(frame, 0, start)
+            return (i, offset) if not isinstance(found_end, Damage) else None
+        return None
+
+    def _read(
+        self, start: int, near: tuple[int, int] | None = None
+    ) -> Iterator[tuple[int, Record]]:
         segments = list_segments(self.path)
         if not segments:
             return
-        firsts = [first for first, _ in segments]
-        i = max(bisect.bisect_right(firsts, start) - 1, 0)
-        first, seg = segments[i]
-        offset, seq = 0, first
-        if start > first and i == len(segments) - 1:
-            self._walk_once()  # the walk builds the index that lets the read seek
-        if first == self._active_first and self._index:
-            k = bisect.bisect_right(self._index, (start, 2**64)) - 1
-            if k >= 0:
-                seq, offset = self._index[k]
+        placed = self._placed(segments, start, near) if near is not None else None
+        if placed is not None:
+            i, offset = placed
+            first, seg = segments[i]
+            seq = start if offset else first
+        else:
+            firsts = [first for first, _ in segments]
+            i = max(bisect.bisect_right(firsts, start) - 1, 0)
+            first, seg = segments[i]
+            offset, seq = 0, first
+            if start > first and i == len(segments) - 1:
+                self._walk_once()  # the walk builds the index that lets the read seek
+            if first == self._active_first and self._index:
+                k = bisect.bisect_right(self._index, (start, 2**64)) - 1
+                if k >= 0:
+                    seq, offset = self._index[k]
         while True:
             end, seq, damage = yield from _read_segment(seg, first, offset, seq, start)
             later = [s for s in list_segments(self.path) if s[0] > first]

@@ -420,6 +420,8 @@ class Lab:
                 "state_dir": str(self.state_dir),
                 "log": "stderr",
                 "watch_kernel": True,
+                # Counts of quiet observations every few seconds: a lab run lasts a minute.
+                "quiet_summary_interval": 5.0,
             },
             "wan": {
                 "interface": WAN_INTERFACE,

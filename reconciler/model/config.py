@@ -40,6 +40,9 @@ class DaemonConfig:
     watch_kernel: bool = True  # kernel change notifications; False means polling only
     retain_days: float = 0.0  # drop log segments older than this, once a snapshot covers them
     retain_mb: float = 0.0  # ... or while the log is larger than this (0: keep everything)
+    # Observations that change nothing are counted and the counts recorded at most this
+    # often (seconds); 0 records every observation (reconciler.recorder).
+    quiet_summary_interval: float = 3600.0
 
 
 @frozen

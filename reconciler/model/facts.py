@@ -39,6 +39,7 @@ __all__ = [
     "Fact",
     "HookRan",
     "HostnameFileObserved",
+    "ObservationsCounted",
     "ProbeObserved",
     "TunnelObserved",
     "UnknownFact",
@@ -248,6 +249,26 @@ class HookRan:
     dropped: int = 0
 
 
+@frozen(weakref_slot=False)
+class ObservationsCounted:
+    """Observations of one source that changed nothing, counted instead of recorded one by one.
+
+    The daemon records an observation when it is news (it changes something a decision reads,
+    reconciler.model.news); the others are counted, and the counts recorded as this fact, one
+    per source (the envelope's source), at most once per `[daemon] quiet_summary_interval`,
+    before the next fact that changes something, and when the daemon stops. It proves the
+    daemon was watching; the fold takes nothing from it. `observed` is the counted fact type.
+    """
+
+    TYPE: ClassVar[str] = "observations-counted"
+    VERSION: ClassVar[int] = 1
+
+    observed: str
+    count: int
+    first_at: float
+    last_at: float
+
+
 Fact = (
     WanAddressObserved
     | ProbeObserved
@@ -261,6 +282,7 @@ Fact = (
     | DaemonStarted
     | DaemonStopped
     | HookRan
+    | ObservationsCounted
 )
 
 FACT_TYPES: dict[str, type[Any]] = {
@@ -278,6 +300,7 @@ FACT_TYPES: dict[str, type[Any]] = {
         DaemonStarted,
         DaemonStopped,
         HookRan,
+        ObservationsCounted,
     )
 }
 

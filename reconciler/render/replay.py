@@ -3,7 +3,10 @@
 Each entry is one fact: its time, seq and type, what it changed in the observed state
 ("IPv6 probe: up -> down"), and for actions what was decided and why (reason and causes)
 or how it ended. Observations that changed nothing are counted, not printed, so a long
-quiet stretch reads as one line. Unknown facts are shown raw. JSON schemas:
+quiet stretch reads as one line. The daemon itself records such observations only as
+counts (`observations-counted`, one per source): consecutive counts read as one line,
+"12:00:00Z-13:00:00Z: 60 IPv6 probes ok, 120 WAN observations, nothing changed". Unknown
+facts are shown raw. JSON schemas:
 `reconciler.replay/1` (timeline) and `reconciler.replay-state/1` (`--at`).
 """
 
@@ -23,6 +26,7 @@ from reconciler.model.facts import (
     DaemonStopped,
     Envelope,
     HookRan,
+    ObservationsCounted,
     ProbeObserved,
     UnknownFact,
 )
@@ -33,6 +37,7 @@ from reconciler.render.timefmt import iso
 __all__ = [
     "REPLAY_SCHEMA",
     "STATE_SCHEMA",
+    "counted_line",
     "entry_json",
     "entry_lines",
     "is_notable",
@@ -140,6 +145,38 @@ def entry_lines(
 
 def quiet_line(count: int) -> str:
     return f"    ... {count} observation{'s' if count != 1 else ''}, nothing changed"
+
+
+_COUNTED_LABELS = {
+    "wan-address-observed": ("WAN observation", "WAN observations"),
+    "tunnel-observed": ("tunnel observation", "tunnel observations"),
+    "hostname-file-observed": ("hostname file observation", "hostname file observations"),
+    "endpoint-observed": ("HE endpoint observation", "HE endpoint observations"),
+}
+
+
+def counted_line(counts: list[Envelope]) -> str:
+    """One line for consecutive ObservationsCounted facts: the span they cover and what was
+    counted, per source, in the order recorded."""
+    facts = [e.fact for e in counts if isinstance(e.fact, ObservationsCounted)]
+    first = min(fact.first_at for fact in facts)
+    last = max(fact.last_at for fact in facts)
+    parts = []
+    for envelope in counts:
+        fact = envelope.fact
+        assert isinstance(fact, ObservationsCounted)
+        parts.append(_counted_part(fact, envelope.source))
+    return f"    {iso(first)}-{iso(last)}: {', '.join(parts)}, nothing changed"
+
+
+def _counted_part(fact: ObservationsCounted, source: str) -> str:
+    many = fact.count != 1
+    if fact.observed == "probe-observed":
+        family = source.rsplit(":", 1)[-1]
+        label = {"ipv4": "IPv4", "ipv6": "IPv6"}.get(family, family)
+        return f"{fact.count} {label} probe{'s' if many else ''} ok"
+    one, several = _COUNTED_LABELS.get(fact.observed, (fact.observed, fact.observed))
+    return f"{fact.count} {several if many else one}"
 
 
 def _detail(fact: Any, after: ObservedState) -> str:

@@ -205,3 +205,43 @@ def test_replay_without_a_log_is_one_line_and_exit_1(tmp_path: Path) -> None:
         code, out, err = run_cli([*command, "--state-dir", str(tmp_path)], tmp_path)
         assert (code, out) == (1, ""), command
         assert len(err.splitlines()) == 1 and "no event log in" in err
+
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+
+
+@pytest.mark.parametrize(
+    ("args", "golden"),
+    [([], "replay_story.txt"), (["--json"], "replay_story.json"),
+     (["--at", "2024-05-01T12:02:30Z"], "replay_story_at.txt")],
+)  # fmt: skip
+def test_an_old_log_replays_exactly_as_before(tmp_path: Path, args: list[str], golden: str) -> None:
+    """The committed log, every observation a fact, replays byte for byte as the version that
+    wrote it did (the golden files are that version's output)."""
+    code, out, err = run_cli(["replay", "--state-dir", str(FIXTURE), *args], tmp_path)
+    assert (code, err) == (0, "")
+    assert out == (GOLDEN / golden).read_text()
+
+
+def test_counted_observations_read_as_one_line(tmp_path: Path) -> None:
+    """A quiet hour recorded as counts reads as one line: the span, what was counted."""
+    from reconciler.eventlog import EventLog
+    from reconciler.model.facts import ProbeObserved, WanAddressObserved
+    from reconciler.recorder import Recorder
+
+    t0, now = 1_714_564_800.0, [1_714_564_800.0]  # 2024-05-01T12:00:00Z
+    wan = WanAddressObserved("em0", "203.0.113.7", True, addresses=("203.0.113.7",))
+    probe = ProbeObserved("ipv6", "2001:db8::53", True, 4.0)
+    with EventLog.open(tmp_path / "state" / "events") as log:
+        recorder = Recorder(log, lambda: now[0], quiet_summary_interval=3600.0)
+        for tick in range(122):
+            now[0] = t0 + 30.0 * tick
+            recorder.record(wan, "observer:wan")
+            if tick % 2 == 0:
+                recorder.record(probe, "observer:probe:ipv6")
+    code, out, _ = run_cli(["replay", "--state-dir", str(tmp_path / "state")], tmp_path)
+    assert code == 0
+    assert (
+        "    2024-05-01T12:00:30Z-2024-05-01T13:00:30Z: 60 IPv6 probes ok, "
+        "121 WAN observations, nothing changed"
+    ) in out.splitlines()

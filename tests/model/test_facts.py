@@ -43,6 +43,7 @@ EXAMPLES = [
     facts.DaemonStopped("SIGTERM"),
     facts.HookRan("address-changed", 12, "failed", 3, 0.25, "exit status 3", dropped=1),
     facts.HookRan("daemon-started", 1, "timeout", None, 30.0),
+    facts.ObservationsCounted("probe-observed", 60, 1700000000.0, 1700003600.0),
 ]
 
 
