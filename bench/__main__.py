@@ -8,6 +8,7 @@ import sys
 BENCHES = {
     "eventlog": "bench.eventlog",  # appends, group commits, reads, replay, start-up
     "he": "bench.he",  # one HE update against answers dripped byte by byte
+    "history": "bench.history",  # windows into 90 quiet days, and into a busy log
     "lab": "bench.lab",  # time to repair, polling vs notifications, soak (root)
     "report": "bench.report",  # reconciler report over a week of log
 }

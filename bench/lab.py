@@ -23,6 +23,7 @@ a change was not repaired.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -46,6 +47,8 @@ SHIPPED_INTERVALS = {
     "probe_ipv6__interval": 60.0,
     "tunnel__observe_interval": 30.0,
     "tunnelbroker__min_update_interval": 600.0,
+    "daemon__quiet_summary_interval": 3600.0,
+    "tunnelbroker__info_url": None,  # commented out in the example
 }
 _CLOCK_TICKS = 100  # USER_HZ on Linux
 
@@ -57,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-polling", action="store_true", help="only the notification run")
     parser.add_argument("--soak", type=float, metavar="SECONDS", help="run a soak instead")
     parser.add_argument("--every", type=float, default=20.0, help="soak: seconds per change")
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="soak: trace the daemon's allocations; print what grew from 5 min to the end",
+    )
     parser.add_argument("--idle", type=float, metavar="SECONDS", help="a quiet day instead")
     parser.add_argument(
         "--telemetry", action="store_true", help="repairs behind a sleeping hook, metrics on"
@@ -64,15 +72,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--modes", metavar="MODE,MODE", help="time to repair per tunnel mode (sit, vxlan)"
     )
+    parser.add_argument(
+        "--lab-probes", action="store_true", help="idle: the lab's 1 s probes and observations"
+    )
     args = parser.parse_args(list(argv or []))
     reason = lab_unavailable_reason()
     if reason:
         print(f"bench lab: skipped: {reason}")
         return 1
     if args.soak:
-        return _soak(args.soak, args.every)
+        return _soak(args.soak, args.every, traced=args.tracemalloc)
     if args.idle:
-        return _idle(args.idle)
+        return _idle(args.idle, lab_probes=args.lab_probes)
     if args.telemetry:
         return _telemetry(args.rounds)
     if args.modes:
@@ -203,29 +214,63 @@ def _daemon_probed_ipv6(lab: Lab) -> bool:
     )
 
 
-def _idle(duration: float) -> int:
+def _idle(duration: float, *, lab_probes: bool = False) -> int:
+    """A quiet stretch: the facts and fdatasyncs the daemon spends on it, extrapolated to a
+    day by rate (after its start-up facts, which a day pays once)."""
+    overrides = {"daemon__quiet_summary_interval": 3600.0} if lab_probes else SHIPPED_INTERVALS
     with Lab() as lab:
-        daemon = lab.start_daemon(**SHIPPED_INTERVALS)
+        daemon = lab.start_daemon(**overrides)
         wait_until(lambda: _daemon_probed_ipv6(lab), timeout=60, what="the daemon's first probe")
+        time.sleep(2.0)  # the start-up observations and the first probe cycle are in
+        settled = _appends(lab)
         rss_start, cpu_start = _proc_figures(daemon.pid)
         time.sleep(duration)
         rss_end, cpu_end = _proc_figures(daemon.pid)
-        facts = len(lab.envelopes())
+        during = _appends(lab)
         lab.stop_daemon()
+        final = _appends(lab)
+    facts = during[0] - settled[0]
+    syncs = during[1] - settled[1]
+    stop = (final[0] - during[0], final[1] - during[1])
     cpu_per_hour = (cpu_end - cpu_start) / duration * 3600
+    day = 86400 / duration
+    probes = "the lab's 1 s probes" if lab_probes else "the shipped intervals, probes every 60 s"
     print(
-        f"lab idle ({duration:.0f} s, probes every 60 s): CPU {cpu_per_hour:.1f} s per hour, "
-        f"RSS {rss_start:.1f} -> {rss_end:.1f} MB, {facts} facts in the log"
+        f"lab idle ({duration:.0f} s, {probes}): CPU {cpu_per_hour:.1f} s per hour, "
+        f"RSS {rss_start:.1f} -> {rss_end:.1f} MB; after start-up {facts} facts in "
+        f"{syncs} fdatasyncs, the stop {stop[0]} in {stop[1]}; a quiet day at this rate: "
+        f"{facts * day:.0f} facts, {syncs * day:.0f} fdatasyncs, plus at most 24 hourly "
+        "count flushes (one group commit each, one fact per source)"
     )
     return 0
 
 
-def _soak(duration: float, every: float) -> int:
+def _appends(lab: Lab) -> tuple[int, int]:
+    """(facts, fdatasyncs) in the lab's log: records appended together (a group commit: the
+    counts and the news after them) share their time, so each run of one time is one sync."""
+    envelopes = lab.envelopes()
+    syncs = sum(1 for i, e in enumerate(envelopes) if i == 0 or e.at != envelopes[i - 1].at)
+    return len(envelopes), syncs
+
+
+def _soak(duration: float, every: float, *, traced: bool = False) -> int:
     repaired: list[float] = []
     failed = 0
     samples: list[float] = []
+    changes: list[float] = []  # when each address change began
+    sampled_at: list[float] = []  # seconds into the soak of each RSS sample
+    traces = Path(tempfile.mkdtemp(prefix="rc-soak-tracemalloc-")) if traced else None
+    if traces is not None:
+        # bench/tracemalloc_site/sitecustomize.py, loaded by the daemon's interpreter
+        site = Path(__file__).resolve().parent / "tracemalloc_site"
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p
+        )
+        os.environ["RC_TRACEMALLOC_DIR"] = str(traces)
+        os.environ["RC_TRACEMALLOC_EVERY"] = "60"
     with Lab() as lab:
         daemon = lab.start_daemon()
+        pid = daemon.pid  # `ip netns exec` execs the interpreter: the same process
         # The lab's tunnel answers before the daemon has even imported its modules: wait for
         # the daemon's own first IPv6 probe, so the first sample is of a running daemon.
         wait_until(lambda: _daemon_probed_ipv6(lab), timeout=60, what="the daemon's first probe")
@@ -234,12 +279,14 @@ def _soak(duration: float, every: float) -> int:
         addresses = _addresses()
         while time.monotonic() - began < duration:
             round_start = time.monotonic()
+            changes.append(time.time())
             try:
                 repaired.append(_one_repair(lab, next(addresses), timeout=every))
             except LabError:
                 failed += 1
             while time.monotonic() - round_start < every:
                 samples.append(_proc_figures(daemon.pid)[0])
+                sampled_at.append(time.monotonic() - began)
                 time.sleep(1.0)
         elapsed = time.monotonic() - began
         rss_end, cpu_end = _proc_figures(daemon.pid)
@@ -251,12 +298,50 @@ def _soak(duration: float, every: float) -> int:
     )
     _report("soak", repaired)
     quarters = [samples[min(len(samples) - 1, len(samples) * q // 4)] for q in (1, 2, 3)]
+    at_5min = next((r for t, r in zip(sampled_at, samples, strict=True) if t >= 300.0), None)
+    if at_5min is not None:
+        print(
+            f"lab soak: daemon RSS at 5 min {at_5min:.1f} MB, at the end {rss_end:.1f} MB: "
+            f"{(rss_end - at_5min) * 1024:+.0f} KiB (goal: within 1 MB)"
+        )
     print(
         f"lab soak: daemon RSS start {rss_start:.1f} MB, at 1/4 2/4 3/4 "
         f"{' '.join(f'{r:.1f}' for r in quarters)} MB, end {rss_end:.1f} MB, "
         f"max {max(samples or [rss_end]):.1f} MB; CPU {cpu_per_hour:.1f} s per hour"
     )
+    if traces is not None:
+        _print_growth(traces, changes, pid)
     return 0 if failed == 0 else 1
+
+
+def _print_growth(traces: Path, changes: list[float], pid: int) -> None:
+    """What the daemon's heap gained between the snapshot nearest 5 minutes in and the last,
+    by allocation site, and per address change in between."""
+    import tracemalloc
+
+    dumps = sorted(traces.glob(f"{pid}-*.tracemalloc"))
+    if len(dumps) < 2:
+        print(f"lab soak: tracemalloc: {len(dumps)} snapshot(s) in {traces}, too few")
+        return
+    first = dumps[min(4, len(dumps) - 2)]  # the 5th minute (one dump a minute)
+    last = dumps[-1]
+    when = [float(p.stem.split("-")[2]) for p in (first, last)]
+    count = sum(1 for t in changes if when[0] <= t < when[1])
+    old, new = (tracemalloc.Snapshot.load(str(p)) for p in (first, last))
+    stats = new.compare_to(old, "lineno")
+    grown = sum(s.size_diff for s in stats)
+    print(
+        f"lab soak: tracemalloc {first.name} -> {last.name}: {count} address changes, traced "
+        f"heap {grown / 1024:+.1f} KiB ({grown / max(count, 1) / 1024:+.2f} KiB per change); "
+        "largest differences:"
+    )
+    for stat in stats[:12]:
+        frame = stat.traceback[0]
+        print(
+            f"  {stat.size_diff / 1024:+8.1f} KiB {stat.count_diff:+6d} blocks  "
+            f"{frame.filename}:{frame.lineno}"
+        )
+    print(f"  (snapshots kept in {traces})")
 
 
 if __name__ == "__main__":
