@@ -233,14 +233,18 @@ def _idle(duration: float, *, lab_probes: bool = False) -> int:
     syncs = during[1] - settled[1]
     stop = (final[0] - during[0], final[1] - during[1])
     cpu_per_hour = (cpu_end - cpu_start) / duration * 3600
-    day = 86400 / duration
+    # A day: the quiet rate measured, plus 24 hourly count flushes, each like the one the
+    # stop wrote (the stop's facts less DaemonStopped, in one group commit).
+    counts = max(stop[0] - 1, 0)
+    day_facts = facts * 86400 / duration + 24 * counts
+    day_syncs = syncs * 86400 / duration + 24 * (1 if counts else 0)
     probes = "the lab's 1 s probes" if lab_probes else "the shipped intervals, probes every 60 s"
     print(
         f"lab idle ({duration:.0f} s, {probes}): CPU {cpu_per_hour:.1f} s per hour, "
         f"RSS {rss_start:.1f} -> {rss_end:.1f} MB; after start-up {facts} facts in "
-        f"{syncs} fdatasyncs, the stop {stop[0]} in {stop[1]}; a quiet day at this rate: "
-        f"{facts * day:.0f} facts, {syncs * day:.0f} fdatasyncs, plus at most 24 hourly "
-        "count flushes (one group commit each, one fact per source)"
+        f"{syncs} fdatasyncs; the stop wrote {counts} count facts and DaemonStopped in "
+        f"{stop[1]} fdatasync(s). A quiet day, extrapolated (this rate for 86400 s plus 24 "
+        f"hourly flushes like the stop's): {day_facts:.0f} facts, {day_syncs:.0f} fdatasyncs"
     )
     return 0
 

@@ -307,6 +307,10 @@ class Recorder:
         Called with the lock held; appends the counts when the interval is over."""
         if self._closed:
             raise RecorderClosedError(f"{fact.TYPE} from {source} not recorded: stopped")
+        if self._unwritten:
+            # Facts kept while the disk was full go in at the next observation, counted or
+            # not, as they did when every observation was a record.
+            self._write_unwritten()
         last = self._last_recorded.get(source)
         if last is None or _observed(last) != _observed(fact):
             return False  # the first of its source since start-up, or different fields

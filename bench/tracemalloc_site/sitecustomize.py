@@ -1,9 +1,10 @@
 """Loaded by a daemon the soak starts with this directory on PYTHONPATH (bench lab --soak
 --tracemalloc): traces allocations and dumps a tracemalloc snapshot every
 $RC_TRACEMALLOC_EVERY seconds into $RC_TRACEMALLOC_DIR, for the bench to compare. Every
-Python the lab starts loads it (the fake HE too): the files carry the process id."""
+Python the lab starts loads it; only `reconciler run` traces. The files carry its pid."""
 
 import os
+import sys
 import threading
 import time
 import tracemalloc
@@ -23,7 +24,8 @@ def _dump_forever(directory: str, every: float) -> None:
         number += 1
 
 
-if _DIR:
+# Only `reconciler run` (argv is ["-m", "run", ...] here): tracing slows the fake HE's start.
+if _DIR and sys.argv[1:2] == ["run"]:
     tracemalloc.start(int(os.environ.get("RC_TRACEMALLOC_FRAMES", "12")))
     every = float(os.environ.get("RC_TRACEMALLOC_EVERY", "60"))
     threading.Thread(target=_dump_forever, args=(_DIR, every), daemon=True).start()
