@@ -67,7 +67,7 @@ def test_the_lab_picks_sit_where_the_kernel_has_it(
         assert lab.interface_state("sit0")["link_type"] == "sit"
         assert kernel_has_sit(lab.he_ns)
         assert lab.mode == "sit"
-        assert lab.ping6_through_tunnel()
+        wait_until(lab.ping6_through_tunnel, timeout=10, what="IPv6 across the sit tunnel")
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,8 @@ def test_prebuilt_tunnel_carries_ipv6_from_router_to_he(lab_available: None) -> 
     with Lab(with_fake_he=False) as lab:
         assert lab.mode == _kernel_mode()  # sit where the kernel has it
         assert lab.tunnel_local() == FIRST_WAN_ADDRESS
-        assert lab.ping6_through_tunnel()
+        # A few seconds for the first packet (neighbour discovery) on a loaded host.
+        wait_until(lab.ping6_through_tunnel, timeout=10, what="IPv6 across a fresh tunnel")
 
 
 def test_new_wan_address_breaks_the_tunnel_until_both_ends_move(lab_available: None) -> None:
@@ -53,7 +54,7 @@ def test_new_wan_address_breaks_the_tunnel_until_both_ends_move(lab_available: N
         )  # fmt: skip
         lab.move_he_end("203.0.113.11")
         assert lab.he_tunnel_remote() == "203.0.113.11"
-        assert lab.ping6_through_tunnel()
+        wait_until(lab.ping6_through_tunnel, timeout=10, what="IPv6 once both ends moved")
 
 
 def test_wan_link_and_tunnel_controls_change_the_kernel(lab_available: None) -> None:
