@@ -22,11 +22,12 @@ the daemon and `reconciler diff` get the same answer from the same log. The rule
   are spaced the same way, and `restart_limit` restarts within `restart_window` that did not
   fix the problem stop and are reported as held.
 - An update the daemon died during (started, no outcome), or one that went out and got no
-  complete answer (timed out: the outcome is marked unconfirmed), may have reached HE: it is
-  not sent again ("unconfirmed") until IPv6 fails across the tunnel rebuilt for it (it did
-  not), or for the longest of `min_update_interval`, `backoff_max` and `restart_window` at
-  most (the tunnel may never tell); its own backoff waits meanwhile, and the actions after
-  it go ahead at once, so that the tunnel can tell.
+  complete answer (timed out: the outcome is marked unconfirmed), may have reached HE, and
+  still may after later attempts for other addresses that did not succeed (until HE's
+  endpoint is observed): it is not sent again ("unconfirmed") until IPv6 fails across the
+  tunnel rebuilt for it (it did not), or for the longest of `min_update_interval`,
+  `backoff_max` and `restart_window` at most (the tunnel may never tell); its own backoff
+  waits meanwhile, and the actions after it go ahead at once, so that the tunnel can tell.
 - When several holds apply, the one that ends last is reported (a permanent one, which has
   no end, wins): that is when the action can run.
 - Time since a fact is never negative: a fact stamped after `now` (the clock stepped back)
@@ -411,10 +412,24 @@ def _blocks_successors(hold: Held, observed: ObservedState) -> bool:
 
 
 def _outcome_unknown(record: ActionRecord, observed: ObservedState) -> bool:
-    """Whether `record` is the latest update attempt and its outcome is unknown: the daemon
-    died while it ran, or it went out and no complete answer came back (unconfirmed)."""
-    return (record.in_flight or record.unconfirmed) and (
-        record.last_started_seq == observed.last_update_attempt_seq
+    """Whether HE may have taken `record`'s update unbeknown to us: the daemon died while it
+    ran, or it went out and no complete answer came back (unconfirmed), and it is the latest
+    update attempt, or nothing since tells what HE has.
+
+    A later attempt for another address settles it only by succeeding; one that failed or
+    whose outcome is unknown too leaves this update as likely at HE as before, so a WAN that
+    comes back to its address must not send it again blindly (a nochg, which HE counts as
+    abuse). An update confirmed since, or HE's endpoint observed since (an answer, the
+    tunnel info, IPv6 across the tunnel), tells what HE has.
+    """
+    if not (record.in_flight or record.unconfirmed):
+        return False
+    start = record.last_started_seq
+    if start == observed.last_update_attempt_seq:
+        return True
+    endpoint = observed.endpoint
+    return observed.last_success_seq_of(UpdateHeEndpoint.KIND) < start and (
+        endpoint is None or endpoint.seq < start
     )
 
 

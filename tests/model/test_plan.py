@@ -634,3 +634,69 @@ def test_a_tunnel_with_another_ttl_is_restarted() -> None:
     run_ok(history, plan.actions[0])
     run_ok(history, plan.actions[1])
     assert history.plan().empty
+
+
+THIRD = "198.51.100.4"
+
+
+def back_after_another_attempt(history: History, *, third: str) -> None:
+    """After an update for NEW of unknown outcome, the WAN moves to THIRD and its update
+    goes out once the minimum interval allows; `third` is how that one ends ("crash-before":
+    the daemon dies before it reaches HE, and IPv6 across the tunnel rebuilt for THIRD
+    fails; "good": HE takes it). Then the WAN comes back to NEW."""
+    crashed_mid_update(history)
+    history.record(WanAddressObserved("em0", THIRD, True), after=600)
+    (update, *_) = history.plan().actions
+    assert update == UpdateHeEndpoint(THIRD, THIRD)
+    history.record(ActionStarted(update.key, update.KIND, update.reason))
+    if third == "good":
+        history.record(EndpointObserved(THIRD, "update", for_local=THIRD))
+        history.record(ActionSucceeded(update.key, update.KIND))
+    else:
+        history.record(DaemonStarted(4321, "test"), after=5)
+        for action in history.plan(later=60):
+            run_ok(history, action)
+        history.record(TunnelObserved("gif0", True, True, THIRD, HE_SERVER))
+        fail_probe(history, "ipv6", 3)
+    history.record(WanAddressObserved("em0", NEW, True), after=600)
+
+
+def test_an_update_of_unknown_outcome_still_counts_after_a_later_attempt_that_missed() -> None:
+    """The update for NEW may have reached HE; the later one for THIRD did not (the daemon
+    died before it went out, and IPv6 failed across the tunnel for THIRD). When the WAN comes
+    back to NEW, HE may well have NEW: sending it would be a nochg, which HE counts as abuse.
+    The update waits ("unconfirmed") while the tunnel is rebuilt for NEW, and IPv6 across it
+    settles the question (found by the simulation: test_simulation's first @example)."""
+    history = History(make_config(min_update_interval=600.0))
+    back_after_another_attempt(history, third="crash-before")
+    plan = history.plan()
+    assert [(h.action.KIND, h.why) for h in plan.held] == [("update-he-endpoint", "unconfirmed")]
+    assert RestartTunnel("gif0", NEW, HE_SERVER) in plan.actions
+    for action in plan:
+        run_ok(history, action)
+    content = render_hostname_file(history.config.tunnel, NEW)
+    history.record(HostnameFileObserved("/etc/hostname.gif0", digest_of(content.encode())))
+    history.record(TunnelObserved("gif0", True, True, NEW, HE_SERVER))
+    history.record(ProbeObserved("ipv6", "2001:db8::53", True))  # HE had taken NEW
+    for later in (0, 700, 100_000):
+        assert history.plan(later=later).empty
+
+
+def test_an_older_update_of_unknown_outcome_that_missed_is_sent_once_the_tunnel_shows_it() -> None:
+    """Back at NEW, IPv6 fails across the tunnel rebuilt for it: the old update did not
+    reach HE, and it is sent."""
+    history = History(make_config(min_update_interval=600.0))
+    back_after_another_attempt(history, third="crash-before")
+    for action in history.plan():
+        run_ok(history, action)
+    history.record(TunnelObserved("gif0", True, True, NEW, HE_SERVER))
+    fail_probe(history, "ipv6", 3)
+    assert history.kinds()[0] == "update-he-endpoint"
+
+
+def test_a_later_confirmed_update_settles_an_older_one_of_unknown_outcome() -> None:
+    """HE confirmed THIRD after the update for NEW of unknown outcome: HE has THIRD, so when
+    the WAN comes back to NEW the update is sent at once (the minimum interval has passed)."""
+    history = History(make_config(min_update_interval=600.0))
+    back_after_another_attempt(history, third="good")
+    assert history.kinds()[0] == "update-he-endpoint"
