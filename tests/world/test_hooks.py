@@ -145,17 +145,20 @@ def test_a_full_queue_drops_counts_and_reports_in_the_next_run(
     hook = script(tmp_path, f'while [ ! -e "{gate}" ]; do sleep 0.05; done\n')
     ran = Ran()
     hooks = runner(NotifyConfig((str(hook),)), ran)
-    with caplog.at_level(logging.WARNING, logger="reconciler.world.hooks"):
-        accepted = [hooks.submit(notice(seq=seq)) for seq in range(QUEUE_SIZE + 10)]
-    # one is running (or about to), QUEUE_SIZE wait: the rest are dropped, and counted
-    dropped = accepted.count(False)
-    assert 9 <= dropped <= 10
-    # not yet reported (the run under way may have taken the count when it began)
-    assert hooks.dropped <= dropped
-    assert len([r for r in caplog.records if "queue is full" in r.getMessage()]) == 1
-    gate.touch()
-    ran.wait(accepted.count(True))
-    hooks.stop(time.monotonic() + 5)
+    try:
+        with caplog.at_level(logging.WARNING, logger="reconciler.world.hooks"):
+            accepted = [hooks.submit(notice(seq=seq)) for seq in range(QUEUE_SIZE + 10)]
+        # one is running (or about to), QUEUE_SIZE wait: the rest are dropped, and counted
+        dropped = accepted.count(False)
+        assert 9 <= dropped <= 10
+        # not yet reported (the run under way may have taken the count when it began)
+        assert hooks.dropped <= dropped
+        assert len([r for r in caplog.records if "queue is full" in r.getMessage()]) == 1
+        gate.touch()
+        ran.wait(accepted.count(True))
+    finally:  # a failed assertion above must not leave the gated hook looping for ever
+        gate.touch()
+        hooks.stop(time.monotonic() + 5)
     assert sum(r.dropped for r in ran) == dropped and hooks.dropped == 0
     assert [r.cause for r in ran] == [seq for seq, ok in enumerate(accepted) if ok]  # in order
 
