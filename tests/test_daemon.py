@@ -294,7 +294,7 @@ def test_reload_keeps_the_old_config_when_the_new_one_is_invalid(
     world.loads.append(changed)
     world.daemon.request_reload()
     _wait_for(lambda: sum(isinstance(f, ConfigLoaded) for f in world.facts()) == 2)
-    assert world.daemon.config is changed
+    _wait_for(lambda: world.daemon.config is changed)  # recorded first, then swapped in
     assert [f for f in world.facts() if isinstance(f, ConfigLoaded)][-1].digest == "f" * 64
 
 

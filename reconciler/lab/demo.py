@@ -134,7 +134,9 @@ def _demo_in(lab: Lab, out: TextIO) -> int:
             what="the tunnel to be repaired",
         )
         repaired = time.monotonic() - changed_at
-        time.sleep(1.5)  # let the probes record the recovery
+        # The daemon's own probes record the recovery a little later; a slow kernel (the UML
+        # guest) needs more than the second or two a fixed pause gave it.
+        wait_until(lambda: _outage_closed(lab), timeout=30, what="the recovery to be recorded")
     finally:
         live.stop()
     say(f"repaired: IPv6 crosses the tunnel again {repaired:.2f} s after the change")
@@ -147,6 +149,17 @@ def _demo_in(lab: Lab, out: TextIO) -> int:
     code = lab.stop_daemon()
     say(f"daemon stopped (exit {code}); tearing the lab down")
     return 0
+
+
+def _outage_closed(lab: Lab) -> bool:
+    """The daemon's log holds the change's outage, and it has ended."""
+    from reconciler.model.incidents import extract
+
+    envelopes = lab.envelopes()
+    if not envelopes:
+        return False
+    incidents = extract(envelopes, since=envelopes[0].at, until=time.time()).incidents
+    return bool(incidents) and all(incident.end is not None for incident in incidents)
 
 
 def _write_report(lab: Lab, out: TextIO) -> Path | None:
