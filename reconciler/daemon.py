@@ -2,9 +2,10 @@
 
 Threads, and why each exists:
 - APScheduler runs the periodic observers (probes, WAN, tunnel, hostname file, HE's
-  endpoint), each at its interval with jitter, never two runs of one job at once, each run on
-  a daemon thread of its own (a pool's threads are joined at interpreter exit, which would let
-  a slow HE request hold the process past its 5 s stop).
+  endpoint), each at its interval with jitter, never two runs of one job at once, on kept
+  daemon threads (reconciler.workers: a thread per run let RSS creep; concurrent.futures'
+  pool joins its threads at interpreter exit, which would let a slow HE request hold the
+  process past its 5 s stop).
 - "kernel-notice" observes WAN and tunnel at once when the platform's watch reports a change
   to the WAN or tunnel interface, or lost messages (other interfaces are ignored). It is a
   thread of its own with a coalescing flag, so a notice arriving during an observation is
@@ -70,6 +71,7 @@ from reconciler.reconcile import (
 from reconciler.recorder import Recorder, RecorderClosedError
 from reconciler.runclock import RunClock
 from reconciler.statedir import events_dir
+from reconciler.workers import Workers
 from reconciler.world import observers
 from reconciler.world.executors import Executor
 from reconciler.world.hooks import HookRunner
@@ -96,13 +98,20 @@ _CLOCK_WATCH = 2.0
 _CLOCK_STEP = 2.0
 
 
-class _DaemonThreadExecutor(BaseExecutor):  # type: ignore[misc]  # APScheduler is untyped
-    """An APScheduler executor that runs each job on a daemon thread of its own.
+class _JobExecutor(BaseExecutor):  # type: ignore[misc]  # APScheduler is untyped
+    """An APScheduler executor on the daemon's own kept worker threads (reconciler.workers).
 
-    concurrent.futures' pool (APScheduler's ThreadPoolExecutor) joins its threads when the
+    Not APScheduler's ThreadPoolExecutor: concurrent.futures joins its threads when the
     interpreter exits, so one observer waiting on HE's read timeout would hold the stopping
     process for up to that long. max_instances=1 keeps it to one thread per job.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._workers = Workers("job")
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._workers.close()
 
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         def work() -> None:
@@ -113,7 +122,7 @@ class _DaemonThreadExecutor(BaseExecutor):  # type: ignore[misc]  # APScheduler 
             else:
                 self._run_job_success(job.id, events)
 
-        threading.Thread(target=work, name=f"job:{job.id}", daemon=True).start()
+        self._workers.submit(work)
 
 
 class Daemon:
@@ -161,7 +170,7 @@ class Daemon:
         self._client = self._client_factory(config)
         self._executor = Executor(self._platform, self._client, self._recorder)
         self._scheduler = BackgroundScheduler(
-            executors={"default": _DaemonThreadExecutor()},
+            executors={"default": _JobExecutor()},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )

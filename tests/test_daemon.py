@@ -786,3 +786,33 @@ def test_a_clock_step_back_reschedules_the_observers_and_observes_at_once(
             world.daemon.request_stop("test over")
             world.thread.join(10)
             world.log.close()
+
+
+def test_observer_runs_reuse_kept_threads(tmp_path: Path) -> None:
+    """A thread per observer run let glibc scatter allocations over its arenas and RSS
+    creep: runs go to kept threads, at most one per job (here wan and tunnel)."""
+    host = _openbsd_host(tmp_path)
+    with FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake:
+        world = InProcess(tmp_path, fake, host, observe_interval=0.05)
+        world.thread.start()
+        try:
+            _wait_for(lambda: world.converged_on("203.0.113.7"))
+            _more_wan_observations(world, 20)  # the jobs' first runs
+            kept = _job_threads()
+            _more_wan_observations(world, 20)
+            assert kept, sorted(t.name for t in threading.enumerate())
+            assert _job_threads() == kept
+            assert len(kept) <= 2
+        finally:
+            world.daemon.request_stop("test over")
+            world.thread.join(10)
+            world.log.close()
+
+
+def _more_wan_observations(world: InProcess, count: int) -> None:
+    seen = _wan_observations(world)
+    _wait_for(lambda: _wan_observations(world) >= seen + count)
+
+
+def _job_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("job-")}

@@ -42,6 +42,7 @@ from attrs import frozen
 from reconciler.errors import one_line
 from reconciler.model.actions import Outcome
 from reconciler.model.config import TunnelbrokerConfig
+from reconciler.workers import Workers
 from reconciler.world.updatekey import UpdateKeyError, read_update_key, scrub, secret_forms
 
 __all__ = [
@@ -124,11 +125,11 @@ class _DeadlineExceeded(Exception):
 
 
 class _Call:
-    """One HTTP call's deadline, and the watchdog that enforces it on the call's socket.
+    """One HTTP call's deadline, enforced on the call's socket by the waiting caller.
 
     The connection registers its socket here once connected (see `_WatchedHTTPConnection`):
     from then on the request may reach the server (`sent`), and when the deadline passes
-    the socket is shut down, which ends any blocked read.
+    the caller shuts the socket down (`expire`), which ends any blocked read.
     """
 
     def __init__(self, seconds: float) -> None:
@@ -138,13 +139,9 @@ class _Call:
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._ends_at = math.inf
-        self._timer: threading.Timer | None = None
 
     def start(self) -> None:
         self._ends_at = time.monotonic() + self.seconds
-        self._timer = threading.Timer(self.seconds, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
 
     def remaining(self) -> float:
         return max(0.0, self._ends_at - time.monotonic())
@@ -157,13 +154,7 @@ class _Call:
         if expired:  # connected after the deadline: nothing goes out
             _shut(sock)
 
-    def finish(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if not self.expired and self.remaining() <= 0:
-            self._expire()
-
-    def _expire(self) -> None:
+    def expire(self) -> None:
         with self._lock:
             self.expired = True
             sockets = list(self._sockets)
@@ -244,13 +235,17 @@ class TunnelbrokerClient:
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         self._session = session
+        # Kept threads for the calls (reconciler.workers); one stuck past its deadline keeps
+        # its thread, and the next call gets another.
+        self._workers = Workers("tunnelbroker-call")
 
     def __repr__(self) -> str:
         return f"TunnelbrokerClient(tunnel_id={self.config.tunnel_id!r}, url={self._shown_url()!r})"
 
     def close(self) -> None:
-        """Release the session's pooled connections."""
+        """Release the session's pooled connections and the call threads."""
         self._session.close()
+        self._workers.close()
 
     # -- the update -------------------------------------------------------------------------
 
@@ -508,6 +503,7 @@ class TunnelbrokerClient:
         further even for what no socket timeout covers (a stuck name lookup).
         """
         result: list[_Answer | BaseException] = []
+        done = threading.Event()
 
         def work() -> None:
             _current.call = call
@@ -517,14 +513,13 @@ class TunnelbrokerClient:
                 result.append(exc)
             finally:
                 _current.call = None
+                done.set()
 
-        worker = threading.Thread(target=work, name="tunnelbroker-call", daemon=True)
         call.start()
-        try:
-            worker.start()
-            worker.join(call.remaining() + _WORKER_GRACE)
-        finally:
-            call.finish()
+        self._workers.submit(work)
+        if not done.wait(call.remaining()):
+            call.expire()
+            done.wait(_WORKER_GRACE)
         if not result:
             raise _DeadlineExceeded(call.seconds)
         outcome = result[0]
