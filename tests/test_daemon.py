@@ -687,6 +687,43 @@ def test_a_clock_step_back_does_not_hold_the_next_repair(tmp_path: Path) -> None
     assert all(later > earlier - 1.0 for earlier, later in itertools.pairwise(stamps))
 
 
+def test_he_refusing_a_private_address_does_not_hold_the_next_wan_address(
+    tmp_path: Path,
+) -> None:
+    """The WAN has an address HE takes for private (198.18.0.0/15): the fake HE answers its
+    legacy RFC 1918 refusal, and the daemon does not ask again for that address. The WAN
+    then gets a public address: HE is told it, and the tunnel follows, with no change of the
+    configuration (the refusal was about the address, not the account)."""
+    (tmp_path / "root" / "etc").mkdir(parents=True)
+    (tmp_path / "root" / "etc" / "pf.conf").write_text("pass\n")
+    host = OpenBSDHost(tmp_path / "root", wan_address="198.18.0.7")
+    refused = "update-he-endpoint:198.18.0.7"
+    with FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake:
+        world = InProcess(tmp_path, fake, host)
+        world.thread.start()
+        try:
+            _wait_for(
+                lambda: any(
+                    isinstance(f, ActionFailed) and f.key == refused and f.kind == "permanent"
+                    for f in world.facts()
+                )
+            )
+            state = world.daemon.recorder.state
+            held = plan(desired(world.config, state), state, time.time()).held
+            assert (held[0].action.key, held[0].why) == (refused, "permanent-failure")
+            assert "another WAN address" in held[0].detail
+            time.sleep(1.5)  # past min_update_interval (1 s): the refused address stays held
+            assert fake.stats()["counts"]["update"] == 1
+            host.set_address("em0", "203.0.113.8")
+            _wait_for(lambda: world.converged_on("203.0.113.8") and fake.endpoint == "203.0.113.8")
+            assert fake.stats()["counts"]["update"] == 2
+            assert sum(isinstance(f, ConfigLoaded) for f in world.facts()) == 1
+        finally:
+            world.daemon.request_stop("test over")
+            world.thread.join(10)
+            world.log.close()
+
+
 def _wan_observations(world: InProcess) -> int:
     """WAN observations made so far: recorded ones and counted (quiet) ones."""
     world.daemon.recorder.flush_counts()

@@ -14,6 +14,7 @@ from attrs import field, frozen
 
 __all__ = [
     "ACTION_ORDER",
+    "PRIVATE_ADDRESS_REFUSED",
     "Action",
     "Outcome",
     "ReloadPf",
@@ -21,6 +22,7 @@ __all__ = [
     "RestartWan",
     "RewriteHostname",
     "UpdateHeEndpoint",
+    "holds_only_its_key",
 ]
 
 
@@ -160,3 +162,20 @@ class Outcome:
     @property
     def succeeded(self) -> bool:
         return self.status == "ok"
+
+
+# HE's legacy refusal of a private (RFC 1918) address is about the address an update sent,
+# not the account or the tunnel as badauth, nohost, !yours, notfqdn and numhost are. The
+# tunnelbroker client words that outcome with this prefix; the log records the message, and
+# the update's key names the address it sent (or, with no myip, the WAN address it was for).
+PRIVATE_ADDRESS_REFUSED = "HE refuses the private address"
+
+
+def holds_only_its_key(kind: str, message: str) -> bool:
+    """Whether a permanent failure of an action of `kind` with `message` is about that
+    action's target alone (HE refused the address an update sent), so that it holds only
+    the action with the same key; any other permanent failure holds the whole kind.
+
+    Read from the recorded message, which every release since the refusal was classified
+    has worded so: logs written before this distinction was made plan the same way."""
+    return kind == UpdateHeEndpoint.KIND and message.startswith(PRIVATE_ADDRESS_REFUSED)

@@ -10,7 +10,8 @@ the daemon and `reconciler diff` get the same answer from the same log. The rule
   from the observation that first showed the WAN so, rather than fight it.
 - HE's endpoint differs from our public address: `update-he-endpoint`, never twice for an
   address HE accepted, never within `min_update_interval` of the last attempt, never after a
-  permanent failure until the configuration changes.
+  permanent failure until the configuration changes. HE refusing a private address (RFC
+  1918) is permanent for that address only: the update for another WAN address goes out.
 - The hostname file differs from its render: `rewrite-hostname`.
 - The tunnel is missing, down, has the wrong ends, or IPv6 is down while IPv4 is not:
   `restart-tunnel`; after a tunnel restart: `reload-pf`.
@@ -52,6 +53,7 @@ from reconciler.model.actions import (
     RestartWan,
     RewriteHostname,
     UpdateHeEndpoint,
+    holds_only_its_key,
 )
 from reconciler.model.desired import DesiredState
 from reconciler.model.state import ActionRecord, ObservedState
@@ -69,7 +71,8 @@ _RESTARTS = (RestartWan.KIND, RestartTunnel.KIND)
 @frozen
 class Held:
     """An action the rules want but that must wait: `until` is when it becomes due (None:
-    not by time; a permanent failure waits for the configuration to change)."""
+    not by time; a permanent failure waits for the configuration to change, or, HE having
+    refused a private address, for another WAN address, which is another action)."""
 
     action: Action
     why: HoldReason
@@ -316,19 +319,11 @@ def _holds(
     record = observed.actions.get(action.key)
     holds: list[Held] = []
     # A permanent failure holds the whole kind (badauth is not about one address) until the
-    # configuration, or the key file, changes.
-    for other in same_kind:
-        if other.last_outcome == "permanent" and other.permanent_digest == desired.config_digest:
-            holds.append(
-                Held(
-                    action,
-                    "permanent-failure",
-                    f"{other.key} failed permanently ({other.last_message}); "
-                    "waiting for the configuration to change",
-                    None,
-                )
-            )
-            break
+    # configuration, or the key file, changes; HE refusing a private address holds only the
+    # update that would send that address again (a new WAN address is another key).
+    permanent = _permanent_hold(action, desired, same_kind)
+    if permanent is not None:
+        holds.append(permanent)
     if action.KIND in _RESTARTS and record is not None:
         recent = [t for t in record.recent_starts if t > now - bounds.restart_window]
         if len(recent) >= bounds.restart_limit:
@@ -371,6 +366,31 @@ def _holds(
         if grace is not None:
             holds.append(grace)
     return holds
+
+
+def _permanent_hold(
+    action: Action, desired: DesiredState, same_kind: list[ActionRecord]
+) -> Held | None:
+    """The hold a permanent failure under the configuration in force puts on `action`; one
+    of the whole kind first (it says more: another address would not help either)."""
+    failed = [
+        r
+        for r in same_kind
+        if r.last_outcome == "permanent" and r.permanent_digest == desired.config_digest
+    ]
+    record = next((r for r in failed if not holds_only_its_key(r.kind, r.last_message)), None)
+    waiting = "waiting for the configuration to change"
+    if record is None:
+        record = next((r for r in failed if r.key == action.key), None)
+        waiting = "waiting for another WAN address or a change of the configuration"
+    if record is None:
+        return None
+    return Held(
+        action,
+        "permanent-failure",
+        f"{record.key} failed permanently ({record.last_message}); {waiting}",
+        None,
+    )
 
 
 def _hold_dhcp_grace(

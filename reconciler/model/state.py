@@ -348,7 +348,8 @@ def _fold_succeeded(
 def _still_decides(record: ActionRecord, state: ObservedState, at: float) -> bool:
     """Whether a record of a settled kind's other key can still hold or explain anything:
     an intent with no outcome (a crash shows), a permanent failure under the configuration in
-    force (it holds the whole kind), or a retry-after hint not yet over (abuse holds every
+    force (it holds the whole kind; HE's refusal of a private address holds that address,
+    should the WAN come back to it), or a retry-after hint not yet over (abuse holds every
     update)."""
     if record.in_flight:
         return True

@@ -40,7 +40,7 @@ import urllib3.connectionpool
 from attrs import frozen
 
 from reconciler.errors import one_line
-from reconciler.model.actions import Outcome
+from reconciler.model.actions import PRIVATE_ADDRESS_REFUSED, Outcome
 from reconciler.model.config import TunnelbrokerConfig
 from reconciler.workers import Workers
 from reconciler.world.updatekey import UpdateKeyError, read_update_key, scrub, secret_forms
@@ -323,9 +323,11 @@ class TunnelbrokerClient:
             and first.startswith("-error")
             and ("rfc1918" in lowered or "private" in lowered)
         ):
+            # Permanent for this address only: the planner tells it from badauth & co. by
+            # the message's PRIVATE_ADDRESS_REFUSED prefix, and updates another address.
             return UpdateResult(
                 Outcome.permanent(
-                    f"HE refuses the private address {address or '(source)'} (RFC 1918); "
+                    f"{PRIVATE_ADDRESS_REFUSED} {address or '(source)'} (RFC 1918); "
                     'behind NAT send no myip (wan.public_address = "tunnelbroker")'
                 )
             )

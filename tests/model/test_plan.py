@@ -17,9 +17,11 @@ from reconciler.model.facts import (
     ProbeObserved,
     TunnelObserved,
     WanAddressObserved,
+    from_record,
 )
 from reconciler.model.hostname import digest_of, render_hostname_file
 from reconciler.model.plan import backoff_delay
+from reconciler.model.state import fold
 
 from .world import HE_SERVER, History, make_config
 
@@ -177,6 +179,155 @@ def test_permanent_failure_holds_until_config_changes() -> None:
     assert plan.held[0].why == "permanent-failure" and plan.held[0].until is None
     history.config = make_config(digest="d2" * 32)
     assert history.kinds(later=10**7) == ["update-he-endpoint"]
+
+
+# An address our check takes for public (it is sent as myip) and HE's for private (RFC 2544
+# benchmarking): HE answers its legacy RFC 1918 refusal.
+REFUSED = "198.18.0.7"
+
+
+def refused(address: str | None) -> str:
+    """The message of HE's refusal of a private address, worded as every release records it
+    (an old log's wording must keep meaning "this address only")."""
+    return (
+        f"HE refuses the private address {address or '(source)'} (RFC 1918); behind NAT send "
+        'no myip (wan.public_address = "tunnelbroker")'
+    )
+
+
+def refuse_update(history: History, update: UpdateHeEndpoint, message: str) -> None:
+    history.record(ActionStarted(update.key, update.KIND, "x"))
+    history.record(ActionFailed(update.key, update.KIND, "permanent", message))
+
+
+def test_a_refused_private_address_holds_only_the_update_for_it() -> None:
+    """HE refusing a private address holds the update for that address (until the
+    configuration changes), however long; a new WAN address is updated once the minimum
+    interval since the refused attempt has passed, not held until the configuration changes."""
+    history = healthy(History())
+    history.record(WanAddressObserved("em0", REFUSED, True))
+    (update,) = (a for a in history.plan() if isinstance(a, UpdateHeEndpoint))
+    assert update == UpdateHeEndpoint(REFUSED, REFUSED)
+    refuse_update(history, update, refused(REFUSED))
+    (hold, *waiting) = history.plan(later=10**7).held
+    assert (hold.action, hold.why, hold.until) == (update, "permanent-failure", None)
+    assert "another WAN address" in hold.detail and "RFC 1918" in hold.detail
+    assert {h.why for h in waiting} == {"waiting"}  # the tunnel waits for HE, as ever
+    history.record(WanAddressObserved("em0", NEW, True))
+    # Still a rate gate: the refused request was an attempt like any other.
+    (soon,) = (h for h in history.plan().held if h.action.KIND == UpdateHeEndpoint.KIND)
+    assert (soon.action, soon.why) == (UpdateHeEndpoint(NEW, NEW), "min-update-interval")
+    assert history.plan(later=600).actions[0] == UpdateHeEndpoint(NEW, NEW)
+    # Back to the refused address before HE took the new one: still not sent again.
+    history.record(WanAddressObserved("em0", REFUSED, True), after=600)
+    (again, *_) = history.plan(later=10**7).held
+    assert (again.action, again.why) == (update, "permanent-failure")
+    history.config = make_config(digest="d2" * 32)
+    assert history.plan(later=10**7).actions[0] == update
+
+
+def test_a_refused_address_stays_held_after_another_is_accepted() -> None:
+    """HE takes the next WAN address; the WAN then comes back to the refused one: it is not
+    sent again (HE would refuse it again), and the hold names the refusal."""
+    history = healthy(History())
+    history.record(WanAddressObserved("em0", REFUSED, True))
+    refuse_update(history, UpdateHeEndpoint(REFUSED, REFUSED), refused(REFUSED))
+    history.record(WanAddressObserved("em0", NEW, True), after=700)
+    run_ok(history, UpdateHeEndpoint(NEW, NEW))
+    history.record(EndpointObserved(NEW, "update", for_local=NEW))
+    history.record(WanAddressObserved("em0", REFUSED, True), after=700)
+    (hold, *_) = history.plan(later=10**7).held
+    assert (hold.action, hold.why) == (UpdateHeEndpoint(REFUSED, REFUSED), "permanent-failure")
+
+
+def test_a_refusal_behind_nat_holds_only_the_update_for_that_wan_address() -> None:
+    """Behind NAT no myip is sent and the refusal is of the source HE saw: it holds the
+    update made for that WAN address; the update for a new WAN address goes out."""
+    history = History(make_config(public_address="tunnelbroker"))
+    healthy(history)
+    history.record(EndpointObserved("198.51.100.200", "update", for_local="203.0.113.1"))
+    update = UpdateHeEndpoint(None, ADDR)
+    assert history.plan().actions[0] == update
+    refuse_update(history, update, refused(None))
+    assert history.plan(later=10**7).held[0].why == "permanent-failure"
+    history.record(WanAddressObserved("em0", NEW, True))
+    assert history.plan(later=600).actions[0] == UpdateHeEndpoint(None, NEW)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_refusal_in_an_old_log_holds_only_its_address(version: int) -> None:
+    """An old log's refusal (an action-failed record of v1 or v2, as those releases wrote it,
+    read through the upcasters) folds as before and holds only the refused address."""
+    history = healthy(History())
+    history.record(WanAddressObserved("em0", REFUSED, True))
+    key = f"update-he-endpoint:{REFUSED}"
+    history.record(ActionStarted(key, "update-he-endpoint", "x"))
+    fields = {
+        "key": key,
+        "action": "update-he-endpoint",
+        "kind": "permanent",
+        "message": refused(REFUSED),
+        "retry_after": None,
+        "causes": [3],
+    }
+    if version == 2:
+        fields["unconfirmed"] = False
+    record = {"t": "action-failed", "v": version, "at": history.now + 1, "src": "x", "d": fields}
+    envelope = from_record(len(history.envelopes) + 1, record)
+    assert envelope.fact == ActionFailed(key, "update-he-endpoint", "permanent", refused(REFUSED),
+                                         causes=(3,))  # fmt: skip
+    history.envelopes.append(envelope)
+    history.state = fold(history.state, envelope)
+    assert history.state.actions[key].last_outcome == "permanent"
+    assert history.plan(later=10**7).held[0].why == "permanent-failure"
+    history.record(WanAddressObserved("em0", NEW, True))
+    assert history.plan(later=600).actions[0] == UpdateHeEndpoint(NEW, NEW)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "HE rejected the username or update key (badauth); not retrying",
+        "HE knows no tunnel with this id (nohost)",
+        "the tunnel id belongs to another account (!yours)",
+        "HE did not accept the tunnel id as a hostname (notfqdn)",
+        "HE says too many or malformed hostnames were sent (numhost)",
+        "update key file /etc/key is empty",
+    ],
+)
+def test_an_account_refusal_still_holds_every_address_until_the_config_changes(
+    message: str,
+) -> None:
+    """badauth & co. are about the account or the tunnel, not the address: a new WAN address
+    is held too, and only a new configuration (or key file) lifts the hold."""
+    history = healthy(History())
+    history.record(EndpointObserved(None, "tunnel-info"))
+    refuse_update(history, UpdateHeEndpoint(ADDR, ADDR), message)
+    history.record(WanAddressObserved("em0", NEW, True))
+    (hold, *_) = history.plan(later=10**7).held
+    assert (hold.action, hold.why, hold.until) == (
+        UpdateHeEndpoint(NEW, NEW),
+        "permanent-failure",
+        None,
+    )
+    assert "waiting for the configuration to change" in hold.detail
+    history.config = make_config(digest="d2" * 32)
+    assert history.plan(later=10**7).actions[0] == UpdateHeEndpoint(NEW, NEW)
+
+
+def test_an_account_refusal_after_a_refused_address_holds_everything() -> None:
+    """A refused address, then badauth for the next one: every update is held, and the hold
+    says that the configuration must change (another address would not help)."""
+    history = healthy(History())
+    history.record(WanAddressObserved("em0", REFUSED, True))
+    refuse_update(history, UpdateHeEndpoint(REFUSED, REFUSED), refused(REFUSED))
+    history.record(WanAddressObserved("em0", NEW, True), after=700)
+    refuse_update(history, UpdateHeEndpoint(NEW, NEW), "HE rejected the update key (badauth)")
+    for address in (REFUSED, NEW, "203.0.113.30"):
+        history.record(WanAddressObserved("em0", address, True), after=700)
+        (hold, *_) = history.plan(later=10**7).held
+        assert hold.why == "permanent-failure"
+        assert "waiting for the configuration to change" in hold.detail
 
 
 def test_temporary_failure_backs_off_exponentially() -> None:

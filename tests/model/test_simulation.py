@@ -10,6 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from reconciler.model.actions import (
+    PRIVATE_ADDRESS_REFUSED,
     Action,
     ReloadPf,
     RestartTunnel,
@@ -34,9 +35,14 @@ from reconciler.model.hostname import digest_of
 from .world import HE_SERVER, History, make_config
 
 ADDRESSES = ["203.0.113.7", "203.0.113.9", "198.51.100.4", "192.168.1.20"]
+# Public to our check (sent as myip), private to HE's (RFC 2544 benchmarking): HE refuses it.
+REFUSED = "198.18.0.7"
 # "crash-after": HE takes the update and the daemon dies before it records the outcome;
 # "crash-before": the daemon dies before the request reaches HE.
 ANSWERS = ["good", "abuse", "badauth", "911", "crash-after", "crash-before"]
+# The refusal's own property leaves crashes to the test above: the planner's answer to an
+# update of unknown outcome is not what it is about.
+ANSWERS_WITHOUT_CRASHES = ["good", "abuse", "badauth", "911"]
 MIN_UPDATE_INTERVAL = 600.0
 
 
@@ -54,8 +60,11 @@ class World:
     answers: list[str] = field(factory=list)
     sends: list[tuple[float, str | None]] = field(factory=list)
     nochg: int = 0
-    permanent_at: float | None = None
+    permanent_at: float | None = None  # when HE refused the account (badauth)
     sends_after_permanent: int = 0
+    refused_by_he: frozenset[str] = frozenset()  # addresses HE refuses as private
+    refusals: set[str] = field(factory=set)  # the refused addresses the log has
+    resent_refused: int = 0  # sends of an address after its refusal was recorded
 
     def answer(self) -> str:
         return self.answers.pop(0) if self.answers else "good"
@@ -96,6 +105,16 @@ def apply(history: History, world: World, action: Action) -> bool:
                 world.sends_after_permanent += 1
             # Behind NAT HE takes the request's source address: our public one for this WAN.
             becomes = action.address or f"nat-for-{action.local}"
+            if becomes in world.refusals:
+                world.resent_refused += 1
+            if becomes in world.refused_by_he:
+                # HE's legacy answer, whatever else it would have said; it takes nothing.
+                if answer == "crash-after":
+                    raise Crashed
+                world.refusals.add(becomes)
+                message = f"{PRIVATE_ADDRESS_REFUSED} {becomes} (RFC 1918)"
+                history.record(ActionFailed(action.key, action.KIND, "permanent", message), after=0)
+                return False
             if becomes == world.he_endpoint:
                 world.nochg += 1
             if answer == "crash-after":
@@ -176,24 +195,84 @@ def test_loop_converges_and_never_abuses_he(
         )
     )
     world = World(info_url=info_url)
+    converged = live_through(history, world, events)
+    assert_never_abused(world)
+    if world.permanent_at is None:
+        assert converged, f"did not converge: {history.plan()}"
+        assert world.tunnel_local == world.wan
+    else:
+        plan = history.plan()
+        assert all(
+            h.why == "permanent-failure" for h in plan.held if h.action.KIND == "update-he-endpoint"
+        )
+
+
+def live_through(history: History, world: World, events: list[tuple[str | None, str]]) -> bool:
+    """Play `events` a minute apart (a new WAN address or none, and HE's answer to the next
+    update), then let HE answer "good" from then on: True when the loop converged."""
     for new_address, answer in events:
         if new_address is not None:
             world.wan = new_address
         world.answers.append(answer)
         step(history, world, 60.0)
     world.answers.clear()  # from now on HE answers "good": the world allows convergence
-    converged = False
-    for _ in range(80):
-        if step(history, world, 300.0) and step(history, world, 300.0):
-            converged = True
-            break
+    # Converged: two empty plans in a row; any() stops at the first.
+    return any(step(history, world, 300.0) and step(history, world, 300.0) for _ in range(80))
+
+
+def assert_never_abused(world: World) -> None:
+    """No nochg, no two sends within the minimum interval, nothing after HE refused the
+    account, no address sent again after HE refused it (the configuration never changes)."""
     assert world.nochg == 0
     times = [at for at, _ in world.sends]
     assert all(b - a >= MIN_UPDATE_INTERVAL for a, b in itertools.pairwise(times))
     assert world.sends_after_permanent == 0
+    assert world.resent_refused == 0
+
+
+@settings(max_examples=60, deadline=None)
+@example(
+    # The WAN has an address HE refuses as private, then a public one.
+    [(REFUSED, "good")],
+    "interface",
+    False,
+    "203.0.113.9",
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.none() | st.sampled_from([*ADDRESSES, REFUSED]),
+            st.sampled_from(ANSWERS_WITHOUT_CRASHES),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+    st.sampled_from(["interface", "tunnelbroker"]),
+    st.booleans(),
+    st.sampled_from(ADDRESSES),
+)
+def test_an_address_he_refuses_as_private_holds_only_itself(
+    events: list[tuple[str | None, str]], public_address: str, info_url: bool, final: str
+) -> None:
+    """HE refuses one address as private (RFC 1918), wherever it comes among random address
+    changes and answers: that address is never sent again under the same configuration, HE
+    is never abused, and once the WAN has an address HE takes, the loop converges on it,
+    unless HE refused the account itself (badauth), which holds every update."""
+    bounds = ReconcileConfig(backoff_min=5, backoff_max=3600, restart_limit=5, restart_window=900)
+    history = History(
+        make_config(
+            public_address=public_address,
+            min_update_interval=MIN_UPDATE_INTERVAL,
+            reconcile=bounds,
+        )
+    )
+    world = World(info_url=info_url, refused_by_he=frozenset({REFUSED}))
+    converged = live_through(history, world, [*events, (final, "good")])
+    assert_never_abused(world)
     if world.permanent_at is None:
         assert converged, f"did not converge: {history.plan()}"
-        assert world.tunnel_local == world.wan
+        assert world.tunnel_local == world.wan == final
+        assert world.he_for_local == final  # HE took the update for it, refused or not before
     else:
         plan = history.plan()
         assert all(

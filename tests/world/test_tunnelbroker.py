@@ -19,6 +19,7 @@ from typing import IO
 
 import pytest
 
+from reconciler.model.actions import UpdateHeEndpoint, holds_only_its_key
 from reconciler.model.config import TunnelbrokerConfig
 from reconciler.testing.fake_he import (
     FakeTunnelbroker,
@@ -199,6 +200,23 @@ def test_every_answer_in_the_table_maps_to_its_outcome(
     assert result.outcome.retry_after == retry_after
     assert "\n" not in result.outcome.message
     assert result.endpoint is None
+    # Only the refusal of a private address is about the address sent (the planner holds the
+    # update for that address alone); the others are about the account or the tunnel.
+    only_its_address = holds_only_its_key(UpdateHeEndpoint.KIND, result.outcome.message)
+    assert only_its_address == (answer == "legacy-rfc1918")
+
+
+def test_he_refusing_a_private_myip_holds_only_that_address(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient
+) -> None:
+    """An address HE takes for private (198.18.0.0/15, benchmarking: our own check sends it)
+    draws HE's legacy RFC 1918 refusal: permanent, naming the address, for that address only."""
+    result = client.update("198.18.0.7", "198.18.0.7")
+    assert fake.requests[-1].params["myip"] == "198.18.0.7"
+    assert result.outcome.status == "permanent"
+    assert "198.18.0.7" in result.outcome.message and "RFC 1918" in result.outcome.message
+    assert holds_only_its_key(UpdateHeEndpoint.KIND, result.outcome.message)
+    assert fake.endpoint == OLD
 
 
 @pytest.mark.parametrize(
