@@ -853,3 +853,48 @@ def _more_wan_observations(world: InProcess, count: int) -> None:
 
 def _job_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith("job-")}
+
+
+def test_the_daemon_process_allocates_from_one_arena(netns: str, tmp_path: Path) -> None:
+    """`reconciler run` tunes glibc's allocator before its threads start (reconciler.malloc):
+    no thread arena (a 64 MiB reservation of its own) appears in its memory map."""
+    if os.confstr("CS_GNU_LIBC_VERSION") is None:
+        pytest.skip("glibc only")
+    config = tmp_path / "reconciler.conf"
+    config.write_text(
+        linux_config_text(tmp_path, wan="wan0", update_url="http://127.0.0.1:9/nic/update")
+    )
+    events = tmp_path / "state" / "events"
+    daemon = _start(netns, config)
+    try:
+        # Observers and the reconcile loop have run on their threads by then.
+        _wait_for(
+            lambda: (
+                events.is_dir() and any(isinstance(f, WanAddressObserved) for f in _facts(events))
+            )
+        )
+        time.sleep(1.0)
+        assert _thread_arenas(daemon.pid) == 0
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=10)
+
+
+def _thread_arenas(pid: int) -> int:
+    """glibc's thread arenas in a process's map: an anonymous mapping at a 64 MiB boundary
+    whose reservation (its used part and the inaccessible rest after it) is 64 MiB."""
+    arena = 64 << 20
+    maps = []
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        fields = line.split()
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        maps.append((start, end, fields[1], len(fields) > 5))
+    return sum(
+        1
+        for (start, end, _, named), nxt in zip(maps, [*maps[1:], (0, 0, "", True)], strict=True)
+        if not named
+        and start % arena == 0
+        and (
+            end - start == arena or (nxt[0] == end and nxt[2] == "---p" and nxt[1] - start == arena)
+        )
+    )

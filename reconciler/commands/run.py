@@ -22,7 +22,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     from reconciler.daemon import Daemon
     from reconciler.eventlog import SnapshotStore
     from reconciler.eventlog.checkpoints import CheckpointStore
+    from reconciler.malloc import tune_malloc
 
+    tune_malloc()  # before any thread: months of running without the heap creeping
     config = load_config_for(args, env)
     configure_logging(config.daemon.log, stream=env.stderr)
     state_dir = config.daemon.state_dir
