@@ -130,15 +130,7 @@ def wan_outage(lab_available: None) -> Iterator[SimpleNamespace]:
         # down long enough that the IPv6 probe, too, is held down (fail_after = 2)
         wait_until(lambda: _ipv6_failed_probes(lab) >= 3, timeout=20, what="IPv6 probes failing")
         calls_while_down = lab.he_update_calls()
-        lab.set_wan_address(NEW_ADDRESS)
-        changed = time.monotonic()
-        wait_until(
-            lambda: lab.ping6_through_tunnel(timeout=0.3),
-            timeout=40,
-            interval=0.05,
-            what="IPv6 across the tunnel at the new address",
-        )
-        repair_seconds = time.monotonic() - changed
+        repair_seconds = lab.move_wan_and_time_repair(NEW_ADDRESS, timeout=40)
         wait_until(lambda: _succeeded(lab, "reload-pf"), timeout=20, what="reload-pf")
         time.sleep(3)  # long enough for a duplicate update to show
         story = SimpleNamespace(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
+import time
 import tomllib
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from reconciler.lab.topology import (
     TUNNEL_ID,
     USERNAME,
     Lab,
+    LabError,
     render_toml,
     wait_until,
 )
@@ -47,14 +50,55 @@ def test_new_wan_address_breaks_the_tunnel_until_both_ends_move(lab_available: N
     with Lab(with_fake_he=False) as lab:
         lab.set_wan_address("203.0.113.11")
         assert not lab.ping6_through_tunnel(timeout=0.5)
-        subprocess.run(
-            ["ip", "-n", lab.router_ns, "link", "set", "he-ipv6", "type", lab.mode,
-             "local", "203.0.113.11"],
-            check=True,
-        )  # fmt: skip
-        lab.move_he_end("203.0.113.11")
+        _move_both_tunnel_ends(lab, "203.0.113.11")
         assert lab.he_tunnel_remote() == "203.0.113.11"
         wait_until(lab.ping6_through_tunnel, timeout=10, what="IPv6 once both ends moved")
+
+
+def _move_both_tunnel_ends(lab: Lab, address: str) -> None:
+    """What the daemon and HE would do for a new WAN address, done by hand."""
+    subprocess.run(
+        ["ip", "-n", lab.router_ns, "link", "set", "he-ipv6", "type", lab.mode,
+         "local", address],
+        check=True,
+    )  # fmt: skip
+    lab.move_he_end(address)
+
+
+def test_time_to_repair_runs_from_the_change_to_the_first_ping_across(
+    lab_available: None,
+) -> None:
+    """move_wan_and_time_repair starts the clock before the change (the link going down,
+    with link_down_first) and stops it at the first ping across: here both ends are moved
+    by hand a second later. A tunnel that is never repaired is a LabError naming the
+    address."""
+    with Lab(with_fake_he=False) as lab:
+        wait_until(lab.ping6_through_tunnel, timeout=10, what="IPv6 across a fresh tunnel")
+        moved_at: list[float] = []
+
+        def follow_by_hand() -> None:
+            _move_both_tunnel_ends(lab, "203.0.113.11")
+            moved_at.append(time.monotonic())
+
+        hand = threading.Timer(1.0, follow_by_hand)
+        before = time.monotonic()
+        hand.start()
+        try:
+            seconds = lab.move_wan_and_time_repair("203.0.113.11", timeout=30, link_down_first=True)
+        finally:
+            hand.join()
+        after = time.monotonic()
+        assert (
+            "state UP"
+            in subprocess.run(
+                ["ip", "-n", lab.router_ns, "link", "show", "wan0"], capture_output=True, text=True
+            ).stdout
+        )
+        # the clock started after `before` (a call away) and stopped at a ping that could
+        # only cross once both ends had moved
+        assert moved_at[0] - before - 0.1 < seconds <= after - before
+        with pytest.raises(LabError, match=r"after moving to 203\.0\.113\.12"):
+            lab.move_wan_and_time_repair("203.0.113.12", timeout=1)
 
 
 def test_wan_link_and_tunnel_controls_change_the_kernel(lab_available: None) -> None:
