@@ -45,6 +45,8 @@ from typing import IO
 
 import attrs
 
+from reconciler.world.runner import SubprocessRunner, kill_session
+
 __all__ = ["GuestResult", "UmlError", "guest_unavailable_reason", "main", "run_in_guest"]
 
 KERNEL = "linux.uml"
@@ -215,16 +217,9 @@ def run_in_guest(
     log_path = out / "console.log"
     started = time.monotonic()
     with open(log_path, "w") as log:
-        kernel = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,  # the kernel and its helper processes: one group to kill
-            env={**os.environ, "TMPDIR": _memory_dir(mem, run_dir)},
-        )
+        # In a session of its own: the kernel and its helper processes are one group to kill.
+        runner = SubprocessRunner(env={**os.environ, "TMPDIR": _memory_dir(mem, run_dir)})
+        kernel = runner.start(argv, stderr=subprocess.STDOUT)
         copier = threading.Thread(
             target=_copy_console, args=(kernel.stdout, log, console), daemon=True
         )
@@ -235,8 +230,7 @@ def run_in_guest(
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(kernel.pid, signal.SIGKILL)  # its helpers too, whatever happened
+            kill_session(kernel, signal.SIGKILL)  # its helpers too, whatever happened
             kernel.wait()
             _end_every_process_of(umid)
             copier.join(timeout=10)

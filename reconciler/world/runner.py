@@ -5,6 +5,8 @@ doubles of `reconciler.testing` while the platform code stays the same. `Subproc
 is the real one: a child that overruns its timeout is killed together with whatever it
 started (it runs in its own session), and a program that cannot be started is reported as
 exit status 127 with a one-line reason instead of an OSError escaping into the loop.
+Its `start` is the one place a child is started that way; a caller that must wait for the
+child and end it itself (the UML guest runner) takes it from there, with `kill_session`.
 
 `check()` turns a failed run into a `TemporaryError` whose one-line message holds the
 command, its exit status and the last line of its stderr: that line becomes the outcome
@@ -34,6 +36,7 @@ __all__ = [
     "SubprocessRunner",
     "check",
     "describe_failure",
+    "kill_session",
     "last_line",
 ]
 
@@ -121,22 +124,33 @@ class SubprocessRunner:
         # programs whose output we parse must not be localised.
         self._env = env if env is not None else _default_env()
 
+    def start(
+        self, argv: Sequence[str], *, stderr: int = subprocess.PIPE, line_buffered: bool = False
+    ) -> subprocess.Popen[str]:
+        """Start `argv` and hand back the child, for a caller that waits for it and ends it
+        itself (run, stream, the UML guest): no stdin, stdout a text pipe (undecodable bytes
+        replaced), stderr as given (PIPE, STDOUT or DEVNULL), this runner's environment,
+        and a session of its own, so that kill_session reaches whatever it starts. Raises
+        OSError when the program cannot be started."""
+        return subprocess.Popen(
+            tuple(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            errors="replace",
+            bufsize=1 if line_buffered else -1,
+            env=self._env,
+            start_new_session=True,
+        )
+
     def run(self, argv: Sequence[str], *, timeout: float) -> Completed:
         args = tuple(argv)
         started = time.monotonic()
         if not args:
             return Completed(args, NOT_STARTED, "", "(empty command): cannot run", 0.0)
         try:
-            proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
-                env=self._env,
-                start_new_session=True,
-            )
+            proc = self.start(args)
         except OSError as exc:
             return Completed(
                 args, NOT_STARTED, "", _start_failure(args, exc), time.monotonic() - started
@@ -144,7 +158,7 @@ class SubprocessRunner:
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_session(proc, signal.SIGKILL)
+            kill_session(proc, signal.SIGKILL)
             stdout, stderr = proc.communicate()
             return Completed(
                 args, proc.returncode, stdout, stderr, time.monotonic() - started, timed_out=True
@@ -156,17 +170,7 @@ class SubprocessRunner:
         if not args:
             raise TemporaryError("(empty command): cannot run")
         try:
-            proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-                errors="replace",
-                bufsize=1,
-                env=self._env,
-                start_new_session=True,
-            )
+            proc = self.start(args, stderr=subprocess.DEVNULL, line_buffered=True)
         except OSError as exc:
             raise TemporaryError(f"`{shlex.join(args)}`: {_start_failure(args, exc)}") from None
         return _ProcessLines(proc)
@@ -197,17 +201,18 @@ class _ProcessLines:
         if self._closed.is_set():
             return
         self._closed.set()
-        _kill_session(self._proc, signal.SIGTERM)
+        kill_session(self._proc, signal.SIGTERM)
         try:
             self._proc.wait(timeout=_KILL_GRACE)
         except subprocess.TimeoutExpired:
-            _kill_session(self._proc, signal.SIGKILL)
+            kill_session(self._proc, signal.SIGKILL)
             self._proc.wait()
 
 
-def _kill_session(proc: subprocess.Popen[str], sig: signal.Signals) -> None:
-    # The child leads its own session, so its process group holds everything it started
-    # (a shell script's children too): kill them all, not just the direct child.
+def kill_session(proc: subprocess.Popen[str], sig: signal.Signals) -> None:
+    """Send `sig` to a child of SubprocessRunner.start and to everything it started (a
+    shell script's children too, a UML kernel's helpers): it leads its own session, so its
+    process group holds them all. A group already gone is no error."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
 

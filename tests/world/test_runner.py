@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from reconciler.errors import TemporaryError
-from reconciler.world.runner import Completed, SubprocessRunner, check, describe_failure
+from reconciler.world.runner import (
+    Completed,
+    SubprocessRunner,
+    check,
+    describe_failure,
+    kill_session,
+)
 
 
 @pytest.fixture
@@ -51,11 +59,37 @@ def test_timeout_kills_the_child_and_what_it_started(
     assert time.monotonic() - started < 5
     assert done.timed_out
     assert not done.ok
+    assert _gone_within(5.0, int(pidfile.read_text())), "the program's child survived the timeout"
+
+
+def test_a_started_child_leads_its_session_and_kill_session_ends_all_it_started(
+    tmp_path: Path,
+) -> None:
+    """start() (what the UML guest runner uses) gives the child this runner's environment,
+    stderr where asked (here into stdout) and a session of its own; kill_session ends the
+    child together with what it started."""
+    runner = SubprocessRunner(env={"PATH": os.environ["PATH"], "RC_MARK": "from-runner"})
+    pidfile = tmp_path / "grandchild.pid"
+    child = runner.start(
+        ["sh", "-c", f'sleep 30 & echo $! > {pidfile}; echo "$RC_MARK"; echo err >&2; wait'],
+        stderr=subprocess.STDOUT,
+    )
+    assert child.stdout is not None
+    # both lines come after the pidfile is written
+    assert [child.stdout.readline(), child.stdout.readline()] == ["from-runner\n", "err\n"]
+    assert os.getsid(child.pid) == child.pid
     grandchild = int(pidfile.read_text())
-    deadline = time.monotonic() + 5
-    while _alive(grandchild) and time.monotonic() < deadline:
+    kill_session(child, signal.SIGKILL)
+    assert child.wait(timeout=5) == -signal.SIGKILL
+    child.stdout.close()
+    assert _gone_within(5.0, grandchild), "kill_session left the child's child alive"
+
+
+def _gone_within(seconds: float, pid: int) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(grandchild), "the program's child survived the timeout"
+    return not _alive(pid)
 
 
 def _alive(pid: int) -> bool:
