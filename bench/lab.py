@@ -2,14 +2,16 @@
 
     python -m bench lab [--rounds 10] [--polling-rounds 3] [--skip-polling]
     python -m bench lab --modes sit,vxlan [--rounds 10]
-    python -m bench lab --soak 600 [--every 20]
+    python -m bench lab --soak 600 [--every 20] [--tracemalloc | --malloc-info]
     python -m bench lab --idle 300
     python -m bench lab --telemetry [--rounds 10]
 
 Time to repair: from the moment the lab gives the WAN a new address to the first IPv6 ping
 from the router that crosses the tunnel. The polling run is the original design: no kernel
 notifications, every observer on a 60 s interval. The soak changes the address every
-`--every` seconds and samples the daemon's RSS and CPU time from /proc. The idle run keeps
+`--every` seconds and samples the daemon's RSS and CPU time from /proc; `--tracemalloc`
+adds what the Python heap gained, `--malloc-info` what glibc's heap holds and how much of it
+is free (fragmentation). The idle run keeps
 the shipped intervals (probes every 60 s, kernel notifications on) and changes nothing, to
 show what the daemon costs on a quiet day. The telemetry run repeats the repair rounds with a
 [notify] hook that sleeps 60 s for every notification, the metrics textfile and /metrics on,
@@ -65,6 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="soak: trace the daemon's allocations; print what grew from 5 min to the end",
     )
+    parser.add_argument(
+        "--malloc-info",
+        action="store_true",
+        help="soak: glibc's heap (from the system, free, in use) at 5 min and at the end",
+    )
     parser.add_argument("--idle", type=float, metavar="SECONDS", help="a quiet day instead")
     parser.add_argument(
         "--telemetry", action="store_true", help="repairs behind a sleeping hook, metrics on"
@@ -81,7 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench lab: skipped: {reason}")
         return 1
     if args.soak:
-        return _soak(args.soak, args.every, traced=args.tracemalloc)
+        if args.tracemalloc and args.malloc_info:
+            parser.error("--tracemalloc and --malloc-info: one at a time")
+        return _soak(args.soak, args.every, traced=args.tracemalloc, mallinfo=args.malloc_info)
     if args.idle:
         return _idle(args.idle, lab_probes=args.lab_probes)
     if args.telemetry:
@@ -257,7 +266,7 @@ def _appends(lab: Lab) -> tuple[int, int]:
     return len(envelopes), syncs
 
 
-def _soak(duration: float, every: float, *, traced: bool = False) -> int:
+def _soak(duration: float, every: float, *, traced: bool = False, mallinfo: bool = False) -> int:
     repaired: list[float] = []
     failed = 0
     samples: list[float] = []
@@ -265,13 +274,12 @@ def _soak(duration: float, every: float, *, traced: bool = False) -> int:
     sampled_at: list[float] = []  # seconds into the soak of each RSS sample
     traces = Path(tempfile.mkdtemp(prefix="rc-soak-tracemalloc-")) if traced else None
     if traces is not None:
-        # bench/tracemalloc_site/sitecustomize.py, loaded by the daemon's interpreter
-        site = Path(__file__).resolve().parent / "tracemalloc_site"
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p
+        _load_in_daemon(
+            "tracemalloc_site", RC_TRACEMALLOC_DIR=str(traces), RC_TRACEMALLOC_EVERY="60"
         )
-        os.environ["RC_TRACEMALLOC_DIR"] = str(traces)
-        os.environ["RC_TRACEMALLOC_EVERY"] = "60"
+    heaps = Path(tempfile.mkdtemp(prefix="rc-soak-mallinfo-")) if mallinfo else None
+    if heaps is not None:
+        _load_in_daemon("mallinfo_site", RC_MALLINFO_DIR=str(heaps), RC_MALLINFO_EVERY="30")
     with Lab() as lab:
         daemon = lab.start_daemon()
         pid = daemon.pid  # `ip netns exec` execs the interpreter: the same process
@@ -280,6 +288,7 @@ def _soak(duration: float, every: float, *, traced: bool = False) -> int:
         wait_until(lambda: _daemon_probed_ipv6(lab), timeout=60, what="the daemon's first probe")
         rss_start, cpu_start = _proc_figures(daemon.pid)
         began = time.monotonic()
+        began_wall = time.time()
         addresses = _addresses()
         while time.monotonic() - began < duration:
             round_start = time.monotonic()
@@ -315,7 +324,51 @@ def _soak(duration: float, every: float, *, traced: bool = False) -> int:
     )
     if traces is not None:
         _print_growth(traces, changes, pid)
+    if heaps is not None:
+        _print_heap(heaps, pid, began_wall)
     return 0 if failed == 0 else 1
+
+
+def _load_in_daemon(site_dir: str, **env: str) -> None:
+    """Put bench/<site_dir>/sitecustomize.py on the daemon's PYTHONPATH (the lab passes the
+    environment on), with the settings it reads. One such site at a time: Python loads the
+    first sitecustomize it finds."""
+    site = Path(__file__).resolve().parent / site_dir
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p
+    )
+    os.environ.update(env)
+
+
+def _print_heap(heaps: Path, pid: int, began: float) -> None:
+    """glibc's heap at 5 minutes into the soak and at the end: what it holds from the
+    system, how much of that is free chunks, how much is in use, and how many arenas."""
+    dumps = sorted(heaps.glob(f"{pid}-*.xml"))
+    if len(dumps) < 2:
+        print(f"lab soak: malloc_info: {len(dumps)} dump(s) in {heaps}, too few")
+        return
+    at = [float(p.stem.split("-")[2]) - began for p in dumps]
+    first = next((p for p, t in zip(dumps, at, strict=True) if t >= 300.0), dumps[0])
+    figures = [_heap_figures(p.read_text()) for p in (first, dumps[-1])]
+    (cur0, free0, arenas0), (cur1, free1, arenas1) = figures
+    print(
+        f"lab soak: glibc heap ({first.name} -> {dumps[-1].name}): from the system "
+        f"{cur0 / 1024:.0f} -> {cur1 / 1024:.0f} KiB, free chunks {free0 / 1024:.0f} -> "
+        f"{free1 / 1024:.0f} KiB, in use {(cur0 - free0) / 1024:.0f} -> "
+        f"{(cur1 - free1) / 1024:.0f} KiB, arenas {arenas0} -> {arenas1}"
+    )
+
+
+def _heap_figures(xml: str) -> tuple[int, int, int]:
+    """(bytes from the system, bytes in free chunks, arenas) from malloc_info's totals."""
+    import xml.etree.ElementTree as ElementTree
+
+    root = ElementTree.fromstring(xml)
+    totals = {t.get("type"): int(t.get("size", "0")) for t in root.findall("total")}
+    current = next(
+        int(s.get("size", "0")) for s in root.findall("system") if s.get("type") == "current"
+    )
+    return current, totals.get("fast", 0) + totals.get("rest", 0), len(root.findall("heap"))
 
 
 def _print_growth(traces: Path, changes: list[float], pid: int) -> None:
