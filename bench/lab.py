@@ -160,15 +160,7 @@ def _repair_times(
 
 
 def _one_repair(lab: Lab, address: str, timeout: float) -> float:
-    started = time.monotonic()
-    lab.set_wan_address(address)
-    wait_until(
-        lambda: lab.ping6_through_tunnel(timeout=0.2),
-        timeout=timeout,
-        interval=0.02,
-        what=f"IPv6 across the tunnel after moving to {address}",
-    )
-    return time.monotonic() - started
+    return lab.move_wan_and_time_repair(address, timeout=timeout)
 
 
 def _telemetry(rounds: int) -> int:
