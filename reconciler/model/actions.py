@@ -64,6 +64,12 @@ class UpdateHeEndpoint:
     def key(self) -> str:
         return f"{self.KIND}:{self.address or self.local}"
 
+    @classmethod
+    def local_of(cls, key: str) -> str:
+        """The WAN address an update's `key` was made for: the key names the `myip` sent,
+        which is only ever the WAN address itself (desired.myip), or that WAN address."""
+        return key.removeprefix(f"{cls.KIND}:")
+
 
 @frozen
 class RewriteHostname:

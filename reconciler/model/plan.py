@@ -28,7 +28,11 @@ the daemon and `reconciler diff` get the same answer from the same log. The rule
   endpoint is observed): it is not sent again ("unconfirmed") until IPv6 fails across the
   tunnel rebuilt for it (it did not), or for the longest of `min_update_interval`,
   `backoff_max` and `restart_window` at most (the tunnel may never tell); its own backoff
-  waits meanwhile, and the actions after it go ahead at once, so that the tunnel can tell.
+  waits meanwhile, and the actions after it go ahead at once, whatever else holds it (another
+  update's retry-after), so that the tunnel can tell.
+  Such an update also makes HE's earlier word for another address out of date (HE may have
+  taken it since): a WAN back at an address HE had gets its update again, held the same
+  way until IPv6 across a tunnel from that address fails (a nochg if HE still has it).
 - When several holds apply, the one that ends last is reported (a permanent one, which has
   no end, wins): that is when the action can run.
 - Time since a fact is never negative: a fact stamped after `now` (the clock stepped back)
@@ -130,7 +134,9 @@ def plan(desired: DesiredState, observed: ObservedState, now: float) -> Plan:
             actions.append(action)
             continue
         held.append(hold)
-        if _blocks_successors(hold, observed) and (blocker is None or _later(hold, blocker)):
+        if _blocks_successors(hold, desired, observed) and (
+            blocker is None or _later(hold, blocker)
+        ):
             blocker = hold
     return Plan(actions=tuple(actions), held=tuple(held), now=now)
 
@@ -180,22 +186,32 @@ def _update_endpoint(
     assert observed.wan is not None
     endpoint = observed.endpoint
     candidate = UpdateHeEndpoint(desired.myip, local)
-    record = observed.actions.get(candidate.key)
-    endpoint_seq = endpoint.seq if endpoint is not None else 0
-    if record is not None and record.last_success_seq > endpoint_seq:
-        return None  # HE accepted this address and has said nothing different since
     causes = [observed.wan.seq]
+    known = _known_at_he_since(desired, observed, local)
+    if known:
+        # HE's word that it has this address is out of date once an update for another
+        # address whose outcome is unknown has gone out since: HE may have taken that one,
+        # and IPv6 would stay down for good if this address were never sent again. Nor may
+        # it go out blindly (HE may still have it: a nochg, which HE counts as abuse): the
+        # update is wanted, and waits for IPv6 across a tunnel from this address to tell
+        # ("unconfirmed", see _hold_update).
+        since = _unknown_update_since(observed, candidate.key, known)
+        if since is None:
+            return None
+        return UpdateHeEndpoint(
+            desired.myip,
+            local,
+            reason=f"HE had {local}'s endpoint, but an update of unknown outcome "
+            f"({since.key}) went out since",
+            causes=_causes([*causes, known, since.last_started_seq]),
+        )
     if endpoint is None:
         reason = f"HE's endpoint is unknown; the WAN has {local}"
     else:
         causes.append(endpoint.seq)
         if desired.myip is not None and endpoint.address is not None:
-            # Our public address is known, and so is HE's endpoint: compare them.
-            if endpoint.address == desired.myip:
-                return None
+            # Our public address is known, and so is HE's endpoint: they differ.
             reason = f"HE has {endpoint.address}, the WAN has {desired.myip}"
-        elif endpoint.for_local == local:
-            return None  # HE confirmed (or IPv6 across the tunnel showed) it is for this address
         elif endpoint.for_local is not None:
             # Behind NAT (or a private address) HE sees our public address, which we cannot
             # know; what HE confirmed last was made for another WAN address.
@@ -211,6 +227,44 @@ def _update_endpoint(
                 "(public address behind NAT)"
             )
     return UpdateHeEndpoint(desired.myip, local, reason=reason, causes=_causes(causes))
+
+
+def _known_at_he_since(desired: DesiredState, observed: ObservedState, local: str) -> int:
+    """The fact after which HE is known to have our endpoint for the WAN address `local`
+    (HE's answer to our update, its tunnel info, IPv6 across the tunnel), or 0."""
+    endpoint = observed.endpoint
+    record = observed.actions.get(UpdateHeEndpoint(desired.myip, local).key)
+    endpoint_seq = endpoint.seq if endpoint is not None else 0
+    if record is not None and record.last_success_seq > endpoint_seq:
+        return record.last_success_seq  # HE accepted it and has said nothing different since
+    if endpoint is None:
+        return 0
+    if desired.myip is not None and endpoint.address is not None:
+        return endpoint.seq if endpoint.address == desired.myip else 0
+    return endpoint.seq if endpoint.for_local == local else 0
+
+
+def _superseding_update(
+    desired: DesiredState, observed: ObservedState, action: UpdateHeEndpoint
+) -> ActionRecord | None:
+    """The update of unknown outcome for another address that went out after HE was known to
+    have `action`'s (see _update_endpoint), if any."""
+    known = _known_at_he_since(desired, observed, action.local)
+    return _unknown_update_since(observed, action.key, known) if known else None
+
+
+def _unknown_update_since(observed: ObservedState, key: str, seq: int) -> ActionRecord | None:
+    """The latest update other than `key` started after fact `seq` whose outcome is unknown."""
+    latest: ActionRecord | None = None
+    for record in observed.records_of(UpdateHeEndpoint.KIND):
+        if (
+            record.key != key
+            and record.last_started_seq > seq
+            and (latest is None or record.last_started_seq > latest.last_started_seq)
+            and _outcome_unknown(record, observed)
+        ):
+            latest = record
+    return latest
 
 
 def _rewrite_hostname(desired: DesiredState, observed: ObservedState) -> RewriteHostname | None:
@@ -416,19 +470,32 @@ def _hold_dhcp_grace(
     )
 
 
-def _blocks_successors(hold: Held, observed: ObservedState) -> bool:
+def _blocks_successors(hold: Held, desired: DesiredState, observed: ObservedState) -> bool:
     """Whether the actions after a held one must wait for it.
 
     An update whose outcome is unknown (the daemon died while it ran) and that only the
     minimum interval holds may well have reached HE: rebuilding the tunnel for it lets an IPv6
-    probe show whether it did, rather than sending it again once the interval has passed.
+    probe show whether it did, rather than sending it again once the interval has passed. An
+    "unconfirmed" hold (that update's, or one for an address HE had before it) waits for the
+    same probe: it never holds the tunnel back.
     """
-    record = observed.actions.get(hold.action.key)
-    return not (
+    if hold.why == "unconfirmed":
+        return False  # it waits for the tunnel to tell
+    action = hold.action
+    if not isinstance(action, UpdateHeEndpoint):
+        return True
+    # Nor does anything else that holds an update waiting for the tunnel (another update's
+    # retry-after, say) keep the tunnel from telling, until it has: a hold that outlasts the
+    # "unconfirmed" one would otherwise end in the update sent blindly (a nochg if HE has it).
+    record = observed.actions.get(action.key)
+    if (
         record is not None
         and _outcome_unknown(record, observed)
-        and hold.why in ("min-update-interval", "unconfirmed")
-    )
+        and (hold.why == "min-update-interval" or not _update_missed_he(action, record, observed))
+    ):
+        return False
+    since = _superseding_update(desired, observed, action)
+    return since is None or _update_missed_he(action, since, observed)
 
 
 def _outcome_unknown(record: ActionRecord, observed: ObservedState) -> bool:
@@ -505,32 +572,28 @@ def _hold_update(
             due = _due(other.failed_at, other.retry_after, now)
             if now < due:
                 holds.append(Held(action, "retry-after", f"{other.key}: {other.last_message}", due))
-    record = observed.actions.get(action.key)
-    if (
-        isinstance(action, UpdateHeEndpoint)
-        and record is not None
-        and record.last_started_at is not None
-        and _outcome_unknown(record, observed)
-        and not _update_missed_he(action, record, observed)
-    ):
-        bounds = desired.reconcile
-        patience = max(desired.min_update_interval, bounds.backoff_max, bounds.restart_window)
-        due = _due(record.last_started_at, patience, now)
-        if now < due:
-            holds.append(
-                Held(
-                    action,
-                    "unconfirmed",
-                    (
-                        "the daemon stopped while the update ran"
-                        if record.in_flight
-                        else "the update got no complete answer"
-                    )
-                    + ", so HE may have it; "
-                    f"waiting for IPv6 across a tunnel from {action.local} to show whether",
-                    due,
-                )
+    if isinstance(action, UpdateHeEndpoint):
+        record = observed.actions.get(action.key)
+        if (
+            record is not None
+            and _outcome_unknown(record, observed)
+            and not _update_missed_he(action, record, observed)
+        ):
+            what = (
+                "the daemon stopped while the update ran"
+                if record.in_flight
+                else "the update got no complete answer"
             )
+            holds.extend(
+                _hold_unconfirmed(action, record, f"{what}, so HE may have it", desired, now)
+            )
+        # HE had this address, but an update for another one of unknown outcome went out
+        # since (see _update_endpoint): IPv6 across a tunnel from this address tells whether
+        # HE still has it (then the fold proves it again, and the update is not wanted).
+        since = _superseding_update(desired, observed, action)
+        if since is not None and not _update_missed_he(action, since, observed):
+            what = f"an update of unknown outcome ({since.key}) went out since, so HE may not"
+            holds.extend(_hold_unconfirmed(action, since, f"HE had it, but {what}", desired, now))
     last = observed.last_update_attempt_at
     if last is not None and now < _due(last, desired.min_update_interval, now):
         holds.append(
@@ -542,6 +605,24 @@ def _hold_update(
             )
         )
     return holds
+
+
+def _hold_unconfirmed(
+    action: UpdateHeEndpoint, unknown: ActionRecord, what: str, desired: DesiredState, now: float
+) -> list[Held]:
+    """The wait for IPv6 across a tunnel from `action.local` to tell whether HE has the
+    address, `unknown` being the update of unknown outcome that leaves it open; for the
+    longest of min_update_interval, backoff_max and restart_window at most (the tunnel may
+    never tell)."""
+    if unknown.last_started_at is None:
+        return []
+    bounds = desired.reconcile
+    patience = max(desired.min_update_interval, bounds.backoff_max, bounds.restart_window)
+    due = _due(unknown.last_started_at, patience, now)
+    if now >= due:
+        return []
+    detail = f"{what}; waiting for IPv6 across a tunnel from {action.local} to show whether"
+    return [Held(action, "unconfirmed", detail, due)]
 
 
 def _update_missed_he(

@@ -9,7 +9,9 @@ successes, with the thresholds the last ConfigLoaded fact carried (3 and 1 befor
 HE's endpoint is known from HE's answer to an update, from HE's tunnel info, and from the
 tunnel itself: a 6in4 tunnel carries IPv6 only while HE's end points at us, so an IPv6 probe
 that succeeds across a tunnel observed up with local end X (and not restarted since) shows
-that HE has our endpoint for X (source "probe"; behind NAT the public address stays unknown).
+that HE has our endpoint for X (source "probe"; behind NAT the public address stays unknown),
+proven again after an update sent since. HE changes its endpoint only when updated: a new
+address after one update of unknown outcome (the daemon died during it) is that update's.
 """
 
 from __future__ import annotations
@@ -295,14 +297,39 @@ def _fold_endpoint(
         # the same address HE last confirmed is still that confirmation (behind NAT, losing
         # for_local here plans the same update again: a nochg, which HE counts as abuse).
         for_local = old.for_local
-    elif for_local is None and fact.address is not None and (old is None or old.address is None):
-        # An address HE had not shown before, while IPv6 works across the tunnel: it is our
-        # endpoint for the tunnel's local end. (A change from a known address is not ours.)
-        ipv6 = state.probes.get("ipv6")
-        if ipv6 is not None and ipv6.last_ok:
-            for_local = _local_proven_by_probe(state, ipv6.last_seq)
+    elif for_local is None and fact.address is not None:
+        for_local = _local_of_the_update_since(state, old)
+        if for_local is None and (old is None or old.address is None):
+            # An address HE had not shown before, while IPv6 works across the tunnel: it is
+            # our endpoint for the tunnel's local end. (A change from a known address is not
+            # ours, unless an update of ours made it: above.)
+            ipv6 = state.probes.get("ipv6")
+            if ipv6 is not None and ipv6.last_ok:
+                for_local = _local_proven_by_probe(state, ipv6.last_seq)
     endpoint = EndpointView(fact.address, for_local, fact.source, seq, at)
     return _moved(state, seq, at, endpoint=endpoint)
+
+
+def _local_of_the_update_since(state: ObservedState, old: EndpointView | None) -> str | None:
+    """The WAN address of the update that changed HE's endpoint from what `old` showed: HE
+    changes it only when updated, so when the one update that may have reached HE since
+    `old` is of unknown outcome (the daemon died during it, or no complete answer came),
+    a new address is that update's doing. Behind NAT only this tells that HE's new endpoint
+    is for that WAN address; without it, a WAN that comes back to the address sends the
+    update again: a nochg, which HE counts as abuse. Two such updates, or none: unknown."""
+    if old is None or state.last_update_attempt_seq <= old.seq:
+        return None  # nothing sent since HE's endpoint was last seen (the common case)
+    since = [
+        record
+        for record in state.actions.values()
+        if record.kind == UpdateHeEndpoint.KIND
+        and (record.last_started_seq > old.seq or record.last_success_seq > old.seq)
+    ]
+    unknown = [record for record in since if record.in_flight or record.unconfirmed]
+    succeeded = [record for record in since if record.last_success_seq > old.seq]
+    if len(unknown) != 1 or succeeded:
+        return None
+    return UpdateHeEndpoint.local_of(unknown[0].key)
 
 
 def _fold_config(state: ObservedState, fact: ConfigLoaded, seq: int, at: float) -> ObservedState:
@@ -452,9 +479,14 @@ def _fold_probe(state: ObservedState, fact: ProbeObserved, seq: int, at: float) 
     )
     if ok and family == "ipv6":
         tunnel, endpoint = state.tunnel, state.endpoint
-        if tunnel is not None and (endpoint is None or endpoint.for_local != tunnel.local):
+        if tunnel is not None and (
+            endpoint is None
+            or endpoint.for_local != tunnel.local
+            or endpoint.seq < state.last_update_attempt_seq
+        ):
             proven = _endpoint_proven_by_probe(state, seq, at)
-            if proven is not None:  # rare: the first success across a changed tunnel
+            if proven is not None:  # rare: the first success across a changed tunnel, or
+                # after an update (which may have changed HE's endpoint)
                 return _fold_probe(
                     _moved(state, state.seq, state.at, endpoint=proven), fact, seq, at
                 )
@@ -491,11 +523,13 @@ def _endpoint_proven_by_probe(state: ObservedState, seq: int, at: float) -> Endp
     """The endpoint view a successful IPv6 probe (fact `seq`) proves, or None."""
     local = _local_proven_by_probe(state, seq)
     old = state.endpoint
-    if local is None or (old is not None and old.for_local == local):
+    if local is None:
         return None
-    # An address HE showed without saying for which WAN address is the one the probe proves;
-    # an address confirmed for another local end is stale.
-    address = old.address if old is not None and old.for_local is None else None
+    if old is not None and old.for_local == local and old.seq > state.last_update_attempt_seq:
+        return None  # known already; but an update sent since may have changed it (proven again)
+    # An address HE showed without saying for which WAN address, or for this one, is the one
+    # the probe proves; an address confirmed for another local end is stale.
+    address = old.address if old is not None and old.for_local in (None, local) else None
     return EndpointView(address, local, "probe", seq, at)
 
 

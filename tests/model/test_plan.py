@@ -851,3 +851,48 @@ def test_a_later_confirmed_update_settles_an_older_one_of_unknown_outcome() -> N
     history = History(make_config(min_update_interval=600.0))
     back_after_another_attempt(history, third="good")
     assert history.kinds()[0] == "update-he-endpoint"
+
+
+def back_after_a_crash_mid_update(history: History) -> None:
+    """HE has our endpoint for ADDR (IPv6 works across the tunnel); the WAN moves to NEW, the
+    daemon dies while it sends NEW's update, and the WAN comes back to ADDR before the
+    tunnel was rebuilt."""
+    crashed_mid_update(history)
+    history.record(WanAddressObserved("em0", ADDR, True), after=60)
+
+
+def test_a_crash_during_another_update_makes_what_he_had_unknown() -> None:
+    """HE's word that it had ADDR is older than the update for NEW of unknown outcome: HE may
+    have NEW. The update for ADDR is wanted and waits ("unconfirmed", holding nothing back)
+    for IPv6 across the tunnel from ADDR; when that fails, HE has lost ADDR, and the update
+    goes out once the minimum interval allows, before the tunnel is rebuilt. (It used to
+    trust HE's old word: ADDR was never sent again and IPv6 stayed down for good.)"""
+    history = History(make_config(min_update_interval=600.0))
+    back_after_a_crash_mid_update(history)
+    started_at = history.state.last_update_attempt_at
+    assert started_at is not None
+    plan = history.plan()
+    assert plan.actions == ()
+    [hold] = plan.held
+    assert (hold.action, hold.why) == (UpdateHeEndpoint(ADDR, ADDR), "unconfirmed")
+    assert f"update-he-endpoint:{NEW}" in hold.detail
+    fail_probe(history, "ipv6", 3)  # HE took NEW
+    plan = history.plan()
+    assert plan.actions == ()
+    assert [(h.action.KIND, h.why) for h in plan.held] == [
+        ("update-he-endpoint", "min-update-interval"),
+        ("restart-tunnel", "waiting"),
+        ("reload-pf", "waiting"),
+    ]
+    later = started_at + 600 - history.now
+    assert history.plan(later=later).actions[0] == UpdateHeEndpoint(ADDR, ADDR)
+
+
+def test_ipv6_across_the_tunnel_shows_he_kept_what_it_had_after_a_crash() -> None:
+    """Back at ADDR after the update for NEW of unknown outcome, IPv6 works across the tunnel
+    from ADDR: HE still has ADDR, and nothing is sent (it would be a nochg), ever."""
+    history = History(make_config(min_update_interval=600.0))
+    back_after_a_crash_mid_update(history)
+    history.record(ProbeObserved("ipv6", "2001:db8::53", True))  # NEW never reached HE
+    for later in (0, 700, 100_000):
+        assert history.plan(later=later).empty

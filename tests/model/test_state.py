@@ -192,6 +192,63 @@ def test_tunnel_info_of_another_address_forgets_for_local() -> None:
     assert endpoint is not None and endpoint.for_local is None
 
 
+UPDATE = "update-he-endpoint"
+
+
+def test_tunnel_info_of_a_new_address_after_a_crashed_update_is_that_updates() -> None:
+    """HE changes its endpoint only when updated: a new address HE shows after the one update
+    since its last view whose outcome is unknown (the daemon died during it) is that update's
+    doing, for its WAN address; updates answered without taking effect do not count."""
+    history = History()
+    history.record(EndpointObserved("198.51.100.200", "update", for_local="192.168.1.20"))
+    history.record(ActionStarted(f"{UPDATE}:192.168.1.30", UPDATE, "r"))  # the daemon dies
+    history.record(ActionStarted(f"{UPDATE}:192.168.1.40", UPDATE, "r"))
+    history.record(ActionFailed(f"{UPDATE}:192.168.1.40", UPDATE, "temporary", "abuse", 7200.0))
+    history.record(EndpointObserved("198.51.100.201", "tunnel-info"))
+    endpoint = history.state.endpoint
+    assert endpoint is not None
+    assert (endpoint.address, endpoint.for_local) == ("198.51.100.201", "192.168.1.30")
+    history.record(EndpointObserved("198.51.100.201", "tunnel-info"))  # the same, later
+    assert history.state.endpoint is not None
+    assert history.state.endpoint.for_local == "192.168.1.30"
+
+
+def test_tunnel_info_of_a_new_address_after_two_crashed_updates_is_nobodys() -> None:
+    """Two updates of unknown outcome since HE's last view (one died, one got no complete
+    answer): either may have made HE's new address, so it is for no known WAN address."""
+    history = History()
+    history.record(EndpointObserved("198.51.100.200", "update", for_local="192.168.1.20"))
+    history.record(ActionStarted(f"{UPDATE}:192.168.1.30", UPDATE, "r"))  # the daemon dies
+    history.record(ActionStarted(f"{UPDATE}:192.168.1.40", UPDATE, "r"))
+    history.record(
+        ActionFailed(f"{UPDATE}:192.168.1.40", UPDATE, "temporary", "late", unconfirmed=True)
+    )
+    history.record(EndpointObserved("198.51.100.201", "tunnel-info"))
+    assert history.state.endpoint is not None and history.state.endpoint.for_local is None
+
+
+def test_ipv6_across_the_tunnel_proves_hes_endpoint_again_after_an_update() -> None:
+    """HE's endpoint for X is known; an update for another address goes out and its outcome
+    is unknown: IPv6 that works across the tunnel from X after it shows HE still has X, as a
+    new view (whose cause is the probe), the address kept."""
+    history = History()
+    history.record(TunnelObserved("gif0", True, True, "203.0.113.7", "198.51.100.1"))
+    history.record(EndpointObserved("203.0.113.7", "update", for_local="203.0.113.7"))
+    history.record(ProbeObserved("ipv6", "t", True))
+    before = history.state.endpoint
+    history.record(ActionStarted(f"{UPDATE}:203.0.113.9", UPDATE, "r"))  # the daemon dies
+    assert history.state.endpoint == before
+    seq = history.record(ProbeObserved("ipv6", "t", True))
+    endpoint = history.state.endpoint
+    assert endpoint is not None
+    assert (endpoint.address, endpoint.for_local, endpoint.source, endpoint.seq) == (
+        "203.0.113.7",
+        "203.0.113.7",
+        "probe",
+        seq,
+    )
+
+
 def test_ipv6_across_the_tunnel_proves_hes_endpoint() -> None:
     """An IPv6 probe that succeeds across a tunnel observed up with local end X shows that HE
     has our endpoint for X (source "probe"; the public address stays unknown)."""
