@@ -559,13 +559,15 @@ class _Reader:
             if textfile.suffix != ".prom":
                 self.problem(
                     "metrics.textfile",
-                    f"{textfile} must end in .prom (node_exporter reads only those)",
+                    f"{_show(str(textfile))} must end in .prom (node_exporter reads only those)",
                 )
             elif self.file_kind("metrics.textfile", textfile.parent) not in (
                 "directory",
                 "unknown",
             ):
-                self.problem("metrics.textfile", f"directory {textfile.parent} does not exist")
+                self.problem(
+                    "metrics.textfile", f"directory {_show(str(textfile.parent))} does not exist"
+                )
         public = self.boolean(t, "metrics.listen_public", default=False)
         listen = self.listen_address(t, "metrics.listen", public=bool(public))
         if public is None or listen is _MISSING:

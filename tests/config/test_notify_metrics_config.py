@@ -61,6 +61,7 @@ def test_without_the_sections_nothing_is_on(tmp_path: Path) -> None:
         ),
         ('[metrics]\ntextfile = "nodir/r.prom"\n', "metrics.textfile", "does not exist"),
         ('[metrics]\ntextfile = "r.txt"\n', "metrics.textfile", ".prom"),
+        ('[metrics]\ntextfile = "a\\nb.txt"\n', "metrics.textfile", ".prom"),  # shown quoted
         ('[metrics]\nlisten = "localhost"\n', "metrics.listen", "ADDRESS:PORT"),
         ('[metrics]\nlisten = "127.0.0.1:http"\n', "metrics.listen", "ADDRESS:PORT"),
         ('[metrics]\nlisten = "127.0.0.1:70000"\n', "metrics.listen", "between 1 and 65535"),
