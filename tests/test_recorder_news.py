@@ -159,6 +159,15 @@ def _assert_same_plans(history: list[tuple[float, f.Fact]], interval: float) -> 
             for later in (at, at + 31.0, at + 700.0, at + 90000.0):
                 expected = _renumbered(_plan(everything.state, later), seqs)
                 assert _plan(news.state, later) == expected
+            # and the same outages (reconciler.model.outages), so the report of the news log
+            # tells the outages the hooks were told
+            for family in ("ipv4", "ipv6"):
+                mine, all_ = news.state.probe(family), everything.state.probe(family)
+                assert (mine.outage_since, mine.failing_since) == (
+                    all_.outage_since,
+                    all_.failing_since,
+                )
+                assert seqs.get(all_.outage_seq, 0) == mine.outage_seq
         # The news log is the truth the news recorder folded: start-up reads the same state.
         assert load_state(base / "news")[0] == news.state
 

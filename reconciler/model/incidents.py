@@ -6,12 +6,15 @@ and the daemon (one source of truth) and turns the states into:
 - **lanes**: for WAN, the IPv4 and IPv6 probe verdicts, the tunnel and HE's endpoint, the
   spans during which each kept one value (`Segment`), each naming the fact that began it;
 - **action marks**: every action started, with its reason, causes and outcome;
-- **incidents**: one per outage, a stretch during which IPv4 or IPv6 was down (the probe
-  verdict after hysteresis) or HE's endpoint was wrong for our WAN address; overlapping
-  conditions are one incident. Each names the first change that explains it, the actions
-  taken, and its time to repair: from that change (or the outage's start, when the change
-  came later or nothing explains it) to the end of the outage;
-- **totals** for the window and for each UTC day.
+- **incidents**: one per outage, a stretch during which IPv4 or IPv6 was out (an outage of
+  the family as reconciler.model.outages defines it for the notifications and metrics too:
+  from the first failed probe of the streak that brought the verdict down, or for IPv6 a
+  new WAN address, to the probe after which the verdict is up again) or HE's endpoint was
+  wrong for our WAN address; overlapping conditions are one incident. Each names the first
+  change that explains it, the actions taken, and its time to repair: from that change (or
+  the outage's start, when the change came later or nothing explains it) to its end;
+- **totals** for the window and for each UTC day: a family's down time is the time of its
+  outages (with a verdict), its up time the rest of the time with a verdict.
 
 Facts before `since` are folded (the state at `since` is exact) but only matter for what was
 already so when the window opened: an outage that began before it keeps its real start. A
@@ -47,6 +50,7 @@ from reconciler.model.facts import (
     Envelope,
     UnknownFact,
 )
+from reconciler.model.outages import FAMILIES, begun, ended, under_way
 from reconciler.model.state import FoldErrorHandler, ObservedState, fold
 
 __all__ = [
@@ -133,7 +137,7 @@ class ActionMark:
 class Condition:
     """One of the things that make an outage, from `start` to `end` (None: still so at the
     window's end). `last_good` is when it was last seen fine before (the last successful
-    probe of the family; the start itself for the endpoint; None when never)."""
+    probe of the family; when it last matched for the endpoint; None when never)."""
 
     kind: str
     start: float
@@ -172,8 +176,9 @@ class Totals:
 
     start: float
     end: float
-    up: Mapping[str, float]  # family -> seconds with verdict "up"
-    down: Mapping[str, float]  # family -> seconds with verdict "down"
+    # family -> seconds with a verdict (up or down) outside / inside the family's outages
+    up: Mapping[str, float]
+    down: Mapping[str, float]
     outages: int  # incidents that began in the span (or were open when it began)
     repairs: tuple[float, ...]  # times to repair of the incidents that ended in the span
     he_updates: int
@@ -316,6 +321,16 @@ class _Builder:
         self.last_ok: dict[str, float | None] = {"ipv4": None, "ipv6": None}
         self.last_good: dict[str, float | None] = {}  # condition kind#seq -> its last_good
         self.left_good: dict[str, float] = {}  # lane -> when it last left a good value
+        # The families' outages (reconciler.model.outages), placed on the report's time line.
+        self.outages: list[Condition] = []
+        self.open_outages: dict[str, Condition] = {}
+        self.failing_placed: dict[str, tuple[int, float]] = {}  # family -> (seq, placed at)
+        for family in FAMILIES:
+            running = under_way(start, family)
+            if running is not None:
+                self.open_outages[family] = Condition(
+                    f"{family}-down", running.start, None, running.seq, 0, None
+                )
 
     def step(
         self, before: ObservedState, envelope: Envelope, after: ObservedState, at: float
@@ -332,6 +347,7 @@ class _Builder:
         elif not isinstance(fact, UnknownFact):
             self.running = True
         changed = self._move_lanes(after, envelope.seq, at)
+        self._move_outages(before, after, envelope.seq, at)
         if self.in_window:
             self.facts += 1
             self.unknown += isinstance(fact, UnknownFact)
@@ -386,12 +402,43 @@ class _Builder:
             self.current[lane] = new
             if lane in _CAUSE_LANES and old.value not in ("unknown", "stopped"):
                 (self.changes if self.in_window else self.earlier_changes).append(new)
-            for kind, (cond_lane, bad) in CONDITIONS.items():
-                if cond_lane == lane and value == bad and old.value != bad:
-                    self.last_good[_key(kind, seq)] = (
-                        self.left_good.get(lane) if kind == "endpoint-wrong" else self.last_ok[lane]
-                    )
+            if lane == "endpoint" and value == "wrong" and old.value != "wrong":
+                self.last_good[_key("endpoint-wrong", seq)] = self.left_good.get(lane)
         return changed
+
+    def _move_outages(
+        self, before: ObservedState, after: ObservedState, seq: int, at: float
+    ) -> None:
+        """Begin and end the families' outages as the fold says, at placed times: an outage
+        that begins at an earlier failed probe starts where that probe was placed."""
+        for family in FAMILIES:
+            if after.probe(family).failing_seq == seq:
+                self.failing_placed[family] = (seq, at)
+            stopped = ended(before, after, family, seq, at)
+            if stopped is not None:
+                running = self.open_outages.pop(family)
+                self.outages.append(
+                    Condition(
+                        running.kind,
+                        running.start,
+                        max(at, running.start),
+                        running.seq,
+                        seq,
+                        running.last_good,
+                    )
+                )
+            started = begun(before, after, family)
+            if started is not None:
+                placed = self.failing_placed.get(family)
+                if started.seq == seq:
+                    start = at
+                elif placed is not None and placed[0] == started.seq:
+                    start = placed[1]
+                else:
+                    start = started.start
+                self.open_outages[family] = Condition(
+                    f"{family}-down", start, None, started.seq, 0, self.last_ok[family]
+                )
 
     def _mark_action(self, envelope: Envelope, at: float) -> None:
         fact = envelope.fact
@@ -476,7 +523,14 @@ class _Builder:
 
     def _conditions(self, lanes: Mapping[str, tuple[Segment, ...]]) -> list[Condition]:
         found: list[Condition] = []
+        if self.facts:
+            # Outages that reach into the window (with no fact in it, nothing says an outage
+            # still went on).
+            found += [c for c in self.outages if c.end is not None and c.end >= self.since]
+            found += self.open_outages.values()
         for kind, (lane, bad) in CONDITIONS.items():
+            if lane in FAMILIES:
+                continue  # the families' outages, above
             run: list[Segment] = []
             for segment in (*lanes[lane], None):
                 if segment is not None and segment.value == bad:
@@ -639,13 +693,23 @@ def _totals(
 
     up: dict[str, float] = {}
     down: dict[str, float] = {}
-    for family in ("ipv4", "ipv6"):
-        up[family] = sum(
-            _overlap(s.start, s.end, start, end) for s in lanes[family] if s.value == "up"
-        )
-        down[family] = sum(
-            _overlap(s.start, s.end, start, end) for s in lanes[family] if s.value == "down"
-        )
+    for family in FAMILIES:
+        # Down is the outages' time (the same outages as the incidents), where a verdict was
+        # had: an outage counts from its first failed probe, before the verdict turned.
+        judged = [
+            (max(s.start, start), min(s.end, end))
+            for s in lanes[family]
+            if s.value in ("up", "down") and s.end > start and s.start < end
+        ]
+        outages = [
+            (c.start, c.end if c.end is not None else end)
+            for i in incidents
+            for c in i.conditions
+            if c.kind == f"{family}-down"
+        ]
+        known = sum(b - a for a, b in judged)
+        down[family] = sum(_overlap(a, b, c, d) for a, b in judged for c, d in outages)
+        up[family] = max(0.0, known - down[family])
     began = sum(1 for i in incidents if within(max(i.start, start)) and (i.end or end) > start)
     repairs = tuple(
         i.time_to_repair

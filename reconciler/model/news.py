@@ -22,9 +22,11 @@ neither reads:
   then the first fact that showed it, as for the WAN and the tunnel).
 
 Everything else (a status, a failure count, a view's seq, an action record, the endpoint's
-address, the thresholds) takes part, so any change to it is news. The property test in
-tests/model/test_news.py checks the claim the daemon rests on: recording every observation
-and recording only news give the same plan at every point.
+address, the thresholds, a family's outage marks) takes part, so any change to it is news:
+the success that ends an outage begun by an address change is news even while the verdict
+stayed up, so that the log (and `reconciler report`) holds the end the hooks were told.
+The property test in tests/test_recorder_news.py checks the claim the daemon rests on:
+recording every observation and recording only news give the same plan at every point.
 """
 
 from __future__ import annotations

@@ -8,9 +8,8 @@ daemon calls it for every fact it records (its hooks run the notifications), and
 Events:
 - `address-changed`: the WAN's IPv4 address is a new one (the last known one is kept across
   a spell without an address, so a WAN that comes back with another address counts).
-- `repaired`: IPv6 works across the tunnel again after an outage. The outage starts at the
-  first failed IPv6 probe of a streak that brought IPv6 down (after hysteresis: a single
-  lost ping is no outage) or at an address change, whichever came first.
+- `repaired`: IPv6 works across the tunnel again after an outage, with its length. What an
+  outage is (when it begins and ends) is reconciler.model.outages', the same for the report.
 - `action-failed`: every failed action.
 - `he-abuse`: HE answered `abuse` (it blocks updates for hours).
 - `needs-attention`: a hold that waiting will not lift: a permanent failure (badauth,
@@ -39,6 +38,7 @@ from reconciler.model.facts import (
     ProbeObserved,
     WanAddressObserved,
 )
+from reconciler.model.outages import ended
 from reconciler.model.state import ActionRecord, ObservedState
 
 __all__ = [
@@ -113,8 +113,7 @@ class NoticeTracker:
     restart_limit: int = 5
     restart_window: float = 900.0
     address: str | None = None  # the last WAN address known
-    failing_since: float | None = None  # first failed IPv6 probe of the current streak
-    outage_since: float | None = None  # None: no outage
+    outage_since: float | None = None  # the IPv6 outage under way (reconciler.model.outages)
     told: frozenset[str] = field(default=frozenset())  # needs-attention causes already told
 
 
@@ -122,13 +121,13 @@ def tracker_for(
     state: ObservedState, restart_limit: int = 5, restart_window: float = 900.0
 ) -> NoticeTracker:
     """The tracker for a daemon starting on `state` (the log's past): an outage under way
-    continues (from when IPv6 went down), and causes that already hold are not told again."""
-    ipv6 = state.probe("ipv6")
+    continues (from its start, which the state keeps), and causes that already hold are not
+    told again."""
     base = NoticeTracker(
         restart_limit=restart_limit,
         restart_window=restart_window,
         address=state.wan.address if state.wan is not None else None,
-        outage_since=ipv6.since if ipv6.status == "down" else None,
+        outage_since=state.probe("ipv6").outage_since,
     )
     return evolve(base, told=frozenset(_causes(base, state, state.at)))
 
@@ -141,29 +140,20 @@ def track(
     seq, at = envelope.seq, envelope.at
     notices: list[Notice] = []
     address = tracker.address
-    failing_since, outage_since = tracker.failing_since, tracker.outage_since
-    if isinstance(fact, ProbeObserved) and fact.family == "ipv6":
-        ipv6_before, ipv6 = before.probe("ipv6"), after.probe("ipv6")
-        if not fact.ok:
-            failing_since = failing_since if failing_since is not None else at
-            if ipv6.status == "down" and ipv6_before.status != "down" and outage_since is None:
-                outage_since = failing_since
-        else:
-            failing_since = None
-            if ipv6.status == "up" and outage_since is not None:
-                outage = max(0.0, at - outage_since)
-                notices.append(
-                    Notice(
-                        "repaired",
-                        f"IPv6 works across the tunnel again after {outage:.1f} s",
-                        seq,
-                        at,
-                        wan_address=address,
-                        outage_seconds=outage,
-                    )
-                )
-                outage_since = None
-    elif isinstance(fact, WanAddressObserved):
+    repaired = ended(before, after, "ipv6", seq, at) if isinstance(fact, ProbeObserved) else None
+    if repaired is not None:
+        outage = repaired.seconds(at)
+        notices.append(
+            Notice(
+                "repaired",
+                f"IPv6 works across the tunnel again after {outage:.1f} s",
+                seq,
+                at,
+                wan_address=address,
+                outage_seconds=outage,
+            )
+        )
+    if isinstance(fact, WanAddressObserved):
         new = after.wan.address if after.wan is not None else None
         if new is not None and new != address:
             if address is not None:
@@ -177,8 +167,6 @@ def track(
                         previous_address=address,
                     )
                 )
-                if outage_since is None:
-                    outage_since = at  # the tunnel's local end is gone until repaired
             address = new
     elif isinstance(fact, ActionFailed):
         answer = he_answer(fact.action, fact.message, succeeded=False)
@@ -219,14 +207,10 @@ def track(
         notices.append(
             Notice("daemon-stopped", f"reconciler stopped: {fact.reason}", seq, at, address)
         )
-    if (
-        address != tracker.address
-        or failing_since != tracker.failing_since
-        or outage_since != tracker.outage_since
-    ):  # most facts change none of them: no new tracker (the replay of a big log notices)
-        tracker = evolve(
-            tracker, address=address, failing_since=failing_since, outage_since=outage_since
-        )
+    outage_since = after.probe("ipv6").outage_since
+    if address != tracker.address or outage_since != tracker.outage_since:
+        # most facts change neither: no new tracker (the replay of a big log notices)
+        tracker = evolve(tracker, address=address, outage_since=outage_since)
     if isinstance(fact, _JUDGED):
         tracker, attention = _attention(tracker, after, seq, at)
         notices.extend(attention)

@@ -6,6 +6,10 @@ plan can name the facts it rests on ("causes"). Probe hysteresis lives here: a p
 changes status only after `fail_after` consecutive failures or `recover_after` consecutive
 successes, with the thresholds the last ConfigLoaded fact carried (3 and 1 before any).
 
+Outages live here too: each probe view keeps the first failed probe since the last success
+and the start of the family's outage under way, by the one rule of reconciler.model.outages,
+so any state (a snapshot, a checkpoint) knows when the outage it is in began.
+
 HE's endpoint is known from HE's answer to an update, from HE's tunnel info, and from the
 tunnel itself: a 6in4 tunnel carries IPv6 only while HE's end points at us, so an IPv6 probe
 that succeeds across a tunnel observed up with local end X (and not restarted since) shows
@@ -37,6 +41,11 @@ from reconciler.model.facts import (
     WanAddressObserved,
 )
 from reconciler.model.fastinit import twin_builder
+from reconciler.model.outages import (
+    TUNNEL_FAMILY,
+    after_probe,
+    after_wan_change,
+)
 
 __all__ = [
     "DEFAULT_FAIL_AFTER",
@@ -124,7 +133,11 @@ class EndpointView:
 # states and probe views through a mutable twin of the same layout (see fastinit.twin_builder).
 @frozen(weakref_slot=False)
 class ProbeView:
-    """One probe family after hysteresis. `seq` is the fact that set the current status."""
+    """One probe family after hysteresis. `seq` is the fact that set the current status.
+
+    `failing_since`/`failing_seq`: the first failed probe since the last successful one
+    (None after a success); `outage_since`/`outage_seq`: the start of the family's outage
+    under way (None: none), by the rule of reconciler.model.outages."""
 
     family: str
     status: ProbeStatus = "unknown"
@@ -136,6 +149,10 @@ class ProbeView:
     last_at: float = 0.0
     seq: int = 0
     since: float = 0.0
+    failing_since: float | None = None
+    failing_seq: int = 0
+    outage_since: float | None = None
+    outage_seq: int = 0
 
 
 @frozen
@@ -176,6 +193,8 @@ class ObservedState:
         factory=lambda: dict.fromkeys(FAMILIES, DEFAULT_RECOVER_AFTER), hash=False
     )
     wan: WanView | None = None
+    # The WAN's last address, kept across a spell without one (a new one ends the tunnel).
+    last_wan_address: str | None = None
     probes: Mapping[str, ProbeView] = field(
         factory=lambda: {f: ProbeView(family=f) for f in FAMILIES}, hash=False
     )
@@ -255,7 +274,26 @@ def _fold_wan(state: ObservedState, fact: WanAddressObserved, seq: int, at: floa
     actions = state.actions
     if _wan_usable(wan) and state.probe("ipv4").status != "down":
         actions = _forget_recent_starts(actions, RestartWan.KIND)
-    return _moved(state, seq, at, wan=wan, actions=actions)
+    known = state.last_wan_address
+    if wan.address is None or wan.address == known:
+        return _moved(state, seq, at, wan=wan, actions=actions)
+    if known is not None:
+        # The tunnel's local end is gone: its family's outage begins (see outages).
+        probe = state.probe(TUNNEL_FAMILY)
+        marks = (probe.failing_since, probe.failing_seq, probe.outage_since, probe.outage_seq)
+        failing_since, failing_seq, outage_since, outage_seq = after_wan_change(marks, seq, at)
+        probe = attrs.evolve(
+            probe,
+            failing_since=failing_since,
+            failing_seq=failing_seq,
+            outage_since=outage_since,
+            outage_seq=outage_seq,
+        )
+        probes = {**state.probes, TUNNEL_FAMILY: probe}
+        return _moved(
+            state, seq, at, wan=wan, actions=actions, probes=probes, last_wan_address=wan.address
+        )
+    return _moved(state, seq, at, wan=wan, actions=actions, last_wan_address=wan.address)
 
 
 def _fold_tunnel(state: ObservedState, fact: TunnelObserved, seq: int, at: float) -> ObservedState:
@@ -472,10 +510,31 @@ def _fold_probe(state: ObservedState, fact: ProbeObserved, seq: int, at: float) 
         status, status_seq, since = "down", seq, at
     else:
         status_seq, since = old.seq, old.since
+    if ok and old.outage_since is None:
+        # The bulk of a log, kept off a call: a success outside an outage clears the marks.
+        failing_since, failing_seq, outage_since, outage_seq = None, 0, None, 0
+    else:
+        marks = (old.failing_since, old.failing_seq, old.outage_since, old.outage_seq)
+        failing_since, failing_seq, outage_since, outage_seq = after_probe(
+            ok, status, marks, seq, at
+        )
     # ProbeView's fields in order: family, status, consecutive_ok, consecutive_failed,
-    # target, last_ok, last_seq, last_at, seq, since.
+    # target, last_ok, last_seq, last_at, seq, since, then the outage marks.
     view = _make_probe_view(
-        family, status, ok_count, fail_count, fact.target, ok, seq, at, status_seq, since
+        family,
+        status,
+        ok_count,
+        fail_count,
+        fact.target,
+        ok,
+        seq,
+        at,
+        status_seq,
+        since,
+        failing_since,
+        failing_seq,
+        outage_since,
+        outage_seq,
     )
     if ok and family == "ipv6":
         tunnel, endpoint = state.tunnel, state.endpoint
@@ -603,6 +662,15 @@ def state_to_mapping(state: ObservedState) -> dict[str, Any]:
     return out
 
 
+def _probe_from_mapping(mapping: Mapping[str, Any]) -> ProbeView:
+    view = ProbeView(**mapping)
+    if view.status == "down" and "outage_since" not in mapping:
+        # A snapshot from before the outage marks: the outage under way dates from the
+        # verdict, all that such a state knows of it.
+        view = attrs.evolve(view, outage_since=view.since, outage_seq=view.seq)
+    return view
+
+
 def state_from_mapping(mapping: Mapping[str, Any]) -> ObservedState:
     """The state `state_to_mapping` described; ValueError when the mapping does not fit."""
     if mapping.get("schema") != SCHEMA_VERSION:
@@ -612,7 +680,10 @@ def state_from_mapping(mapping: Mapping[str, Any]) -> ObservedState:
         for name, cls in _VIEWS.items():
             if values.get(name) is not None:
                 values[name] = cls(**values[name])
-        values["probes"] = {f: ProbeView(**p) for f, p in values.get("probes", {}).items()}
+        values["probes"] = {f: _probe_from_mapping(p) for f, p in values.get("probes", {}).items()}
+        if "last_wan_address" not in values:  # a snapshot from before it was kept
+            wan = values.get("wan")
+            values["last_wan_address"] = wan.address if wan is not None else None
         values["actions"] = {k: ActionRecord(**r) for k, r in values.get("actions", {}).items()}
         values["fail_after"] = dict(values.get("fail_after", {}))
         values["recover_after"] = dict(values.get("recover_after", {}))

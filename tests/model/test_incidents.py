@@ -53,27 +53,43 @@ class Log:
         self.probe(2, "ipv6", True)
 
 
-def test_outage_starts_at_the_verdict_and_ends_at_the_first_good_probe() -> None:
-    """IPv6 fails three times (fail_after 3): the outage starts at the third failure and
-    ends at the next success; the first failures are not yet an outage."""
+def test_outage_starts_at_the_first_failed_probe_and_ends_at_the_first_good_probe() -> None:
+    """IPv6 fails three times (fail_after 3): the verdict goes down at the third failure,
+    and the outage (reconciler.model.outages) dates from the first; it ends at the next
+    success. (It started at the verdict, 20 s later than the hooks said, before the two
+    definitions were one.)"""
     log = Log()
     log.converged()
-    log.probe(10, "ipv6", False)
+    first = log.probe(10, "ipv6", False)
     log.probe(20, "ipv6", False)
-    down = log.probe(30, "ipv6", False)
+    log.probe(30, "ipv6", False)
     log.probe(40, "ipv6", False)
     up = log.probe(50, "ipv6", True)
     report = extract(log.envelopes, since=T0, until=T0 + 100)
     [incident] = report.incidents
-    assert (incident.start, incident.end) == (T0 + 30, T0 + 50)
-    assert (incident.seq, incident.end_seq) == (down, up)
+    assert (incident.start, incident.end) == (T0 + 10, T0 + 50)
+    assert (incident.seq, incident.end_seq) == (first, up)
     assert incident.kinds == ("ipv6-down",)
-    assert incident.duration(report.until) == 20
+    assert incident.duration(report.until) == 40
     assert incident.explained_by is None  # nothing the router sees changed
-    assert incident.time_to_repair == 20
-    assert report.totals.down["ipv6"] == 20 and report.totals.down["ipv4"] == 0
-    assert report.totals.availability("ipv6") == (98 - 20) / 98  # verdict from t=2
-    assert report.totals.repairs == (20.0,)
+    assert incident.time_to_repair == 40
+    # the lane is the verdict (down from the third failure); the totals count the outage
+    assert [(s.value, s.start - T0) for s in report.lanes["ipv6"]][-2:] == [
+        ("down", 30),
+        ("up", 50),
+    ]
+    assert report.totals.down["ipv6"] == 40 and report.totals.down["ipv4"] == 0
+    assert report.totals.availability("ipv6") == (98 - 40) / 98  # verdict from t=2
+    assert report.totals.repairs == (40.0,)
+
+
+def test_a_single_lost_ping_is_no_outage() -> None:
+    log = Log()
+    log.converged()
+    log.probe(10, "ipv6", False)
+    log.probe(20, "ipv6", False)
+    log.probe(30, "ipv6", True)
+    assert extract(log.envelopes, since=T0, until=T0 + 100).incidents == ()
 
 
 def test_overlapping_causes_are_one_incident_explained_by_the_first_change() -> None:
@@ -101,7 +117,9 @@ def test_overlapping_causes_are_one_incident_explained_by_the_first_change() -> 
     by_kind = {c.kind: c for c in incident.conditions}
     assert (by_kind["endpoint-wrong"].start, by_kind["endpoint-wrong"].end) == (T0 + 10, T0 + 18)
     assert by_kind["endpoint-wrong"].end_seq == fixed
-    assert (by_kind["ipv4-down"].start, by_kind["ipv4-down"].end) == (T0 + 16, T0 + 19)
+    assert (by_kind["ipv4-down"].start, by_kind["ipv4-down"].end) == (T0 + 14, T0 + 19)
+    # IPv6's outage begins at the address change (its first failure came after it)
+    assert (by_kind["ipv6-down"].start, by_kind["ipv6-down"].seq) == (T0 + 10, change)
     assert (incident.start, incident.end, incident.end_seq) == (T0 + 10, T0 + 25, back)
     assert incident.explained_by == change
     assert incident.actions == (started,)
@@ -122,8 +140,8 @@ def test_separate_outages_are_separate_incidents() -> None:
     log.probe(33, "ipv4", True)
     report = extract(log.envelopes, since=T0, until=T0 + 60)
     assert [(i.kinds, i.start - T0, i.end) for i in report.incidents] == [
-        (("ipv6-down",), 12, T0 + 13),
-        (("ipv4-down",), 32, T0 + 33),
+        (("ipv6-down",), 10, T0 + 13),
+        (("ipv4-down",), 30, T0 + 33),
     ]
     assert report.totals.outages == 2
 
@@ -140,7 +158,7 @@ def test_an_outage_still_open_at_the_end_of_the_window() -> None:
     report = extract(log.envelopes, since=T0, until=T0 + 100)
     [incident] = report.incidents
     assert incident.end is None and incident.end_seq == 0
-    assert incident.duration(report.until) == 70
+    assert incident.duration(report.until) == 90  # from the first failed IPv4 probe
     assert incident.time_to_repair is None
     assert report.totals.outages == 1 and report.totals.repairs == ()
     assert report.last_seq == later - 1
@@ -164,7 +182,7 @@ def test_a_window_that_starts_mid_outage_keeps_the_real_start() -> None:
     end = log.probe(150, "ipv4", True)
     report = extract(log.envelopes, since=T0 + 100, until=T0 + 200)
     [incident] = report.incidents
-    assert incident.start == T0 + 30 and incident.start < report.since
+    assert incident.start == T0 + 10 and incident.start < report.since
     assert (incident.end, incident.end_seq) == (T0 + 150, end)
     assert incident.explained_by == cause and cause in report.moments
     assert incident.actions == (restart,)  # only actions in the window are marks
@@ -200,7 +218,7 @@ def test_a_tunnel_change_during_the_outage_explains_it_when_nothing_came_before(
     log.probe(21, "ipv6", True)
     [incident] = extract(log.envelopes, since=T0, until=T0 + 30).incidents
     assert incident.explained_by == seen
-    assert incident.time_to_repair == 9  # from the outage's start: the change came later
+    assert incident.time_to_repair == 11  # from the outage's start: the change came later
 
 
 def test_the_daemon_stopped_is_no_verdict_and_cuts_actions_short() -> None:
@@ -266,8 +284,8 @@ def test_days_split_at_utc_midnight() -> None:
     first, second = report.days
     assert (first.start, first.end, second.end) == (midnight - 3600, midnight, midnight + 3600)
     assert (first.outages, second.outages) == (1, 1)
-    assert (first.repairs, second.repairs) == ((), (60.0,))
-    assert (first.down["ipv6"], second.down["ipv6"]) == (10, 50)
+    assert (first.repairs, second.repairs) == ((), (80.0,))  # from the first failure
+    assert (first.down["ipv6"], second.down["ipv6"]) == (30, 50)
     assert report.totals.outages == 1
 
 
@@ -311,12 +329,12 @@ def test_a_fact_stamped_in_the_past_is_placed_after_its_predecessor() -> None:
     time, so the outage lasts 0 s rather than minus 990."""
     log = Log()
     log.converged()
-    for offset in (10, 11, 2000):
+    for offset in (2000, 2001, 2002):
         log.probe(offset, "ipv6", False)
     up = log.probe(1010, "ipv6", True)
     report = extract(log.envelopes, since=T0, until=T0 + 3000)
     [incident] = report.incidents
-    assert (incident.start, incident.end, incident.end_seq) == (T0 + 2000, T0 + 2000, up)
+    assert (incident.start, incident.end, incident.end_seq) == (T0 + 2000, T0 + 2002, up)
     assert all(s.start <= s.end for lane in LANES for s in report.lanes[lane])
 
 
@@ -375,8 +393,11 @@ def test_a_wrong_endpoint_is_explained_by_what_came_since_it_last_matched() -> N
     down = log.add(10, WanAddressObserved("em0", None, False))
     log.add(12, WanAddressObserved("em0", NEW, True))
     log.add(13, EndpointObserved(NEW, "update", for_local=NEW))
+    log.add(13, TunnelObserved("gif0", True, True, NEW, HE))
+    log.probe(13, "ipv6", True)
     [incident] = extract(log.envelopes, since=T0, until=T0 + 20).incidents
-    assert incident.kinds == ("endpoint-wrong",)
+    # the new address began an IPv6 outage too (the tunnel's local end was gone)
+    assert incident.kinds == ("endpoint-wrong", "ipv6-down")
     assert (incident.explained_by, incident.explained_at) == (down, T0 + 10)
     assert incident.time_to_repair == 3
 

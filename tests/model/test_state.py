@@ -163,6 +163,10 @@ def test_probe_view_fields_are_in_the_order_the_fold_builds_them() -> None:
         "last_at",
         "seq",
         "since",
+        "failing_since",
+        "failing_seq",
+        "outage_since",
+        "outage_seq",
     ]
 
 
