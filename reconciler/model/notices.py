@@ -26,7 +26,7 @@ from collections.abc import Mapping
 
 from attrs import evolve, field, frozen
 
-from reconciler.model.actions import RestartTunnel, RestartWan, UpdateHeEndpoint
+from reconciler.model.actions import RestartTunnel, RestartWan, UpdateHeEndpoint, holds_only_its_key
 from reconciler.model.facts import (
     ActionFailed,
     ActionStarted,
@@ -238,8 +238,13 @@ def _causes(tracker: NoticeTracker, state: ObservedState, at: float) -> dict[str
     causes: dict[str, ActionRecord] = {}
     for record in state.actions.values():
         if record.last_outcome == "permanent" and record.permanent_digest == state.config_digest:
-            # One cause per kind and configuration: a permanent failure holds the whole kind.
-            causes.setdefault(f"permanent:{record.kind}:{state.config_digest}", record)
+            if holds_only_its_key(record.kind, record.last_message):
+                # HE refused one address: a cause of its own, so a later account refusal
+                # (which holds the whole kind) is still told.
+                causes[f"permanent:{record.key}:{state.config_digest}"] = record
+            else:
+                # One cause per kind and configuration: such a failure holds the whole kind.
+                causes.setdefault(f"permanent:{record.kind}:{state.config_digest}", record)
         elif record.kind in _RESTART_KINDS and _restart_limit_reached(tracker, state, record, at):
             causes[f"restart-limit:{record.key}"] = record
     return causes
@@ -277,10 +282,16 @@ def _attention_notice(
     address = tracker.address
     if cause.startswith("permanent:"):
         answer = he_answer(record.kind, record.last_message, succeeded=False)
+        waits_for = (
+            "that address is not sent again; another WAN address is, and a change of the "
+            "configuration (then SIGHUP) retries it"
+            if holds_only_its_key(record.kind, record.last_message)
+            else "nothing more is tried until the configuration or the key file changes "
+            "(then SIGHUP)"
+        )
         return Notice(
             "needs-attention",
-            f"{record.key} failed permanently ({record.last_message}); nothing more is "
-            "tried until the configuration or the key file changes (then SIGHUP)",
+            f"{record.key} failed permanently ({record.last_message}); {waits_for}",
             record.last_outcome_seq or seq,
             at,
             wan_address=address,

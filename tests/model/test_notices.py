@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from reconciler.model.actions import PRIVATE_ADDRESS_REFUSED
 from reconciler.model.config import ReconcileConfig
 from reconciler.model.facts import (
     ActionFailed,
@@ -140,6 +141,31 @@ def test_badauth_is_told_again_under_a_new_configuration() -> None:
     told.record(ConfigLoaded("d2" * 32, "p"))  # a new key file: the hold lifts
     told.record(ActionFailed(key, "update-he-endpoint", "permanent", BADAUTH))
     assert told.events().count("needs-attention") == 2
+
+
+def test_a_refused_private_address_is_told_as_that_address_alone_and_badauth_after_it_too() -> None:
+    """HE's refusal of a private address holds only that address (plan.py): the notice says
+    so, and a later badauth, which holds every update, is told on its own."""
+    told = converged()
+    refused = "198.18.0.7"
+    told.record(
+        ActionFailed(
+            "update-he-endpoint:" + refused,
+            "update-he-endpoint",
+            "permanent",
+            f"{PRIVATE_ADDRESS_REFUSED} {refused} (RFC 1918); not retrying",
+        )
+    )
+    (attention,) = [n for n in told.notices if n.event == "needs-attention"]
+    assert "another WAN address is" in attention.message
+    assert "nothing more is tried" not in attention.message
+    told.record(
+        ActionFailed("update-he-endpoint:" + NEW, "update-he-endpoint", "permanent", BADAUTH)
+    )
+    attentions = [n for n in told.notices if n.event == "needs-attention"]
+    assert len(attentions) == 2
+    assert attentions[1].result == "badauth"
+    assert "nothing more is tried until the configuration" in attentions[1].message
 
 
 def test_abuse_is_he_abuse_and_a_temporary_failure_is_not_attention() -> None:
