@@ -194,16 +194,7 @@ def test_loop_converges_and_never_abuses_he(
     """Random address changes and HE answers, with and without HE's tunnel info, behind NAT
     or not: no nochg, no two sends within the minimum interval, nothing after a permanent
     failure, and convergence once the world allows."""
-    bounds = ReconcileConfig(backoff_min=5, backoff_max=3600, restart_limit=5, restart_window=900)
-    history = History(
-        make_config(
-            public_address=public_address,
-            min_update_interval=MIN_UPDATE_INTERVAL,
-            reconcile=bounds,
-        )
-    )
-    world = World(info_url=info_url)
-    converged = live_through(history, world, events)
+    history, world, converged = live_through_with_bounds(events, public_address, info_url)
     assert_never_abused(world)
     if world.permanent_at is None:
         assert converged, f"did not converge: {history.plan()}"
