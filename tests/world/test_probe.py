@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,10 +69,29 @@ def two_hosts(lab_available: None) -> Iterator[tuple[str, str]]:
             _ip("-n", ns, "-6", "addr", "add", v6, "dev", dev, "nodad")
             _ip("-n", ns, "link", "set", dev, "up")
             _ip("-n", ns, "link", "set", "lo", "up")
+        _until_the_link_carries(near, "203.0.113.2", "-4")
+        _until_the_link_carries(near, "2001:db8:1::2", "-6")
         yield near, far
     finally:
         for name in made:
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def _until_the_link_carries(netns: str, address: str, family: str) -> None:
+    """A fresh veth pair carries nothing until both ends are up and IPv6 has its link-local
+    addresses (neighbour discovery); under load that took longer than a test's 2 s probe.
+    The fixture's promise is a working link: wait for it with the system's own ping."""
+    deadline = time.monotonic() + 15.0
+    while True:
+        answered = subprocess.run(
+            ["ip", "netns", "exec", netns, "ping", family, "-c", "1", "-W", "1", address],
+            capture_output=True,
+        )
+        if answered.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the test link never carried a ping to {address}")
+        time.sleep(0.2)
 
 
 def test_linux_argv_shape() -> None:
