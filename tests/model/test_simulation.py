@@ -266,16 +266,9 @@ def test_an_address_he_refuses_as_private_holds_only_itself(
     changes and answers: that address is never sent again under the same configuration, HE
     is never abused, and once the WAN has an address HE takes, the loop converges on it,
     unless HE refused the account itself (badauth), which holds every update."""
-    bounds = ReconcileConfig(backoff_min=5, backoff_max=3600, restart_limit=5, restart_window=900)
-    history = History(
-        make_config(
-            public_address=public_address,
-            min_update_interval=MIN_UPDATE_INTERVAL,
-            reconcile=bounds,
-        )
+    history, world, converged = live_through_with_bounds(
+        [*events, (final, "good")], public_address, info_url, refused_by_he=frozenset({REFUSED})
     )
-    world = World(info_url=info_url, refused_by_he=frozenset({REFUSED}))
-    converged = live_through(history, world, [*events, (final, "good")])
     assert_never_abused(world)
     if world.permanent_at is None:
         assert converged, f"did not converge: {history.plan()}"
@@ -289,7 +282,10 @@ def test_an_address_he_refuses_as_private_holds_only_itself(
 
 
 def live_through_with_bounds(
-    events: list[tuple[str | None, str]], public_address: str, info_url: bool
+    events: list[tuple[str | None, str]],
+    public_address: str,
+    info_url: bool,
+    refused_by_he: frozenset[str] = frozenset(),
 ) -> tuple[History, World, bool]:
     """`live_through` in a fresh world with the properties' bounds."""
     bounds = ReconcileConfig(backoff_min=5, backoff_max=3600, restart_limit=5, restart_window=900)
@@ -300,7 +296,7 @@ def live_through_with_bounds(
             reconcile=bounds,
         )
     )
-    world = World(info_url=info_url)
+    world = World(info_url=info_url, refused_by_he=refused_by_he)
     return history, world, live_through(history, world, events)
 
 
