@@ -24,8 +24,9 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import tempfile
 
-__all__ = ["MMAP_THRESHOLD", "tune_malloc"]
+__all__ = ["MMAP_THRESHOLD", "malloc_info", "tune_malloc"]
 
 _log = logging.getLogger(__name__)
 
@@ -39,14 +40,10 @@ MMAP_THRESHOLD = 128 * 1024
 def tune_malloc() -> bool:
     """Set glibc's allocator for a long run; True if it was set. Call it before the daemon
     starts its threads (an arena is taken when a thread first allocates)."""
-    if not _is_glibc():
+    libc = _glibc()
+    if libc is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError) as exc:
-        _log.debug("glibc's mallopt is not reachable (%s): allocator left as it is", exc)
-        return False
+    mallopt = libc.mallopt
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     done = int(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) == 1
@@ -54,6 +51,39 @@ def tune_malloc() -> bool:
     if not done:
         _log.debug("glibc's mallopt refused a setting: allocator partly as it was")
     return done
+
+
+def malloc_info() -> str | None:
+    """glibc's own account of its heap (malloc_info's XML: arenas, free chunks, mmapped
+    blocks), or None outside glibc. For measuring (bench lab --soak --malloc-info, tests)."""
+    libc = _glibc()
+    if libc is None:
+        return None
+    libc.fdopen.restype = ctypes.c_void_p
+    libc.fdopen.argtypes = (ctypes.c_int, ctypes.c_char_p)
+    libc.fclose.argtypes = (ctypes.c_void_p,)
+    libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    with tempfile.TemporaryFile() as out:
+        stream = libc.fdopen(os.dup(out.fileno()), b"w")
+        if not stream:
+            return None
+        libc.malloc_info(0, stream)
+        libc.fclose(stream)
+        out.seek(0)
+        return out.read().decode()
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The C library, when it is glibc and reachable."""
+    if not _is_glibc():
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt  # noqa: B018  # glibc's, or this is not the library we mean
+    except (OSError, AttributeError) as exc:
+        _log.debug("glibc's allocator is not reachable (%s): left as it is", exc)
+        return None
+    return libc
 
 
 def _is_glibc() -> bool:

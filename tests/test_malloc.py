@@ -20,19 +20,11 @@ pytestmark = pytest.mark.skipif(
 # malloc_info's totals, printed by the child: how many blocks are mmapped, how many heaps.
 _MALLOC_INFO = textwrap.dedent(
     """
-    import ctypes, os, re, sys, tempfile
-    libc = ctypes.CDLL("libc.so.6")
-    libc.fopen.restype = ctypes.c_void_p
-    libc.fopen.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
-    libc.fclose.argtypes = (ctypes.c_void_p,)
-    libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    import re, sys
+    from reconciler.malloc import malloc_info as glibc_report
 
     def malloc_info():
-        with tempfile.NamedTemporaryFile(suffix=".xml") as out:
-            stream = libc.fopen(out.name.encode(), b"w")
-            libc.malloc_info(0, stream)
-            libc.fclose(stream)
-            text = open(out.name).read()
+        text = glibc_report()
         mmapped = int(re.search(r'<total type="mmap" count="(\\d+)"', text)[1])
         return mmapped, text.count("<heap nr=")
 

@@ -3,7 +3,6 @@
 $RC_MALLINFO_DIR, for the bench to read what the C heap holds and how much of it is free.
 Every Python the lab starts loads it; only `reconciler run` writes. The files carry its pid."""
 
-import ctypes
 import os
 import sys
 import threading
@@ -13,22 +12,18 @@ _DIR = os.environ.get("RC_MALLINFO_DIR")
 
 
 def _dump_forever(directory: str, every: float) -> None:
-    time.sleep(every)
-    libc = ctypes.CDLL("libc.so.6")
-    libc.fopen.restype = ctypes.c_void_p
-    libc.fopen.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
-    libc.fclose.argtypes = (ctypes.c_void_p,)
-    libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    from reconciler.malloc import malloc_info
+
     number = 0
     while True:
-        path = os.path.join(directory, f"{os.getpid()}-{number:04d}-{time.time():.0f}.xml")
-        stream = libc.fopen((path + ".tmp").encode(), b"w")
-        if stream:
-            libc.malloc_info(0, stream)
-            libc.fclose(stream)
+        time.sleep(every)
+        xml = malloc_info()
+        if xml is not None:
+            path = os.path.join(directory, f"{os.getpid()}-{number:04d}-{time.time():.0f}.xml")
+            with open(path + ".tmp", "w") as out:
+                out.write(xml)
             os.replace(path + ".tmp", path)
         number += 1
-        time.sleep(every)
 
 
 if _DIR and sys.argv[1:2] == ["run"]:
