@@ -4,7 +4,9 @@
 while the recorder holds its lock, so it must never wait); one thread takes them in order and
 runs the hook with the notification in RECONCILER_* variables and a small fixed environment
 (nothing of the daemon's own: the update key is never in it, nor in an argument). A hook that
-overruns `timeout` is killed with everything it started (it leads its own session). Each run
+overruns `timeout` is killed with everything it started (it leads its own session). The
+hook's own exit ends a run: a background child it leaves (`curl ... &`, a helper that
+calls setsid) is neither waited for nor killed, even while it holds the hook's stderr. Each run
 is recorded as a `hook-ran` fact with its exit status; notifications a full queue dropped are
 counted, logged, and reported in the next run's fact. A failing hook is logged once per
 streak of failures (and when it works again), and never stops anything.
@@ -26,7 +28,7 @@ from reconciler.errors import error_line
 from reconciler.model.config import NotifyConfig
 from reconciler.model.facts import HookRan
 from reconciler.model.notices import Notice
-from reconciler.world.runner import last_line
+from reconciler.world.runner import collect, last_line
 
 __all__ = ["QUEUE_SIZE", "HookRunner"]
 
@@ -164,21 +166,21 @@ class HookRunner:
         else:
             self._process = process
             try:
-                _, stderr = process.communicate(timeout=config.timeout)
-            except subprocess.TimeoutExpired:
-                _kill(process)
-                process.communicate()
+                # The hook's exit ends the run: a background child it leaves holding stderr
+                # is not waited for (collect stops reading a moment after the exit).
+                got = collect(process, config.timeout)
+            finally:
+                self._process = None
+            if got.timed_out:
                 outcome = "timeout"
                 detail = f"killed after {config.timeout:g} s"
             else:
                 status = process.returncode
                 outcome = "ok" if status == 0 else "failed"
-                if status != 0:
-                    reason = last_line(stderr.decode(errors="replace"))
+                if status is not None and status != 0:
+                    reason = last_line(got.stderr.decode(errors="replace"))
                     how = f"exit status {status}" if status > 0 else f"signal {-status}"
                     detail = how + (f": {reason}" if reason else "")
-            finally:
-                self._process = None
         seconds = time.monotonic() - started
         self._tell(notice, outcome, detail)
         with contextlib.suppress(Exception):  # a stopped recorder: the log line must do

@@ -8,6 +8,12 @@ exit status 127 with a one-line reason instead of an OSError escaping into the l
 Its `start` is the one place a child is started that way; a caller that must wait for the
 child and end it itself (the UML guest runner) takes it from there, with `kill_session`.
 
+A run ends when the program exits, not when every copy of its pipes is closed: a
+background child it leaves (`curl ... &`, a daemon that forks and calls setsid) may hold
+them for ever. `collect` reads a child's output with a bound on time and size, stops reading
+a short drain after the child exits, and kills the child's group at the timeout; every wait
+here has a bound.
+
 `check()` turns a failed run into a `TemporaryError` whose one-line message holds the
 command, its exit status and the last line of its stderr: that line becomes the outcome
 fact, so it must say what went wrong without the rest of the output.
@@ -17,24 +23,27 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import shlex
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from attrs import frozen
 
 from reconciler.errors import TemporaryError
 
 __all__ = [
+    "Collected",
     "CommandRunner",
     "Completed",
     "LineStream",
     "SubprocessRunner",
     "check",
+    "collect",
     "describe_failure",
     "kill_session",
     "last_line",
@@ -42,6 +51,16 @@ __all__ = [
 
 NOT_STARTED = 127  # the shell's convention for "command not found"
 _KILL_GRACE = 2.0  # seconds a stream gets after SIGTERM before SIGKILL
+# After the child exits, what is still in its pipes is read for at most this long: enough for
+# what it wrote before exiting, not long enough for a background child to hold the run.
+DRAIN = 0.2
+# After SIGKILL a process is gone at once unless stuck in the kernel; this bounds the wait.
+_REAP = 5.0
+# Output kept from one run: stdout from its start (it is parsed), stderr's end (its last line
+# is the reason shown). Past these, the rest is read and dropped.
+STDOUT_LIMIT = 16 << 20
+STDERR_LIMIT = 64 << 10
+_POLL = 0.05  # how often exit is checked while a pipe is still open
 
 
 @frozen
@@ -155,15 +174,15 @@ class SubprocessRunner:
             return Completed(
                 args, NOT_STARTED, "", _start_failure(args, exc), time.monotonic() - started
             )
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_session(proc, signal.SIGKILL)
-            stdout, stderr = proc.communicate()
-            return Completed(
-                args, proc.returncode, stdout, stderr, time.monotonic() - started, timed_out=True
-            )
-        return Completed(args, proc.returncode, stdout, stderr, time.monotonic() - started)
+        got = collect(proc, timeout)
+        return Completed(
+            args,
+            proc.returncode if proc.returncode is not None else -signal.SIGKILL,
+            got.stdout.decode(errors="replace"),
+            got.stderr.decode(errors="replace"),
+            time.monotonic() - started,
+            timed_out=got.timed_out,
+        )
 
     def stream(self, argv: Sequence[str]) -> LineStream:
         args = tuple(argv)
@@ -206,10 +225,88 @@ class _ProcessLines:
             self._proc.wait(timeout=_KILL_GRACE)
         except subprocess.TimeoutExpired:
             kill_session(self._proc, signal.SIGKILL)
-            self._proc.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=_REAP)
 
 
-def kill_session(proc: subprocess.Popen[str], sig: signal.Signals) -> None:
+@frozen
+class Collected:
+    """What `collect` read from a child, and whether its timeout killed it."""
+
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool
+
+
+def collect(proc: subprocess.Popen[Any], timeout: float, *, drain: float = DRAIN) -> Collected:
+    """Read `proc`'s stdout and stderr pipes (those it has) until it exits, then for at most
+    `drain` seconds more; at `timeout` seconds kill its group (kill_session) and reap it
+    (bounded). The pipes are closed on return; background children that still hold them
+    are not waited for. The caller reads proc.returncode (None only if a killed child could
+    not be reaped)."""
+    deadline = time.monotonic() + timeout
+    kept = {"stdout": bytearray(), "stderr": bytearray()}
+    selector = selectors.DefaultSelector()
+    pipes: list[IO[Any]] = []
+    for name in kept:
+        pipe = getattr(proc, name)
+        if pipe is not None:
+            os.set_blocking(pipe.fileno(), False)
+            selector.register(pipe.fileno(), selectors.EVENT_READ, name)
+            pipes.append(pipe)
+    timed_out = False
+    ends: float | None = None  # when reading stops: set once the child has exited
+    try:
+        while True:
+            now = time.monotonic()
+            if ends is None and proc.poll() is not None:
+                ends = now + drain
+            if ends is None and now >= deadline:
+                timed_out = True
+                kill_session(proc, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=_REAP)
+                ends = time.monotonic() + drain
+            if not selector.get_map():
+                if ends is not None:
+                    break
+                # Both pipes closed, the child not yet exited: wait for it (bounded).
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=max(0.0, deadline - now))
+                continue
+            if ends is not None and now >= ends:
+                break
+            limit = ends if ends is not None else deadline
+            for key, _ in selector.select(min(_POLL, max(0.0, limit - now))):
+                _read_into(kept[key.data], key.fd, selector, key.data == "stdout")
+    finally:
+        selector.close()
+        for pipe in pipes:
+            with contextlib.suppress(OSError):
+                pipe.close()
+    return Collected(bytes(kept["stdout"]), bytes(kept["stderr"]), timed_out)
+
+
+def _read_into(
+    buffer: bytearray, fd: int, selector: selectors.BaseSelector, keep_head: bool
+) -> None:
+    try:
+        chunk = os.read(fd, 65536)
+    except BlockingIOError:
+        return
+    except OSError:
+        chunk = b""
+    if not chunk:
+        selector.unregister(fd)
+        return
+    if keep_head:
+        buffer += chunk[: max(0, STDOUT_LIMIT - len(buffer))]
+    else:
+        buffer += chunk
+        del buffer[: max(0, len(buffer) - STDERR_LIMIT)]
+
+
+def kill_session(proc: subprocess.Popen[Any], sig: signal.Signals) -> None:
     """Send `sig` to a child of SubprocessRunner.start and to everything it started (a
     shell script's children too, a UML kernel's helpers): it leads its own session, so its
     process group holds them all. A group already gone is no error."""

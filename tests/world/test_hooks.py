@@ -4,8 +4,10 @@ streak, and a hook-ran fact for every run."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -191,3 +193,60 @@ def test_stop_kills_a_hook_still_running_and_starts_no_other(tmp_path: Path) -> 
     assert ran[0].outcome == "failed" and ran[0].status == -9
     time.sleep(0.5)
     assert started.read_text().split() == ["1"]  # the waiting one never started
+
+
+def _kill_pid_in(pidfile: Path) -> None:
+    if pidfile.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_a_setsid_child_holding_stderr_does_not_stop_later_notifications(
+    tmp_path: Path,
+) -> None:
+    """The first run starts a daemonising helper (setsid: it leaves the hook's group, so the
+    timeout's kill cannot reach it) that keeps the hook's stderr open for 30 s; the hook
+    itself exits 0 at once. That run is ok, and the needs-attention after it is run and
+    recorded within seconds."""
+    pidfile = tmp_path / "helper.pid"
+    hook = script(
+        tmp_path,
+        f'if [ "$RECONCILER_EVENT" = address-changed ]; then\n'
+        f'  setsid sleep 30 &\n  echo $! > "{pidfile}"\nfi\nexit 0\n',
+    )
+    ran = Ran()
+    hooks = runner(NotifyConfig((str(hook),), timeout=1.0), ran)
+    try:
+        started = time.monotonic()
+        assert hooks.submit(notice("address-changed", 7))
+        assert hooks.submit(notice("needs-attention", 8))
+        ran.wait(2, timeout=8)
+        assert time.monotonic() - started < 3
+        assert [(r.event, r.outcome, r.status) for r in ran] == [
+            ("address-changed", "ok", 0),
+            ("needs-attention", "ok", 0),
+        ]
+        assert _running(int(pidfile.read_text())), "the helper is not ours to kill"
+    finally:
+        hooks.stop(time.monotonic() + 5)
+        _kill_pid_in(pidfile)
+
+
+def test_a_background_child_of_a_hook_that_exits_at_once_is_an_ok_quick_run(
+    tmp_path: Path,
+) -> None:
+    """`sleep 30 &` (as `curl ... &` would) keeps the hook's stderr open; the hook exits 0
+    at once: the run is ok, quick, and the child is left to finish its work."""
+    pidfile = tmp_path / "child.pid"
+    hook = script(tmp_path, f'sleep 30 &\necho $! > "{pidfile}"\nexit 0\n')
+    ran = Ran()
+    hooks = runner(NotifyConfig((str(hook),), timeout=5.0), ran)
+    try:
+        hooks.submit(notice())
+        ran.wait(1, timeout=8)
+        assert (ran[0].outcome, ran[0].status, ran[0].detail) == ("ok", 0, "")
+        assert ran[0].seconds < 1.0
+        assert _running(int(pidfile.read_text()))
+    finally:
+        hooks.stop(time.monotonic() + 5)
+        _kill_pid_in(pidfile)

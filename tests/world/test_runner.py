@@ -152,3 +152,38 @@ def test_stream_of_a_missing_program_raises_temporary_error(runner: SubprocessRu
     """A stream that cannot start raises TemporaryError with one line, not OSError."""
     with pytest.raises(TemporaryError, match="cannot run"):
         runner.stream(["/nonexistent/route", "-n", "monitor"])
+
+
+def test_a_run_ends_when_the_program_exits_not_when_its_pipes_close(
+    runner: SubprocessRunner, tmp_path: Path
+) -> None:
+    """A restart command that leaves a daemon behind (setsid, out of its group) holding its
+    stdout and stderr: the run is over when the command exits, with what it printed."""
+    pidfile = tmp_path / "daemon.pid"
+    started = time.monotonic()
+    done = runner.run(
+        ["sh", "-c", f"setsid sleep 30 & echo $! > {pidfile}; echo started; exit 0"], timeout=2
+    )
+    try:
+        assert time.monotonic() - started < 1.5
+        assert (done.ok, done.timed_out, done.stdout) == (True, False, "started\n")
+    finally:
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_a_timed_out_run_whose_escaped_child_holds_the_pipes_still_ends(
+    runner: SubprocessRunner, tmp_path: Path
+) -> None:
+    """Killed at its timeout while a child outside its group keeps the pipes open: the run
+    ends within the timeout plus a moment, reported as timed out."""
+    pidfile = tmp_path / "daemon.pid"
+    started = time.monotonic()
+    done = runner.run(
+        ["sh", "-c", f"setsid sleep 30 & echo $! > {pidfile}; echo half >&2; sleep 30"],
+        timeout=0.5,
+    )
+    try:
+        assert time.monotonic() - started < 3
+        assert done.timed_out and done.stderr == "half\n"
+    finally:
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
