@@ -35,6 +35,7 @@ from prometheus_client.exposition import generate_latest, start_http_server
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from reconciler import __version__
+from reconciler.atomicfile import write_atomically
 from reconciler.errors import error_line
 from reconciler.model.actions import UpdateHeEndpoint
 from reconciler.model.config import MetricsConfig
@@ -339,11 +340,9 @@ class Publisher:
             return
         try:
             data = exposition(self._read())
-            scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with open(scratch, "wb") as out:
-                out.write(data)
-            os.chmod(scratch, 0o644)  # node_exporter runs as its own user
-            os.replace(scratch, path)
+            # node_exporter runs as its own user, and may own the directory: atomicfile
+            # never writes through a link planted there
+            write_atomically(path, data, mode=0o644)
         except Exception as exc:  # a full disk must not stop the daemon, nor flood its log
             if not self._failing:
                 _log.warning("metrics: cannot write %s: %s", path, error_line(exc))

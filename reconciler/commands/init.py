@@ -12,7 +12,6 @@ appears in no output. Any problem: one line, exit 1, nothing written.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import ipaddress
 import json
@@ -180,6 +179,7 @@ def _from_he(
     notes: list[str],
 ) -> list[Finding]:
     """The tunnel as HE's tunnelInfo.php describes it, read as the daemon's client reads it."""
+    from reconciler.atomicfile import write_new
     from reconciler.init.sources import Finding
     from reconciler.model.config import TunnelbrokerConfig
     from reconciler.world.tunnelbroker import TunnelbrokerClient
@@ -189,9 +189,7 @@ def _from_he(
     with tempfile.TemporaryDirectory(prefix="reconciler-init-") as private:
         if key is not None:  # the key file is not there yet: lend the client a private copy
             key_file = Path(private) / "key"
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="ascii") as stream:
-                stream.write(key)
+            write_new(key_file, key.encode("ascii"), mode=0o600)
         config = TunnelbrokerConfig(
             tunnel_id=found["tunnelbroker.tunnel_id"].value,
             username=found["tunnelbroker.username"].value,
@@ -285,25 +283,26 @@ def _render(values: dict[str, Any], notes: list[str], found: dict[str, Finding])
 
 def _write(output: Path, text: str, key_file: Path, key: str | None, *, force: bool) -> None:
     """Check the configuration, then create the key file and put the configuration in place."""
-    from reconciler.atomicfile import write_atomically
+    from reconciler.atomicfile import scratch_file, write_atomically
     from reconciler.configfile import load_config
 
     if output.exists() and not force:
         raise InitError(f"{output} exists; use --force to replace it")
     if not output.parent.is_dir():
         raise InitError(f"-o: directory {output.parent} does not exist")
-    candidate = output.with_name(f".{output.name}.init")
     try:
-        candidate.write_text(text, encoding="utf-8")
-        try:
-            load_config(candidate)
-        except ConfigError as exc:
-            # The key file is made below, once everything else is right.
-            absent = f"tunnelbroker.update_key_file: {key_file} does not exist"
-            problems = [p for p in exc.problems if not (key is not None and p.endswith(absent))]
-            if problems:
-                shown = "; ".join(p.replace(str(candidate), str(output)) for p in problems)
-                raise InitError(f"the configuration would not be valid: {shown}") from None
+        # Checked where it will live (relative paths resolve from there), under a name
+        # nobody can predict: the directory may be writable by others.
+        with scratch_file(output, text.encode("utf-8"), mode=0o600) as candidate:
+            try:
+                load_config(candidate)
+            except ConfigError as exc:
+                # The key file is made below, once everything else is right.
+                absent = f"tunnelbroker.update_key_file: {key_file} does not exist"
+                problems = [p for p in exc.problems if not (key is not None and p.endswith(absent))]
+                if problems:
+                    shown = "; ".join(p.replace(str(candidate), str(output)) for p in problems)
+                    raise InitError(f"the configuration would not be valid: {shown}") from None
         if key is not None:
             if not key_file.parent.is_dir():
                 key_file.parent.mkdir(mode=0o700, parents=True)
@@ -311,9 +310,6 @@ def _write(output: Path, text: str, key_file: Path, key: str | None, *, force: b
         write_atomically(output, text.encode("utf-8"), mode=0o640)
     except OSError as exc:
         raise InitError(f"cannot write {exc.filename or output}: {exc.strerror}") from None
-    finally:
-        with contextlib.suppress(OSError):
-            candidate.unlink()
 
 
 def _report(

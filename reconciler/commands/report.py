@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler.atomicfile import write_atomically
+from reconciler.atomicfile import probe_writable, write_atomically
 from reconciler.commands.replay import TimeArgumentError, parse_time
 from reconciler.errors import ReconcilerError
 from reconciler.history import first_seq, iter_envelopes, log_fold_error
@@ -86,10 +86,8 @@ def _check_writable(output: Path) -> None:
     parent = output.parent
     if not parent.is_dir():
         raise ReportOutputError(f"-o {output}: directory {parent} does not exist")
-    probe = parent / f".{output.name}.tmp"
     try:
-        probe.open("ab").close()
-        probe.unlink()
+        probe_writable(parent, output.name)
     except OSError as exc:
         raise ReportOutputError(_cannot_write(output, exc)) from None
 

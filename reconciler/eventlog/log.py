@@ -25,6 +25,7 @@ from typing import Any
 import msgpack
 from attrs import frozen
 
+from reconciler.atomicfile import open_existing, write_new
 from reconciler.errors import CorruptLogError, LogLockedError
 from reconciler.eventlog.files import (
     fsync_dir,
@@ -32,7 +33,6 @@ from reconciler.eventlog.files import (
     make_private_dir,
     stray_segment_names,
     unused_name,
-    write_durably,
 )
 from reconciler.eventlog.format import (
     CRC32_RESIDUE,
@@ -148,7 +148,7 @@ class EventLog:
 
     def _take_lock(self) -> None:
         lock_path = self.path / LOCK_NAME
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -213,7 +213,7 @@ class EventLog:
         self._active_size = pos
         self._index = index
         if repair:
-            self._fd = os.open(seg, os.O_WRONLY | os.O_APPEND)
+            self._fd = open_existing(seg, os.O_WRONLY | os.O_APPEND)
 
     @staticmethod
     def _check_header(seg: Path, first: int, data: bytes) -> None:
@@ -225,8 +225,8 @@ class EventLog:
 
     def _cut_torn_tail(self, seg: Path, damage: Damage, data: bytes) -> None:
         broken = unused_name(seg, f".{damage.offset}.broken")
-        write_durably(broken, data[damage.offset :])
-        fd = os.open(seg, os.O_WRONLY)
+        write_new(broken, data[damage.offset :])
+        fd = open_existing(seg, os.O_WRONLY)
         try:
             os.ftruncate(fd, damage.offset)
             os.fsync(fd)
@@ -327,14 +327,14 @@ class EventLog:
                 seg.unlink()
         if good.active_first:
             seg = self.path / segment_name(good.active_first)
-            fd = os.open(seg, os.O_WRONLY)
+            fd = open_existing(seg, os.O_WRONLY)
             try:
                 if os.fstat(fd).st_size > good.active_size:
                     os.ftruncate(fd, good.active_size)  # frames no append returned for
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            self._fd = os.open(seg, os.O_WRONLY | os.O_APPEND)
+            self._fd = open_existing(seg, os.O_WRONLY | os.O_APPEND)
         fsync_dir(self.path)
         self._active_first, self._active_size = good.active_first, good.active_size
         self._next_seq, self._index = good.next_seq, list(good.index)
@@ -388,8 +388,8 @@ class EventLog:
             os.close(self._fd)
             self._fd = None
         seg = self.path / segment_name(first_seq)
-        write_durably(seg, encode_segment_header(first_seq))
-        self._fd = os.open(seg, os.O_WRONLY | os.O_APPEND)
+        write_new(seg, encode_segment_header(first_seq))  # never over a file or a link
+        self._fd = open_existing(seg, os.O_WRONLY | os.O_APPEND)
         self._active_first = first_seq
         self._active_size = SEGMENT_HEADER
         self._index = []

@@ -7,6 +7,8 @@ an interface of its own.
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 from reconciler.atomicfile import write_atomically
@@ -31,13 +33,28 @@ def read_hostname_file(path: Path) -> bytes | None:
         raise TemporaryError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+def _read_own(path: Path) -> bytes | None:
+    """The file's bytes, None when missing or a symlink: a link we did not make is replaced,
+    and what it points at is neither copied into the backup nor touched."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None
+        raise TemporaryError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as file:
+        return file.read()
+
+
 def replace_hostname_file(path: Path, content: str) -> bool:
     """Write `content` unless it is there already (False); the previous file becomes the backup.
 
     Failures raise TemporaryError naming the file users know, not our temporary file.
     """
     data = content.encode()
-    previous = read_hostname_file(path)
+    previous = _read_own(path)
     if previous == data:
         return False
     try:
