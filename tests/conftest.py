@@ -83,3 +83,16 @@ def _logging_left_as_found() -> Iterator[None]:
 
     with restored_loggers("reconciler", "apscheduler"):
         yield
+
+
+@pytest.fixture(scope="session")
+def networkd_available(lab_available: None) -> None:
+    """Skip (or, in CI, fail) tests that run systemd-networkd in a namespace."""
+    from reconciler.testing.networkd import networkd_unavailable_reason
+
+    reason = networkd_unavailable_reason()
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"networkd tests must run in CI but cannot: {reason}")
+    pytest.skip(reason)
