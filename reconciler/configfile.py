@@ -561,12 +561,19 @@ class _Reader:
                     "metrics.textfile",
                     f"{_show(str(textfile))} must end in .prom (node_exporter reads only those)",
                 )
-            elif self.file_kind("metrics.textfile", textfile.parent) not in (
-                "directory",
-                "unknown",
-            ):
+            elif (parent := self.file_kind("metrics.textfile", textfile.parent)) == "missing":
                 self.problem(
                     "metrics.textfile", f"directory {_show(str(textfile.parent))} does not exist"
+                )
+            elif parent != "directory":
+                if parent != "unknown":
+                    self.problem(
+                        "metrics.textfile", f"{_show(str(textfile.parent))} is not a directory"
+                    )
+            elif self.file_kind("metrics.textfile", textfile) == "directory":
+                self.problem(
+                    "metrics.textfile",
+                    f"{_show(str(textfile))} is a directory; name the file to write in it",
                 )
         public = self.boolean(t, "metrics.listen_public", default=False)
         listen = self.listen_address(t, "metrics.listen", public=bool(public))

@@ -83,6 +83,29 @@ def test_bad_input_is_one_line_naming_the_key(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("textfile", "expected"),
+    [
+        ("node.prom", "node.prom' is a directory; name the file to write in it"),
+        ("plain/r.prom", "plain' is not a directory"),
+        ("gone/r.prom", "gone' does not exist"),
+    ],
+)
+def test_a_textfile_that_cannot_be_a_file_is_one_line(
+    tmp_path: Path, textfile: str, expected: str
+) -> None:
+    """check-config refuses a textfile that names a directory, or whose directory is
+    missing or a file, in one line naming the key (it used to say "valid")."""
+    (tmp_path / "node.prom").mkdir()
+    (tmp_path / "plain").write_text("")
+    path = write_config(tmp_path, VALID + f'[metrics]\ntextfile = "{textfile}"\n')
+    code, out, err = check(path, tmp_path)
+    assert (code, out) == (1, "")
+    lines = err.splitlines()
+    assert len(lines) == 1 and ": metrics.textfile: " in lines[0], err
+    assert expected in lines[0], lines[0]
+
+
 def test_a_public_listen_needs_listen_public(tmp_path: Path) -> None:
     config = load_config(
         write_config(tmp_path, VALID + '[metrics]\nlisten = "0.0.0.0:9469"\nlisten_public = true\n')
