@@ -18,8 +18,9 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from reconciler.errors import ConfigError, ReconcilerError
 
@@ -216,17 +217,41 @@ def _from_he(
     if ca_file is not None:
         findings.append(Finding("tunnelbroker.ca_file", str(ca_file), "--ca-file"))
     if info.server_ipv4:
-        findings.append(Finding("tunnel.server_ipv4", info.server_ipv4, where))
-    for key, value in (("client_ipv6", info.client_ipv6), ("server_ipv6", info.server_ipv6)):
+        server = _he_value("serverv4", info.server_ipv4, ipaddress.IPv4Address, "an IPv4 address")
+        findings.append(Finding("tunnel.server_ipv4", str(server), where))
+    for key, tag, value in (
+        ("client_ipv6", "clientv6", info.client_ipv6),
+        ("server_ipv6", "serverv6", info.server_ipv6),
+    ):
         if value:
-            address, _, length = value.partition("/")
-            findings.append(Finding(f"tunnel.{key}", address, where))
-            if length.isascii() and length.isdigit():
-                findings.append(Finding("tunnel.prefixlen", int(length), where))
-    for label, prefix in (("/64", info.routed64), ("/48", info.routed48)):
+            end = _he_value(tag, value, ipaddress.IPv6Interface, "an IPv6 address[/length]")
+            findings.append(Finding(f"tunnel.{key}", str(end.ip), where))
+            if "/" in value:
+                findings.append(Finding("tunnel.prefixlen", end.network.prefixlen, where))
+    for tag, length, prefix in (("routed64", 64, info.routed64), ("routed48", 48, info.routed48)):
         if prefix:
-            notes.append(f"HE routes this {label} to the tunnel: {prefix}")
+            network = _he_value(tag, prefix, ipaddress.IPv6Network, f"an IPv6 /{length} prefix")
+            if network.prefixlen != length:
+                raise InitError(f"--from-he: HE tunnelInfo's {tag} is not a /{length}: {network}")
+            notes.append(f"HE routes this /{length} to the tunnel: {network}")
     return findings
+
+
+_T = TypeVar("_T")
+_HE_VALUE_MAX = 64  # the longest value tunnelInfo has any business sending (an IPv6 /128)
+
+
+def _he_value(tag: str, text: str, kind: Callable[[str], _T], claim: str) -> _T:
+    """A tunnelInfo value read as what it claims to be; InitError (one clean line naming the
+    field) for anything else, before it can reach a file or the terminal raw."""
+    try:
+        if len(text) <= _HE_VALUE_MAX and text.isascii() and text.isprintable():
+            return kind(text)
+    except ValueError:
+        pass
+    shown = "".join(ch if ch.isprintable() and ch.isascii() else "?" for ch in text[:40])
+    more = f"... ({len(text)} chars)" if len(text) > 40 else ""
+    raise InitError(f"--from-he: HE tunnelInfo's {tag} is not {claim}: {shown!r}{more}")
 
 
 def _guess_server_ipv6(found: dict[str, Finding], guessed: dict[str, Finding]) -> None:
@@ -278,7 +303,10 @@ def _render(values: dict[str, Any], notes: list[str], found: dict[str, Finding])
         "# Written by `reconciler init` from: " + (", ".join(sources) or "defaults") + ".\n"
         "# Every key is documented below and in docs/configuration.md.\n"
     )
-    return header + fill(example_config(), values, {"tunnel": notes})
+    try:
+        return header + fill(example_config(), values, {"tunnel": notes})
+    except ValueError as exc:  # a value with no TOML form (a lone surrogate from argv)
+        raise InitError(f"cannot write the configuration: {exc}") from None
 
 
 def _write(output: Path, text: str, key_file: Path, key: str | None, *, force: bool) -> None:

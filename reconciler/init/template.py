@@ -8,13 +8,13 @@ header. Everything else, the documentation above each key included, stays as it 
 
 from __future__ import annotations
 
-import json
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-__all__ = ["example_config", "fill", "toml_value"]
+__all__ = ["comment_text", "example_config", "fill", "toml_value"]
 
 _SECTION = re.compile(r"^\[([A-Za-z0-9_.]+)\]\s*$")
 _KEY = re.compile(r"^(#\s*)?([A-Za-z0-9_]+)\s*=")
@@ -33,10 +33,39 @@ def toml_value(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # a valid TOML basic string
+        return _toml_string(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string that reads back as `text` and stays on its line: quote,
+    backslash, every control character (DEL and C1 included) and the Unicode line and
+    paragraph separators escaped. A lone surrogate has no TOML form (ValueError)."""
+    out = ['"']
+    for ch in text:
+        if ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        elif unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            out.append(f"\\u{ord(ch):04X}")
+        elif unicodedata.category(ch) == "Cs":
+            raise ValueError(f"no TOML form for a lone surrogate (U+{ord(ch):04X})")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def comment_text(text: str) -> str:
+    """`text` fit for a `# ...` line: anything that could end the line or confuse a
+    terminal (control characters, line separators) shown as `?`."""
+    return "".join(
+        "?" if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") else ch for ch in text
+    )
 
 
 def fill(
@@ -69,7 +98,7 @@ def fill(
             section = header.group(1)
             pending[section] = [n for n in wanted_sections.get(section, []) if n not in done]
             out.append(line)
-            out.extend(f"# {note}" for note in notes.get(section, ()))
+            out.extend(f"# {comment_text(note)}" for note in notes.get(section, ()))
             continue
         match = _KEY.match(line)
         name = f"{section}.{match.group(2)}" if match else ""

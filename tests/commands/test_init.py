@@ -180,6 +180,44 @@ def test_from_he_fills_the_tunnel_and_notes_the_routed_prefixes(tmp_path: Path) 
     assert KEY not in out + text
 
 
+INJECTED = '2001:db8:1f07:abc::/64\ntunnel.hostname_file = "/etc/passwd"\n[daemon]\nlog = "x"'
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("routed64", INJECTED, "HE tunnelInfo's routed64 is not an IPv6 /64 prefix: '2001:"),
+        ("routed64", "2001:db8:1f07::/48", "HE tunnelInfo's routed64 is not a /64"),
+        ("routed48", "2001:db8:" + "ab" * 5000 + "::/48", "... (10014 chars)"),
+        ("routed48", "2001:db8::/48 # ok", "routed48 is not an IPv6 /48 prefix"),
+        ("server_ipv4", "203.0.113.1\u2028x", "serverv4 is not an IPv4 address: '203.0.113.1?x'"),
+        ("server_ipv6", "2001:db8::1\u0085/64", "serverv6 is not an IPv6 address[/length]"),
+        ("client_ipv6", "::2/64\u00ad", "clientv6 is not an IPv6 address[/length]"),
+    ],
+)
+def test_from_he_refuses_a_value_that_is_not_what_it_claims(
+    tmp_path: Path, field: str, value: str, message: str
+) -> None:
+    """A hostile (or impersonated) tunnelInfo: each value must be what its field claims, or
+    init stops with one clean line naming the field, and writes nothing (a newline in
+    routed64 used to start live TOML: tunnel.hostname_file = "/etc/passwd")."""
+    with FakeTunnelbroker(key=KEY, **{field: value}) as fake:  # type: ignore[arg-type]
+        code, out, err = init(tmp_path, *he_argv(tmp_path, fake), stdin=KEY, platform="linux")
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1 and err.isprintable() is False and err[:-1].isprintable(), err
+    assert message in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_from_he_control_characters_never_reach_the_config(tmp_path: Path) -> None:
+    """Control characters (ESC, BEL) in tunnelInfo: XML refuses most of them, the checks the
+    rest; either way one printable line and no file."""
+    with FakeTunnelbroker(key=KEY, routed48="2001:db8::/48\x1b]0;owned\x07") as fake:
+        code, out, err = init(tmp_path, *he_argv(tmp_path, fake), stdin=KEY, platform="linux")
+    assert (code, out) == (1, "") and err[:-1].isprintable() and "\x1b" not in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("tunnel_id", "key", "message"),
     [("123456", "Wrong-K3y", "HTTP 401: badauth"), ("999", KEY, "lists no tunnel 999")],

@@ -55,10 +55,30 @@ def test_keys_and_sections_the_example_lacks_are_added_and_notes_go_under_header
     assert "[daemon]\n# a note\n" in text
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=30))
-def test_any_string_value_round_trips_through_toml(value: str) -> None:
-    """Whatever a source hands in, the file stays TOML and reads back the same value."""
-    assert tomllib.loads(fill(EXAMPLE, {"daemon.log": value}))["daemon"]["log"] == value
+ANY_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@given(ANY_TEXT, ANY_TEXT)
+def test_any_value_and_note_stay_on_their_line_and_round_trip(value: str, note: str) -> None:
+    """Whatever a source hands in (newlines, quotes, DEL, C1 controls, U+2028 included), the
+    value and the note each stay on one line, the file is TOML with no key but those set, and
+    the value reads back the same."""
+    text = fill(EXAMPLE, {"daemon.log": value}, {"tunnelbroker": [note]})
+    assert len(text.splitlines()) == len(EXAMPLE.splitlines()) + 1  # the note's line only
+    assert len(text.split("\n")) == len(text.splitlines()) + 1  # no other line breaks
+    assert tomllib.loads(text) == {
+        "daemon": {"state_dir": "../state", "log": value},
+        "tunnelbroker": {"tunnel_id": "1"},
+    }
+
+
+def test_an_injection_attempt_stays_a_string_and_a_comment() -> None:
+    attack = '::/64\ntunnel.hostname_file = "/etc/passwd"\r\n[x]\u2028y = 1\x7f'
+    text = fill(EXAMPLE, {"daemon.log": attack}, {"daemon": [attack]})
+    assert tomllib.loads(text) == {
+        "daemon": {"state_dir": "../state", "log": attack},
+        "tunnelbroker": {"tunnel_id": "1"},
+    }
 
 
 def test_the_shipped_example_is_the_repositorys() -> None:
