@@ -96,6 +96,7 @@ class LinuxPlatform:
         self.config = config
         self.netns = netns
         self.runner: CommandRunner = runner if runner is not None else SubprocessRunner()
+        self._ttl_warned: set[str] = set()
 
     # -- observing ------------------------------------------------------------------------
 
@@ -171,10 +172,10 @@ class LinuxPlatform:
     def restart_tunnel(self, local: str, remote: str) -> None:
         """Make the tunnel exist, up, from `local` to `remote`, with its address and routes.
 
-        The local end is changed in place when only it (or the remote) differs; a tunnel with
-        parameters the kernel cannot change is deleted and recreated. A link of another kind
-        by that name is never touched: PermanentError. When everything is already right
-        nothing changes.
+        An existing link's ends are changed in place and everything else of it is kept (it
+        may be another owner's); see _ensure_tunnel_link. A link of another kind by that
+        name is never touched: PermanentError. When everything is already right nothing
+        changes.
         """
         tunnel = self.config.tunnel
         with self._netlink("restart", tunnel.interface) as ipr:
@@ -207,7 +208,16 @@ class LinuxPlatform:
     # -- the tunnel, step by step ---------------------------------------------------------
 
     def _ensure_tunnel_link(self, ipr: IPRoute, local: str, remote: str) -> int:
-        """The tunnel link's index, created or corrected so that its ends are local/remote."""
+        """The tunnel link's index, created or changed in place so that its ends are
+        local/remote.
+
+        An existing link keeps everything but its ends: it may be another owner's (networkd,
+        NetworkManager, ifupdown), and what the repair needs is the ends. Its TTL, path MTU
+        discovery and MAC learning are the owner's to choose, even where we prefer other
+        values (a TTL of 0 is warned about once). Only a vxlan link whose id or port differ
+        (it cannot carry the tunnel at all) is deleted and built again. A link of another
+        kind by that name is never touched: PermanentError.
+        """
         tunnel = self.config.tunnel
         link = _find_link(ipr, tunnel.interface)
         if link is not None:
@@ -215,18 +225,20 @@ class LinuxPlatform:
             if kind != tunnel.mode:
                 # Not ours to delete or retype: a WAN, a bridge, someone else's link.
                 raise PermanentError(foreign_link_refusal(tunnel.interface, kind, tunnel.mode))
-            if kind == tunnel.mode and data is not None and self._fixed_parts_match(data):
+            if data is not None and self._carries_the_tunnel(data):
+                self._warn_about_ttl(data)
                 if self._ends(data) != (local, remote):
+                    change = self._ends_spec(local, remote, data)
                     try:
-                        change = self._ends_spec(local, remote, data)
                         ipr.link("set", index=link["index"], **change)
-                    except NetlinkError:
-                        # The kernel would not change it in place: recreate below.
-                        log.info("recreating %s: in-place change refused", tunnel.interface)
-                    else:
-                        return int(link["index"])
-                else:
-                    return int(link["index"])
+                    except NetlinkError as exc:
+                        raise _netlink_failure(
+                            f"change the ends of {tunnel.interface}", exc
+                        ) from exc
+                return int(link["index"])
+            log.info(
+                "recreating %s: its vxlan id or port is not the configured one", tunnel.interface
+            )
             ipr.link("del", index=link["index"])
         try:
             ipr.link("add", ifname=tunnel.interface, **self._tunnel_spec(local, remote))
@@ -240,6 +252,7 @@ class LinuxPlatform:
         return int(created["index"])
 
     def _tunnel_spec(self, local: str, remote: str) -> dict[str, Any]:
+        """A new link's parameters: ours, from the configuration."""
         tunnel = self.config.tunnel
         if tunnel.mode == "sit":
             return {
@@ -265,12 +278,12 @@ class LinuxPlatform:
         vxlan: only the two ends; the kernel keeps the rest, and refuses a change that names
         the id or port at all, even unchanged. sit: the kernel rebuilds every parameter from
         the request and gives whatever is missing its default (TTL 64, DF set, TOS 0), so
-        the request carries them all: ours from the config, the others as the link has them.
+        the request carries them all, every one but the ends as the link has them.
         """
         if self.config.tunnel.mode != "sit":
             return {"kind": "vxlan", "vxlan_local": local, "vxlan_group": remote}
-        spec = self._tunnel_spec(local, remote)
-        for attr in ("tos", "link", "proto", "flags"):
+        spec: dict[str, Any] = {"kind": "sit", "sit_local": local, "sit_remote": remote}
+        for attr in ("ttl", "pmtudisc", "tos", "link", "proto", "flags"):
             value = data.get_attr(f"IFLA_SIT_{attr.upper()}")
             if value is not None:
                 spec[f"sit_{attr}"] = value
@@ -291,19 +304,30 @@ class LinuxPlatform:
             _address_or_none(data.get_attr("IFLA_VXLAN_GROUP")),
         )
 
-    def _fixed_parts_match(self, data: Any) -> bool:
-        """Whether what an in-place change of the ends keeps (vxlan id, port, learning; sit
-        ttl, path MTU discovery) is right; otherwise the link is built again."""
-        tunnel = self.config.tunnel
-        if tunnel.mode == "sit":
-            return bool(
-                data.get_attr("IFLA_SIT_TTL") == tunnel.ttl
-                and data.get_attr("IFLA_SIT_PMTUDISC") == 1
-            )
+    def _carries_the_tunnel(self, data: Any) -> bool:
+        """Whether the existing link can carry the tunnel once its ends are right: always for
+        sit; for vxlan, the configured id and port (the far end listens there)."""
+        if self.config.tunnel.mode == "sit":
+            return True
         return bool(
-            data.get_attr("IFLA_VXLAN_ID") == tunnel.vxlan_id
+            data.get_attr("IFLA_VXLAN_ID") == self.config.tunnel.vxlan_id
             and data.get_attr("IFLA_VXLAN_PORT") == self._vxlan_port()
-            and data.get_attr("IFLA_VXLAN_LEARNING") == 0
+        )
+
+    def _warn_about_ttl(self, data: Any) -> None:
+        """Once per link: a sit TTL of 0 copies each IPv6 packet's hop limit into the IPv4
+        header, so packets sent with a small hop limit (traceroute, some routing protocols)
+        die on the IPv4 path to HE; HE's own example sets 255."""
+        if self.config.tunnel.mode != "sit" or data.get_attr("IFLA_SIT_TTL") != 0:
+            return
+        if self.config.tunnel.interface in self._ttl_warned:
+            return
+        self._ttl_warned.add(self.config.tunnel.interface)
+        log.warning(
+            "%s has TTL 0 (inherit): kept, as its owner set it; TTL 255 (HE's example) keeps "
+            "packets with a small IPv6 hop limit from expiring on the IPv4 path to HE "
+            "(networkd: TTL=255 under [Tunnel]; ip: ttl 255)",
+            self.config.tunnel.interface,
         )
 
     def _ensure_client_address(self, ipr: IPRoute, index: int) -> None:

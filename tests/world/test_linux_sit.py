@@ -106,15 +106,28 @@ def test_local_end_change_in_place_keeps_every_tunnel_parameter(
     assert {k: after.get(k) for k in kept} == {k: before.get(k) for k in kept}
 
 
-def test_a_changed_ttl_is_put_back(namespaces: tuple[str, str], tmp_path: Path) -> None:
-    """Someone sets the TTL to 64 by hand: the next restart puts the configured one back."""
+def test_an_owners_ttl_is_kept_and_ttl_0_warned_about_once(
+    namespaces: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sit link made by its owner with TTL 0 (inherit: networkd's and NetworkManager's
+    default) and no path MTU discovery is repaired in place: same ifindex, new local end,
+    the owner's TTL and pmtudisc kept (it used to be deleted and rebuilt with TTL 255). The
+    TTL 0 is warned about once, with the reason."""
     router, _far = namespaces
+    ip(router, "link", "add", TUNNEL, "type", "sit", "local", LOCAL, "remote", SERVER_V4,
+       "ttl", "inherit", "nopmtudisc")  # fmt: skip
+    before = sit_data(router)
+    assert (before["ttl"], before["pmtudisc"]) == (0, False)
     platform = LinuxPlatform(sit_config(tmp_path), netns=router)
-    platform.restart_tunnel(LOCAL, SERVER_V4)
-    ip(router, "link", "set", TUNNEL, "type", "sit", "ttl", "64")
-    assert sit_data(router)["ttl"] == 64
-    platform.restart_tunnel(LOCAL, SERVER_V4)
-    assert sit_data(router)["ttl"] == 255
+    with caplog.at_level("WARNING", logger="reconciler.world.linux"):
+        platform.restart_tunnel(NEW_LOCAL, SERVER_V4)
+        platform.restart_tunnel(NEW_LOCAL, SERVER_V4)
+    after = sit_data(router)
+    assert after["ifindex"] == before["ifindex"], "the owner's link was recreated"
+    assert (after["local"], after["ttl"], after["pmtudisc"]) == (NEW_LOCAL, 0, False)
+    warnings = [r.getMessage() for r in caplog.records if "TTL 0" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "hop limit" in warnings[0] and "TTL=255" in warnings[0]
 
 
 def test_ipv6_crosses_the_sit_tunnel(namespaces: tuple[str, str], tmp_path: Path) -> None:
