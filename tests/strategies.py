@@ -38,6 +38,7 @@ observation_facts = st.one_of(
         link_up=st.booleans(),
         exists=st.booleans(),
         autoconf=st.booleans(),
+        default_route=st.none() | st.booleans(),
     ),
     st.builds(
         f.ProbeObserved,

@@ -70,10 +70,12 @@ class WanAddressObserved:
     """The WAN interface as seen now; `address` is the IPv4 address the tunnel should use.
 
     `autoconf` (v2): a DHCP client owns the address (OpenBSD's `inet autoconf`, AUTOCONF4):
-    it may be missing for a while during a DHCP exchange, which the planner waits out."""
+    it may be missing for a while during a DHCP exchange, which the planner waits out.
+    `default_route` (v3): whether the IPv4 default route leaves through the WAN; None where
+    the platform does not observe it (OpenBSD, and every record before v3)."""
 
     TYPE: ClassVar[str] = "wan-address-observed"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
 
     interface: str
     address: str | None
@@ -81,6 +83,7 @@ class WanAddressObserved:
     exists: bool = True
     addresses: tuple[str, ...] = field(default=(), converter=_strs)
     autoconf: bool = False
+    default_route: bool | None = None
 
 
 @frozen(weakref_slot=False)
@@ -309,6 +312,8 @@ FACT_TYPES: dict[str, type[Any]] = {
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     # v1 did not know whether a DHCP client owned the WAN address: it was read as static.
     (WanAddressObserved.TYPE, 1): lambda d: {**d, "autoconf": False},
+    # v2 did not observe the IPv4 default route: unknown.
+    (WanAddressObserved.TYPE, 2): lambda d: {**d, "default_route": None},
     # v1 did not observe the tunnel's TTL: unknown.
     (TunnelObserved.TYPE, 1): lambda d: {**d, "ttl": None},
     # v1 recorded a failure without an answer as a plain failure.

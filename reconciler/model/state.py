@@ -67,8 +67,9 @@ __all__ = [
 ]
 
 # Bump when the shape of ObservedState changes: snapshots of another version are ignored.
-# A field added with a default (WanView.autoconf, TunnelView.ttl) needs no bump: an older
-# snapshot loads with the default, and a bump would make every snapshot unusable at upgrade.
+# A field added with a default (WanView.autoconf and .default_route, TunnelView.ttl) needs no
+# bump: an older snapshot loads with the default, and a bump would make every snapshot
+# unusable at upgrade.
 SCHEMA_VERSION = 1
 DEFAULT_FAIL_AFTER = 3
 DEFAULT_RECOVER_AFTER = 1
@@ -95,6 +96,7 @@ class WanView:
     seq: int
     at: float
     autoconf: bool = False
+    default_route: bool | None = None  # the IPv4 default route leaves through it; None: unknown
 
 
 @frozen
@@ -268,7 +270,16 @@ _make_probe_view = twin_builder(ProbeView)
 
 
 def _fold_wan(state: ObservedState, fact: WanAddressObserved, seq: int, at: float) -> ObservedState:
-    wan = WanView(fact.interface, fact.address, fact.link_up, fact.exists, seq, at, fact.autoconf)
+    wan = WanView(
+        fact.interface,
+        fact.address,
+        fact.link_up,
+        fact.exists,
+        seq,
+        at,
+        fact.autoconf,
+        fact.default_route,
+    )
     if state.wan is not None and _same_wan(state.wan, wan):
         wan = state.wan  # the value's cause is the fact that first showed it
     actions = state.actions
@@ -461,12 +472,13 @@ def fold_all(
 
 
 def _same_wan(a: WanView, b: WanView) -> bool:
-    return (a.interface, a.address, a.link_up, a.exists, a.autoconf) == (
+    return (a.interface, a.address, a.link_up, a.exists, a.autoconf, a.default_route) == (
         b.interface,
         b.address,
         b.link_up,
         b.exists,
         b.autoconf,
+        b.default_route,
     )
 
 

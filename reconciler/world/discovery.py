@@ -98,14 +98,17 @@ def read_tunnel_link(name: str) -> LinkTunnel:
         if mtu:
             values["tunnel.mtu"] = int(mtu)
         for message in ipr.get_addr(family=socket.AF_INET6, index=links[0]):
-            address = ipaddress.IPv6Address(message.get_attr("IFA_ADDRESS"))
+            # With a peer (`ip addr add A peer B`) IFA_LOCAL is ours and IFA_ADDRESS the
+            # peer's; without one the kernel sends IFA_ADDRESS alone.
+            given = message.get_attr("IFA_ADDRESS")
+            ours = message.get_attr("IFA_LOCAL") or given
+            address = ipaddress.IPv6Address(ours)
             if address.is_link_local:
                 continue
             values["tunnel.client_ipv6"] = str(address)
             values["tunnel.prefixlen"] = int(message["prefixlen"])
-            peer = message.get_attr("IFA_LOCAL")
-            if peer and peer != message.get_attr("IFA_ADDRESS"):
-                values["tunnel.server_ipv6"] = str(ipaddress.IPv6Address(peer))
+            if given and given != ours:
+                values["tunnel.server_ipv6"] = str(ipaddress.IPv6Address(given))
             break
         if "tunnel.server_ipv6" not in values:
             gateway = _ipv6_default_gateway(ipr, links[0])

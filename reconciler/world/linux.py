@@ -67,6 +67,8 @@ VXLAN_DEFAULT_PORT = 4789
 _IFF_UP = 0x1
 _IFF_RUNNING = 0x40  # RFC 2863 operationally up
 _IFA_F_NODAD = 0x02
+_IFA_F_PERMANENT = 0x80  # set by hand (ip addr add); a DHCP client's has a lifetime instead
+_INFINITY_LIFE_TIME = 0xFFFFFFFF
 _NETLINK_ROUTE = 0
 _WATCH_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
 _WATCH_RCVBUF = 1 << 20
@@ -97,28 +99,42 @@ class LinuxPlatform:
         self.netns = netns
         self.runner: CommandRunner = runner if runner is not None else SubprocessRunner()
         self._ttl_warned: set[str] = set()
+        self._dhcp_seen = False  # the WAN has shown a dynamic (DHCP) address
 
     # -- observing ------------------------------------------------------------------------
 
     def observe_wan(self) -> WanState:
-        """The WAN's IPv4 addresses (kernel order, the one in `wan.address_in` first) and
-        whether its link is up."""
+        """The WAN's IPv4 addresses (ours: IFA_LOCAL, never a point-to-point peer), the
+        tunnel's first (see tunnel_address_first), whether its link is up, whether a DHCP
+        client owns it (autoconf) and whether the IPv4 default route leaves through it."""
         interface = self.config.wan.interface
         with self._netlink("observe", interface) as ipr:
             link = _find_link(ipr, interface)
             if link is None:
                 return WanState(interface=interface, exists=False, link_up=False)
-            addresses = tuple(
-                str(msg.get_attr("IFA_ADDRESS"))
-                for msg in ipr.get_addr(family=socket.AF_INET, index=link["index"])
-            )
+            index = int(link["index"])
+            owned = _ipv4_addresses(ipr, index)
+            route_source = _route_source(ipr, self.config.tunnel.server_ipv4, index)
+            default_route = _has_default_route(ipr, index)
+        addresses = tuple(address for address, _dynamic in owned)
+        dynamic = tuple(address for address, is_dynamic in owned if is_dynamic)
+        if dynamic:
+            # A DHCP client's link stays one while its lease is gone (the grace is for then).
+            self._dhcp_seen = True
         flags = link["flags"]
         link_up = bool(flags & _IFF_UP) and bool(flags & _IFF_RUNNING)
         return WanState(
             interface=interface,
             exists=True,
             link_up=link_up,
-            addresses=tunnel_address_first(addresses, self.config.wan.address_in),
+            addresses=tunnel_address_first(
+                addresses,
+                self.config.wan.address_in,
+                route_source=route_source,
+                dynamic=dynamic,
+            ),
+            autoconf=self._dhcp_seen,
+            default_route=default_route,
         )
 
     def observe_tunnel(self) -> TunnelState:
@@ -508,6 +524,51 @@ def _link_kind(link: Any) -> tuple[str | None, Any | None]:
     if info is None:
         return None, None
     return info.get_attr("IFLA_INFO_KIND"), info.get_attr("IFLA_INFO_DATA")
+
+
+def _ipv4_addresses(ipr: IPRoute, index: int) -> list[tuple[str, bool]]:
+    """The link's IPv4 addresses in the kernel's order, each with whether it is dynamic.
+
+    Ours is IFA_LOCAL: on a point-to-point link (PPPoE) IFA_ADDRESS is the peer. Dynamic: not
+    IFA_F_PERMANENT and a finite lifetime, which is how a DHCP client (dhclient-script,
+    networkd, NetworkManager, dhcpcd) adds its lease."""
+    found = []
+    for msg in ipr.get_addr(family=socket.AF_INET, index=index):
+        address = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+        if not address:
+            continue
+        flags = msg.get_attr("IFA_FLAGS")
+        flags = int(msg["flags"] if flags is None else flags)
+        life = msg.get_attr("IFA_CACHEINFO")
+        valid = life.get("ifa_valid") if life is not None else None
+        dynamic = not flags & _IFA_F_PERMANENT and valid not in (None, _INFINITY_LIFE_TIME)
+        found.append((str(address), dynamic))
+    return found
+
+
+def _route_source(ipr: IPRoute, destination: str, index: int) -> str | None:
+    """The source address the kernel would give a packet to `destination` leaving through
+    link `index`; None when it would not leave through it (or there is no route)."""
+    try:
+        routes = ipr.route("get", dst=destination)
+    except NetlinkError:
+        return None  # unreachable: no route at all
+    for route in routes:
+        if route.get_attr("RTA_OIF") == index and route.get_attr("RTA_PREFSRC"):
+            return str(route.get_attr("RTA_PREFSRC"))
+    return None
+
+
+def _has_default_route(ipr: IPRoute, index: int) -> bool:
+    """Whether an IPv4 default route of the main table leaves through link `index` (kept as
+    `linkdown` while the carrier is gone, which still counts: it is there when it returns)."""
+    for route in ipr.get_default_routes(family=socket.AF_INET):
+        if route.get_attr("RTA_OIF") == index:
+            return True
+        multipath = route.get_attr("RTA_MULTIPATH") or ()
+        if any(hop.get("oif") == index for hop in multipath):
+            return True
+    return False
 
 
 def _address_or_none(value: Any) -> str | None:

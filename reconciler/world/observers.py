@@ -99,6 +99,7 @@ def observe_wan(platform: Platform, sink: FactSink) -> Envelope:
         exists=wan.exists,
         addresses=wan.addresses,
         autoconf=wan.autoconf,
+        default_route=wan.default_route,
     )
     return sink.record(fact, "observer:wan")
 

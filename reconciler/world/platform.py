@@ -33,6 +33,9 @@ class WanState:
     # dhcpleased's lease and `wan.address_in` first), the rest in the kernel's order.
     addresses: tuple[str, ...] = ()
     autoconf: bool = False  # a DHCP client owns the address (OpenBSD: AUTOCONF4)
+    # Whether the IPv4 default route leaves through the WAN (Linux; a route the kernel keeps
+    # as `linkdown` counts); None where the platform does not observe it.
+    default_route: bool | None = None
 
     @property
     def address(self) -> str | None:
@@ -41,17 +44,27 @@ class WanState:
 
 
 def tunnel_address_first(
-    addresses: tuple[str, ...], address_in: str | None, lease: str | None = None
+    addresses: tuple[str, ...],
+    address_in: str | None,
+    lease: str | None = None,
+    *,
+    route_source: str | None = None,
+    dynamic: tuple[str, ...] = (),
 ) -> tuple[str, ...]:
-    """The WAN's IPv4 `addresses` with the tunnel's first: the first inside `address_in`
-    (`wan.address_in`, a network), else the DHCP `lease` when the platform knows it, else the
-    kernel's first; the others keep the kernel's order."""
+    """The WAN's IPv4 `addresses` with the tunnel's first; the others keep the kernel's order.
+
+    The tunnel's is the first inside `address_in` (`wan.address_in`, a network); else the
+    source the kernel would use towards HE's server (`route_source`, the route's preferred
+    source), which skips a modem-management alias added before the ISP's address; else the
+    DHCP `lease` when the platform knows it; else the first `dynamic` one (a DHCP client's:
+    a lifetime, not permanent); else the kernel's first."""
     chosen = None
     if address_in is not None:
         network = ipaddress.IPv4Network(address_in)
         chosen = next((a for a in addresses if ipaddress.IPv4Address(a) in network), None)
-    if chosen is None and lease in addresses:
-        chosen = lease
+    for candidate in (route_source, lease, *dynamic):
+        if chosen is None and candidate in addresses:
+            chosen = candidate
     if chosen is None:
         return addresses
     return (chosen, *(a for a in addresses if a != chosen))

@@ -337,3 +337,31 @@ def test_from_link_reads_an_existing_tunnel(tmp_path: Path, lab_available: None)
     assert wrong.stderr == (
         "reconciler: --from-link: uplink0 is a veth link, not a sit or vxlan tunnel\n"
     )
+
+
+def test_from_link_reads_a_peer_address_the_right_way_round(
+    tmp_path: Path, lab_available: None
+) -> None:
+    """On a tunnel whose IPv6 address has a peer (`ip addr add OURS peer HE`), the client is
+    ours (IFA_LOCAL) and the server the peer (IFA_ADDRESS), not the other way round."""
+    ns = f"rcpeer{os.getpid()}"
+    setup = [
+        ["link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p"],
+        ["link", "set", "uplink0", "up"],
+        ["addr", "add", "192.0.2.10/24", "dev", "uplink0"],
+        ["link", "add", "tun6", "type", "vxlan", "id", "42", "remote", "192.0.2.9",
+         "local", "192.0.2.10", "dstport", "4789", "dev", "uplink0"],
+        ["link", "set", "tun6", "up"],
+        ["-6", "addr", "add", "2001:db8:77::2", "peer", "2001:db8:77::1/128", "dev", "tun6"],
+    ]  # fmt: skip
+    with namespace(ns, *setup):
+        done = init_in(
+            ns, tmp_path,
+            "-o", str(tmp_path / "r.conf"), "--key-file", str(tmp_path / "k"),
+            "--platform", "linux", "--tunnel-id", "7", "--username", "u",
+            "--wan", "uplink0", "--from-link", "tun6",
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    tunnel = load_config(tmp_path / "r.conf").tunnel
+    client, server = str(tunnel.client_ipv6), str(tunnel.server_ipv6)
+    assert (client, server) == ("2001:db8:77::2", "2001:db8:77::1")

@@ -32,6 +32,7 @@ EXAMPLES = [
     ProbeObserved("ipv6", "2001:db8::1", False, None, "100% packet loss"),
     facts.TunnelObserved("gif0", True, True, "203.0.113.7", "198.51.100.1", "gif", 255),
     WanAddressObserved("em0", None, False, autoconf=True),
+    WanAddressObserved("eth0", "198.51.100.7", True, autoconf=True, default_route=False),
     facts.HostnameFileObserved("/etc/hostname.gif0", None),
     EndpointObserved("203.0.113.7", "update", for_local="10.0.0.2"),
     ActionStarted("restart-wan:em0", "restart-wan", "WAN has no address", causes=(3, 4)),
@@ -223,7 +224,20 @@ def test_v1_wan_and_tunnel_records_still_read() -> None:
     tunnel["d"] |= {"remote": "198.51.100.1", "mode": "gif"}
     fact = from_record(2, tunnel).fact
     assert fact == TunnelObserved("gif0", True, True, "192.0.2.7", "198.51.100.1", "gif", None)
-    assert (WanAddressObserved.VERSION, TunnelObserved.VERSION) == (2, 2)
+    assert TunnelObserved.VERSION == 2
+
+
+def test_v2_wan_records_read_with_the_default_route_unknown() -> None:
+    """Logs written before v3 did not observe the IPv4 default route: None, not False (which
+    would read as "the DHCP client's route is gone")."""
+    wan = {"t": "wan-address-observed", "v": 2, "at": 1.0, "src": "observer:wan"}
+    wan["d"] = {"interface": "em0", "address": "192.0.2.7", "link_up": True, "exists": True}
+    wan["d"] |= {"addresses": ["192.0.2.7"], "autoconf": True}
+    fact = from_record(1, wan).fact
+    assert fact == WanAddressObserved("em0", "192.0.2.7", True, addresses=("192.0.2.7",),
+                                      autoconf=True)  # fmt: skip
+    assert isinstance(fact, WanAddressObserved) and fact.default_route is None
+    assert WanAddressObserved.VERSION == 3
 
 
 def test_v1_action_failed_reads_as_confirmed() -> None:

@@ -33,7 +33,7 @@ from reconciler.model.config import (
     WanConfig,
 )
 from reconciler.world.linux import SIT_UNSUPPORTED, LinuxPlatform, NetlinkWatch
-from reconciler.world.platform import ChangeNotice
+from reconciler.world.platform import ChangeNotice, tunnel_address_first
 from reconciler.world.probe import ping
 from tests.world.platform_contract import NoticeCollector, PlatformContract, World
 
@@ -68,12 +68,13 @@ def make_config(
     wan_restart: tuple[str, ...] | None = None,
     firewall: tuple[str, ...] = (),
     hostname_file: Path | None = None,
+    address_in: str | None = None,
 ) -> Config:
     return Config(
         path=tmp_path / "reconciler.conf",
         digest="test",
         daemon=DaemonConfig(platform="linux", state_dir=tmp_path / "state", log="stderr"),
-        wan=WanConfig(interface=WAN, restart_command=wan_restart),
+        wan=WanConfig(interface=WAN, restart_command=wan_restart, address_in=address_in),
         probes={},
         tunnel=TunnelConfig(
             interface=TUNNEL,
@@ -339,6 +340,73 @@ def test_missing_namespace_is_a_temporary_error(lab_available: None, tmp_path: P
 # -- the WAN and commands ----------------------------------------------------------------
 
 
+def test_a_point_to_point_wan_is_read_with_our_address(
+    namespaces: tuple[str, str], tmp_path: Path
+) -> None:
+    """On a link with a peer (PPPoE) our address is IFA_LOCAL; IFA_ADDRESS is the peer's."""
+    router, _far = namespaces
+    ip(router, "-4", "addr", "flush", "dev", WAN)
+    ip(router, "addr", "add", "198.51.100.20", "peer", "198.51.100.1/32", "dev", WAN)
+    state = LinuxPlatform(make_config(tmp_path), netns=router).observe_wan()
+    assert state.addresses == ("198.51.100.20",)
+
+
+def test_a_dynamic_address_makes_the_wan_a_dhcp_one(
+    namespaces: tuple[str, str], tmp_path: Path
+) -> None:
+    """An address with a lifetime (how DHCP clients add their lease) marks the WAN autoconf,
+    and it stays so while the lease is gone (the DHCP grace is for then); an address added by
+    hand (permanent) does not."""
+    router, _far = namespaces
+    platform = LinuxPlatform(make_config(tmp_path), netns=router)
+    assert not platform.observe_wan().autoconf
+    ip(router, "-4", "addr", "flush", "dev", WAN)
+    ip(router, "addr", "add", "198.51.100.8/24", "dev", WAN, "valid_lft", "300",
+       "preferred_lft", "300")  # fmt: skip
+    assert platform.observe_wan().autoconf
+    ip(router, "-4", "addr", "flush", "dev", WAN)
+    gone = platform.observe_wan()
+    assert (gone.address, gone.autoconf) == (None, True)
+
+
+def test_the_tunnel_uses_the_address_routed_towards_he(
+    namespaces: tuple[str, str], tmp_path: Path
+) -> None:
+    """A modem-management alias added before the ISP's address is not the tunnel's: the
+    source of the route towards HE's server is; without such a route a dynamic address beats
+    a static one; wan.address_in beats both."""
+    router, _far = namespaces
+    ip(router, "-4", "addr", "flush", "dev", WAN)
+    ip(router, "addr", "add", "192.168.100.2/24", "dev", WAN)
+    ip(router, "addr", "add", "198.51.100.7/24", "dev", WAN)
+    ip(router, "route", "replace", "203.0.113.0/24", "via", "198.51.100.1", "src", "198.51.100.7")
+    platform = LinuxPlatform(make_config(tmp_path), netns=router)
+    assert platform.observe_wan().addresses == ("198.51.100.7", "192.168.100.2")
+    ip(router, "route", "del", "203.0.113.0/24")
+    assert platform.observe_wan().address == "192.168.100.2"  # no route: the kernel's first
+    ip(router, "addr", "del", "198.51.100.7/24", "dev", WAN)
+    ip(router, "addr", "add", "198.51.100.9/24", "dev", WAN, "valid_lft", "300",
+       "preferred_lft", "300")  # fmt: skip
+    assert platform.observe_wan().address == "198.51.100.9"  # the DHCP client's
+    pinned = LinuxPlatform(make_config(tmp_path, address_in="192.168.100.0/24"), netns=router)
+    assert pinned.observe_wan().address == "192.168.100.2"
+
+
+def test_the_default_route_is_observed(namespaces: tuple[str, str], tmp_path: Path) -> None:
+    """Whether the IPv4 default route leaves through the WAN, kept as `linkdown` while the
+    carrier is gone (it is there when the carrier returns)."""
+    router, far = namespaces
+    platform = LinuxPlatform(make_config(tmp_path), netns=router)
+    assert platform.observe_wan().default_route is False
+    ip(router, "route", "add", "default", "via", "198.51.100.1", "dev", WAN)
+    assert platform.observe_wan().default_route is True
+    ip(far, "link", "set", "up0", "down")  # the modem reboots: no carrier
+    down = platform.observe_wan()
+    assert (down.link_up, down.default_route) == (False, True)
+    ip(router, "route", "del", "default")
+    assert platform.observe_wan().default_route is False
+
+
 def test_restart_wan_by_link_down_up(namespaces: tuple[str, str], tmp_path: Path) -> None:
     """Without a restart command the WAN link is cycled over netlink and comes back up."""
     router, _far = namespaces
@@ -485,3 +553,25 @@ def test_the_wan_selector_picks_the_tunnels_address(
     wan = LinuxPlatform(config, netns=router).observe_wan()
     assert wan.addresses == ("192.0.2.9", "198.51.100.7")
     assert wan.address == "192.0.2.9"
+
+
+@pytest.mark.parametrize(
+    ("address_in", "route_source", "dynamic", "first"),
+    [
+        (None, None, (), "192.168.100.2"),
+        (None, "198.51.100.7", ("198.51.100.9",), "198.51.100.7"),
+        (None, "203.0.113.99", ("198.51.100.9",), "198.51.100.9"),  # not the WAN's: ignored
+        ("192.168.100.0/24", "198.51.100.7", ("198.51.100.9",), "192.168.100.2"),
+    ],
+)
+def test_the_address_choice_order(
+    address_in: str | None, route_source: str | None, dynamic: tuple[str, ...], first: str
+) -> None:
+    """wan.address_in, then the route's source towards HE, then a dynamic one, then the
+    kernel's first; the others keep the kernel's order."""
+    addresses = ("192.168.100.2", "198.51.100.7", "198.51.100.9")
+    ordered = tunnel_address_first(
+        addresses, address_in, route_source=route_source, dynamic=dynamic
+    )
+    assert ordered[0] == first
+    assert sorted(ordered) == sorted(addresses)
