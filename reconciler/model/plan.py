@@ -35,8 +35,11 @@ the daemon and `reconciler diff` get the same answer from the same log. The rule
   way until IPv6 across a tunnel from that address fails (a nochg if HE still has it).
 - When several holds apply, the one that ends last is reported (a permanent one, which has
   no end, wins): that is when the action can run.
-- Time since a fact is never negative: a fact stamped after `now` (the clock stepped back)
-  counts as just now, so no hold lasts longer than its interval from `now`.
+- A fact stamped after `now` (the clock stepped back since, or was wrong when it stamped)
+  holds nothing: how long ago it happened is unknown, and counting it as "just now" made
+  the hold slide forward with every `apply` for as long as the gap. Facts recorded since are
+  stamped by the clock as it is, and hold as usual. (The daemon never plans over one: its
+  clock, reconciler.runclock, never reads earlier than the log's newest stamp.)
 
 Facts about the world that were never observed lead to no action (the plan does not guess),
 with one exception: HE's endpoint, which may only be learnt by updating it.
@@ -534,10 +537,10 @@ def _due(at: float, delay: float, now: float) -> float:
     """When something that happened at `at` stops holding for `delay` seconds.
 
     A time after `now` is a clock step (a router without a real-time clock boots in the past
-    and NTP moves it on; a step back makes earlier facts look future): the time since it is
-    taken as 0, never negative, so no hold ends more than `delay` after `now`.
+    and NTP moves it on; a step back makes earlier facts look future): it is no reason to
+    wait, so it is due `now`.
     """
-    return min(at, now) + delay
+    return now if at > now else at + delay
 
 
 def _later(a: Held, b: Held) -> bool:

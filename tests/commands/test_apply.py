@@ -160,3 +160,46 @@ def test_apply_rebuilds_the_tunnel_after_an_update_answered_too_late(
             for key, status in statuses.items()
         ), statuses
         assert fake_he_control(netns, update_url, "stats")["endpoint"] == "203.0.113.7"
+
+
+def test_a_log_stamped_in_the_future_does_not_hold_the_update(
+    lab_available: None, tmp_path: Path
+) -> None:
+    """The last update is stamped 2 h ahead of the clock (a clock that was wrong, then
+    corrected): after a WAN change the next apply sends HE the update at once; it used to
+    be held by min_update_interval, the hold sliding forward with every run."""
+    import time
+
+    from reconciler.model.facts import (
+        ActionSucceeded,
+        EndpointObserved,
+        WanAddressObserved,
+        to_record,
+    )
+
+    with (
+        router_netns(f"rcz{os.getpid()}") as netns,
+        fake_he_in(netns, tmp_path, endpoint="203.0.113.9") as update_url,
+    ):
+        config = tmp_path / "reconciler.conf"
+        text = linux_config_text(
+            tmp_path, wan="wan0", update_url=update_url, min_update_interval=600.0
+        )
+        config.write_text(text)
+        key = "update-he-endpoint:203.0.113.9"
+        ahead = time.time() + 7200.0
+        with EventLog.open(tmp_path / "state" / "events") as log:
+            for fact in (
+                WanAddressObserved("wan0", "203.0.113.9", True),
+                ActionStarted(key, "update-he-endpoint", "WAN changed"),
+                ActionSucceeded(key, "update-he-endpoint", "good 203.0.113.9"),
+                EndpointObserved("203.0.113.9", "update", for_local="203.0.113.9"),
+            ):
+                log.append(to_record(fact, at=ahead, source="test"))
+        first = json.loads(_apply(netns, config, "--json").stdout)
+        statuses = {entry["key"]: entry["status"] for entry in first["actions"]}
+        assert statuses.get("update-he-endpoint:203.0.113.7") == "ok", first
+        second = json.loads(_apply(netns, config, "--json").stdout)
+        assert (second["actions"], second["held"]) == ([], []), second
+        stats = fake_he_control(netns, update_url, "stats")
+        assert stats["endpoint"] == "203.0.113.7" and stats["updates_received"] == 1
