@@ -50,6 +50,7 @@ _COMMANDS = {
     "run": "run",
     "apply": "apply",
     "status": "status",
+    "doctor": "doctor",
     "diff": "diff",
     "replay": "replay",
     "report": "report",
@@ -90,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
         "status",
         parents=[common, state, as_json],
         help="observed state, last actions, what backoff holds back",
+    )
+    doctor = sub.add_parser(
+        "doctor",
+        parents=[common, as_json],
+        help="why is there no IPv6? checks each layer, bottom up (reads, changes nothing)",
+    )
+    doctor.add_argument(
+        "--he-ping-source",
+        metavar="ADDR",
+        help="where HE's pings come from (default 66.220.2.74; a lab sets its own)",
     )
     diff = sub.add_parser(
         "diff", parents=[common, state, as_json], help="show what would be done (like a plan)"
