@@ -9,7 +9,8 @@ renders it (its registry and text format), nothing here writes the format by han
 `Publisher` is the daemon's side: it rewrites the textfile atomically (a temporary file
 beside it, then rename, so node_exporter never reads half a file) whenever something
 changed and at least once per probe interval, and serves `/metrics` over HTTP when
-`[metrics] listen` is set (prometheus_client's server, on its own daemon thread).
+`[metrics] listen` is set (reconciler.metrics_http: a bounded server of our own, since
+prometheus_client's has neither a connection cap nor time-outs).
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     InfoMetricFamily,
 )
-from prometheus_client.exposition import generate_latest, start_http_server
+from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from reconciler import __version__
 from reconciler.atomicfile import write_atomically
 from reconciler.errors import error_line
+from reconciler.metrics_http import MetricsServer
 from reconciler.model.actions import UpdateHeEndpoint
 from reconciler.model.config import MetricsConfig
 from reconciler.model.plan import Held, HoldReason
@@ -248,17 +250,15 @@ class ListenError(Exception):
     """The `/metrics` address cannot be listened on (taken, or not this machine's)."""
 
 
-def listen(address: tuple[str, int], read: Callable[[], Reading]) -> Any:
+def listen(address: tuple[str, int], read: Callable[[], Reading]) -> MetricsServer:
     """Serve `/metrics` on `address` from `read()` at each scrape; the server (its
     `shutdown()` and `server_close()` stop it). ListenError when it cannot bind."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ReadingCollector(read))
-    host, port = address
     try:
-        server, _thread = start_http_server(port, addr=host, registry=registry)
+        return MetricsServer(address, lambda: bytes(generate_latest(registry)))
     except OSError as exc:
         raise ListenError(f"{_shown(address)}: {exc.strerror or error_line(exc)}") from None
-    return server
 
 
 def _shown(address: tuple[str, int]) -> str:

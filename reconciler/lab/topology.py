@@ -489,17 +489,23 @@ class Lab:
 
     # -- the daemon -----------------------------------------------------------------------
 
-    def start_daemon(self, **config_overrides: Any) -> subprocess.Popen[bytes]:
-        """Write the config (with overrides) and start `reconciler run` in the router."""
+    def start_daemon(
+        self, *, nofile: int | None = None, **config_overrides: Any
+    ) -> subprocess.Popen[bytes]:
+        """Write the config (with overrides) and start `reconciler run` in the router;
+        `nofile` holds it to that many file descriptors (RLIMIT_NOFILE, soft and hard, set
+        with prlimit before it starts, as a login class or ulimit would)."""
         if self.daemon is not None and self.daemon.poll() is None:
             raise LabError("the daemon is already running")
         self.config_overrides.update(config_overrides)
         self.write_config()
+        limit = [] if nofile is None else ["prlimit", f"--nofile={nofile}:{nofile}", "--"]
         argv = [
             "ip",
             "netns",
             "exec",
             self.router_ns,
+            *limit,
             self.python,
             "-m",
             "reconciler",
