@@ -39,6 +39,7 @@ observation_facts = st.one_of(
         exists=st.booleans(),
         autoconf=st.booleans(),
         default_route=st.none() | st.booleans(),
+        owner=st.sampled_from([None, "none", "dhclient", "command"]),
     ),
     st.builds(
         f.ProbeObserved,

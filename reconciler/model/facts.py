@@ -72,10 +72,13 @@ class WanAddressObserved:
     `autoconf` (v2): a DHCP client owns the address (OpenBSD's `inet autoconf`, AUTOCONF4):
     it may be missing for a while during a DHCP exchange, which the planner waits out.
     `default_route` (v3): whether the IPv4 default route leaves through the WAN; None where
-    the platform does not observe it (OpenBSD, and every record before v3)."""
+    the platform does not observe it (OpenBSD, and every record before v3).
+    `owner` (v4): who restart-wan would tell (see world/wanowner.py: "networkd",
+    "dhclient", "command", ...); "none" when nobody can be told (then the WAN is only
+    observed); None where the platform does not say (OpenBSD: netstart always can)."""
 
     TYPE: ClassVar[str] = "wan-address-observed"
-    VERSION: ClassVar[int] = 3
+    VERSION: ClassVar[int] = 4
 
     interface: str
     address: str | None
@@ -84,6 +87,7 @@ class WanAddressObserved:
     addresses: tuple[str, ...] = field(default=(), converter=_strs)
     autoconf: bool = False
     default_route: bool | None = None
+    owner: str | None = None
 
 
 @frozen(weakref_slot=False)
@@ -314,6 +318,8 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     (WanAddressObserved.TYPE, 1): lambda d: {**d, "autoconf": False},
     # v2 did not observe the IPv4 default route: unknown.
     (WanAddressObserved.TYPE, 2): lambda d: {**d, "default_route": None},
+    # v3 did not say who owns the WAN: the platform's own way, as before.
+    (WanAddressObserved.TYPE, 3): lambda d: {**d, "owner": None},
     # v1 did not observe the tunnel's TTL: unknown.
     (TunnelObserved.TYPE, 1): lambda d: {**d, "ttl": None},
     # v1 recorded a failure without an answer as a plain failure.

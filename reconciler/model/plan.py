@@ -7,7 +7,12 @@ the daemon and `reconciler diff` get the same answer from the same log. The rule
   `restart-wan` only; nothing that needs IPv4 is attempted. When a DHCP client owns the WAN
   (`autoconf`) and its link is down or it has no address, that client is mid-exchange or
   waiting for the link: restart-wan is held ("dhcp-grace") for `wan.dhcp_grace` seconds
-  from the observation that first showed the WAN so, rather than fight it.
+  from the observation that first showed the WAN so, rather than fight it. A WAN interface
+  that is gone (pppd redialling) gets the same grace ("wan-grace").
+  Restart-wan is for what a restart can fix: an IPv4 probe failing while the link, an
+  address and the default route are all there says the path beyond the WAN is broken, and
+  it is held ("upstream") until the WAN changes; and where nobody can be told to restart
+  the WAN (its owner observed as "none") it is held ("no-owner"): the WAN is only observed.
 - HE's endpoint differs from our public address: `update-he-endpoint`, never twice for an
   address HE accepted, never within `min_update_interval` of the last attempt, never after a
   permanent failure until the configuration changes. HE refusing a private address (RFC
@@ -65,12 +70,15 @@ from reconciler.model.actions import (
 from reconciler.model.desired import DesiredState
 from reconciler.model.state import ActionRecord, ObservedState
 
-__all__ = ["Held", "HoldReason", "Plan", "backoff_delay", "plan"]
+__all__ = ["WAN_WAITS", "Held", "HoldReason", "Plan", "backoff_delay", "plan"]
 
 HoldReason = Literal[
     "backoff", "retry-after", "settling", "min-update-interval", "permanent-failure",
-    "restart-limit", "waiting", "unconfirmed", "dhcp-grace",
+    "restart-limit", "waiting", "unconfirmed", "dhcp-grace", "wan-grace", "upstream",
+    "no-owner",
 ]  # fmt: skip
+# Holds that end when the WAN changes (a new observation), not at a time or a new config.
+WAN_WAITS: frozenset[HoldReason] = frozenset({"upstream", "no-owner"})
 
 _RESTARTS = (RestartWan.KIND, RestartTunnel.KIND)
 
@@ -165,6 +173,8 @@ def _wanted(desired: DesiredState, observed: ObservedState) -> list[Action]:
         if ipv4.consecutive_failed < fail_after4:
             return []  # judged afresh after a restart: wait for the probes
         problem = f"IPv4 probe to {ipv4.target} failed {ipv4.consecutive_failed} times in a row"
+        if wan.default_route:
+            problem += f" while {wan.interface} has its link, address and default route"
         wan_causes.append(ipv4.last_seq)
     if problem is not None:
         return [RestartWan(desired.wan_interface, reason=problem, causes=_causes(wan_causes))]
@@ -419,9 +429,7 @@ def _holds(
         if hold is not None:
             holds.append(hold)
     if action.KIND == RestartWan.KIND:
-        grace = _hold_dhcp_grace(action, desired, observed, now)
-        if grace is not None:
-            holds.append(grace)
+        holds.extend(_hold_wan(action, desired, observed, now))
     return holds
 
 
@@ -450,21 +458,62 @@ def _permanent_hold(
     )
 
 
-def _hold_dhcp_grace(
+def _hold_wan(
+    action: Action, desired: DesiredState, observed: ObservedState, now: float
+) -> list[Held]:
+    """What holds restart-wan beside the common holds: a grace, a problem a restart cannot
+    fix, or nobody to tell."""
+    wan = observed.wan
+    if wan is None:
+        return []
+    holds = []
+    grace = _hold_grace(action, desired, observed, now)
+    if grace is not None:
+        holds.append(grace)
+    intact = wan.exists and wan.link_up and wan.address is not None and wan.default_route
+    if intact and observed.probe("ipv4").status == "down":
+        holds.append(
+            Held(
+                action,
+                "upstream",
+                "the path beyond the WAN is broken (link, address and default route are "
+                "there): a restart of the WAN cannot fix it; waiting for the WAN to change",
+                None,
+            )
+        )
+    if wan.owner == "none":
+        holds.append(
+            Held(
+                action,
+                "no-owner",
+                f"nobody can be told to restart {wan.interface} (set wan.restart_command): "
+                "observing it",
+                None,
+            )
+        )
+    return holds
+
+
+def _hold_grace(
     action: Action, desired: DesiredState, observed: ObservedState, now: float
 ) -> Held | None:
-    """A DHCP client (dhcpleased) keeps its lease through a short link loss, and between
-    losing an address and getting the next runs a whole DISCOVER/REQUEST exchange: a restart
-    in the middle fights it and spends the restart limit. Its link down or its address
-    missing, the WAN gets `dhcp_grace` seconds from when it was first seen so."""
+    """A DHCP client (dhcpleased, dhclient, networkd) keeps its lease through a short link
+    loss, and between losing an address and getting the next runs a whole DISCOVER/REQUEST
+    exchange: a restart in the middle fights it and spends the restart limit. Its link down
+    or its address missing, the WAN gets `dhcp_grace` seconds from when it was first seen
+    so. A WAN interface that is gone (pppd redialling, a USB modem re-enumerating) gets the
+    same, DHCP or not: it is about to come back, and there is nothing to restart."""
     wan = observed.wan
-    if wan is None or not wan.autoconf or not wan.exists or desired.dhcp_grace <= 0:
+    if wan is None or desired.dhcp_grace <= 0:
         return None
-    if wan.link_up and wan.address is not None:
-        return None  # the address is there: a failing probe is not DHCP's business
     due = _due(wan.at, desired.dhcp_grace, now)
     if now >= due:
         return None
+    if not wan.exists:
+        detail = f"{wan.interface} is gone: waiting {desired.dhcp_grace:g} s for it to return"
+        return Held(action, "wan-grace", detail, due)
+    if not wan.autoconf or (wan.link_up and wan.address is not None):
+        return None  # the address is there: a failing probe is not DHCP's business
     return Held(
         action,
         "dhcp-grace",

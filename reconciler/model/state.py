@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 # Bump when the shape of ObservedState changes: snapshots of another version are ignored.
-# A field added with a default (WanView.autoconf and .default_route, TunnelView.ttl) needs no
+# A field added with a default (WanView.autoconf, .default_route, .owner, TunnelView.ttl) needs no
 # bump: an older snapshot loads with the default, and a bump would make every snapshot
 # unusable at upgrade.
 SCHEMA_VERSION = 1
@@ -97,6 +97,7 @@ class WanView:
     at: float
     autoconf: bool = False
     default_route: bool | None = None  # the IPv4 default route leaves through it; None: unknown
+    owner: str | None = None  # who restart-wan would tell; "none": nobody; None: not said
 
 
 @frozen
@@ -279,6 +280,7 @@ def _fold_wan(state: ObservedState, fact: WanAddressObserved, seq: int, at: floa
         at,
         fact.autoconf,
         fact.default_route,
+        fact.owner,
     )
     if state.wan is not None and _same_wan(state.wan, wan):
         wan = state.wan  # the value's cause is the fact that first showed it
@@ -472,13 +474,14 @@ def fold_all(
 
 
 def _same_wan(a: WanView, b: WanView) -> bool:
-    return (a.interface, a.address, a.link_up, a.exists, a.autoconf, a.default_route) == (
+    return (a.interface, a.address, a.link_up, a.exists, a.autoconf, a.default_route, a.owner) == (
         b.interface,
         b.address,
         b.link_up,
         b.exists,
         b.autoconf,
         b.default_route,
+        b.owner,
     )
 
 

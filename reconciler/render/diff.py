@@ -19,7 +19,7 @@ from reconciler.model.actions import (
 )
 from reconciler.model.config import Config
 from reconciler.model.desired import DesiredState
-from reconciler.model.plan import Held, Plan
+from reconciler.model.plan import WAN_WAITS, Held, Plan
 from reconciler.model.state import ObservedState
 from reconciler.render.timefmt import duration, iso
 
@@ -155,7 +155,9 @@ def summary_line(plan: Plan) -> str:
 
 def _held_when(held: Held, now: float) -> str:
     if held.until is None:
-        return "until the configuration changes"
+        return (
+            "until the WAN changes" if held.why in WAN_WAITS else "until the configuration changes"
+        )
     if held.until <= now:
         return f"due since {iso(held.until)}"
     return f"until {iso(held.until)} (in {duration(held.until - now)})"

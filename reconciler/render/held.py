@@ -12,7 +12,8 @@ __all__ = ["held_json"]
 
 def held_json(item: Held) -> dict[str, Any]:
     """key, kind, why it is held (`backoff`, `permanent-failure`, ...), detail, and until when
-    (ISO 8601 UTC; None when only a configuration change lifts it)."""
+    (ISO 8601 UTC; None when only a change of the configuration, or of the WAN for the
+    `upstream` and `no-owner` holds, lifts it)."""
     return {
         "key": item.action.key,
         "kind": item.action.KIND,

@@ -100,6 +100,7 @@ def observe_wan(platform: Platform, sink: FactSink) -> Envelope:
         addresses=wan.addresses,
         autoconf=wan.autoconf,
         default_route=wan.default_route,
+        owner=wan.owner,
     )
     return sink.record(fact, "observer:wan")
 

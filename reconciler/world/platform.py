@@ -36,6 +36,8 @@ class WanState:
     # Whether the IPv4 default route leaves through the WAN (Linux; a route the kernel keeps
     # as `linkdown` counts); None where the platform does not observe it.
     default_route: bool | None = None
+    # Who restart-wan would tell (world/wanowner.py); "none": nobody; None: the platform's own.
+    owner: str | None = None
 
     @property
     def address(self) -> str | None:

@@ -33,6 +33,7 @@ EXAMPLES = [
     facts.TunnelObserved("gif0", True, True, "203.0.113.7", "198.51.100.1", "gif", 255),
     WanAddressObserved("em0", None, False, autoconf=True),
     WanAddressObserved("eth0", "198.51.100.7", True, autoconf=True, default_route=False),
+    WanAddressObserved("ppp0", None, False, exists=False, default_route=False, owner="none"),
     facts.HostnameFileObserved("/etc/hostname.gif0", None),
     EndpointObserved("203.0.113.7", "update", for_local="10.0.0.2"),
     ActionStarted("restart-wan:em0", "restart-wan", "WAN has no address", causes=(3, 4)),
@@ -237,7 +238,8 @@ def test_v2_wan_records_read_with_the_default_route_unknown() -> None:
     assert fact == WanAddressObserved("em0", "192.0.2.7", True, addresses=("192.0.2.7",),
                                       autoconf=True)  # fmt: skip
     assert isinstance(fact, WanAddressObserved) and fact.default_route is None
-    assert WanAddressObserved.VERSION == 3
+    assert fact.owner is None  # v3 -> v4: the platform's own way, as before
+    assert WanAddressObserved.VERSION == 4
 
 
 def test_v1_action_failed_reads_as_confirmed() -> None:

@@ -73,10 +73,11 @@ def test_unobserved_world_plans_nothing() -> None:
     ],
 )
 def test_wan_down_restarts_wan_only(wan: WanAddressObserved, reason: str) -> None:
-    """A WAN without an address, link or interface gets restart-wan and nothing else."""
+    """A WAN without an address, link or interface gets restart-wan and nothing else (a
+    missing one after its grace)."""
     history = healthy(History())
     history.record(wan)
-    plan = history.plan()
+    plan = history.plan(later=30.0)
     assert [a.KIND for a in plan] == ["restart-wan"]
     assert reason in plan.actions[0].reason
     assert plan.actions[0].causes
@@ -752,14 +753,12 @@ def test_a_dhcp_wan_gets_its_grace_before_restart_wan() -> None:
     assert history.kinds(later=since + 30 - history.now) == ["restart-wan"]
 
 
-def test_a_dhcp_wan_with_its_link_down_waits_too_but_not_a_missing_one() -> None:
-    """Link down counts as mid-DHCP; a missing interface, a static WAN, a failing probe or a
-    zero grace do not wait."""
+def test_a_dhcp_wan_with_its_link_down_waits_too() -> None:
+    """Link down counts as mid-DHCP; a static WAN, a failing probe or a zero grace do not
+    wait."""
     history = healthy(History())
     history.record(WanAddressObserved("em0", ADDR, False, autoconf=True))
     assert [h.why for h in history.plan().held] == ["dhcp-grace"]
-    history.record(WanAddressObserved("em0", None, False, exists=False, autoconf=True))
-    assert history.kinds() == ["restart-wan"]
     static = healthy(History())
     static.record(WanAddressObserved("em0", None, True))
     assert static.kinds() == ["restart-wan"]
@@ -896,3 +895,54 @@ def test_ipv6_across_the_tunnel_shows_he_kept_what_it_had_after_a_crash() -> Non
     history.record(ProbeObserved("ipv6", "2001:db8::53", True))  # NEW never reached HE
     for later in (0, 700, 100_000):
         assert history.plan(later=later).empty
+
+
+def test_a_wan_interface_that_is_gone_is_waited_for_then_restarted() -> None:
+    """pppd redialling removes ppp0: the WAN's absence gets the grace (DHCP or not), counted
+    from the observation that first showed it gone; back within it, nothing is restarted."""
+    history = healthy(History())
+    history.record(WanAddressObserved("em0", None, False, exists=False))
+    gone = history.now
+    history.record(WanAddressObserved("em0", None, False, exists=False), after=10.0)
+    [held] = history.plan().held
+    assert (held.action.KIND, held.why, held.until) == ("restart-wan", "wan-grace", gone + 30)
+    assert "em0 is gone" in held.detail
+    assert history.kinds(later=gone + 30 - history.now) == ["restart-wan"]
+    redial = healthy(History())
+    redial.record(WanAddressObserved("em0", None, False, exists=False))
+    redial.record(WanAddressObserved("em0", NEW, True), after=20.0)
+    assert "restart-wan" not in redial.kinds(later=100.0)
+
+
+def test_a_probe_failure_with_link_address_and_default_route_restarts_nothing() -> None:
+    """An IPv4 probe failing while the WAN has its link, address and default route says the
+    path beyond it is broken: restart-wan is held ("upstream", until the WAN changes), not
+    run, however long it lasts; without the default route (the DHCP client's lost) or where
+    it is not observed (OpenBSD) the WAN is restarted as before."""
+    history = healthy(History())
+    history.record(WanAddressObserved("em0", ADDR, True, default_route=True))
+    fail_probe(history, "ipv4", 3)
+    plan = history.plan(later=3600.0)
+    assert plan.actions == ()
+    [held] = plan.held
+    assert (held.action.KIND, held.why, held.until) == ("restart-wan", "upstream", None)
+    assert "default route" in held.action.reason
+    history.record(WanAddressObserved("em0", ADDR, True, default_route=False))
+    assert history.kinds() == ["restart-wan"]
+    unknown = healthy(History())
+    fail_probe(unknown, "ipv4", 3)
+    assert unknown.kinds() == ["restart-wan"]
+
+
+def test_a_wan_nobody_can_restart_is_only_observed() -> None:
+    """With no owner to tell (no DHCP client, networkd, NetworkManager..., no
+    restart_command) a WAN without its address is held ("no-owner"), never restarted."""
+    history = healthy(History())
+    history.record(WanAddressObserved("em0", None, True, owner="none"))
+    plan = history.plan(later=3600.0)
+    assert plan.actions == ()
+    [held] = plan.held
+    assert (held.action.KIND, held.why, held.until) == ("restart-wan", "no-owner", None)
+    assert "wan.restart_command" in held.detail
+    history.record(WanAddressObserved("em0", None, True, owner="dhclient"))
+    assert history.kinds() == ["restart-wan"]
