@@ -144,3 +144,69 @@ def test_the_key_never_reaches_the_log_even_at_debug(tmp_path: Path) -> None:
     assert re.search(r"badauth", text, re.IGNORECASE)
     assert "DEBUG" in text and "stopped" in text
     assert TEST_KEY not in text
+
+
+def _journal_stream_of(path: Path) -> str:
+    status = os.stat(path)
+    return f"{status.st_dev}:{status.st_ino}"
+
+
+def test_stderr_that_is_the_journal_stream_carries_priority_prefixes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With JOURNAL_STREAM naming stderr's device and inode (systemd's journal stream), each
+    line starts with its sd-daemon priority, every line of a traceback too, so that
+    `journalctl -p warning` finds the warnings."""
+    path = tmp_path / "stderr"
+    with path.open("w") as stream:
+        monkeypatch.setenv("JOURNAL_STREAM", _journal_stream_of(path))
+        configure_logging("stderr", level=logging.DEBUG, stream=stream)
+        daemon_log = logging.getLogger("reconciler.daemon")
+        daemon_log.warning("cannot watch the kernel: polling only")
+        daemon_log.info("plan: restart-tunnel")
+        daemon_log.debug("observed wan0")
+        daemon_log.error("failed restart-wan")
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            daemon_log.exception("callback failed")
+        logging.getLogger("apscheduler.scheduler").warning("job raised")
+    lines = path.read_text().splitlines()
+    assert lines[:4] == [
+        "<4>WARNING cannot watch the kernel: polling only",
+        "<6>INFO plan: restart-tunnel",
+        "<7>DEBUG observed wan0",
+        "<3>ERROR failed restart-wan",
+    ]
+    assert lines[4] == "<3>ERROR callback failed"
+    assert lines[5] == "<3>Traceback (most recent call last):"
+    assert lines[-2] == "<3>RuntimeError: boom"
+    assert all(line.startswith("<3>") for line in lines[4:-1])
+    assert lines[-1] == "<4>WARNING job raised"
+
+
+@pytest.mark.parametrize("journal_stream", [None, "", "other", "1:2"])
+def test_stderr_that_is_not_the_journal_stream_has_no_prefix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journal_stream: str | None
+) -> None:
+    """No JOURNAL_STREAM, a malformed one, or one naming another file (a child whose stderr
+    was redirected inherits the variable): plain `LEVEL message` lines."""
+    path = tmp_path / "stderr"
+    if journal_stream is None:
+        monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    else:
+        monkeypatch.setenv("JOURNAL_STREAM", journal_stream)
+    with path.open("w") as stream:
+        configure_logging("stderr", stream=stream)
+        logging.getLogger("reconciler").warning("cannot watch the kernel")
+    assert path.read_text() == "WARNING cannot watch the kernel\n"
+
+
+def test_a_stream_without_a_file_is_not_the_journal(tmp_path: Path) -> None:
+    """A stream with no file descriptor (a test's StringIO) is never the journal's."""
+    stream = io.StringIO()
+    path = tmp_path / "stderr"
+    path.touch()
+    configure_logging("stderr", stream=stream, environ={"JOURNAL_STREAM": _journal_stream_of(path)})
+    logging.getLogger("reconciler").warning("plain")
+    assert stream.getvalue() == "WARNING plain\n"
