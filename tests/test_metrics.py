@@ -152,6 +152,22 @@ def test_metrics_over_http_on_loopback_and_a_taken_address() -> None:
         server.server_close()
 
 
+def test_metrics_over_http_on_ipv6_loopback_without_a_line_per_scrape(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """`[::1]:PORT` is served over IPv6; a scrape writes nothing to stderr."""
+    server = listen(("::1", 0), lambda: reading_of(story()))
+    try:
+        port = server.server_address[1]
+        with urllib.request.urlopen(f"http://[::1]:{port}/metrics", timeout=5) as answer:
+            assert answer.status == 200
+            assert "reconciler_log_last_seq 10.0" in answer.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert capfd.readouterr().err == ""
+
+
 def test_metrics_command_computes_from_the_log(tmp_path: Path) -> None:
     path = write_config(tmp_path)
     state_dir = tmp_path / "state"

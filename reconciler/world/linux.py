@@ -5,10 +5,10 @@ Everything the kernel knows is read and changed over rtnetlink with pyroute2; no
 stand-in for kernels without `sit` (containers, micro-VMs, this project's lab), where IPv6
 rides in UDP to the far end.
 
-Every public call opens its own short-lived netlink socket (in `netns` when given): that
-costs about a millisecond here (about a dozen in a named netns, where pyroute2 forks a helper
-to open the socket), keeps the platform safe to call from any scheduler thread, and survives
-the namespace's links being replaced behind our back.
+Every public call opens its own short-lived netlink socket (in `netns` when given, through
+`reconciler.world.netns`): that costs about a millisecond here (about a dozen in a named
+netns, where pyroute2 forks a helper to open the socket), keeps the platform safe to call
+from any scheduler thread, and survives the namespace's links being replaced behind our back.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from pyroute2 import IPRoute
-from pyroute2 import netns as pyroute2_netns
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import (
     RTM_DELADDR,
@@ -40,6 +39,7 @@ from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 from reconciler.errors import PermanentError, PlatformUnsupportedError, TemporaryError
 from reconciler.model.config import Config
 from reconciler.world.hostname_file import read_hostname_file, replace_hostname_file
+from reconciler.world.netns import rtnetlink, rtnetlink_socket
 from reconciler.world.platform import ChangeNotice, TunnelState, WanState, tunnel_address_first
 from reconciler.world.runner import (
     NOT_STARTED,
@@ -69,7 +69,6 @@ _IFF_RUNNING = 0x40  # RFC 2863 operationally up
 _IFA_F_NODAD = 0x02
 _IFA_F_PERMANENT = 0x80  # set by hand (ip addr add); a DHCP client's has a lifetime instead
 _INFINITY_LIFE_TIME = 0xFFFFFFFF
-_NETLINK_ROUTE = 0
 _WATCH_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
 _WATCH_RCVBUF = 1 << 20
 # Errors where trying again later cannot help: the request itself is refused.
@@ -214,9 +213,7 @@ class LinuxPlatform:
             for link in ipr.get_links():
                 names[link["index"]] = str(link.get_attr("IFLA_IFNAME"))
         try:
-            sock = pyroute2_netns.create_socket(
-                self.netns, socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_ROUTE, flags=0
-            )
+            sock = rtnetlink_socket(self.netns)
         except OSError as exc:
             raise TemporaryError(f"cannot open a netlink socket: {_reason(exc)}") from exc
         return NetlinkWatch(sock, notify, names)
@@ -395,7 +392,7 @@ class LinuxPlatform:
     def _netlink(self, doing: str, what: str) -> Iterator[IPRoute]:
         """A netlink socket for one call; kernel refusals become Temporary/PermanentError."""
         try:
-            ipr = IPRoute(netns=self.netns, flags=0) if self.netns else IPRoute()
+            ipr = rtnetlink(self.netns)
         except FileNotFoundError as exc:
             raise TemporaryError(f"network namespace {self.netns} does not exist") from exc
         except OSError as exc:

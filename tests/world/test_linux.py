@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,7 +20,6 @@ from typing import Any
 
 import attrs
 import pytest
-from pyroute2 import netns as pyroute2_netns
 
 from reconciler.errors import PermanentError, PlatformUnsupportedError, TemporaryError
 from reconciler.model.config import (
@@ -33,6 +31,7 @@ from reconciler.model.config import (
     WanConfig,
 )
 from reconciler.world.linux import SIT_UNSUPPORTED, LinuxPlatform, NetlinkWatch
+from reconciler.world.netns import rtnetlink_socket
 from reconciler.world.platform import ChangeNotice, tunnel_address_first
 from reconciler.world.probe import ping
 from tests.world.platform_contract import NoticeCollector, PlatformContract, World
@@ -522,7 +521,7 @@ def test_watch_overrun_becomes_desync(namespaces: tuple[str, str]) -> None:
         release.wait(10)
         notices(notice)
 
-    sock = pyroute2_netns.create_socket(router, socket.AF_NETLINK, socket.SOCK_RAW, 0, flags=0)
+    sock = rtnetlink_socket(router)
     watch = NetlinkWatch(sock, slow_consumer, {}, rcvbuf=4096)
     try:
         batch = "".join(f"address add 2001:db8:7::{n}/64 dev {WAN} nodad\n" for n in range(1, 400))
