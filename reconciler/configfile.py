@@ -503,7 +503,7 @@ class _Reader:
         return FirewallConfig(command or ())
 
     def reconcile(self) -> ReconcileConfig | None:
-        keys = {"backoff_min", "backoff_max", "restart_limit", "restart_window"}
+        keys = {"backoff_min", "backoff_max", "restart_limit", "restart_window", "he_backoff_max"}
         t = self.section("reconcile", keys, required=False)
         low = self.number(t, "reconcile.backoff_min", default=5.0, minimum=0.1, maximum=_DAY)
         high = self.number(t, "reconcile.backoff_max", default=3600.0, minimum=0.1, maximum=_WEEK)
@@ -511,12 +511,18 @@ class _Reader:
         window = self.number(
             t, "reconcile.restart_window", default=900.0, minimum=1.0, maximum=_WEEK
         )
+        he_high = self.number(
+            t, "reconcile.he_backoff_max", default=600.0, minimum=0.1, maximum=_DAY
+        )
         if low is not None and high is not None and high < low:
             self.problem("reconcile.backoff_max", f"must be at least backoff_min ({low:g})")
             return None
-        if low is None or high is None or limit is None or window is None:
+        if low is not None and he_high is not None and he_high < low:
+            self.problem("reconcile.he_backoff_max", f"must be at least backoff_min ({low:g})")
             return None
-        return ReconcileConfig(low, high, limit, window)
+        if low is None or high is None or limit is None or window is None or he_high is None:
+            return None
+        return ReconcileConfig(low, high, limit, window, he_high)
 
     def notify(self) -> NotifyConfig | None:
         t = self.section("notify", {"command", "events", "timeout"}, required=False)

@@ -14,6 +14,7 @@ from attrs import field, frozen
 
 __all__ = [
     "ACTION_ORDER",
+    "HE_ABUSE",
     "PRIVATE_ADDRESS_REFUSED",
     "Action",
     "Outcome",
@@ -23,6 +24,7 @@ __all__ = [
     "RewriteHostname",
     "UpdateHeEndpoint",
     "holds_only_its_key",
+    "is_abuse",
 ]
 
 
@@ -185,3 +187,14 @@ def holds_only_its_key(kind: str, message: str) -> bool:
     Read from the recorded message, which every release since the refusal was classified
     has worded so: logs written before this distinction was made plan the same way."""
     return kind == UpdateHeEndpoint.KIND and message.startswith(PRIVATE_ADDRESS_REFUSED)
+
+
+# HE's `abuse`: it blocks the account's updates for hours. The tunnelbroker client words that
+# outcome with this prefix (every release has); the planner tells it from server trouble (a
+# 5xx, 911, a time-out), which backs off from seconds, by the recorded message.
+HE_ABUSE = "HE blocked updates for too many requests (abuse)"
+
+
+def is_abuse(kind: str, message: str) -> bool:
+    """Whether a failure of an action of `kind` with `message` is HE's `abuse` answer."""
+    return kind == UpdateHeEndpoint.KIND and message.startswith(HE_ABUSE)

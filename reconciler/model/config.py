@@ -111,6 +111,9 @@ class ReconcileConfig:
     backoff_max: float = 3600.0
     restart_limit: int = 5  # restarts of one kind that did not help ...
     restart_window: float = 900.0  # ... within this many seconds: stop and report
+    # The ceiling of the back-off after trouble at HE's server (5xx, 911, time-outs): from
+    # backoff_min, doubling with each update in a row that met trouble, up to this.
+    he_backoff_max: float = 600.0
 
 
 @frozen

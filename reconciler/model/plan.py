@@ -66,11 +66,20 @@ from reconciler.model.actions import (
     RewriteHostname,
     UpdateHeEndpoint,
     holds_only_its_key,
+    is_abuse,
 )
 from reconciler.model.desired import DesiredState
 from reconciler.model.state import ActionRecord, ObservedState
 
-__all__ = ["WAN_WAITS", "Held", "HoldReason", "Plan", "backoff_delay", "plan"]
+__all__ = [
+    "WAN_WAITS",
+    "Held",
+    "HoldReason",
+    "Plan",
+    "backoff_delay",
+    "plan",
+    "server_trouble_delay",
+]
 
 HoldReason = Literal[
     "backoff", "retry-after", "settling", "min-update-interval", "permanent-failure",
@@ -406,7 +415,7 @@ def _holds(
         record is not None
         and record.last_outcome == "temporary"
         and record.failed_at is not None
-        and not _awaiting_the_tunnel(action, record, observed)
+        and action.KIND != UpdateHeEndpoint.KIND  # HE's trouble is the service's: below
     ):
         delay = backoff_delay(record.consecutive_failures, bounds.backoff_min, bounds.backoff_max)
         why: HoldReason = "backoff"
@@ -618,13 +627,19 @@ def _hold_update(
     holds: list[Held] = []
     # HE's "abuse" blocks the account, not one address: its hint holds every update.
     for other in same_kind:
-        if other.key == action.key and _awaiting_the_tunnel(action, other, observed):
-            continue  # its own wait is the "unconfirmed" hold below
-        if other.last_outcome == "temporary" and other.retry_after and other.failed_at:
+        if (
+            other.last_outcome == "temporary"
+            and other.retry_after
+            and other.failed_at
+            and is_abuse(other.kind, other.last_message)
+        ):
             due = _due(other.failed_at, other.retry_after, now)
             if now < due:
                 holds.append(Held(action, "retry-after", f"{other.key}: {other.last_message}", due))
     if isinstance(action, UpdateHeEndpoint):
+        trouble = _hold_server_trouble(action, desired, observed, now)
+        if trouble is not None:
+            holds.append(trouble)
         record = observed.actions.get(action.key)
         if (
             record is not None
@@ -657,6 +672,48 @@ def _hold_update(
             )
         )
     return holds
+
+
+def server_trouble_delay(count: int, retry_after: float | None, desired: DesiredState) -> float:
+    """How long after the latest of `count` updates in a row that met trouble at HE's server
+    the next update may go: backoff_min, doubling with each, up to he_backoff_max; longer
+    when HE's Retry-After says so (the client bounds it)."""
+    return max(_trouble_slot(count, desired), retry_after or 0.0)
+
+
+def _trouble_slot(count: int, desired: DesiredState) -> float:
+    bounds = desired.reconcile
+    return backoff_delay(count, bounds.backoff_min, max(bounds.he_backoff_max, bounds.backoff_min))
+
+
+def _hold_server_trouble(
+    action: UpdateHeEndpoint, desired: DesiredState, observed: ObservedState, now: float
+) -> Held | None:
+    """The back-off after trouble at HE's server (a 5xx, 911, a time-out...): one slot for
+    every update, the new address's included (HE's trouble is not one address's), counted
+    from the latest trouble and growing with the updates in a row that met it; over at HE's
+    first good word (see the fold's he_trouble). An update of unknown outcome waits for the
+    tunnel instead ("unconfirmed"), as long as the tunnel may yet tell."""
+    trouble = observed.he_trouble
+    if trouble is None:
+        return None
+    record = observed.actions.get(action.key)
+    if (
+        trouble.key == action.key
+        and record is not None
+        and _awaiting_the_tunnel(action, record, observed)
+    ):
+        return None
+    delay = server_trouble_delay(trouble.count, trouble.retry_after, desired)
+    due = _due(trouble.at, delay, now)
+    if now >= due:
+        return None
+    why: HoldReason = "retry-after" if delay > _trouble_slot(trouble.count, desired) else "backoff"
+    detail = (
+        f"trouble at HE, {trouble.count} update(s) in a row; last ({trouble.key}): "
+        f"{trouble.message}"
+    )
+    return Held(action, why, detail, due)
 
 
 def _hold_unconfirmed(

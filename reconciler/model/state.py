@@ -16,6 +16,11 @@ that succeeds across a tunnel observed up with local end X (and not restarted si
 that HE has our endpoint for X (source "probe"; behind NAT the public address stays unknown),
 proven again after an update sent since. HE changes its endpoint only when updated: a new
 address after one update of unknown outcome (the daemon died during it) is that update's.
+
+Trouble at HE's server lives here too (`he_trouble`): the updates in a row that met passing
+trouble (a 5xx, 911, a time-out, a refused connection, an unknown answer; not `abuse`),
+ended by any good word from HE: a good or nochg answer, its tunnel info, or the tunnel
+proving that the troubled update reached HE after all (an answer that came too late).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any, Literal
 import attrs
 from attrs import field, frozen
 
-from reconciler.model.actions import RestartTunnel, RestartWan, UpdateHeEndpoint
+from reconciler.model.actions import RestartTunnel, RestartWan, UpdateHeEndpoint, is_abuse
 from reconciler.model.facts import (
     ActionFailed,
     ActionStarted,
@@ -55,6 +60,7 @@ __all__ = [
     "ActionRecord",
     "EndpointView",
     "FoldErrorHandler",
+    "HeTroubleView",
     "HostnameView",
     "ObservedState",
     "ProbeView",
@@ -128,6 +134,20 @@ class EndpointView:
     address: str | None
     for_local: str | None
     source: str
+    seq: int
+    at: float
+
+
+@frozen
+class HeTroubleView:
+    """Trouble at HE's server met by `count` updates in a row (none answered well since): the
+    latest at `at` (fact `seq`), by the update `key`, with HE's Retry-After if it gave one.
+    The planner's back-off after server trouble grows with `count`."""
+
+    count: int
+    key: str
+    message: str
+    retry_after: float | None
     seq: int
     at: float
 
@@ -207,6 +227,8 @@ class ObservedState:
     last_update_attempt_at: float | None = None
     last_update_attempt_seq: int = 0
     actions: Mapping[str, ActionRecord] = field(factory=dict, hash=False)
+    # Server trouble since HE last answered well (None: none).
+    he_trouble: HeTroubleView | None = None
 
     def probe(self, family: str) -> ProbeView:
         return self.probes.get(family) or ProbeView(family=family)
@@ -358,7 +380,8 @@ def _fold_endpoint(
             if ipv6 is not None and ipv6.last_ok:
                 for_local = _local_proven_by_probe(state, ipv6.last_seq)
     endpoint = EndpointView(fact.address, for_local, fact.source, seq, at)
-    return _moved(state, seq, at, endpoint=endpoint)
+    # HE said what it has (its tunnel info, or its answer to an update): it answers well.
+    return _moved(state, seq, at, endpoint=endpoint, he_trouble=None)
 
 
 def _local_of_the_update_since(state: ObservedState, old: EndpointView | None) -> str | None:
@@ -420,6 +443,8 @@ def _fold_succeeded(
         if other.kind != fact.action or key == fact.key or _still_decides(other, state, at)
     }
     actions[fact.key] = record
+    if fact.action == UpdateHeEndpoint.KIND:  # good or nochg: HE answers well again
+        return _moved(state, seq, at, actions=actions, he_trouble=None)
     return _moved(state, seq, at, actions=actions)
 
 
@@ -452,7 +477,17 @@ def _fold_failed(state: ObservedState, fact: ActionFailed, seq: int, at: float) 
         unconfirmed=fact.unconfirmed and fact.kind == "temporary",
         last_outcome_seq=seq,
     )
-    return _moved(state, seq, at, actions={**state.actions, fact.key: record})
+    actions = {**state.actions, fact.key: record}
+    if (
+        fact.action == UpdateHeEndpoint.KIND
+        and fact.kind == "temporary"
+        and not is_abuse(fact.action, fact.message)
+    ):
+        trouble = state.he_trouble
+        count = (trouble.count if trouble is not None else 0) + 1
+        he_trouble = HeTroubleView(count, fact.key, fact.message, fact.retry_after, seq, at)
+        return _moved(state, seq, at, actions=actions, he_trouble=he_trouble)
+    return _moved(state, seq, at, actions=actions)
 
 
 def _fold_other(state: ObservedState, fact: Any, seq: int, at: float) -> ObservedState:
@@ -561,8 +596,19 @@ def _fold_probe(state: ObservedState, fact: ProbeObserved, seq: int, at: float) 
             proven = _endpoint_proven_by_probe(state, seq, at)
             if proven is not None:  # rare: the first success across a changed tunnel, or
                 # after an update (which may have changed HE's endpoint)
+                trouble = state.he_trouble
+                if trouble is not None and UpdateHeEndpoint.local_of(trouble.key) in (
+                    proven.for_local,
+                    proven.address,
+                ):
+                    # The troubled update reached HE after all (its answer came too late):
+                    # the trouble it stood for is over.
+                    trouble = None
                 return _fold_probe(
-                    _moved(state, state.seq, state.at, endpoint=proven), fact, seq, at
+                    _moved(state, state.seq, state.at, endpoint=proven, he_trouble=trouble),
+                    fact,
+                    seq,
+                    at,
                 )
     if status == "up" and old.status != "up":
         # The problem a restart was meant to fix has gone: its restarts stop counting.
@@ -663,6 +709,7 @@ def _forget_recent_starts(
 # --- snapshots: a msgpack-able mapping and back -------------------------------------------
 
 _VIEWS: dict[str, type[Any]] = {
+    "he_trouble": HeTroubleView,
     "wan": WanView,
     "tunnel": TunnelView,
     "hostname_file": HostnameView,

@@ -12,7 +12,9 @@ exception echoes it back.
 Only the answers HE's table calls permanent (badauth, nohost, !yours, notfqdn, numhost, the
 legacy RFC 1918 refusal) are permanent. Everything else, the unknown included, is temporary:
 a 429, a maintenance page, an empty answer or a redirect from whatever stands in front of HE
-passes. A Retry-After header (seconds or an HTTP date) sets the wait, within bounds.
+passes. Such an outcome carries no wait of its own: the planner backs off after trouble at
+HE, from seconds and growing with trouble in a row; a Retry-After header (seconds or an
+HTTP date) sets the wait instead when longer, within bounds.
 
 Every call ends by a deadline (`connect_timeout + read_timeout`), however slowly the server
 drips its answer; an update that went out but got no complete answer is `unconfirmed`.
@@ -40,7 +42,7 @@ import urllib3.connectionpool
 from attrs import frozen
 
 from reconciler.errors import one_line
-from reconciler.model.actions import PRIVATE_ADDRESS_REFUSED, Outcome
+from reconciler.model.actions import HE_ABUSE, PRIVATE_ADDRESS_REFUSED, Outcome
 from reconciler.model.config import TunnelbrokerConfig
 from reconciler.workers import Workers
 from reconciler.world.updatekey import UpdateKeyError, read_update_key, scrub, secret_forms
@@ -49,7 +51,6 @@ __all__ = [
     "ABUSE_RETRY_AFTER",
     "HE_PING_SOURCE",
     "RETRY_AFTER_MAX",
-    "SERVER_RETRY_AFTER",
     "TunnelInfo",
     "TunnelbrokerClient",
     "UpdateResult",
@@ -57,8 +58,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# inadyn waits this long after server-side trouble; HE publishes no better number.
-SERVER_RETRY_AFTER: Final = 600.0
 # `abuse` means HE has blocked us for updating too often: wait hours, not minutes.
 ABUSE_RETRY_AFTER: Final = 3 * 3600.0
 # A server's Retry-After is honoured up to this (a typo in a date must not mean "never").
@@ -218,11 +217,9 @@ class TunnelbrokerClient:
         config: TunnelbrokerConfig,
         *,
         session: requests.Session | None = None,
-        server_retry_after: float = SERVER_RETRY_AFTER,
         abuse_retry_after: float = ABUSE_RETRY_AFTER,
     ) -> None:
         self.config = config
-        self.server_retry_after = server_retry_after
         self.abuse_retry_after = abuse_retry_after
         # The whole of one call, connecting, sending and reading every byte of the answer.
         self.deadline = config.connect_timeout + config.read_timeout
@@ -311,7 +308,7 @@ class TunnelbrokerClient:
         if status == 200 and first == "abuse":
             return UpdateResult(
                 Outcome.temporary(
-                    "HE blocked updates for too many requests (abuse); waiting hours",
+                    f"{HE_ABUSE}; waiting hours",
                     max(self.abuse_retry_after, answer.retry_after or 0.0),
                 )
             )
@@ -352,12 +349,11 @@ class TunnelbrokerClient:
             )
         return UpdateResult(Outcome.temporary(message, self._wait(answer)))
 
-    def _wait(self, answer: _Answer) -> float:
-        """How long to wait after passing trouble: the server's Retry-After when it gave one
-        (bounded), else the usual pause after server-side trouble."""
-        if answer.retry_after is not None:
-            return answer.retry_after
-        return self.server_retry_after
+    @staticmethod
+    def _wait(answer: _Answer) -> float | None:
+        """The server's Retry-After after passing trouble (bounded), or None: the planner's
+        back-off after trouble at HE decides."""
+        return answer.retry_after
 
     def _classify_success(
         self,
@@ -374,30 +370,23 @@ class TunnelbrokerClient:
             # told HE the address ourselves.
             if address is not None:
                 return UpdateResult(Outcome.ok(f"HE endpoint {word}: {address}"), address)
-            return UpdateResult(
-                Outcome.temporary(
-                    f"HE answered {word!r} without an address", self.server_retry_after
-                )
-            )
+            return UpdateResult(Outcome.temporary(f"HE answered {word!r} without an address"))
         ip = _parse_ipv4(reported)
         if ip is None:
             return UpdateResult(
                 Outcome.temporary(
-                    f"HE gave an unknown answer: {_shown_body(f'{word} {reported}', secrets)}",
-                    self.server_retry_after,
+                    f"HE gave an unknown answer: {_shown_body(f'{word} {reported}', secrets)}"
                 )
             )
         if ip.is_loopback or ip.is_unspecified:
             # HE could not ping the new address, so it did not take it.
-            return UpdateResult(Outcome.temporary(_unpingable(address), self.server_retry_after))
+            return UpdateResult(Outcome.temporary(_unpingable(address)))
         # Without myip, HE reports the public address our request came from (NAT): whatever
         # real address it names is ours.
         if reported == wanted or address is None:
             return UpdateResult(Outcome.ok(f"HE endpoint {word}: {reported}"), reported)
         return UpdateResult(
-            Outcome.temporary(
-                f"HE reports endpoint {reported}, not {wanted}", self.server_retry_after
-            ),
+            Outcome.temporary(f"HE reports endpoint {reported}, not {wanted}"),
             reported,
         )
 
@@ -437,8 +426,7 @@ class TunnelbrokerClient:
         if 500 <= status <= 599:
             return TunnelInfo(
                 Outcome.temporary(
-                    f"HE tunnelInfo answered HTTP {status}: {_shown_body(body, secrets)}",
-                    self.server_retry_after,
+                    f"HE tunnelInfo answered HTTP {status}: {_shown_body(body, secrets)}"
                 )
             )
         if body.split()[:1] == ["badauth"]:
@@ -451,18 +439,14 @@ class TunnelbrokerClient:
         if status != 200:
             return TunnelInfo(
                 Outcome.temporary(
-                    f"HE tunnelInfo answered HTTP {status}: {_shown_body(body, secrets)}",
-                    self.server_retry_after,
+                    f"HE tunnelInfo answered HTTP {status}: {_shown_body(body, secrets)}"
                 )
             )
         try:
             root = ElementTree.fromstring(body)
         except ElementTree.ParseError:
             return TunnelInfo(
-                Outcome.temporary(
-                    f"HE tunnelInfo is not XML: {_shown_body(body, secrets)}",
-                    self.server_retry_after,
-                )
+                Outcome.temporary(f"HE tunnelInfo is not XML: {_shown_body(body, secrets)}")
             )
         wanted = str(self.config.tunnel_id)
         tunnels = [root] if root.tag == "tunnel" else list(root.iter("tunnel"))
@@ -473,8 +457,7 @@ class TunnelbrokerClient:
             if client is not None and _parse_ipv4(client) is None:
                 return TunnelInfo(
                     Outcome.temporary(
-                        f"HE tunnelInfo has a malformed clientv4: {_shown_body(client, secrets)}",
-                        self.server_retry_after,
+                        f"HE tunnelInfo has a malformed clientv4: {_shown_body(client, secrets)}"
                     )
                 )
             return TunnelInfo(
@@ -602,9 +585,9 @@ class TunnelbrokerClient:
                 secrets = secret_forms(self.config.username, key)
                 message += f": {scrub(one_line(detail), secrets)}"
         log.warning("%s", message)
-        # An untrusted certificate will not fix itself in ten minutes, but a middlebox or a
-        # clock can; keep retrying, slowly, and let the message say why.
-        return Outcome.temporary(message, self.server_retry_after)
+        # An untrusted certificate will not fix itself at once, but a middlebox or a clock
+        # can; keep retrying (the planner backs off, to minutes) and let the message say why.
+        return Outcome.temporary(message)
 
     def _log_outcome(self, what: str, outcome: Outcome) -> None:
         level = logging.INFO if outcome.succeeded else logging.WARNING

@@ -248,6 +248,10 @@ BROKEN = [
      "firewall.reload_command"),
     ("backoff order", VALID + "\n[reconcile]\nbackoff_min = 60\nbackoff_max = 5\n",
      "reconcile.backoff_max"),
+    ("he backoff order", VALID + "\n[reconcile]\nbackoff_min = 60\nhe_backoff_max = 5\n",
+     "reconcile.he_backoff_max"),
+    ("he backoff zero", VALID + "\n[reconcile]\nhe_backoff_max = 0\n",
+     "reconcile.he_backoff_max"),
     ("retain negative", _replace('log = "stderr"', 'log = "stderr"\nretain_days = -1'),
      "daemon.retain_days"),
     ("retain type", _replace('log = "stderr"', 'log = "stderr"\nretain_mb = "64M"'),
@@ -330,3 +334,11 @@ def test_a_key_file_without_a_usable_key_is_refused_without_showing_it(
     assert str(tmp_path / "he.key") in lines[0]
     for needle in ("sékrit", "é", "€", "first-line", "second-line", "position", "codec"):
         assert needle not in err, needle
+
+
+def test_he_backoff_max_defaults_to_ten_minutes_and_can_be_set(tmp_path: Path) -> None:
+    """The ceiling of the back-off after trouble at HE is 600 s unless [reconcile] says."""
+    assert load_config(write_config(tmp_path, VALID)).reconcile.he_backoff_max == 600.0
+    text = VALID + "\n[reconcile]\nbackoff_min = 20\nhe_backoff_max = 120\n"
+    reconcile = load_config(write_config(tmp_path, text)).reconcile
+    assert (reconcile.backoff_min, reconcile.he_backoff_max) == (20.0, 120.0)

@@ -19,7 +19,7 @@ from typing import IO
 
 import pytest
 
-from reconciler.model.actions import UpdateHeEndpoint, holds_only_its_key
+from reconciler.model.actions import UpdateHeEndpoint, holds_only_its_key, is_abuse
 from reconciler.model.config import TunnelbrokerConfig
 from reconciler.testing.fake_he import (
     FakeTunnelbroker,
@@ -31,7 +31,6 @@ from reconciler.testing.fake_he import (
 from reconciler.world.tunnelbroker import (
     ABUSE_RETRY_AFTER,
     RETRY_AFTER_MAX,
-    SERVER_RETRY_AFTER,
     TunnelbrokerClient,
     UpdateResult,
 )
@@ -166,22 +165,23 @@ def test_wrong_tunnel_id_is_nohost(fake: FakeTunnelbroker, key_file: Path) -> No
         ("notfqdn", "permanent", "notfqdn", None),
         ("numhost", "permanent", "numhost", None),
         ("legacy-rfc1918", "permanent", "RFC 1918", None),
-        # Whatever the table does not name is passing trouble, retried with backoff.
-        ("401", "temporary", "HTTP 401", SERVER_RETRY_AFTER),
-        ("403", "temporary", "HTTP 403", SERVER_RETRY_AFTER),
-        ("unknown", "temporary", "Scheduled maintenance", SERVER_RETRY_AFTER),
-        ("maintenance", "temporary", "Scheduled maintenance", SERVER_RETRY_AFTER),
-        ("empty", "temporary", "empty answer", SERVER_RETRY_AFTER),
-        ("204", "temporary", "HTTP 204", SERVER_RETRY_AFTER),
-        ("429", "temporary", "HTTP 429", SERVER_RETRY_AFTER),
+        # Whatever the table does not name is passing trouble, retried with the planner's
+        # back-off after server trouble (no wait of the client's own); abuse waits hours.
+        ("401", "temporary", "HTTP 401", None),
+        ("403", "temporary", "HTTP 403", None),
+        ("unknown", "temporary", "Scheduled maintenance", None),
+        ("maintenance", "temporary", "Scheduled maintenance", None),
+        ("empty", "temporary", "empty answer", None),
+        ("204", "temporary", "HTTP 204", None),
+        ("429", "temporary", "HTTP 429", None),
         ("abuse", "temporary", "abuse", ABUSE_RETRY_AFTER),
-        ("911", "temporary", "911", SERVER_RETRY_AFTER),
-        ("dnserr", "temporary", "dnserr", SERVER_RETRY_AFTER),
-        ("500", "temporary", "HTTP 500", SERVER_RETRY_AFTER),
-        ("502", "temporary", "HTTP 502", SERVER_RETRY_AFTER),
-        ("503", "temporary", "HTTP 503", SERVER_RETRY_AFTER),
-        ("unpingable", "temporary", "66.220.2.74", SERVER_RETRY_AFTER),
-        ("legacy-unpingable", "temporary", "66.220.2.74", SERVER_RETRY_AFTER),
+        ("911", "temporary", "911", None),
+        ("dnserr", "temporary", "dnserr", None),
+        ("500", "temporary", "HTTP 500", None),
+        ("502", "temporary", "HTTP 502", None),
+        ("503", "temporary", "HTTP 503", None),
+        ("unpingable", "temporary", "66.220.2.74", None),
+        ("legacy-unpingable", "temporary", "66.220.2.74", None),
     ],
 )
 def test_every_answer_in_the_table_maps_to_its_outcome(
@@ -204,6 +204,8 @@ def test_every_answer_in_the_table_maps_to_its_outcome(
     # update for that address alone); the others are about the account or the tunnel.
     only_its_address = holds_only_its_key(UpdateHeEndpoint.KIND, result.outcome.message)
     assert only_its_address == (answer == "legacy-rfc1918")
+    # Only abuse holds for hours; the rest of the temporary ones are server trouble.
+    assert is_abuse(UpdateHeEndpoint.KIND, result.outcome.message) == (answer == "abuse")
 
 
 def test_he_refusing_a_private_myip_holds_only_that_address(
@@ -236,11 +238,12 @@ def test_the_unknown_is_temporary_and_nothing_is_followed(
     fake: FakeTunnelbroker, client: TunnelbrokerClient, reply: Reply
 ) -> None:
     """Answers HE's table does not name (redirects included, never followed) are temporary
-    with the pause after server trouble; one line, and HE's endpoint is not taken as moved."""
+    with no wait of their own (the planner's back-off decides); one line, and HE's endpoint
+    is not taken as moved."""
     fake.script(reply)
     result = client.update(NEW, NEW)
     assert result.outcome.status == "temporary", result.outcome.message
-    assert result.outcome.retry_after == SERVER_RETRY_AFTER
+    assert result.outcome.retry_after is None
     assert "\n" not in result.outcome.message
     assert result.endpoint is None
     assert len(fake.requests) == 1  # a redirect was not followed
@@ -280,7 +283,7 @@ def test_a_bom_is_read_as_utf8_whatever_the_charset_says(
         pytest.param(429, "45", 45.0, id="429-seconds"),
         pytest.param(503, "0", 0.0, id="503-now"),
         pytest.param(429, "999999999", RETRY_AFTER_MAX, id="429-bounded"),
-        pytest.param(503, "soon", SERVER_RETRY_AFTER, id="503-unreadable"),
+        pytest.param(503, "soon", None, id="503-unreadable"),
         pytest.param(503, "Wed, 21 Oct 2015 07:28:00 GMT", 0.0, id="503-a-date-past"),
     ],
 )
@@ -289,7 +292,7 @@ def test_retry_after_sets_the_wait(
     client: TunnelbrokerClient,
     status: int,
     header: str,
-    expected: float,
+    expected: float | None,
 ) -> None:
     """503 and 429 with Retry-After (seconds or an HTTP date) wait that long, within bounds."""
     fake.script(Reply(status, "busy", (("Retry-After", header),)))
@@ -358,7 +361,7 @@ def test_a_slow_answer_times_out_as_temporary(fake: FakeTunnelbroker, key_file: 
     assert time.monotonic() - started < 2.5
     assert result.outcome.status == "temporary"
     assert "no answer in time" in result.outcome.message
-    assert result.outcome.retry_after == SERVER_RETRY_AFTER
+    assert result.outcome.retry_after is None
 
 
 # A body or headers dripped a byte every 0.5 s used to hold one call for about a minute with
