@@ -191,7 +191,9 @@ def test_a_late_answer_proven_by_the_tunnel_holds_no_later_update() -> None:
     """HE applied an update and answered after the deadline (unconfirmed, with the 600 s
     an older client recorded): the rebuilt tunnel carries IPv6, which ends the trouble that
     update stood for. A WAN change 5 s later is updated at once, not 600 s after the answer."""
-    history = trouble_history()
+    # A first slot longer than the story: only the end of the trouble lets the update go.
+    bounds = ReconcileConfig(backoff_min=60.0, he_backoff_max=600.0)
+    history = working(History(make_config(min_update_interval=1.0, reconcile=bounds)))
     update = send(history, ADDRESSES[0], retry_after=600.0, unconfirmed=True)
     plan = history.plan()
     assert [h.why for h in plan.held if h.action == update] == ["unconfirmed"]
