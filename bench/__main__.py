@@ -6,6 +6,7 @@ import importlib
 import sys
 
 BENCHES = {
+    "chaos": "bench.chaos",  # seeded random faults in the lab, checked against invariants (root)
     "eventlog": "bench.eventlog",  # appends, group commits, reads, replay, start-up
     "he": "bench.he",  # one HE update against answers dripped byte by byte
     "history": "bench.history",  # windows into 90 quiet days, and into a busy log
