@@ -1,7 +1,9 @@
 """`reconciler check-config`: validate the configuration and exit (like `ifstated -n`).
 
 Exit 0 with a short summary when valid; exit 1 with every problem, one per line (the CLI
-prints ConfigError's problems), never a traceback. The update key is never read.
+prints ConfigError's problems), never a traceback. The update key is never read. What is
+valid but will fail or harm when the daemon needs it (a configured command missing, or
+another platform's tool) is a warning on stderr, one line each, and still exit 0.
 """
 
 from __future__ import annotations
@@ -41,7 +43,15 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         f"  digest {config.digest[:16]}",
     ]
     print("\n".join(lines), file=env.stdout)
+    for warning in _warnings(config, env):
+        print(f"{config.path}: warning: {warning}", file=env.stderr)
     return 0
+
+
+def _warnings(config: Config, env: Environment) -> list[str]:
+    from reconciler.world.toolcheck import command_warnings
+
+    return command_warnings(config, env.environ)
 
 
 def _shown(address: tuple[str, int] | None) -> str:

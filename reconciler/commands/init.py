@@ -304,7 +304,8 @@ def _render(values: dict[str, Any], notes: list[str], found: dict[str, Finding])
         "# Every key is documented below and in docs/configuration.md.\n"
     )
     try:
-        return header + fill(example_config(), values, {"tunnel": notes})
+        template = example_config(values["daemon.platform"])
+        return header + fill(template, values, {"tunnel": notes})
     except ValueError as exc:  # a value with no TOML form (a lone surrogate from argv)
         raise InitError(f"cannot write the configuration: {exc}") from None
 

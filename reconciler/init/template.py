@@ -22,9 +22,11 @@ _KEY = re.compile(r"^(#\s*)?([A-Za-z0-9_]+)\s*=")
 _REMARK = "   # "
 
 
-def example_config() -> str:
-    """The example shipped with the package (the repository's etc/reconciler.conf)."""
-    return resources.files("reconciler.init").joinpath("example.conf").read_text("utf-8")
+def example_config(platform: str = "openbsd") -> str:
+    """The platform's example shipped with the package (the repository's etc/reconciler.conf
+    for OpenBSD, etc/reconciler.linux.conf for Linux)."""
+    name = "example-linux.conf" if platform == "linux" else "example.conf"
+    return resources.files("reconciler.init").joinpath(name).read_text("utf-8")
 
 
 def toml_value(value: Any) -> str:
