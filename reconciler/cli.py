@@ -15,12 +15,14 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 
+import attrs
 from attrs import field, frozen
 
 from reconciler import __version__
 from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.outside_text import SafeStream
 
 __all__ = ["Environment", "ExitStatus", "build_parser", "main"]
 
@@ -183,7 +185,7 @@ def _add_init(
 
 
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
-    env = env or Environment()
+    env = _printable(env or Environment())
     parser = build_parser()
     try:
         with contextlib.redirect_stdout(env.stdout), contextlib.redirect_stderr(env.stderr):
@@ -217,9 +219,21 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
         return ExitStatus.ERROR
 
 
+def _printable(env: Environment) -> Environment:
+    """`env` with stdout and stderr that show control characters as `\\xNN` (newline and
+    tab pass): whatever a command prints (a fact from an old log, a path, a message), the
+    terminal is never driven by it. JSON is unchanged (json.dumps escapes controls)."""
+    return attrs.evolve(
+        env,
+        stdout=cast(TextIO, SafeStream(env.stdout)),
+        stderr=cast(TextIO, SafeStream(env.stderr)),
+    )
+
+
 def _silence_stdout(env: Environment) -> None:
     """Point a closed stdout at /dev/null so flushing it at exit raises nothing more."""
-    if env.stdout is sys.stdout:
+    stdout = env.stdout.target if isinstance(env.stdout, SafeStream) else env.stdout
+    if stdout is sys.stdout:
         with contextlib.suppress(OSError, ValueError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())

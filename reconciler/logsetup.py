@@ -6,7 +6,9 @@ the journal's stream (JOURNAL_STREAM names its device and inode, sd-daemon(3)), 
 starts with its syslog priority, `<4>` for a warning, which journald takes off and keeps as
 the entry's priority: `journalctl -p warning -u reconciler` then finds them. Log lines are
 one per decision and per outcome; the update key never reaches a logger (nothing reads it
-except the tunnelbroker client, which never logs it).
+except the tunnelbroker client, which never logs it). Every line goes out through
+outside_text.printable_output: a control character that reached a message (from an old
+log, or text no one cleaned) is shown as `\\xNN`, never sent to a terminal or the journal raw.
 
 APScheduler's loggers get the same handler: its warnings (a missed run, a job that raised)
 would otherwise go to Python's last-resort stderr handler, which rc.d throws away.
@@ -20,6 +22,8 @@ import os
 import sys
 from collections.abc import Mapping
 from typing import TextIO
+
+from reconciler.outside_text import printable_output
 
 __all__ = ["SYSLOG_SOCKET", "configure_logging", "is_journal_stream"]
 
@@ -66,7 +70,9 @@ def configure_logging(
         handler = logging.StreamHandler(out)
         env = os.environ if environ is None else environ
         journal = is_journal_stream(out, env.get("JOURNAL_STREAM"))
-        handler.setFormatter(_JournalFormatter() if journal else logging.Formatter(_STDERR_FORMAT))
+        handler.setFormatter(
+            _JournalFormatter() if journal else _PrintableFormatter(_STDERR_FORMAT)
+        )
     handler.set_name(_HANDLER_NAME)
     for name, least in _LOGGERS.items():
         logger = logging.getLogger(name)
@@ -98,7 +104,12 @@ def is_journal_stream(stream: TextIO, journal_stream: str | None) -> bool:
     return (status.st_dev, status.st_ino) == (device, inode)
 
 
-class _JournalFormatter(logging.Formatter):
+class _PrintableFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return printable_output(super().format(record))
+
+
+class _JournalFormatter(_PrintableFormatter):
     """`<N>LEVEL message` on every line of a record (a traceback's too): journald reads the
     priority at the start of each line it receives."""
 
@@ -122,5 +133,5 @@ def _syslog_handler(socket_path: str) -> logging.handlers.SysLogHandler:
         address=socket_path, facility=logging.handlers.SysLogHandler.LOG_DAEMON
     )
     syslog.ident = f"reconciler[{os.getpid()}]: "
-    syslog.setFormatter(logging.Formatter("%(message)s"))
+    syslog.setFormatter(_PrintableFormatter("%(message)s"))
     return syslog

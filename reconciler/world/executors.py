@@ -4,6 +4,8 @@ The intent (ActionStarted) is recorded durably before anything is touched, so a 
 middle is visible after a restart. Every failure becomes an Outcome and an ActionFailed fact;
 nothing raises into the reconcile loop. Actions are idempotent: running one whose effect is
 already present succeeds and changes nothing (the platforms and HE's `nochg` see to that).
+A failure's message may quote outside text (a command's stderr, HE's body): it is cleaned
+(outside_text.clean_line) here, where it enters the fact.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from reconciler.errors import (
     PermanentError,
     PlatformUnsupportedError,
     error_line,
-    one_line,
 )
 from reconciler.model.actions import (
     Action,
@@ -33,6 +34,7 @@ from reconciler.model.facts import (
     ActionSucceeded,
     EndpointObserved,
 )
+from reconciler.outside_text import clean_line
 
 if TYPE_CHECKING:
     from reconciler.world.observers import FactSink
@@ -86,15 +88,17 @@ class Executor:
             outcome, endpoint = self._act(action)
         except ActionError as exc:
             if exc.temporary:
-                outcome = Outcome.temporary(one_line(exc.message, _MESSAGE_LIMIT), exc.retry_after)
+                outcome = Outcome.temporary(
+                    clean_line(exc.message, _MESSAGE_LIMIT), exc.retry_after
+                )
             else:
-                outcome = Outcome.permanent(one_line(exc.message, _MESSAGE_LIMIT))
+                outcome = Outcome.permanent(clean_line(exc.message, _MESSAGE_LIMIT))
         except PlatformUnsupportedError as exc:
-            outcome = Outcome.permanent(one_line(str(exc), _MESSAGE_LIMIT))
+            outcome = Outcome.permanent(clean_line(str(exc), _MESSAGE_LIMIT))
         except Exception as exc:  # an unexpected failure is worth another try later
             _log.debug("%s raised", action.key, exc_info=True)
-            outcome = Outcome.temporary(one_line(error_line(exc), _MESSAGE_LIMIT))
-        message = one_line(outcome.message, _MESSAGE_LIMIT)
+            outcome = Outcome.temporary(clean_line(error_line(exc), _MESSAGE_LIMIT))
+        message = clean_line(outcome.message, _MESSAGE_LIMIT)
         if outcome.succeeded:
             self.recorder.record(
                 ActionSucceeded(

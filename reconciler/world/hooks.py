@@ -28,6 +28,7 @@ from reconciler.errors import error_line
 from reconciler.model.config import NotifyConfig
 from reconciler.model.facts import HookRan
 from reconciler.model.notices import Notice
+from reconciler.outside_text import clean_line
 from reconciler.world.runner import collect, last_line
 
 __all__ = ["QUEUE_SIZE", "HookRunner"]
@@ -191,7 +192,7 @@ class HookRunner:
                     outcome=outcome,
                     status=status,
                     seconds=round(seconds, 3),
-                    detail=detail,
+                    detail=clean_line(detail),
                     dropped=dropped,
                 )
             )

@@ -15,6 +15,7 @@ from typing import Literal
 
 from attrs import frozen
 
+from reconciler.outside_text import clean_line
 from reconciler.world.runner import NOT_STARTED, CommandRunner, SubprocessRunner
 
 __all__ = ["ProbeResult", "parse_rtt_ms", "ping", "ping_argv"]
@@ -118,4 +119,4 @@ def _seconds(value: float) -> str:
 
 
 def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return next((clean_line(line) for line in text.splitlines() if clean_line(line)), "")

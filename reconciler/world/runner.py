@@ -16,7 +16,8 @@ here has a bound.
 
 `check()` turns a failed run into a `TemporaryError` whose one-line message holds the
 command, its exit status and the last line of its stderr: that line becomes the outcome
-fact, so it must say what went wrong without the rest of the output.
+fact, so it must say what went wrong without the rest of the output (and, being outside
+text, it is cleaned of escapes and controls by reconciler.outside_text).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import IO, Any, Protocol
 from attrs import frozen
 
 from reconciler.errors import TemporaryError
+from reconciler.outside_text import last_line
 
 __all__ = [
     "Collected",
@@ -105,15 +107,6 @@ class CommandRunner(Protocol):
 
         Raises TemporaryError when the program cannot be started."""
         ...
-
-
-def last_line(text: str, limit: int = 200) -> str:
-    """The last non-blank line of `text`, shortened to `limit` characters."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not lines:
-        return ""
-    line = lines[-1]
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def describe_failure(completed: Completed) -> str:

@@ -41,9 +41,9 @@ import urllib3.connection
 import urllib3.connectionpool
 from attrs import frozen
 
-from reconciler.errors import one_line
 from reconciler.model.actions import HE_ABUSE, PRIVATE_ADDRESS_REFUSED, Outcome
 from reconciler.model.config import TunnelbrokerConfig
+from reconciler.outside_text import clean_line
 from reconciler.workers import Workers
 from reconciler.world.updatekey import UpdateKeyError, read_update_key, scrub, secret_forms
 
@@ -583,7 +583,7 @@ class TunnelbrokerClient:
             detail = _innermost(exc)
             if not _mentions_encoding(exc):
                 secrets = secret_forms(self.config.username, key)
-                message += f": {scrub(one_line(detail), secrets)}"
+                message += f": {scrub(clean_line(detail, 10_000), secrets)}"
         log.warning("%s", message)
         # An untrusted certificate will not fix itself at once, but a middlebox or a clock
         # can; keep retrying (the planner backs off, to minutes) and let the message say why.
@@ -633,9 +633,9 @@ def _innermost(exc: BaseException) -> str:
 
 
 def _shown_body(body: str, secrets: tuple[str, ...], limit: int = _BODY_SHOWN) -> str:
-    """A body as one printable line, cut to a readable length, scrubbed of the key."""
-    printable = "".join(ch if ch.isprintable() else " " for ch in body)
-    line = scrub(one_line(printable), secrets)
+    """A body as one printable line (outside_text.clean_line: no escapes, no controls), cut
+    to a readable length, scrubbed of the key."""
+    line = scrub(clean_line(body, len(body)), secrets)
     if not line:
         return "(empty body)"
     if len(line) > limit:

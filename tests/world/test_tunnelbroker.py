@@ -352,6 +352,17 @@ def test_a_long_unknown_body_is_cut_to_one_line(
     assert len(result.outcome.message) < 320
 
 
+def test_escape_sequences_in_an_unknown_body_go_whole(
+    fake: FakeTunnelbroker, client: TunnelbrokerClient
+) -> None:
+    """An answer that retitles the window and clears the screen: its outcome holds the text
+    around the sequences, not their payloads (the one sanitiser, outside_text.clean_line)."""
+    fake.script("body:weird \x1b]0;pwned\x07\x1b[2J\x9b31mreally\x1b[0m")
+    message = client.update(NEW, NEW).outcome.message
+    assert message.endswith("weird really"), message
+    assert "pwned" not in message and all(ch.isprintable() for ch in message)
+
+
 def test_a_slow_answer_times_out_as_temporary(fake: FakeTunnelbroker, key_file: Path) -> None:
     """An answer slower than the read timeout is a temporary failure, in about that time."""
     fake.delay = 3.0
