@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from reconciler.model import facts as f
+from reconciler.model.actions import HE_ABUSE
 
 __all__ = [
     "action_facts",
@@ -94,7 +95,7 @@ action_facts = st.one_of(
             key=st.just(k),
             action=st.just(_action_kind(k)),
             kind=st.sampled_from(["temporary", "permanent"]),
-            message=st.sampled_from(["911", "badauth", "abuse", "timeout"]),
+            message=st.sampled_from(["911", "badauth", f"{HE_ABUSE}; waiting hours", "timeout"]),
             retry_after=st.none() | st.floats(1, 20000),
             unconfirmed=st.booleans(),
         )

@@ -597,9 +597,8 @@ def _fold_probe(state: ObservedState, fact: ProbeObserved, seq: int, at: float) 
             if proven is not None:  # rare: the first success across a changed tunnel, or
                 # after an update (which may have changed HE's endpoint)
                 trouble = state.he_trouble
-                if trouble is not None and UpdateHeEndpoint.local_of(trouble.key) in (
-                    proven.for_local,
-                    proven.address,
+                if trouble is not None and UpdateHeEndpoint.local_of(trouble.key) == (
+                    proven.for_local
                 ):
                     # The troubled update reached HE after all (its answer came too late):
                     # the trouble it stood for is over.
