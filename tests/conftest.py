@@ -96,3 +96,16 @@ def networkd_available(lab_available: None) -> None:
     if IN_CI:
         pytest.fail(f"networkd tests must run in CI but cannot: {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def dhcp_available(lab_available: None) -> None:
+    """Skip (or, in CI, fail) tests that run dnsmasq and dhclient in namespaces."""
+    from reconciler.testing.dhcp import dhcp_unavailable_reason
+
+    reason = dhcp_unavailable_reason()
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"DHCP tests must run in CI but cannot: {reason}")
+    pytest.skip(reason)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         f"  HE tunnel {config.tunnelbroker.tunnel_id}, "
         f"updates at most every {config.tunnelbroker.min_update_interval:g} s",
         f"  probes: {probes}",
+        *_wan_owner(config),
         f"  firewall reload: {firewall}",
         f"  notify: {' '.join(config.notify.command) or 'none'}",
         f"  metrics: textfile {config.metrics.textfile or 'none'}, "
@@ -52,6 +54,16 @@ def _warnings(config: Config, env: Environment) -> list[str]:
     from reconciler.world.toolcheck import command_warnings
 
     return command_warnings(config, env.environ)
+
+
+def _wan_owner(config: Config) -> list[str]:
+    """On the Linux host it runs on: who owns the WAN and what restart-wan will do."""
+    if config.daemon.platform != "linux" or not sys.platform.startswith("linux"):
+        return []
+    from reconciler.world.wanowner import detect_here
+
+    owner = detect_here(config.wan.interface, config.wan.restart_command)
+    return [f"  WAN owner: {owner.describe()}"]
 
 
 def _shown(address: tuple[str, int] | None) -> str:

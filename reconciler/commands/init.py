@@ -27,6 +27,7 @@ from reconciler.errors import ConfigError, ReconcilerError
 if TYPE_CHECKING:
     from reconciler.cli import Environment
     from reconciler.init.sources import Finding
+    from reconciler.world.wanowner import WanOwner
 
 __all__ = ["DEFAULT_KEY_FILE", "DEFAULT_OUTPUT", "run"]
 
@@ -362,6 +363,7 @@ def _report(
             "found": [_json(f) for f in sorted(facts.values(), key=lambda f: f.key)],
             "guessed": [_json(f) for f in sorted(guesses.values(), key=lambda f: f.key)],
             "key_file": {"path": str(key_file), "created": key_created},
+            "wan_owner": _wan_owner_json(platform, found, guessed),
             "next": next_command,
         }
         print(json.dumps(document, indent=2), file=env.stdout)
@@ -373,8 +375,33 @@ def _report(
         lines += [f"  {f.key} = {_shown(f.value)}  ({f.source})" for f in _sorted(guesses)]
     state = "created, mode 0600" if key_created else "exists, left as it is"
     lines.append(f"update key: {key_file} ({state})")
+    owner = _wan_owner(platform, found, guessed)
+    if owner is not None:
+        lines.append(f"WAN owner: {owner.describe()}")
     lines.append(f"next: {next_command}")
     print("\n".join(lines), file=env.stdout)
+
+
+def _wan_owner(
+    platform: str, found: dict[str, Finding], guessed: dict[str, Finding]
+) -> WanOwner | None:
+    """Who owns the WAN on this Linux host (None elsewhere, or for another platform)."""
+    if platform != "linux" or not sys.platform.startswith("linux"):
+        return None
+    from reconciler.world.wanowner import detect_here
+
+    wan = found.get("wan.interface") or guessed.get("wan.interface")
+    return None if wan is None else detect_here(str(wan.value))
+
+
+def _wan_owner_json(
+    platform: str, found: dict[str, Finding], guessed: dict[str, Finding]
+) -> dict[str, Any] | None:
+    owner = _wan_owner(platform, found, guessed)
+    if owner is None:
+        return None
+    restart = [list(step) for step in owner.steps]
+    return {"name": owner.recorded, "found": owner.found, "restart_wan": restart}
 
 
 # -- small pieces -----------------------------------------------------------------------------

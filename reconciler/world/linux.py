@@ -19,8 +19,10 @@ import os
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -47,6 +49,7 @@ from reconciler.world.runner import (
     SubprocessRunner,
     describe_failure,
 )
+from reconciler.world.wanowner import WanOwner, detect_wan_owner
 
 __all__ = [
     "COMMAND_TIMEOUT",
@@ -62,6 +65,11 @@ SIT_UNSUPPORTED = (
     'this kernel has no sit (6in4) support: load the sit module, or use mode = "vxlan" for the lab'
 )
 COMMAND_TIMEOUT = 60.0  # seconds a restart or reload command may run before it is killed
+# How long restart-wan waits for the WAN's carrier and address after its owner was told: a
+# renew over networkd or NetworkManager returns at once and the lease follows (a DHCP
+# exchange takes a second or two); a command or `dhclient -1` has done its work on return.
+WAN_SETTLE = {"networkd": 5.0, "networkmanager": 5.0, "dhcpcd": 5.0}
+WAN_SETTLE_DEFAULT = 1.0
 VXLAN_DEFAULT_PORT = 4789
 
 _IFF_UP = 0x1
@@ -110,11 +118,13 @@ class LinuxPlatform:
         with self._netlink("observe", interface) as ipr:
             link = _find_link(ipr, interface)
             if link is None:
-                return WanState(interface=interface, exists=False, link_up=False)
+                recorded = self._wan_owner(None).recorded
+                return WanState(interface=interface, exists=False, link_up=False, owner=recorded)
             index = int(link["index"])
             owned = _ipv4_addresses(ipr, index)
             route_source = _route_source(ipr, self.config.tunnel.server_ipv4, index)
             default_route = _has_default_route(ipr, index)
+        owner = self._wan_owner(index)
         addresses = tuple(address for address, _dynamic in owned)
         dynamic = tuple(address for address, is_dynamic in owned if is_dynamic)
         if dynamic:
@@ -134,7 +144,27 @@ class LinuxPlatform:
             ),
             autoconf=self._dhcp_seen,
             default_route=default_route,
+            owner=owner.recorded,
         )
+
+    def wan_owner(self) -> WanOwner:
+        """Who owns the WAN and what restart-wan will do (see world/wanowner.py)."""
+        interface = self.config.wan.interface
+        with self._netlink("observe", interface) as ipr:
+            link = _find_link(ipr, interface)
+        return self._wan_owner(int(link["index"]) if link is not None else None)
+
+    def _wan_owner(self, index: int | None) -> WanOwner:
+        netns_path = Path("/run/netns", self.netns) if self.netns else None
+        owner = detect_wan_owner(
+            self.config.wan.interface,
+            index=index,
+            restart_command=self.config.wan.restart_command,
+            netns_path=netns_path,
+        )
+        if owner.dhcp:
+            self._dhcp_seen = True  # its client owns the WAN, lease or not
+        return owner
 
     def observe_tunnel(self) -> TunnelState:
         """The tunnel link's kind, ends and state, whatever mode it was created in."""
@@ -171,18 +201,36 @@ class LinuxPlatform:
     # -- acting ---------------------------------------------------------------------------
 
     def restart_wan(self) -> None:
-        """wan.restart_command when configured, else the WAN link down and up again."""
-        command = self.config.wan.restart_command
-        if command:
-            self._run_command("wan.restart_command", list(command))
-            return
+        """Ask the WAN's owner to bring it back (wan.restart_command when configured; see
+        world/wanowner.py), never bouncing the link under it (that deletes the DHCP client's
+        default route); done only when the WAN has its carrier and an address afterwards."""
+        owner = self.wan_owner()
         interface = self.config.wan.interface
-        with self._netlink("restart", interface) as ipr:
-            link = _find_link(ipr, interface)
-            if link is None:
-                raise TemporaryError(f"cannot restart WAN: interface {interface} does not exist")
-            ipr.link("set", index=link["index"], state="down")
-            ipr.link("set", index=link["index"], state="up")
+        if not owner.steps:
+            raise TemporaryError(f"cannot restart WAN {interface}: {owner.describe()}")
+        key = "wan.restart_command" if owner.name == "command" else f"restart-wan ({owner.name})"
+        for step in owner.steps:
+            self._run_command(key, self._in_netns(list(step)))
+        settle = WAN_SETTLE.get(owner.name, WAN_SETTLE_DEFAULT)
+        deadline = time.monotonic() + settle
+        while True:
+            state = self.observe_wan()
+            if state.exists and state.link_up and state.address is not None:
+                return
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        if not state.exists:
+            missing = "is gone"
+        elif not state.link_up:
+            missing = "has no carrier"
+        else:
+            missing = "has no IPv4 address"
+        raise TemporaryError(f"{key} ran, but {interface} {missing} {settle:g} s later")
+
+    def _in_netns(self, argv: list[str]) -> list[str]:
+        """`argv` run in the platform's namespace (the tests'; a daemon runs in its own)."""
+        return ["ip", "netns", "exec", self.netns, *argv] if self.netns else argv
 
     def restart_tunnel(self, local: str, remote: str) -> None:
         """Make the tunnel exist, up, from `local` to `remote`, with its address and routes.

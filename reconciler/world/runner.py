@@ -314,8 +314,14 @@ def _start_failure(argv: tuple[str, ...], exc: OSError) -> str:
 
 
 def _default_env() -> dict[str, str]:
-    return {
+    env = {
         "PATH": "/sbin:/usr/sbin:/bin:/usr/bin:/usr/local/sbin:/usr/local/bin",
         "LC_ALL": "C",
         "LANG": "C",
     }
+    # A system bus elsewhere than /run/dbus (a container's): networkctl and nmcli, which
+    # restart-wan may run, must reach the WAN owner's.
+    bus = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
+    if bus:
+        env["DBUS_SYSTEM_BUS_ADDRESS"] = bus
+    return env

@@ -292,6 +292,10 @@ def test_linux_takes_the_wan_from_the_default_route(tmp_path: Path, lab_availabl
         done = init_in(ns, tmp_path, *argv)
     assert done.returncode == 0, done.stderr
     assert 'wan.interface = "uplink0"  (the interface of the IPv4 default route)' in done.stdout
+    assert (
+        "WAN owner: no DHCP client, network manager or pppd owns uplink0: restart-wan only "
+        "observes (set wan.restart_command to act)\n"
+    ) in done.stdout
     assert load_config(tmp_path / "reconciler.conf").wan.interface == "uplink0"
 
 

@@ -406,18 +406,6 @@ def test_the_default_route_is_observed(namespaces: tuple[str, str], tmp_path: Pa
     assert platform.observe_wan().default_route is False
 
 
-def test_restart_wan_by_link_down_up(namespaces: tuple[str, str], tmp_path: Path) -> None:
-    """Without a restart command the WAN link is cycled over netlink and comes back up."""
-    router, _far = namespaces
-    platform = LinuxPlatform(make_config(tmp_path), netns=router)
-    ip(router, "link", "set", WAN, "down")
-    assert not platform.observe_wan().link_up
-    platform.restart_wan()
-    state = platform.observe_wan()
-    assert state.link_up
-    assert state.address == "198.51.100.7"
-
-
 def test_restart_wan_runs_the_configured_command(
     namespaces: tuple[str, str], tmp_path: Path
 ) -> None:
