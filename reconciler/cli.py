@@ -122,7 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--since", metavar="T", help="start at time T (default: 7 days ago)")
     report.add_argument("--until", metavar="T", help="end at time T (default: now)")
     report.add_argument("-o", "--output", metavar="FILE", help="write the page to FILE")
-    sub.add_parser("check-config", parents=[common], help="validate the configuration and exit")
+    check = sub.add_parser(
+        "check-config", parents=[common], help="validate the configuration and exit"
+    )
+    check.add_argument(
+        "--unit",
+        metavar="FILE",
+        help="the systemd unit to check paths against (default: systemctl cat reconciler.service)",
+    )
     _add_init(sub, as_json)
     sub.add_parser(
         "metrics", parents=[common, state], help="the Prometheus metrics, computed from the log"

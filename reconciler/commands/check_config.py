@@ -3,7 +3,9 @@
 Exit 0 with a short summary when valid; exit 1 with every problem, one per line (the CLI
 prints ConfigError's problems), never a traceback. The update key is never read. What is
 valid but will fail or harm when the daemon needs it (a configured command missing, or
-another platform's tool) is a warning on stderr, one line each, and still exit 0.
+another platform's tool; on Linux a path the systemd unit's sandbox makes read-only or
+hides, when the unit can be read: `--unit FILE` or `systemctl cat`) is a warning on
+stderr, one line each, and still exit 0.
 """
 
 from __future__ import annotations
@@ -45,15 +47,27 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         f"  digest {config.digest[:16]}",
     ]
     print("\n".join(lines), file=env.stdout)
-    for warning in _warnings(config, env):
+    for warning in _warnings(config, env, getattr(args, "unit", None)):
         print(f"{config.path}: warning: {warning}", file=env.stderr)
     return 0
 
 
-def _warnings(config: Config, env: Environment) -> list[str]:
-    from reconciler.world.toolcheck import command_warnings
+def _warnings(config: Config, env: Environment, unit: str | None) -> list[str]:
+    from pathlib import Path
 
-    return command_warnings(config, env.environ)
+    from reconciler.world.toolcheck import command_warnings
+    from reconciler.world.unitsandbox import installed_unit, sandbox_warnings
+
+    warnings = command_warnings(config, env.environ)
+    if config.daemon.platform == "linux" or unit is not None:
+        try:
+            sandbox = installed_unit(None if unit is None else env.cwd / Path(unit))
+        except OSError as exc:
+            warnings.append(f"--unit {unit}: cannot read: {exc.strerror or exc}")
+        else:
+            if sandbox is not None:
+                warnings += sandbox_warnings(config, sandbox)
+    return warnings
 
 
 def _wan_owner(config: Config) -> list[str]:
