@@ -183,11 +183,28 @@ class Soak:
                     if kib > self.args.rss_bound * 1024:
                         self.violation(f"RSS {kib / 1024:.1f} MiB > {self.args.rss_bound} MiB")
 
+    def start(self) -> None:
+        """Start the daemon and wait until it runs on its configuration (it logs `started:
+        pid N`): a fault that rewrites the file a moment later must find it loaded."""
+        daemon = self.lab.start_daemon()
+        line = f"started: pid {daemon.pid},"
+        try:
+            wait_until(
+                lambda: line in self.lab.daemon_stderr() or daemon.poll() is not None,
+                timeout=30,
+                what="the daemon's start",
+            )
+        except LabError:
+            self.violation("the daemon did not start within 30 s")
+        if daemon.poll() is not None:
+            self.violation(f"the daemon exited {daemon.poll()} at its start")
+            self.lab.daemon = None
+
     def ensure_running(self, what: str) -> None:
         if not self.lab.daemon_running():
             code = self.lab.daemon.poll() if self.lab.daemon else None
             self.violation(f"the daemon stopped on its own ({what}; exit {code})")
-            self.lab.start_daemon()
+            self.start()
 
     def converged(self) -> bool:
         wan = self.lab.wan_address
@@ -259,11 +276,11 @@ class Soak:
         lab.kill_daemon()
         lab.he("delay", seconds=0)
         time.sleep(self.rng.uniform(0.0, 2.0))
-        lab.start_daemon()
+        self.start()
         self.wait_converged("SIGKILL mid-update and a restart", started)
 
     def _sighup_good(self) -> None:
-        interval = self.rng.choice([0.5, 1.0, 1.5])
+        interval = self.rng.choice([1.0, 1.5, 2.0])
         self.lab.write_config(probe_ipv4__interval=interval)
         self.lab.reload_daemon()
         time.sleep(1.0)
@@ -292,7 +309,7 @@ class Soak:
             self.violation(f"SIGTERM: the daemon exited {code}, not 0")
         if self.rng.random() < 0.5:
             started = self.move()  # the WAN changes while the daemon is down
-        self.lab.start_daemon()
+        self.start()
         self.wait_converged("SIGTERM and a restart", started)
 
     def _full_disk(self) -> None:
@@ -395,7 +412,8 @@ def run(args: argparse.Namespace) -> int:
     deadline = started + args.minutes * 60.0
     with Lab() as lab, _state_on_tmpfs(lab, args.state_size):
         soak = Soak(lab, rng, args)
-        lab.start_daemon(**CHAOS_CONFIG)
+        lab.config_overrides.update(CHAOS_CONFIG)
+        soak.start()
         soak.wait_converged("the start")
         last_sample = 0.0
         abuse_time = max(5.0, min(20.0, args.minutes * 60.0 * 0.05))
@@ -437,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--repair-bound", type=float, default=60.0, help="seconds to converge after a fault"
     )
     parser.add_argument("--rss-bound", type=float, default=128.0, help="MiB the RSS stays under")
-    parser.add_argument("--state-size", default="8m", help="the state tmpfs (a full disk)")
+    parser.add_argument("--state-size", default="64m", help="the state tmpfs (a full disk)")
     args = parser.parse_args(argv)
     reason = lab_unavailable_reason()
     if reason:
@@ -446,4 +464,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.minutes <= 0:
         print("bench chaos: --minutes must be positive")
         return 2
+    # SIGTERM ends the run as Ctrl-C does: the lab's namespaces, mount and processes go.
+    signal.signal(signal.SIGTERM, _interrupted)
     return run(args)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
