@@ -311,12 +311,26 @@ def _render(values: dict[str, Any], notes: list[str], found: dict[str, Finding])
         raise InitError(f"cannot write the configuration: {exc}") from None
 
 
+def _is_a_shipped_example(output: Path) -> bool:
+    """Whether `output` is a shipped example as it was installed (scripts/install-linux puts
+    the Linux one at /etc/reconciler.conf): nothing of anyone's to lose by replacing it."""
+    from reconciler.init.template import example_config
+
+    if output.is_symlink() or not output.is_file():
+        return False
+    try:
+        text = output.read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return text in (example_config("linux"), example_config("openbsd"))
+
+
 def _write(output: Path, text: str, key_file: Path, key: str | None, *, force: bool) -> None:
     """Check the configuration, then create the key file and put the configuration in place."""
     from reconciler.atomicfile import scratch_file, write_atomically
     from reconciler.configfile import load_config
 
-    if output.exists() and not force:
+    if output.exists() and not force and not _is_a_shipped_example(output):
         raise InitError(f"{output} exists; use --force to replace it")
     if not output.parent.is_dir():
         raise InitError(f"-o: directory {output.parent} does not exist")

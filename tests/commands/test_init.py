@@ -91,6 +91,22 @@ def test_an_existing_file_is_never_replaced_without_force(tmp_path: Path) -> Non
     assert load_config(target).tunnel.interface == "gif0"
 
 
+def test_the_installed_example_is_replaced_without_force(tmp_path: Path) -> None:
+    """/etc/reconciler.conf as scripts/install-linux left it (the Linux example, byte for
+    byte) holds nothing of anyone's: init replaces it without --force. Changed by one byte,
+    it is someone's file again."""
+    target = tmp_path / "reconciler.conf"
+    example = (Path(__file__).parents[2] / "etc" / "reconciler.linux.conf").read_text()
+    target.write_text(example.replace("eth0", "eth1", 1))
+    code, _, err = init(tmp_path, *old_setup(tmp_path), stdin=KEY, platform="linux")
+    assert code == 1 and "exists; use --force" in err
+    target.write_text(example)
+    code, _, err = init(tmp_path, *old_setup(tmp_path), stdin=KEY, platform="linux")
+    assert (code, err) == (0, "")
+    assert target.read_text() != example
+    assert load_config(target).tunnelbroker.tunnel_id == "123456"
+
+
 def test_an_existing_key_file_is_kept_and_nothing_is_read(tmp_path: Path) -> None:
     """With the key file there, standard input is not asked and the file is left alone."""
     key_path = tmp_path / "keys" / "he.key"
