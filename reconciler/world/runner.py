@@ -171,8 +171,8 @@ class SubprocessRunner:
         return Completed(
             args,
             proc.returncode if proc.returncode is not None else -signal.SIGKILL,
-            got.stdout.decode(errors="replace"),
-            got.stderr.decode(errors="replace"),
+            _text(got.stdout),
+            _text(got.stderr),
             time.monotonic() - started,
             timed_out=got.timed_out,
         )
@@ -305,6 +305,12 @@ def kill_session(proc: subprocess.Popen[Any], sig: signal.Signals) -> None:
     process group holds them all. A group already gone is no error."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
+
+
+def _text(output: bytes) -> str:
+    """Output as the text pipes of start() read it: undecodable bytes replaced, universal
+    newlines."""
+    return output.decode(errors="replace").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _start_failure(argv: tuple[str, ...], exc: OSError) -> str:

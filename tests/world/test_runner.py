@@ -187,3 +187,9 @@ def test_a_timed_out_run_whose_escaped_child_holds_the_pipes_still_ends(
         assert done.timed_out and done.stderr == "half\n"
     finally:
         os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_output_reads_as_text_pipes_read_it(runner: SubprocessRunner) -> None:
+    """Undecodable bytes are replaced and CR LF or CR end lines, as a text pipe reads them."""
+    done = runner.run(["printf", "a\\r\\nb\\rc\\377\\n"], timeout=5)
+    assert done.stdout == "a\nb\nc\ufffd\n"
