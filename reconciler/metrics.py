@@ -44,6 +44,7 @@ from reconciler.model.config import MetricsConfig
 from reconciler.model.plan import Held, HoldReason
 from reconciler.model.state import FAMILIES, ObservedState
 from reconciler.model.telemetry import Histogram, Telemetry
+from reconciler.model.verdict import CHECKS, down_reason
 
 __all__ = [
     "ListenError",
@@ -185,6 +186,7 @@ def _families(reading: Reading) -> Iterator[Any]:
     for reason in typing.get_args(HoldReason):
         holds.add_metric([reason], sum(1 for h in reading.held if h.why == reason))
     yield holds
+    yield _down_reason(reading)
     yield GaugeMetricFamily(
         "reconciler_log_last_seq", "the event log's last sequence number", value=reading.log_seq
     )
@@ -219,6 +221,21 @@ def _families(reading: Reading) -> Iterator[Any]:
         "notifications dropped because the hook queue was full",
         value=telemetry.hook_dropped + reading.dropped_unrecorded,
     )
+
+
+def _down_reason(reading: Reading) -> GaugeMetricFamily:
+    """1 for the layer the facts show broken while IPv6 is down (doctor's check names),
+    "none" while it is not: one series per layer, so an alert can name it."""
+    reason = down_reason(reading.state, held=reading.held)
+    current = reason.check if reason is not None else "none"
+    family = GaugeMetricFamily(
+        "reconciler_down_reason",
+        "why IPv6 is down, from facts alone: 1 for the first broken layer (none: not down)",
+        labels=["reason"],
+    )
+    for name in ("none", *(spec.name for spec in CHECKS)):
+        family.add_metric([name], 1.0 if name == current else 0.0)
+    return family
 
 
 def _counter(

@@ -98,6 +98,22 @@ def test_the_exposition_parses_and_shows_what_happened() -> None:
     assert got[("reconciler_log_size_bytes", ())] == 4096
     assert got[("reconciler_start_time_seconds", ())] == 1001.0
     assert got[("reconciler_build_info", (("version", "9.9"),))] == 1
+    assert got[("reconciler_down_reason", (("reason", "none"),))] == 1
+    assert got[("reconciler_down_reason", (("reason", "he-endpoint"),))] == 0
+
+
+def test_the_down_reason_label_names_the_broken_layer() -> None:
+    """During the outage (the WAN moved, HE's update failed), the metric names HE's view;
+    one series per layer, exactly one of them 1."""
+    failed = ActionFailed("update-he-endpoint:203.0.113.11", "update-he-endpoint", "temporary", "x")
+    facts = [*story()[:5], failed]
+    got = samples(exposition(reading_of(facts)).decode())
+    reasons = {
+        labels[0][1]: v for (name, labels), v in got.items() if name == "reconciler_down_reason"
+    }
+    assert reasons["he-endpoint"] == 1
+    assert sum(reasons.values()) == 1
+    assert {"none", "wan", "tunnel", "ipv6-path"} <= set(reasons)
 
 
 def test_the_publisher_writes_the_textfile_atomically_and_again_on_change(

@@ -78,6 +78,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     current = _plan(config, state, now) if config is not None else None
     daemon = _daemon(log_dir, tail)
     report = _report(daemon, state_dir, state, last_seq, tail, current, config_problem, now)
+    report["verdict"] = _verdict(state, current, config)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True), file=env.stdout)
     else:
@@ -90,6 +91,23 @@ def _plan(config: Config, state: ObservedState, now: float) -> Plan:
     from reconciler.model.plan import plan
 
     return plan(desired(config, state), state, now)
+
+
+def _verdict(state: ObservedState, current: Plan | None, config: Config | None) -> dict[str, Any]:
+    """The daemon's last verdict, from facts alone: why IPv6 is down (doctor's layer names)."""
+    from reconciler.model.verdict import down_reason
+
+    reason = down_reason(
+        state,
+        plan=current,
+        server_ipv4=config.tunnel.server_ipv4 if config is not None else None,
+        public_address=config.wan.public_address if config is not None else "interface",
+    )
+    if reason is not None:
+        return {"ipv6": "down", "check": reason.check, "text": reason.sentence()}
+    status = state.probe("ipv6").status
+    text = {"up": "IPv6 up", "down": "IPv6 down"}.get(status, "IPv6 not judged yet")
+    return {"ipv6": status, "check": None, "text": text}
 
 
 def _daemon(log_dir: Path, tail: list[Envelope]) -> dict[str, Any]:
@@ -312,6 +330,7 @@ def _print_text(report: dict[str, Any], env: Environment) -> None:
         when = daemon.get("stopped_at") or daemon.get("started_at")
         out(f"daemon:   not running (last: {when}, {daemon['reason']})")
     out(f"log:      {report['state_dir']}, {report['last_seq']} facts")
+    out(f"verdict:  {report['verdict']['text']}")
     observed = report["observed"]
     wan = observed["wan"]
     if wan is None:

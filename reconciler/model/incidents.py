@@ -11,8 +11,9 @@ and the daemon (one source of truth) and turns the states into:
   from the first failed probe of the streak that brought the verdict down, or for IPv6 a
   new WAN address, to the probe after which the verdict is up again) or HE's endpoint was
   wrong for our WAN address; overlapping conditions are one incident. Each names the first
-  change that explains it, the actions taken, and its time to repair: from that change (or
-  the outage's start, when the change came later or nothing explains it) to its end;
+  change that explains it, the actions taken, the daemon's verdict while IPv6 was out (its
+  causes, from model.verdict), and its time to repair: its duration, from the outage's start
+  to its end (the same figure the hooks and the metrics give);
 - **totals** for the window and for each UTC day: a family's down time is the time of its
   outages (with a verdict), its up time the rest of the time with a verdict.
 
@@ -37,6 +38,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
+import attrs
 from attrs import field, frozen
 
 from reconciler.model.actions import UpdateHeEndpoint
@@ -50,8 +52,9 @@ from reconciler.model.facts import (
     Envelope,
     UnknownFact,
 )
-from reconciler.model.outages import FAMILIES, begun, ended, under_way
+from reconciler.model.outages import FAMILIES, TUNNEL_FAMILY, begun, ended, under_way
 from reconciler.model.state import FoldErrorHandler, ObservedState, fold
+from reconciler.model.verdict import down_reason
 
 __all__ = [
     "CONDITIONS",
@@ -145,6 +148,9 @@ class Condition:
     seq: int
     end_seq: int
     last_good: float | None
+    # IPv6's: why it was down, as the facts told it while it lasted (model.verdict), each
+    # "title: detail" once, in order: the first layer broken, then what kept it so
+    causes: tuple[str, ...] = ()
 
 
 @frozen
@@ -164,6 +170,11 @@ class Incident:
     @property
     def kinds(self) -> tuple[str, ...]:
         return tuple(sorted({c.kind for c in self.conditions}))
+
+    @property
+    def causes(self) -> tuple[str, ...]:
+        """Why IPv6 was down, from the facts (the daemon's verdicts while it lasted)."""
+        return tuple(cause for c in self.conditions for cause in c.causes)
 
     def duration(self, until: float) -> float:
         """Seconds from start to end, or to `until` while open."""
@@ -266,7 +277,10 @@ def lane_values(state: ObservedState, running: bool = True) -> dict[str, tuple[s
         "endpoint": (endpoint_verdict(state), he_label),
     }
     for family in ("ipv4", "ipv6"):
-        values[family] = (state.probe(family).status, "")
+        probe = state.probe(family)
+        # Down while its outage is under way (outages: the WAN's change begins it before
+        # any probe can fail), so the lane shows what the availability counts.
+        values[family] = ("down" if probe.outage_since is not None else probe.status, "")
     return values
 
 
@@ -325,6 +339,7 @@ class _Builder:
         self.outages: list[Condition] = []
         self.open_outages: dict[str, Condition] = {}
         self.failing_placed: dict[str, tuple[int, float]] = {}  # family -> (seq, placed at)
+        self.causes: list[str] = []  # the open IPv6 outage's verdicts so far
         for family in FAMILIES:
             running = under_way(start, family)
             if running is not None:
@@ -346,8 +361,9 @@ class _Builder:
             self._close_marks_without_outcome()
         elif not isinstance(fact, UnknownFact):
             self.running = True
-        changed = self._move_lanes(after, envelope.seq, at)
         self._move_outages(before, after, envelope.seq, at)
+        self._tell_cause(after)
+        changed = self._move_lanes(after, envelope.seq, at)
         if self.in_window:
             self.facts += 1
             self.unknown += isinstance(fact, UnknownFact)
@@ -395,10 +411,16 @@ class _Builder:
             changed = True
             if old.value in _GOOD:
                 self.left_good[lane] = at
-            ended = Segment(lane, old.value, old.label, old.start, at, old.seq, seq)
+            # A family's lane is down from its outage's start (outages: an earlier failed
+            # probe, or the WAN's change), as the totals count it, not from the verdict.
+            outage = self.open_outages.get(lane) if value == "down" else None
+            moved, by = at, seq
+            if outage is not None and max(old.start, outage.start) < at:
+                moved, by = max(old.start, outage.start), outage.seq
+            ended = Segment(lane, old.value, old.label, old.start, moved, old.seq, by)
             if ended.end >= self.since:
                 self.segments[lane].append(ended)
-            new = Segment(lane, value, label, at, self.until, seq)
+            new = Segment(lane, value, label, moved, self.until, by)
             self.current[lane] = new
             if lane in _CAUSE_LANES and old.value not in ("unknown", "stopped"):
                 (self.changes if self.in_window else self.earlier_changes).append(new)
@@ -425,6 +447,7 @@ class _Builder:
                         running.seq,
                         seq,
                         running.last_good,
+                        tuple(self.causes) if family == TUNNEL_FAMILY else (),
                     )
                 )
             started = begun(before, after, family)
@@ -439,6 +462,20 @@ class _Builder:
                 self.open_outages[family] = Condition(
                     f"{family}-down", start, None, started.seq, 0, self.last_ok[family]
                 )
+                if family == TUNNEL_FAMILY:
+                    self.causes = []
+
+    def _tell_cause(self, after: ObservedState) -> None:
+        """The daemon's verdict while IPv6 is out: each new one joins the outage's causes."""
+        if TUNNEL_FAMILY not in self.open_outages:
+            return
+        reason = down_reason(after)
+        waiting = reason is not None and reason.check == "ipv6-path"
+        if reason is None or (waiting and after.probe("ipv6").consecutive_failed == 0):
+            return  # all looks mended: only a probe is awaited, no cause to tell
+        told = f"{reason.title}: {reason.detail}"
+        if not self.causes or self.causes[-1] != told:
+            self.causes.append(told)
 
     def _mark_action(self, envelope: Envelope, at: float) -> None:
         fact = envelope.fact
@@ -527,7 +564,10 @@ class _Builder:
             # Outages that reach into the window (with no fact in it, nothing says an outage
             # still went on).
             found += [c for c in self.outages if c.end is not None and c.end >= self.since]
-            found += self.open_outages.values()
+            found += [
+                attrs.evolve(c, causes=tuple(self.causes)) if c.kind == "ipv6-down" else c
+                for c in self.open_outages.values()
+            ]
         for kind, (lane, bad) in CONDITIONS.items():
             if lane in FAMILIES:
                 continue  # the families' outages, above
@@ -633,7 +673,9 @@ def _incident(
     began = min(first.start, explained_at) if explained_at is not None else first.start
     horizon = end if end is not None else until
     taken = tuple(m.seq for m in marks if began <= m.at <= horizon)
-    repair = None if end is None else end - began
+    # Repaired in the incident's duration: the outages date from the first sign the router
+    # sees (the WAN's change, a failed probe), the same start the hooks and metrics use.
+    repair = None if end is None else end - first.start
     return Incident(
         start=first.start,
         end=end,

@@ -40,6 +40,7 @@ from reconciler.model.facts import (
 )
 from reconciler.model.outages import ended
 from reconciler.model.state import ActionRecord, ObservedState
+from reconciler.model.verdict import down_reason
 
 __all__ = [
     "EVENTS",
@@ -86,6 +87,7 @@ class Notice:
     action: str | None = None  # the action's key
     result: str | None = None  # HE's answer, the failure kind, or "restart-limit"
     outage_seconds: float | None = None
+    down_reason: str | None = None  # needs-attention: why IPv6 is down (model.verdict)
 
     def environment(self) -> dict[str, str]:
         """The RECONCILER_* variables a hook is run with (only the ones that apply)."""
@@ -97,6 +99,7 @@ class Notice:
             "RECONCILER_PREVIOUS_ADDRESS": self.previous_address,
             "RECONCILER_ACTION": self.action,
             "RECONCILER_RESULT": self.result,
+            "RECONCILER_DOWN_REASON": self.down_reason,
             "RECONCILER_OUTAGE_SECONDS": (
                 f"{self.outage_seconds:.3f}" if self.outage_seconds is not None else None
             ),
@@ -272,6 +275,24 @@ def _restart_limit_reached(
 
 
 def _attention_notice(
+    cause: str,
+    record: ActionRecord,
+    tracker: NoticeTracker,
+    state: ObservedState,
+    seq: int,
+    at: float,
+) -> Notice:
+    """The notice for `cause`, told with why IPv6 is down when it is (the daemon's verdict
+    from the facts: the hook's reader learns the layer, not only the failed action)."""
+    notice = _attention_told(cause, record, tracker, state, seq, at)
+    reason = down_reason(state)
+    if reason is None:
+        return notice
+    sentence = reason.sentence()
+    return evolve(notice, message=f"{notice.message}. {sentence}", down_reason=sentence)
+
+
+def _attention_told(
     cause: str,
     record: ActionRecord,
     tracker: NoticeTracker,

@@ -19,6 +19,8 @@ An outage of a family
   tunnel is gone before any probe can tell (a repair within seconds would otherwise never
   count as an outage). When IPv6 probes were already failing, the outage begins at the
   first of those failures, whichever came first;
+- for both families also begins when the WAN loses its link or its address (it had both):
+  nothing crosses it from that moment, whatever the probes take to notice;
 - **ends** at the successful probe after which the verdict says the family works (with the
   default `recover_after = 1`, the first success). Successes before the verdict (a link
   that flaps under `recover_after > 1`) do not end it: an outage is counted until the

@@ -309,26 +309,39 @@ def _fold_wan(state: ObservedState, fact: WanAddressObserved, seq: int, at: floa
     actions = state.actions
     if _wan_usable(wan) and state.probe("ipv4").status != "down":
         actions = _forget_recent_starts(actions, RestartWan.KIND)
+    probes = state.probes
+    if state.wan is not None and _wan_usable(state.wan) and not _wan_usable(wan):
+        # The WAN lost its link or its address: nothing crosses it, so each family with a
+        # verdict is out from here (see outages), whatever the probes will take to notice.
+        probes = {
+            family: probe if probe.status == "unknown" else _outage_begun(probe, seq, at)
+            for family, probe in probes.items()
+        }
     known = state.last_wan_address
-    if wan.address is None or wan.address == known:
-        return _moved(state, seq, at, wan=wan, actions=actions)
-    if known is not None:
-        # The tunnel's local end is gone: its family's outage begins (see outages).
-        probe = state.probe(TUNNEL_FAMILY)
-        marks = (probe.failing_since, probe.failing_seq, probe.outage_since, probe.outage_seq)
-        failing_since, failing_seq, outage_since, outage_seq = after_wan_change(marks, seq, at)
-        probe = attrs.evolve(
-            probe,
-            failing_since=failing_since,
-            failing_seq=failing_seq,
-            outage_since=outage_since,
-            outage_seq=outage_seq,
-        )
-        probes = {**state.probes, TUNNEL_FAMILY: probe}
+    if wan.address is not None and wan.address != known:
+        if known is not None:
+            # The tunnel's local end is gone: its family's outage begins (see outages).
+            tunnel_family = _outage_begun(probes[TUNNEL_FAMILY], seq, at)
+            probes = {**probes, TUNNEL_FAMILY: tunnel_family}
         return _moved(
             state, seq, at, wan=wan, actions=actions, probes=probes, last_wan_address=wan.address
         )
-    return _moved(state, seq, at, wan=wan, actions=actions, last_wan_address=wan.address)
+    if probes is not state.probes:
+        return _moved(state, seq, at, wan=wan, actions=actions, probes=probes)
+    return _moved(state, seq, at, wan=wan, actions=actions)
+
+
+def _outage_begun(probe: ProbeView, seq: int, at: float) -> ProbeView:
+    """`probe` with its family's outage begun by a change of the WAN (see outages)."""
+    marks = (probe.failing_since, probe.failing_seq, probe.outage_since, probe.outage_seq)
+    failing_since, failing_seq, outage_since, outage_seq = after_wan_change(marks, seq, at)
+    return attrs.evolve(
+        probe,
+        failing_since=failing_since,
+        failing_seq=failing_seq,
+        outage_since=outage_since,
+        outage_seq=outage_seq,
+    )
 
 
 def _fold_tunnel(state: ObservedState, fact: TunnelObserved, seq: int, at: float) -> ObservedState:

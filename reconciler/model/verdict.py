@@ -14,7 +14,7 @@ Pure: evidence comes in as values, time as an argument.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -364,14 +364,18 @@ def down_reason(
     state: ObservedState,
     *,
     plan: Plan | None = None,
+    held: Sequence[Held] | None = None,
     server_ipv4: str | None = None,
     public_address: str = "interface",
 ) -> DownReason | None:
     """The first layer the facts show broken while IPv6 is down (None: IPv6 is not down).
 
-    Without a plan (no configuration at hand: `report`, the hooks) HE's answers in the state
-    stand in for the holds; without `server_ipv4` the tunnel's remote end is not judged.
+    `plan` (or only what it holds, `held`: the metrics have no more) says why an update or a
+    restart waits; without either (no configuration at hand: `report`, the hooks) HE's last
+    answer stands in for the hold. Without `server_ipv4` the tunnel's remote end is not judged.
     """
+    if plan is not None:
+        held = plan.held
     ipv6 = state.probe("ipv6")
     if ipv6.status != "down" and ipv6.outage_since is None:
         return None
@@ -398,7 +402,7 @@ def down_reason(
             since,
             f"IPv4 probe to {ipv4.target} failed {ipv4.consecutive_failed} times in a row",
         )
-    endpoint = _endpoint_reason(state, plan)
+    endpoint = _endpoint_reason(state, plan, held)
     if endpoint is not None:
         return DownReason("he-endpoint", since, endpoint)
     tunnel = state.tunnel
@@ -414,7 +418,12 @@ def down_reason(
             if server_ipv4 is not None and tunnel.remote != server_ipv4:
                 problems.append(f"its remote end is {tunnel.remote}, HE's is {server_ipv4}")
         if problems:
-            return DownReason("tunnel", since, ", ".join(problems) + _tunnel_hold(plan))
+            return DownReason("tunnel", since, ", ".join(problems) + _tunnel_hold(held))
+    if ipv6.consecutive_failed == 0:
+        # The outage began with the WAN's change and all looks mended: a probe will tell.
+        return DownReason(
+            "ipv6-path", since, "everything looks right again; waiting for an IPv6 probe to tell"
+        )
     return DownReason(
         "ipv6-path",
         since,
@@ -423,7 +432,9 @@ def down_reason(
     )
 
 
-def _endpoint_reason(state: ObservedState, plan: Plan | None) -> str | None:
+def _endpoint_reason(
+    state: ObservedState, plan: Plan | None, holds: Sequence[Held] | None
+) -> str | None:
     """HE's endpoint is not ours: what HE has, what the WAN has, and why the update waits."""
     wan, endpoint = state.wan, state.endpoint
     if wan is None or wan.address is None:
@@ -434,19 +445,15 @@ def _endpoint_reason(state: ObservedState, plan: Plan | None) -> str | None:
         (endpoint.for_local is not None and endpoint.for_local != local)
         or (endpoint.for_local is None and he_has is not None and he_has != local)
     )
-    wanted = None
-    if plan is not None:
-        wanted = next((a for a in plan.actions if isinstance(a, UpdateHeEndpoint)), None)
-        held = next((h for h in plan.held if isinstance(h.action, UpdateHeEndpoint)), None)
+    if holds is not None:
+        held = next((h for h in holds if isinstance(h.action, UpdateHeEndpoint)), None)
         if held is not None:
             return f"{_has(he_has)}, the WAN has {local}, update held: {hold_text(held)}"
-        if wanted is not None and wrong:
-            return f"{_has(he_has)}, the WAN has {local}, update pending"
-        if not wrong:
-            return None
-    if not wrong:
+    if plan is not None and wrong and any(isinstance(a, UpdateHeEndpoint) for a in plan.actions):
+        return f"{_has(he_has)}, the WAN has {local}, update pending"
+    failed = _last_update_failure(state, local)
+    if not wrong and not failed:
         return None
-    failed = _last_update_failure(state)
     if failed:
         return f"{_has(he_has)}, the WAN has {local}, last update: {failed}"
     return f"{_has(he_has)}, the WAN has {local}"
@@ -470,15 +477,18 @@ def hold_text(held: Held) -> str:
     return f"{what} {until}".strip()
 
 
-def _tunnel_hold(plan: Plan | None) -> str:
-    if plan is None:
-        return ""
-    held = next((h for h in plan.held if h.action.KIND == "restart-tunnel"), None)
+def _tunnel_hold(holds: Sequence[Held] | None) -> str:
+    held = next((h for h in holds or () if h.action.KIND == "restart-tunnel"), None)
     return f", restart held: {hold_text(held)}" if held is not None else ""
 
 
-def _last_update_failure(state: ObservedState) -> str:
-    records = [r for r in state.records_of(UpdateHeEndpoint.KIND) if r.last_outcome]
+def _last_update_failure(state: ObservedState, local: str) -> str:
+    """The message of the last update for the WAN address `local`, when it failed."""
+    records = [
+        r
+        for r in state.records_of(UpdateHeEndpoint.KIND)
+        if r.last_outcome and UpdateHeEndpoint.local_of(r.key) == local
+    ]
     if not records:
         return ""
     latest = max(records, key=lambda r: r.last_outcome_seq)

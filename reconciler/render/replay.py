@@ -234,7 +234,11 @@ def entry_json(
         "source": envelope.source,
         "fact": data,
         "changes": changes,
-        "notices": [_plain(attrs.asdict(notice)) for notice in notices],
+        # down_reason only where there is one: replay's JSON stays as it was without it
+        "notices": [
+            _plain(attrs.asdict(notice, filter=lambda a, v: a.name != "down_reason" or v))
+            for notice in notices
+        ],
     }
 
 

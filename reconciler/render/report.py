@@ -159,8 +159,9 @@ def _summary(report: Report) -> list[str]:
     parts.append("</ul>")
     parts.append(
         '<p class="hint">Availability counts only the time with a probe verdict (not before '
-        "the first verdict, not while the daemon was stopped). Time to repair runs from the "
-        "change that explains an outage (or its start) to its end.</p>"
+        "the first verdict, not while the daemon was stopped). Time to repair is an outage's "
+        "duration: from its start (the WAN's change, or the first failed probe) to its end, "
+        "as the hooks and the metrics count it.</p>"
     )
     parts.append("</section>")
     return parts
@@ -449,6 +450,7 @@ def _incident_row(incident: Incident, report: Report, marks: Mapping[int, Action
         duration_text = _span(incident.duration(report.until))
         repair = _opt_duration(incident.time_to_repair)
     what = "<ul>" + "".join(_condition_item(c) for c in incident.conditions) + "</ul>"
+    what += _causes(incident.causes)
     explained = _explanation(incident, report.moments)
     taken = [marks[s] for s in incident.actions if s in marks]
     actions = (
@@ -479,6 +481,20 @@ def _incident_row(incident: Incident, report: Report, marks: Mapping[int, Action
         + "".join(cells)
         + "</tr>"
     )
+
+
+_CAUSES_SHOWN = 4
+
+
+def _causes(causes: tuple[str, ...]) -> str:
+    """Why IPv6 was down, as the daemon's verdict told it (the first layer broken, then what
+    kept it so); `reconciler replay` has the rest when there were more."""
+    if not causes:
+        return ""
+    shown = [escape(c) for c in causes[:_CAUSES_SHOWN]]
+    more = len(causes) - len(shown)
+    tail = f"; and {more} more (<code>reconciler replay</code>)" if more > 0 else ""
+    return f'<p class="cause">Cause: {"; then ".join(shown)}{tail}</p>'
 
 
 def _condition_item(condition: Condition) -> str:

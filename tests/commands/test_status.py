@@ -188,3 +188,44 @@ def test_status_before_any_probe_says_not_probed_yet(tmp_path: Path) -> None:
     assert code == 0
     assert "ipv4:     not probed yet" in lines and "ipv6:     not probed yet" in lines
     assert "None" not in out.getvalue()
+
+
+def test_status_says_why_ipv6_is_down_from_the_facts(tmp_path: Path) -> None:
+    """The daemon's last verdict heads the status: HE has the old address, the WAN the new,
+    and HE's abuse back-off holds the update (from the plan), with the times."""
+    from datetime import UTC, datetime
+
+    from reconciler.configfile import load_config
+    from reconciler.reconcile import config_loaded_fact
+
+    config = _world(tmp_path)
+    loaded = load_config(config)
+    clock = [time.time() - 60]
+
+    def hhmm(at: float) -> str:
+        return datetime.fromtimestamp(at, UTC).strftime("%H:%M")
+
+    with EventLog.open(tmp_path / "state" / "events") as log:
+        recorder = Recorder(log, lambda: clock[0])
+        recorder.record(config_loaded_fact(loaded), "daemon")
+        old, new = "203.0.113.10", "203.0.113.11"
+        recorder.record(WanAddressObserved("wan0", old, True, addresses=(old,)), "observer:wan")
+        recorder.record(EndpointObserved(old, "update", for_local=old), "observer:he")
+        recorder.record(ProbeObserved("ipv6", "2001:db8::1", True, 0.1), "observer:probe:ipv6")
+        clock[0] += 10
+        moved = clock[0]
+        recorder.record(WanAddressObserved("wan0", new, True, addresses=(new,)), "observer:wan")
+        key = f"update-he-endpoint:{new}"
+        recorder.record(ActionStarted(key, "update-he-endpoint", "moved"), "x")
+        recorder.record(
+            ActionFailed(key, "update-he-endpoint", "temporary", "HE answered abuse", 10800.0),
+            "x",
+        )
+    code, text, err = _status(config)
+    assert code == 0, err
+    assert (
+        f"verdict:  IPv6 down since {hhmm(moved)}: HE has {old}, the WAN has {new}, "
+        f"update held: abuse back-off until {hhmm(moved + 10800)}"
+    ) in text
+    report = json.loads(_status(config, "--json")[1])
+    assert report["verdict"]["check"] == "he-endpoint"

@@ -26,7 +26,9 @@ from reconciler.lab.topology import (
     WAN_INTERFACE,
     Lab,
     _ip,
+    wait_until,
 )
+from reconciler.model.facts import ActionFailed, ProbeObserved
 
 PING_SOURCE = "203.0.113.74"  # HE's ping source in the lab
 PROBE6 = "2001:db8:ffff::1"  # the IPv6 probe target, beyond HE's end of the tunnel
@@ -63,7 +65,8 @@ def lab(lab_available: None) -> Iterator[Lab]:
     with Lab() as built:
         heal_routes(built)
         _ip(built.he_ns, f"addr add {PROBE6}/128 dev lo")
-        built.write_config(probe_ipv6__target=PROBE6)
+        built.config_overrides["probe_ipv6__target"] = PROBE6  # kept when the daemon starts
+        built.write_config()
         yield built
 
 
@@ -183,7 +186,7 @@ def behind_nat(lab: Lab) -> Iterator[str]:
     finally:
         _ip(None, f"netns del {nat}", check=False)  # its veths go with it
         heal_routes(lab)
-        lab.write_config(probe_ipv6__target=PROBE6)
+        lab.write_config()
 
 
 def test_a_private_address_behind_nat_fails_check_2_or_warns_when_configured(lab: Lab) -> None:
@@ -191,13 +194,11 @@ def test_a_private_address_behind_nat_fails_check_2_or_warns_when_configured(lab
     address as ours; with public_address = "tunnelbroker" it warns (the NAT must forward
     protocol 41) and IPv4 through the NAT still works."""
     with behind_nat(lab) as private:
-        lab.write_config(probe_ipv6__target=PROBE6, wan__interface="wan1")
+        lab.write_config(wan__interface="wan1")
         number, name, evidence = first_failure(lab)
         assert (number, name) == (2, "wan")
         assert f"{private} is private" in evidence and "behind NAT" in evidence
-        lab.write_config(
-            probe_ipv6__target=PROBE6, wan__interface="wan1", wan__public_address="tunnelbroker"
-        )
+        lab.write_config(wan__interface="wan1", wan__public_address="tunnelbroker")
         checks = doctor(lab)["checks"]
     assert checks[1]["status"] == "warn"
     assert "forward protocol 41" in checks[1]["evidence"]
@@ -205,16 +206,44 @@ def test_a_private_address_behind_nat_fails_check_2_or_warns_when_configured(lab
 
 
 def test_he_endpoint_stale_with_the_update_held_fails_check_4(lab: Lab) -> None:
-    """The WAN moved; the daemon's update got "abuse": HE still has the old address, and
-    doctor names the hold from the plan over the daemon's log."""
-    lab.he("script", answers="abuse")
-    with wan_moved(lab, "203.0.113.20"):
-        heal_routes(lab)
-        lab.reconciler("apply")  # the update goes out once and is refused
-        number, name, evidence = first_failure(lab)
+    """The WAN moved under the running daemon; HE answered its update "abuse": HE still has
+    the old address. doctor names the hold (from the plan over the daemon's log), and the
+    daemon's own verdict says the same in `status` and in the report's incident."""
+    lab.start_daemon()
+    try:
+        wait_until(
+            lambda: _facts(lab, lambda f: isinstance(f, ProbeObserved) and f.family == "ipv6"),
+            timeout=15,
+            what="the daemon's first IPv6 probe",
+        )
+        lab.he("script", answers="abuse")
+        with wan_moved(lab, "203.0.113.20"):
+            heal_routes(lab)
+            wait_until(
+                lambda: _facts(lab, lambda f: isinstance(f, ActionFailed) and "abuse" in f.message),
+                timeout=15,
+                what="HE's abuse answer in the log",
+            )
+            number, name, evidence = first_failure(lab)
+            status = lab.reconciler("status")
+            report = lab.reconciler("report")
+            lab.stop_daemon()
+    finally:
+        if lab.daemon_running():
+            lab.stop_daemon()
     assert (number, name) == (4, "he-endpoint")
     assert "HE has 203.0.113.10" in evidence and "the WAN has 203.0.113.20" in evidence
     assert "update held: abuse back-off until" in evidence
+    verdict = next(line for line in status.stdout.splitlines() if line.startswith("verdict:"))
+    assert "IPv6 down since" in verdict
+    assert "HE has 203.0.113.10, the WAN has 203.0.113.20, update held: abuse back-off" in verdict
+    assert "HE&#x27;s view of our endpoint: HE has 203.0.113.10, the WAN has 203.0.113.20" in (
+        report.stdout
+    )
+
+
+def _facts(lab: Lab, wanted: Any) -> list[Any]:
+    return [e.fact for e in lab.envelopes() if wanted(e.fact)]
 
 
 def test_echo_from_he_blocked_by_nftables_fails_check_5(lab: Lab) -> None:

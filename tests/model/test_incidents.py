@@ -73,9 +73,10 @@ def test_outage_starts_at_the_first_failed_probe_and_ends_at_the_first_good_prob
     assert incident.duration(report.until) == 40
     assert incident.explained_by is None  # nothing the router sees changed
     assert incident.time_to_repair == 40
-    # the lane is the verdict (down from the third failure); the totals count the outage
+    # the lane is down for the outage the totals count (from the first failure, not from
+    # the verdict at the third: it showed "up" for 20 s the availability counted as down)
     assert [(s.value, s.start - T0) for s in report.lanes["ipv6"]][-2:] == [
-        ("down", 30),
+        ("down", 10),
         ("up", 50),
     ]
     assert report.totals.down["ipv6"] == 40 and report.totals.down["ipv4"] == 0
@@ -158,7 +159,8 @@ def test_an_outage_still_open_at_the_end_of_the_window() -> None:
     report = extract(log.envelopes, since=T0, until=T0 + 100)
     [incident] = report.incidents
     assert incident.end is None and incident.end_seq == 0
-    assert incident.duration(report.until) == 90  # from the first failed IPv4 probe
+    # from the WAN losing its link and address (nothing crosses it from then on)
+    assert incident.duration(report.until) == 95
     assert incident.time_to_repair is None
     assert report.totals.outages == 1 and report.totals.repairs == ()
     assert report.last_seq == later - 1
@@ -179,10 +181,14 @@ def test_a_window_that_starts_mid_outage_keeps_the_real_start() -> None:
     log.add(40, WanAddressObserved("em0", OLD, True))
     restart = log.add(110, ActionStarted("restart-wan:em0", "restart-wan", "still", [cause]))
     log.add(111, ActionFailed("restart-wan:em0", "restart-wan", "temporary", "busy"))
+    log.probe(150, "ipv6", True)
     end = log.probe(150, "ipv4", True)
     report = extract(log.envelopes, since=T0 + 100, until=T0 + 200)
     [incident] = report.incidents
-    assert incident.start == T0 + 10 and incident.start < report.since
+    # from the address lost (both families out from then on), so duration and time to
+    # repair are one figure
+    assert incident.start == T0 + 5 and incident.start < report.since
+    assert incident.duration(report.until) == incident.time_to_repair
     assert (incident.end, incident.end_seq) == (T0 + 150, end)
     assert incident.explained_by == cause and cause in report.moments
     assert incident.actions == (restart,)  # only actions in the window are marks
@@ -394,10 +400,11 @@ def test_a_wrong_endpoint_is_explained_by_what_came_since_it_last_matched() -> N
     log.add(12, WanAddressObserved("em0", NEW, True))
     log.add(13, EndpointObserved(NEW, "update", for_local=NEW))
     log.add(13, TunnelObserved("gif0", True, True, NEW, HE))
+    log.probe(13, "ipv4", True)
     log.probe(13, "ipv6", True)
     [incident] = extract(log.envelopes, since=T0, until=T0 + 20).incidents
-    # the new address began an IPv6 outage too (the tunnel's local end was gone)
-    assert incident.kinds == ("endpoint-wrong", "ipv6-down")
+    # the drop began both families' outages (nothing crossed the WAN)
+    assert incident.kinds == ("endpoint-wrong", "ipv4-down", "ipv6-down")
     assert (incident.explained_by, incident.explained_at) == (down, T0 + 10)
     assert incident.time_to_repair == 3
 
@@ -442,3 +449,24 @@ def test_an_unconfirmed_failure_is_marked_so() -> None:
         ("temporary", True),
         ("temporary", False),
     ]
+
+
+def test_an_ipv6_outage_is_told_with_its_causes_from_the_facts() -> None:
+    """The daemon's verdict while IPv6 was out, each once, in order: HE's endpoint was
+    behind the WAN, then the tunnel's local end; the report shows them as the cause."""
+    log = Log()
+    log.converged()
+    log.add(10, WanAddressObserved("em0", NEW, True))
+    key = f"update-he-endpoint:{NEW}"
+    log.add(11, ActionStarted(key, "update-he-endpoint", "moved"))
+    log.add(12, ActionSucceeded(key, "update-he-endpoint", "good"))
+    log.add(12, EndpointObserved(NEW, "update", for_local=NEW))
+    log.add(13, TunnelObserved("gif0", True, True, NEW, HE))
+    log.probe(14, "ipv4", True)
+    log.probe(14, "ipv6", True)
+    [incident] = extract(log.envelopes, since=T0, until=T0 + 20).incidents
+    assert incident.causes == (
+        f"HE's view of our endpoint: HE has {OLD}, the WAN has {NEW}",
+        f"the tunnel: its local end is {OLD}, the WAN has {NEW}",
+    )
+    assert incident.duration(T0 + 20) == incident.time_to_repair == 4

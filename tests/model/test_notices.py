@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from reconciler.model.actions import PRIVATE_ADDRESS_REFUSED
@@ -14,6 +16,7 @@ from reconciler.model.facts import (
     ConfigLoaded,
     DaemonStarted,
     DaemonStopped,
+    EndpointObserved,
     Fact,
     HookRan,
     ProbeObserved,
@@ -267,3 +270,20 @@ def test_a_clock_stepped_back_makes_no_counter_go_down() -> None:
     assert told.notices[-1].outage_seconds == 0.0
     assert told.telemetry.outage_seconds >= 0.0
     assert told.telemetry.outage_total(told.now) >= 0.0 and before >= 0.0
+
+
+def test_needs_attention_says_why_ipv6_is_down() -> None:
+    """badauth after the WAN moved: the hook's text and RECONCILER_DOWN_REASON name the
+    layer (HE's view), what HE has, what the WAN has, and HE's answer."""
+    told = converged()
+    told.record(EndpointObserved(OLD, "update", for_local=OLD))
+    moved = told.wan(NEW)
+    key = f"update-he-endpoint:{NEW}"
+    told.record(ActionStarted(key, "update-he-endpoint", "moved"))
+    told.record(ActionFailed(key, "update-he-endpoint", "permanent", BADAUTH))
+    (attention,) = [n for n in told.notices if n.event == "needs-attention"]
+    since = told.envelopes[moved - 1].at
+    hhmm = datetime.fromtimestamp(since, UTC).strftime("%H:%M")
+    expected = f"IPv6 down since {hhmm}: HE has {OLD}, the WAN has {NEW}, last update: {BADAUTH}"
+    assert attention.environment()["RECONCILER_DOWN_REASON"] == expected
+    assert attention.message.endswith(expected)

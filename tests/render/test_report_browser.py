@@ -46,7 +46,7 @@ def test_the_rendered_dom_has_the_lanes_the_incident_and_the_why(
     assert marks == ["12", "16", "19"]
     # the script gave spans and marks their tooltips
     assert re.search(r"<title>#16 update-he-endpoint:203\.0\.113\.9: succeeded\. Why: ", dom)
-    assert "<title>IPv4: down from 2024-05-01 12:03:00 to 2024-05-01 12:04:00 (#11 to #15)" in dom
+    assert "<title>IPv4: down from 2024-05-01 12:01:00 to 2024-05-01 12:04:00 (#8 to #15)" in dom
     row = re.search(r'<tr id="inc-8".*?</tr>', dom, re.S)
     assert row is not None
     durations = re.search(
