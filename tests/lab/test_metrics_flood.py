@@ -89,7 +89,8 @@ def test_idle_metrics_connections_do_not_stop_a_repair_under_a_low_fd_limit(lab:
         assert flood.stdin is not None
         flood.stdin.close()
         flood.wait(timeout=10)
-    assert repair_seconds < 5, f"the repair took {repair_seconds:.1f} s under the flood"
+    # typically 0.3 s, as without the flood; the old server: no repair within 20 s
+    assert repair_seconds < 10, f"the repair took {repair_seconds:.1f} s under the flood"
     assert "Too many open files" not in lab.daemon_stderr()
     wait_until(lambda: "reconciler_up" in scrape(lab), timeout=10, what="/metrics again")
     assert (
