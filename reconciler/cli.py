@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--since", metavar="T", help="start at time T (ISO 8601, UTC default)")
     replay.add_argument("--until", metavar="T", help="stop at time T")
     replay.add_argument("--at", metavar="T", help="print the state as it was at time T")
+    replay.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show busy minutes' counts of unchanged observations as lines of their own",
+    )
     report = sub.add_parser(
         "report", parents=[common, state], help="the log as one HTML page (timeline, incidents)"
     )

@@ -29,10 +29,13 @@ from reconciler.model.facts import Envelope, ObservationsCounted
 from reconciler.model.state import ObservedState, fold
 from reconciler.model.telemetry import Telemetry
 from reconciler.render.replay import (
+    BUSY_SPAN,
     REPLAY_SCHEMA,
     counted_line,
+    counted_span,
     entry_json,
     entry_lines,
+    folded_counts,
     is_notable,
     quiet_line,
     state_changes,
@@ -114,7 +117,14 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     if at is not None:
         return _print_state_at(state_dir, at, args.json, env.stdout, trimmed)
     return _print_timeline(
-        state_dir, since, until, args.json, env.stdout, trimmed, _reconcile_bounds(args, env)
+        state_dir,
+        since,
+        until,
+        args.json,
+        env.stdout,
+        trimmed,
+        _reconcile_bounds(args, env),
+        verbose=bool(getattr(args, "verbose", False)),
     )
 
 
@@ -176,6 +186,15 @@ def _flush_quiet(quiet: int, counted: list[Envelope], out: TextIO) -> int:
     return 0
 
 
+def _busy(counted: list[Envelope], news_at: float) -> bool:
+    """Whether the counts were flushed by a busy minute: their observations span little and
+    news follows them closely (a quiet stretch's counts keep their own line)."""
+    if not counted:
+        return False
+    first, last = counted_span(counted)
+    return last - first <= BUSY_SPAN and news_at - last <= BUSY_SPAN
+
+
 def _print_timeline(
     state_dir: Path,
     since: float | None,
@@ -184,6 +203,7 @@ def _print_timeline(
     out: TextIO,
     trimmed: int | None,
     reconcile: ReconcileConfig,
+    verbose: bool = False,
 ) -> int:
     state = ObservedState()
     # The notifications each fact caused, told as the daemon tells its hooks.
@@ -219,8 +239,14 @@ def _print_timeline(
             elif isinstance(envelope.fact, ObservationsCounted) and not notices:
                 counted.append(envelope)
             elif is_notable(envelope, changes) or notices:
+                folded = ""
+                if not verbose and _busy(counted, envelope.at):
+                    folded = folded_counts(counted)
+                    counted.clear()
                 quiet = _flush_quiet(quiet, counted, out)
-                print("\n".join(entry_lines(envelope, changes, after, notices)), file=out)
+                lines = entry_lines(envelope, changes, after, notices)
+                lines[0] += folded
+                print("\n".join(lines), file=out)
                 shown += 1
             else:
                 if counted:

@@ -5,7 +5,10 @@ Each entry is one fact: its time, seq and type, what it changed in the observed 
 or how it ended. Observations that changed nothing are counted, not printed, so a long
 quiet stretch reads as one line. The daemon itself records such observations only as
 counts (`observations-counted`, one per source): consecutive counts read as one line,
-"12:00:00Z-13:00:00Z: 60 IPv6 probes ok, 120 WAN observations, nothing changed". Unknown
+"12:00:00Z-13:00:00Z: 60 IPv6 probes ok, 120 WAN observations, nothing changed". During a
+busy minute (every news fact flushes the counts) they fold into the next news line's head
+instead, "(+1 tunnel observation unchanged)", so an incident reads as one story (`-v` shows
+them as lines of their own). Unknown
 facts are shown raw. JSON schemas:
 `reconciler.replay/1` (timeline) and `reconciler.replay-state/1` (`--at`).
 """
@@ -35,11 +38,15 @@ from reconciler.model.state import ObservedState
 from reconciler.render.timefmt import iso
 
 __all__ = [
+    "BUSY_SPAN",
     "REPLAY_SCHEMA",
     "STATE_SCHEMA",
     "counted_line",
+    "counted_parts",
+    "counted_span",
     "entry_json",
     "entry_lines",
+    "folded_counts",
     "is_notable",
     "quiet_line",
     "state_changes",
@@ -155,28 +162,52 @@ _COUNTED_LABELS = {
 }
 
 
+# Counts whose observations span at most this long, and that news follows within it, were
+# flushed by a busy minute (every news fact flushes them): they fold into the news line.
+BUSY_SPAN = 60.0
+
+
 def counted_line(counts: list[Envelope]) -> str:
     """One line for consecutive ObservationsCounted facts: the span they cover and what was
-    counted, per source, in the order recorded."""
+    counted, each source once (summed), in the order first recorded."""
+    first, last = counted_span(counts)
+    return f"    {iso(first)}-{iso(last)}: {counted_parts(counts)}, nothing changed"
+
+
+def counted_span(counts: list[Envelope]) -> tuple[float, float]:
     facts = [e.fact for e in counts if isinstance(e.fact, ObservationsCounted)]
-    first = min(fact.first_at for fact in facts)
-    last = max(fact.last_at for fact in facts)
-    parts = []
+    return min(fact.first_at for fact in facts), max(fact.last_at for fact in facts)
+
+
+def counted_parts(counts: list[Envelope]) -> str:
+    """ "2 tunnel observations, 1 WAN observation": one part per source and kind."""
+    totals: dict[tuple[str, str], int] = {}
     for envelope in counts:
         fact = envelope.fact
         assert isinstance(fact, ObservationsCounted)
-        parts.append(_counted_part(fact, envelope.source))
-    return f"    {iso(first)}-{iso(last)}: {', '.join(parts)}, nothing changed"
+        label = fact.observed
+        if fact.observed == "probe-observed":
+            label = f"probe:{envelope.source.rsplit(':', 1)[-1]}"
+        key = (label, fact.observed)
+        totals[key] = totals.get(key, 0) + fact.count
+    return ", ".join(
+        _counted_part(count, label, observed) for (label, observed), count in totals.items()
+    )
 
 
-def _counted_part(fact: ObservationsCounted, source: str) -> str:
-    many = fact.count != 1
-    if fact.observed == "probe-observed":
-        family = source.rsplit(":", 1)[-1]
-        label = {"ipv4": "IPv4", "ipv6": "IPv6"}.get(family, family)
-        return f"{fact.count} {label} probe{'s' if many else ''} ok"
-    one, several = _COUNTED_LABELS.get(fact.observed, (fact.observed, fact.observed))
-    return f"{fact.count} {several if many else one}"
+def folded_counts(counts: list[Envelope]) -> str:
+    """What busy-minute counts add to the next news line's head."""
+    return f"  (+{counted_parts(counts)} unchanged)"
+
+
+def _counted_part(count: int, label: str, observed: str) -> str:
+    many = count != 1
+    if observed == "probe-observed":
+        family = label.removeprefix("probe:")
+        shown = {"ipv4": "IPv4", "ipv6": "IPv6"}.get(family, family)
+        return f"{count} {shown} probe{'s' if many else ''} ok"
+    one, several = _COUNTED_LABELS.get(observed, (observed, observed))
+    return f"{count} {several if many else one}"
 
 
 def _detail(fact: Any, after: ObservedState) -> str:

@@ -245,3 +245,38 @@ def test_counted_observations_read_as_one_line(tmp_path: Path) -> None:
         "    2024-05-01T12:00:30Z-2024-05-01T13:00:30Z: 60 IPv6 probes ok, "
         "121 WAN observations, nothing changed"
     ) in out.splitlines()
+
+
+def test_a_busy_minute_reads_as_one_story(tmp_path: Path) -> None:
+    """Counts a news fact flushed seconds after they began fold into that news line's head
+    (each source named once, summed); `-v` shows them as a line of their own."""
+    from reconciler.eventlog import EventLog
+    from reconciler.model.facts import ActionStarted, TunnelObserved, WanAddressObserved
+    from reconciler.recorder import Recorder
+
+    t0, now = 1_714_564_800.0, [1_714_564_800.0]
+    wan = WanAddressObserved("em0", "203.0.113.7", True, addresses=("203.0.113.7",))
+    tunnel = TunnelObserved("gif0", True, True, "203.0.113.7", "198.51.100.1", "gif")
+    with EventLog.open(tmp_path / "state" / "events") as log:
+        recorder = Recorder(log, lambda: now[0], quiet_summary_interval=3600.0)
+        for offset, fact, source in [
+            (0.0, wan, "observer:wan"),
+            (0.1, tunnel, "observer:tunnel"),
+            (0.2, tunnel, "observer:tunnel"),
+            (0.3, wan, "observer:wan"),
+            (0.4, tunnel, "observer:tunnel"),
+        ]:
+            now[0] = t0 + offset
+            recorder.record(fact, source)
+        now[0] = t0 + 0.5
+        recorder.record(ActionStarted("restart-tunnel:x", "restart-tunnel", "r"), "executor")
+    state = str(tmp_path / "state")
+    code, out, _ = run_cli(["replay", "--state-dir", state], tmp_path)
+    assert code == 0
+    assert "nothing changed" not in out
+    [head] = [line for line in out.splitlines() if "action-started" in line]
+    assert head.endswith("(+2 tunnel observations, 1 WAN observation unchanged)")
+    code, out, _ = run_cli(["replay", "-v", "--state-dir", state], tmp_path)
+    assert code == 0
+    [counts] = [line for line in out.splitlines() if "nothing changed" in line]
+    assert counts.endswith(": 2 tunnel observations, 1 WAN observation, nothing changed")
