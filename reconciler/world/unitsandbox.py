@@ -11,7 +11,9 @@ which configured path it blocks. It judges only from a unit it found: without on
 systemd host, another unit name) it says nothing rather than guess.
 
 Where the unit comes from: `check-config --unit PATH` (the file; drop-ins in PATH.d/ beside
-it), else `systemctl cat reconciler.service` (what systemd has loaded, drop-ins included).
+it), else `systemctl cat reconciler.service` (what systemd has loaded, drop-ins included),
+else the unit file in systemd's unit directories (systemd not running: a container, a
+chroot, an image being built).
 """
 
 from __future__ import annotations
@@ -29,9 +31,27 @@ from attrs import field, frozen
 from reconciler.model.config import Config
 from reconciler.world.runner import SubprocessRunner
 
-__all__ = ["UNIT_NAME", "Sandbox", "installed_unit", "parse_unit", "sandbox_warnings"]
+__all__ = [
+    "UNIT_DIRECTORIES",
+    "UNIT_NAME",
+    "Sandbox",
+    "installed_unit",
+    "parse_unit",
+    "sandbox_warnings",
+]
 
 UNIT_NAME = "reconciler.service"
+# Where systemd looks for system units, first to last (systemd.unit(5)).
+UNIT_DIRECTORIES = tuple(
+    Path(d)
+    for d in (
+        "/etc/systemd/system",
+        "/run/systemd/system",
+        "/usr/local/lib/systemd/system",
+        "/usr/lib/systemd/system",
+        "/lib/systemd/system",
+    )
+)
 _SYSTEMCTL_TIMEOUT = 5.0
 _UNIT_LIMIT = 1 << 20  # bytes of a unit file read
 
@@ -177,26 +197,42 @@ def parse_unit(text: str, source: str) -> Sandbox:
     return Sandbox(source, settings, lists)
 
 
-def installed_unit(unit_path: Path | None) -> Sandbox | None:
-    """The unit's sandbox from `unit_path` (and PATH.d/*.conf), else from `systemctl cat`;
-    None when neither gives a unit."""
+def installed_unit(
+    unit_path: Path | None, search: tuple[Path, ...] | None = None
+) -> Sandbox | None:
+    """The unit's sandbox from `unit_path` (and PATH.d/*.conf); else what `systemctl cat`
+    prints; else (no systemd running: a container, a chroot) the unit file found first in
+    systemd's unit directories `search`, with every directory's drop-ins. None when none of
+    these gives a unit."""
     if unit_path is not None:
-        texts = [_read(unit_path)]
-        dropins = Path(f"{unit_path}.d")
-        with contextlib.suppress(OSError):
-            texts += [_read(p) for p in sorted(dropins.glob("*.conf"))]
-        return parse_unit("\n".join(texts), str(unit_path))
+        return _from_files(unit_path, [Path(f"{unit_path}.d")])
     systemctl = shutil.which("systemctl")
-    if systemctl is None:
-        return None
-    done = SubprocessRunner().run(
-        [systemctl, "cat", "--no-pager", UNIT_NAME], timeout=_SYSTEMCTL_TIMEOUT
-    )
-    if not done.ok or "[Service]" not in done.stdout:
-        return None
-    first = done.stdout.splitlines()[0]
-    source = first[2:].strip() if first.startswith("# ") else f"systemctl cat {UNIT_NAME}"
-    return parse_unit(done.stdout, source)
+    if systemctl is not None:
+        done = SubprocessRunner().run(
+            [systemctl, "cat", "--no-pager", UNIT_NAME], timeout=_SYSTEMCTL_TIMEOUT
+        )
+        if done.ok and "[Service]" in done.stdout:
+            first = done.stdout.splitlines()[0]
+            source = first[2:].strip() if first.startswith("# ") else f"systemctl cat {UNIT_NAME}"
+            return parse_unit(done.stdout, source)
+    directories = UNIT_DIRECTORIES if search is None else search
+    for directory in directories:
+        unit = directory / UNIT_NAME
+        if unit.is_file():
+            return _from_files(unit, [d / f"{UNIT_NAME}.d" for d in directories])
+    return None
+
+
+def _from_files(unit: Path, dropin_dirs: list[Path]) -> Sandbox:
+    """A unit file and its drop-ins, read in systemd's order: by file name, a name in an
+    earlier directory hiding the same name in a later one."""
+    dropins: dict[str, Path] = {}
+    for directory in dropin_dirs:
+        with contextlib.suppress(OSError):
+            for path in directory.glob("*.conf"):
+                dropins.setdefault(path.name, path)
+    texts = [_read(unit), *(_read(dropins[name]) for name in sorted(dropins))]
+    return parse_unit("\n".join(texts), str(unit))
 
 
 def _read(path: Path) -> str:

@@ -171,3 +171,22 @@ def test_the_drop_ins_parse(tmp_path: Path) -> None:
 def test_each_drop_in_says_where_it_goes(name: str) -> None:
     first = (DROP_INS / name).read_text().splitlines()[0]
     assert first == f"# /etc/systemd/system/reconciler.service.d/{name}"
+
+
+def test_without_systemd_running_the_unit_is_read_from_the_unit_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No systemctl to ask (a container, a chroot): the first unit directory holding the
+    unit gives it, and drop-ins come from every directory, an earlier one's hiding the same
+    name in a later one. No unit anywhere: nothing to judge (None)."""
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    etc, lib = tmp_path / "etc", tmp_path / "lib"
+    for directory in (etc, lib):
+        (directory / "reconciler.service.d").mkdir(parents=True)
+    assert installed_unit(None, (etc, lib)) is None
+    shutil.copy(UNIT, lib / "reconciler.service")
+    (lib / "reconciler.service.d" / "paths.conf").write_text("[Service]\nReadWritePaths=/x\n")
+    (etc / "reconciler.service.d" / "paths.conf").write_text("[Service]\nReadWritePaths=/y\n")
+    sandbox = installed_unit(None, (etc, lib))
+    assert sandbox is not None and sandbox.source == str(lib / "reconciler.service")
+    assert (sandbox.access("/x")[0], sandbox.access("/y")[0]) == ("ro", "rw")
