@@ -237,10 +237,11 @@ _FOLD_CHILD = textwrap.dedent(
             for seq, record in log.read():
                 state = fold(state, from_record(seq, record))
                 if seq == log.last_seq - 1000:
-                    SnapshotStore(snaps).write(seq, state_to_mapping(state), SCHEMA_VERSION)
+                    mapping = state_to_mapping(state)
+                    SnapshotStore(snaps).write(seq, mapping, SCHEMA_VERSION, log_id=log.log_id)
     else:  # start-up: the writer opens the log, loads the snapshot, folds the tail
         with EventLog.open(path) as log:
-            seq, mapping = SnapshotStore(snaps).latest(SCHEMA_VERSION)
+            seq, mapping = SnapshotStore(snaps).latest(SCHEMA_VERSION, log.log_id)
             state = state_from_mapping(mapping)
             for seq, record in log.read(seq + 1):
                 state = fold(state, from_record(seq, record))

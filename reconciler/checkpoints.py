@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from reconciler.eventlog.checkpoints import CheckpointStore, Chunk
 from reconciler.history import log_fold_error
 from reconciler.model.facts import from_record
@@ -92,16 +94,21 @@ class ChunkTracker:
         return chunk
 
 
-def write_checkpoint(store: CheckpointStore, chunk: Chunk, state: ObservedState) -> None:
-    """Write the checkpoint of `state` (folded up to chunk.seq) and index it."""
+def write_checkpoint(store: CheckpointStore, chunk: Chunk, state: ObservedState, log: Any) -> None:
+    """Write the checkpoint of `state` (folded up to chunk.seq from `log`) and index it, with
+    the log's id and, where the chunk says where record seq ended, that frame's CRC."""
+    trailer = getattr(log, "trailer_at", None)
+    if chunk.near is not None and trailer is not None:
+        chunk = attrs.evolve(chunk, crc=trailer(chunk.near) or 0)
     with _WRITES:
-        store.write(chunk, state_to_mapping(state), SCHEMA_VERSION)
+        log_id = getattr(log, "log_id", None)
+        store.write(chunk, state_to_mapping(state), SCHEMA_VERSION, log_id=log_id)
 
 
-def _chain(store: CheckpointStore, first_seq: int) -> list[Chunk]:
-    """The indexed chunks from the one holding the log's first record on, when they chain
-    without a hole; [] otherwise (the reader then folds from the start)."""
-    chunks = [c for c in store.index() if c.seq + 1 >= first_seq]
+def _chain(store: CheckpointStore, first_seq: int, log_id: bytes | None) -> list[Chunk]:
+    """The indexed chunks of log `log_id` from the one holding the log's first record on,
+    when they chain without a hole; [] otherwise (the reader then folds from the start)."""
+    chunks = [c for c in store.index(log_id) if c.seq + 1 >= first_seq]
     if not chunks or chunks[0].since >= first_seq:
         return []  # a hole between the log's start and the first chunk
     for before, after in itertools.pairwise(chunks):
@@ -121,10 +128,10 @@ def _first_seq(log: Any) -> int:
     return segments[0][0] if segments else 1
 
 
-def _state_at(store: CheckpointStore, seq: int) -> ObservedState | None:
+def _state_at(store: CheckpointStore, seq: int, log_id: bytes | None) -> ObservedState | None:
     if seq == 0:
         return ObservedState()
-    mapping = store.load(seq, SCHEMA_VERSION)
+    mapping = store.load(seq, SCHEMA_VERSION, log_id)
     if mapping is None:
         return None
     try:
@@ -142,28 +149,52 @@ def start_before(state_dir: Path, since: float) -> Start:
     """A state to fold from for a window starting at the first record stamped >= `since`:
     (state, seq, where seq+1 is) with every record up to seq stamped before `since`.
     (empty, 0, None) when no checkpoint helps."""
-    store = CheckpointStore(checkpoints_dir(state_dir))
-    chunks = _chain(store, first_seq_of(state_dir))
+    store, log_id = CheckpointStore(checkpoints_dir(state_dir)), log_id_of(state_dir)
+    chunks = _chain(store, first_seq_of(state_dir), log_id)
     start: Chunk | None = None
     for chunk in chunks:
         if chunk.max_at >= since:
             break  # the window starts in this chunk: fold from the checkpoint before it
         start = chunk
-    return _usable(store, start)
+    return _usable(state_dir, store, start, log_id)
 
 
 def start_at_or_before(state_dir: Path, seq: int) -> Start:
     """The newest checkpointed state at or before `seq` (empty, 0, None when none helps)."""
-    store = CheckpointStore(checkpoints_dir(state_dir))
-    chunks = [c for c in _chain(store, first_seq_of(state_dir)) if c.seq <= seq]
-    return _usable(store, chunks[-1] if chunks else None)
+    store, log_id = CheckpointStore(checkpoints_dir(state_dir)), log_id_of(state_dir)
+    chunks = [c for c in _chain(store, first_seq_of(state_dir), log_id) if c.seq <= seq]
+    return _usable(state_dir, store, chunks[-1] if chunks else None, log_id)
 
 
-def _usable(store: CheckpointStore, chunk: Chunk | None) -> Start:
-    state = _state_at(store, chunk.seq) if chunk is not None else None
-    if chunk is None or state is None:
+def _usable(
+    state_dir: Path, store: CheckpointStore, chunk: Chunk | None, log_id: bytes | None
+) -> Start:
+    if chunk is None or not _holds_its_frame(state_dir, chunk):
+        return ObservedState(), 0, None
+    state = _state_at(store, chunk.seq, log_id)
+    if state is None:
         return ObservedState(), 0, None
     return state, chunk.seq, chunk.near
+
+
+def _holds_its_frame(state_dir: Path, chunk: Chunk) -> bool:
+    """Whether the log holds, where the chunk says record seq ended, a frame with the CRC
+    the checkpoint was written with (always, for a chunk written without one)."""
+    if not chunk.crc or chunk.near is None:
+        return True
+    with _open_log(state_dir) as log:
+        found = log.trailer_at(chunk.near)
+    if found != chunk.crc:
+        _log.warning("checkpoint at #%d skipped: the log holds another record there", chunk.seq)
+        return False
+    return True
+
+
+def log_id_of(state_dir: Path) -> bytes | None:
+    """The id of the state directory's log (its newest segment's), without walking it."""
+    from reconciler.eventlog.log import read_log_id
+
+    return read_log_id(events_dir(state_dir))
 
 
 def first_seq_of(state_dir: Path) -> int:
@@ -180,8 +211,9 @@ def last_seq_until(state_dir: Path, until: float) -> int:
 
     Reads the log after the newest checkpoint, then only the newest chunk whose smallest
     time is at or before `until`; the whole log when there is no usable index."""
-    store = CheckpointStore(checkpoints_dir(state_dir))
-    chunks = _chain(store, first_seq_of(state_dir))
+    store, log_id = CheckpointStore(checkpoints_dir(state_dir)), log_id_of(state_dir)
+    chunks = _chain(store, first_seq_of(state_dir), log_id)
+    chunks = chunks if chunks and _holds_its_frame(state_dir, chunks[-1]) else []
     near = {c.seq: c.near for c in chunks}  # where the record after each checkpoint is
     tail = chunks[-1].seq if chunks else 0
     ranges: list[tuple[int, int | None]] = [(tail, None)]
@@ -215,11 +247,11 @@ def build_missing(
     Reads through `log` (read-only is enough); returns how many it wrote."""
     if upto <= 0:
         return 0
-    chunks = _chain(store, _first_seq(log))
+    chunks = _chain(store, _first_seq(log), log.log_id)
     if chunks and chunks[-1].seq >= upto:
         return 0
     start = chunks[-1].seq if chunks else 0
-    state = _state_at(store, start) if start else ObservedState()
+    state = _state_at(store, start, log.log_id) if start else ObservedState()
     if state is None:
         start, state = 0, ObservedState()  # the newest checkpoint is damaged: from the start
     tracker, written = ChunkTracker(start), 0
@@ -230,7 +262,7 @@ def build_missing(
         state = fold(state, envelope, log_fold_error)
         tracker.note(envelope.at)
         if seq == upto or tracker.due(envelope.at):
-            write_checkpoint(store, tracker.take(seq), state)
+            write_checkpoint(store, tracker.take(seq), state, log)
             written += 1
     if written:
         _log.info("checkpoints: built %d for #%d..#%d", written, start + 1, upto)

@@ -206,6 +206,7 @@ def load(state_dir: Path) -> Loaded:
         store = SnapshotStore(snapshots_dir(state_dir))
         checkpoints = CheckpointStore(state_dir / "checkpoints")
         found = newest_first(
-            store.candidates(SCHEMA_VERSION), checkpoints.candidates(SCHEMA_VERSION)
+            store.candidates(SCHEMA_VERSION, log.log_id),
+            checkpoints.candidates(SCHEMA_VERSION, log.log_id),
         )
         return load_from(log, found)

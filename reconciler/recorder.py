@@ -127,11 +127,15 @@ class LogWriter(Protocol):
 class SnapshotWriter(Protocol):
     """What the recorder needs of reconciler.eventlog.SnapshotStore."""
 
-    def write(self, seq: int, state: Mapping[str, Any], schema: int) -> Any: ...
+    def write(
+        self, seq: int, state: Mapping[str, Any], schema: int, *, log_id: bytes | None
+    ) -> Any: ...
 
-    def candidates(self, schema: int) -> Iterator[tuple[int, Mapping[str, Any]]]: ...
+    def candidates(
+        self, schema: int, log_id: bytes | None = None
+    ) -> Iterator[tuple[int, Mapping[str, Any]]]: ...
 
-    def oldest_seq(self, schema: int) -> int | None: ...
+    def oldest_seq(self, schema: int, log_id: bytes | None = None) -> int | None: ...
 
 
 class Recorder:
@@ -164,9 +168,18 @@ class Recorder:
         self._changed = threading.Condition(threading.Lock())
         # Held while a snapshot is written and retention runs; never while _changed is.
         self._housekeeping = threading.Lock()
-        snapshots_found: Any = snapshots.candidates(SCHEMA_VERSION) if snapshots else ()
+        # Snapshots and checkpoints are used only with the log they were folded from; those
+        # past its end are of a future a restored log does not have: the writer drops them.
+        self._log_id: bytes | None = getattr(log, "log_id", None)
+        if not getattr(log, "readonly", True):
+            if snapshots is not None and hasattr(snapshots, "discard_after"):
+                snapshots.discard_after(log.last_seq)
+            if checkpoints is not None:
+                checkpoints.discard_after(log.last_seq, self._log_id)
+        found: Any = snapshots.candidates(SCHEMA_VERSION, self._log_id) if snapshots else ()
         if checkpoints is not None:  # start from whichever is newer
-            snapshots_found = newest_first(snapshots_found, checkpoints.candidates(SCHEMA_VERSION))
+            found = newest_first(found, checkpoints.candidates(SCHEMA_VERSION, self._log_id))
+        snapshots_found = found
         self._loaded = load_from(log, snapshots_found)
         self._state, self._last_seq = self._loaded.state, self._loaded.last_seq
         self._since_snapshot = 0
@@ -458,7 +471,7 @@ class Recorder:
 
         chunk, state = due
         try:
-            write_checkpoint(self._checkpoints, chunk, state)
+            write_checkpoint(self._checkpoints, chunk, state, self._log)
         except Exception as exc:  # an optimisation: never fail a record over it
             _log.warning("could not write a checkpoint at seq %d: %s", state.seq, exc)
 
@@ -486,7 +499,7 @@ class Recorder:
         if self._snapshots is None or seq == 0:
             return
         try:
-            self._snapshots.write(seq, state_to_mapping(state), SCHEMA_VERSION)
+            self._snapshots.write(seq, state_to_mapping(state), SCHEMA_VERSION, log_id=self._log_id)
         except Exception as exc:  # a snapshot is an optimisation: never fail a record over it
             _log.warning("could not write a snapshot at seq %d: %s", seq, exc)
             return
@@ -494,13 +507,13 @@ class Recorder:
             return
         try:
             # Only what the oldest kept snapshot covers may be removed (see the docstring).
-            covered = self._snapshots.oldest_seq(SCHEMA_VERSION)
+            covered = self._snapshots.oldest_seq(SCHEMA_VERSION, self._log_id)
             if covered is not None:
                 self._after_snapshot(covered)
                 segments = getattr(self._log, "segments", None)
                 if self._checkpoints is not None and segments is not None and segments():
                     # Checkpoints whose following records retention removed go with them.
-                    self._checkpoints.prune(segments()[0][0])
+                    self._checkpoints.prune(segments()[0][0], self._log_id)
         except Exception as exc:  # housekeeping must not stop the recording either
             _log.warning("after the snapshot at seq %d: %s", seq, exc)
 

@@ -12,6 +12,7 @@ from reconciler.checkpoints import (
     build_missing,
     checkpoints_dir,
     last_seq_until,
+    log_id_of,
     start_at_or_before,
     start_before,
 )
@@ -54,7 +55,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_the_recorder_writes_a_checkpoint_a_day_that_chain(logs: tuple[Path, Path]) -> None:
-    chunks = CheckpointStore(checkpoints_dir(logs[0])).index()
+    chunks = CheckpointStore(checkpoints_dir(logs[0])).index(log_id_of(logs[0]))
     assert len(chunks) == 3  # four days: the fourth's is not due yet
     assert chunks[0].since == 0
     assert [c.since for c in chunks[1:]] == [c.seq for c in chunks[:-1]]
@@ -79,7 +80,7 @@ def test_windows_print_exactly_what_a_fold_from_the_start_prints(
 def test_a_window_starts_from_the_checkpoint_before_it(logs: tuple[Path, Path]) -> None:
     """--since three and a half days in folds from the newest checkpoint, not from #1;
     --until finds its end through the index, --at its state from the checkpoint before."""
-    chunks = CheckpointStore(checkpoints_dir(logs[0])).index()
+    chunks = CheckpointStore(checkpoints_dir(logs[0])).index(log_id_of(logs[0]))
     state, start, near = start_before(logs[0], T0 + 3.5 * 86400)
     assert near is not None  # where the record after it is: read without walking
     assert start == chunks[-1].seq and state.seq == start
@@ -98,7 +99,7 @@ def test_an_older_log_gets_its_checkpoints_built(tmp_path: Path, logs: tuple[Pat
         recorder = Recorder(log, checkpoints=store)
         recorder.build_checkpoints(lambda: False)
         last = log.last_seq
-    chunks = store.index()
+    chunks = store.index(log_id_of(tmp_path))
     assert chunks and chunks[-1].seq == last and chunks[0].since == 0
     with EventLog.open(events_dir(tmp_path), readonly=True) as log:
         assert build_missing(log, store, last, lambda: False) == 0  # nothing missing now
@@ -114,9 +115,10 @@ def test_retention_takes_the_checkpoints_it_made_useless(
     the chain then starts at the log's first record."""
     shutil.copytree(logs[0], tmp_path / "state")
     store = CheckpointStore(checkpoints_dir(tmp_path / "state"))
-    chunks = store.index()
-    store.prune(chunks[1].seq + 1)
-    assert [c.seq for c in store.index()] == [c.seq for c in chunks[1:]]
+    log_id = log_id_of(tmp_path / "state")
+    chunks = store.index(log_id)
+    store.prune(chunks[1].seq + 1, log_id)
+    assert [c.seq for c in store.index(log_id)] == [c.seq for c in chunks[1:]]
     assert not store.path_for(chunks[0].seq).exists()
     assert store.path_for(chunks[1].seq).exists()
 
@@ -128,5 +130,8 @@ def test_status_and_start_up_begin_from_a_checkpoint_newer_than_any_snapshot(
     from reconciler.history import load
 
     loaded = load(logs[0])
-    assert loaded.snapshot_seq == CheckpointStore(checkpoints_dir(logs[0])).index()[-1].seq
+    assert (
+        loaded.snapshot_seq
+        == CheckpointStore(checkpoints_dir(logs[0])).index(log_id_of(logs[0]))[-1].seq
+    )
     assert loaded.state == load(logs[1]).state

@@ -265,7 +265,7 @@ def test_stop_finishes_records_daemon_stopped_and_returns_zero(
     world.thread.join(5)
     assert world.status == [0]
     assert world.facts()[-1] == DaemonStopped(reason="SIGTERM")
-    latest = world.snapshots.latest(SCHEMA_VERSION)
+    latest = world.snapshots.latest(SCHEMA_VERSION, world.log.log_id)
     assert latest is not None and latest[0] == world.log.last_seq
     stopped_state = world.daemon.recorder.state
     again = Daemon(

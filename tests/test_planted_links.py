@@ -169,8 +169,8 @@ def test_snapshots_and_checkpoints(tmp_path: Path, victim: Path) -> None:
     index = checkpoints.directory / "INDEX"
     plant(victim, checkpoints.path_for(7), *predictable(checkpoints.path_for(7)))
     plant(victim, *predictable(index))
-    snapshots.write(7, {"seq": 7}, 1)
-    checkpoints.write(Chunk(7, 0, 1.0, 2.0, 7), {"seq": 7}, 1)
+    snapshots.write(7, {"seq": 7}, 1, log_id=None)
+    checkpoints.write(Chunk(7, 0, 1.0, 2.0, 7), {"seq": 7}, 1, log_id=None)
     assert_regular(snapshots.path_for(7), 0o600)
     assert_regular(checkpoints.path_for(7), 0o600)
     assert_regular(index, 0o600)

@@ -64,7 +64,7 @@ def test_snapshot_every_n_and_start_from_snapshot_plus_tail(tmp_path: Path) -> N
         recorder = Recorder(log, lambda: 7.0, snapshots=store, snapshot_every=3)
         for index in range(7):
             recorder.record(_wan(f"203.0.113.{index + 1}"), "observer:wan")
-        latest = store.latest(SCHEMA_VERSION)
+        latest = store.latest(SCHEMA_VERSION, log.log_id)
         assert latest is not None and latest[0] == 6
         full = ObservedState()
         for seq, record in log.read(1):
@@ -121,6 +121,10 @@ class _ReadsNoted:
     def last_seq(self) -> int:
         return self.log.last_seq
 
+    @property
+    def log_id(self) -> bytes | None:
+        return self.log.log_id
+
     def append(self, record: Mapping[str, Any]) -> int:
         return self.log.append(record)
 
@@ -143,7 +147,7 @@ def test_snapshot_reads_back_with_load_state_and_start_up_folds_only_the_tail(
         recorder.snapshot()
         recorder.record(ProbeObserved(family="ipv4", target="x", ok=True), "observer:probe")
         expected = recorder.state
-    latest = store.latest(SCHEMA_VERSION)
+    latest = store.latest(SCHEMA_VERSION, log.log_id)
     assert latest is not None and latest[0] == 2
     state, seq = load_state(tmp_path)
     assert (state, seq) == (expected, 3)
@@ -184,7 +188,7 @@ def test_start_up_skips_a_snapshot_whose_state_has_another_seq(tmp_path: Path) -
                 at_three = recorder.state
         expected = recorder.state
     assert at_three is not None
-    store.write(6, state_to_mapping(at_three), SCHEMA_VERSION)
+    store.write(6, state_to_mapping(at_three), SCHEMA_VERSION, log_id=None)
     with EventLog.open(tmp_path / "events") as log:
         again = Recorder(log, snapshots=store)
         assert again.loaded.snapshot_seq == 0
@@ -282,7 +286,7 @@ def test_snapshot_and_retention_run_outside_the_recorder_lock(tmp_path: Path) ->
         for index in range(3):
             recorder.record(_wan(f"203.0.113.{index + 1}"), "observer:wan")
         assert recorded_meanwhile == [4]
-        assert recorder.last_seq == 4 and store.latest(SCHEMA_VERSION) is not None
+        assert recorder.last_seq == 4 and store.latest(SCHEMA_VERSION, log.log_id) is not None
 
 
 def test_snapshot_at_the_stop_is_written_after_record_final(tmp_path: Path) -> None:
@@ -293,5 +297,5 @@ def test_snapshot_at_the_stop_is_written_after_record_final(tmp_path: Path) -> N
         recorder.record(_wan("203.0.113.7"), "observer:wan")
         recorder.record_final(lambda state: DaemonStopped(reason="test"), "daemon")
         recorder.snapshot()
-    latest = store.latest(SCHEMA_VERSION)
+    latest = store.latest(SCHEMA_VERSION, log.log_id)
     assert latest is not None and latest[0] == 2

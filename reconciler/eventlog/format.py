@@ -1,6 +1,7 @@
 """The on-disk format of a log segment: header, frames, checksums (see docs/log-format.md).
 
-A segment is a 24-byte header followed by frames. A frame is a 20-byte header and a msgpack
+A segment is a header (24 bytes in format 1, 40 in format 2, which adds the log's
+identity) followed by frames. A frame is a 20-byte header and a msgpack
 payload. The frame header carries its own CRC so that a damaged length field is recognised
 as damage and cannot pass for a write that was cut short.
 
@@ -23,13 +24,16 @@ __all__ = [
     "FRAME_HEAD_STRUCT",
     "FRAME_OVERHEAD",
     "FRAME_TRAILER",
+    "LOG_ID_SIZE",
     "MAX_PAYLOAD",
     "SEGMENT_HEADER",
+    "SEGMENT_HEADER_V1",
     "SEGMENT_MAGIC",
     "SEGMENT_SUFFIX",
     "U32_STRUCT",
     "Damage",
     "Frame",
+    "SegmentHeader",
     "decode_segment_header",
     "encode_frame",
     "encode_segment_header",
@@ -44,11 +48,17 @@ __all__ = [
 ]
 
 SEGMENT_MAGIC = b"\x89RCLOG\r\n"  # like PNG's: catches text-mode and 7-bit transfers
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SEGMENT_SUFFIX = ".log"
-# magic, format version (u16), flags (u16, zero), first sequence number (u64), CRC of the rest
-_SEGMENT_HEAD = struct.Struct("<8sHHQ")
-SEGMENT_HEADER = _SEGMENT_HEAD.size + 4
+# Format 1: magic, format version (u16), flags (u16, zero), first sequence number (u64), CRC
+# of the rest. Format 2 puts the log's identity (16 random bytes, the same in every segment
+# of one log) before the CRC; everything after the header is the same in both.
+_SEGMENT_HEAD_V1 = struct.Struct("<8sHHQ")
+_SEGMENT_HEAD = struct.Struct("<8sHHQ16s")
+SEGMENT_HEADER_V1 = _SEGMENT_HEAD_V1.size + 4
+SEGMENT_HEADER = _SEGMENT_HEAD.size + 4  # what this release writes
+LOG_ID_SIZE = 16
+_HEADS = {1: _SEGMENT_HEAD_V1, 2: _SEGMENT_HEAD}
 # Frame: payload length (u32), sequence number (u64), CRC-32 of those 12 bytes (u32), the
 # payload, then a CRC-32 of everything before it in the frame (u32 trailer).
 FRAME_HEAD_STRUCT = struct.Struct("<IQ")
@@ -80,24 +90,50 @@ def segment_first_seq(name: str) -> int:
     return int(name[: -len(SEGMENT_SUFFIX)])
 
 
-def encode_segment_header(first_seq: int) -> bytes:
-    head = _SEGMENT_HEAD.pack(SEGMENT_MAGIC, FORMAT_VERSION, 0, first_seq)
+@frozen
+class SegmentHeader:
+    """A valid segment header: the first sequence number, the log's identity (None in a
+    format-1 segment, which has none) and the header's size (where frames begin)."""
+
+    first_seq: int
+    log_id: bytes | None
+    size: int
+
+
+def encode_segment_header(first_seq: int, log_id: bytes | None) -> bytes:
+    """A format-2 header naming the log `log_id`; format 1 when None (`log repair` keeps the
+    format of a segment it rebuilds)."""
+    if log_id is None:
+        head = _SEGMENT_HEAD_V1.pack(SEGMENT_MAGIC, 1, 0, first_seq)
+    else:
+        if len(log_id) != LOG_ID_SIZE:
+            raise ValueError(f"a log id is {LOG_ID_SIZE} bytes, not {len(log_id)}")
+        head = _SEGMENT_HEAD.pack(SEGMENT_MAGIC, FORMAT_VERSION, 0, first_seq, log_id)
     return head + U32_STRUCT.pack(_crc32(head))
 
 
-def decode_segment_header(data: bytes) -> int | str:
-    """The first sequence number, or a one-line reason the header is not valid."""
-    if len(data) < SEGMENT_HEADER:
-        return f"segment header is {len(data)} bytes, expected {SEGMENT_HEADER}"
-    magic, version, _flags, first_seq = _SEGMENT_HEAD.unpack_from(data)
+def decode_segment_header(data: bytes) -> SegmentHeader | str:
+    """The header at the start of `data` (which may run on into frames), or a one-line
+    reason it is not valid."""
+    if len(data) < SEGMENT_HEADER_V1:
+        return f"segment header is {len(data)} bytes, expected {SEGMENT_HEADER_V1} or more"
+    magic, version, _flags, _first = _SEGMENT_HEAD_V1.unpack_from(data)
     if magic != SEGMENT_MAGIC:
         return "not a reconciler log segment (bad magic)"
-    (crc,) = U32_STRUCT.unpack_from(data, _SEGMENT_HEAD.size)
-    if crc != _crc32(data[: _SEGMENT_HEAD.size]):
-        return "segment header checksum mismatch"
-    if version != FORMAT_VERSION:
+    head = _HEADS.get(version)
+    if head is None:
+        (crc,) = U32_STRUCT.unpack_from(data, _SEGMENT_HEAD_V1.size)
+        if crc != _crc32(data[: _SEGMENT_HEAD_V1.size]):
+            return "segment header checksum mismatch"
         return f"unsupported format version {version}"
-    return int(first_seq)
+    size = head.size + 4
+    if len(data) < size:
+        return f"segment header is {len(data)} bytes, expected {size}"
+    (crc,) = U32_STRUCT.unpack_from(data, head.size)
+    if crc != _crc32(data[: head.size]):
+        return "segment header checksum mismatch"
+    fields = head.unpack_from(data)
+    return SegmentHeader(int(fields[3]), bytes(fields[4]) if version >= 2 else None, size)
 
 
 def encode_frame(seq: int, payload: bytes) -> bytes:

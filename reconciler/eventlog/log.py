@@ -14,6 +14,7 @@ import fcntl
 import itertools
 import logging
 import os
+import secrets
 import threading
 import zlib
 from collections.abc import Generator, Iterable, Iterator, Mapping
@@ -39,10 +40,14 @@ from reconciler.eventlog.format import (
     FRAME_HEAD_STRUCT,
     FRAME_HEADER,
     FRAME_OVERHEAD,
+    FRAME_TRAILER,
+    LOG_ID_SIZE,
     MAX_PAYLOAD,
     SEGMENT_HEADER,
+    SEGMENT_HEADER_V1,
     U32_STRUCT,
     Damage,
+    SegmentHeader,
     decode_segment_header,
     encode_segment_header,
     inspect_frame,
@@ -51,7 +56,14 @@ from reconciler.eventlog.format import (
     segment_name,
 )
 
-__all__ = ["DEFAULT_SEGMENT_SIZE", "LOCK_NAME", "EventLog", "read_holder_pid", "writer_lock"]
+__all__ = [
+    "DEFAULT_SEGMENT_SIZE",
+    "LOCK_NAME",
+    "EventLog",
+    "read_holder_pid",
+    "read_log_id",
+    "writer_lock",
+]
 
 DEFAULT_SEGMENT_SIZE = 64 * 2**20
 LOCK_NAME = "LOCK"
@@ -71,6 +83,7 @@ class _Good:
 
     active_first: int  # 0: no segment yet
     active_size: int
+    active_header: int
     next_seq: int
     index: tuple[tuple[int, int], ...]
 
@@ -82,6 +95,20 @@ def read_holder_pid(lock_path: Path) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def read_log_id(directory: Path) -> bytes | None:
+    """The id in the newest segment's header (what a reader's `log_id` is); None for a log of
+    format-1 segments, an empty log or a header that does not read."""
+    segments = list_segments(directory)
+    if not segments:
+        return None
+    try:
+        with open(segments[-1][1], "rb") as f:
+            header = decode_segment_header(f.read(SEGMENT_HEADER))
+    except OSError:
+        return None
+    return None if isinstance(header, str) else header.log_id
 
 
 class EventLog:
@@ -96,6 +123,11 @@ class EventLog:
         self._fd: int | None = None  # the active segment, opened for appending
         self._active_first = 0
         self._active_size = 0
+        self._active_header = SEGMENT_HEADER  # the active segment's header size (format 1: 24)
+        # The log's identity, in every segment header this release writes: a reader's is the
+        # newest segment's (None for a format-1 log); a writer's is made for a new log or one
+        # whose newest segment is format 1 (its next append starts a segment carrying it).
+        self._log_id: bytes | None = None
         self._next_seq = 1
         self._index: list[tuple[int, int]] = []  # (seq, offset) in the active segment
         self._failed: BaseException | None = None
@@ -173,7 +205,7 @@ class EventLog:
     def _check_headers(self, segments: list[tuple[int, Path]]) -> None:
         for first, seg in segments:
             with open(seg, "rb") as f:
-                self._check_header(seg, first, f.read(SEGMENT_HEADER))
+                self._log_id = self._check_header(seg, first, f.read(SEGMENT_HEADER)).log_id
 
     def _walk_once(self) -> None:
         """For a reader: walk the last segment (as it is now) if that has not happened yet."""
@@ -189,9 +221,10 @@ class EventLog:
             return
         first, seg = segments[-1]
         data = seg.read_bytes()
-        self._check_header(seg, first, data)
+        header = self._check_header(seg, first, data)
+        self._log_id = header.log_id
         index: list[tuple[int, int]] = []
-        pos, seq = SEGMENT_HEADER, first
+        pos, seq = header.size, first
         while True:  # in steps, building the sparse index on the way
             end, nxt, damage = scan_frames(data, pos, seq, _INDEX_EVERY)
             progressed = end > pos
@@ -211,17 +244,21 @@ class EventLog:
         self._next_seq = seq
         self._active_first = first
         self._active_size = pos
+        self._active_header = header.size
         self._index = index
         if repair:
             self._fd = open_existing(seg, os.O_WRONLY | os.O_APPEND)
 
     @staticmethod
-    def _check_header(seg: Path, first: int, data: bytes) -> None:
+    def _check_header(seg: Path, first: int, data: bytes) -> SegmentHeader:
         found = decode_segment_header(data[:SEGMENT_HEADER])
         if isinstance(found, str):
             raise CorruptLogError(seg, 0, found)
-        if found != first:
-            raise CorruptLogError(seg, 0, f"header says first sequence {found}, name says {first}")
+        if found.first_seq != first:
+            raise CorruptLogError(
+                seg, 0, f"header says first sequence {found.first_seq}, name says {first}"
+            )
+        return found
 
     def _cut_torn_tail(self, seg: Path, damage: Damage, data: bytes) -> None:
         broken = unused_name(seg, f".{damage.offset}.broken")
@@ -280,7 +317,13 @@ class EventLog:
             return []
         with self._lock:
             self._check_writable()
-            good = _Good(self._active_first, self._active_size, self._next_seq, tuple(self._index))
+            good = _Good(
+                self._active_first,
+                self._active_size,
+                self._active_header,
+                self._next_seq,
+                tuple(self._index),
+            )
             try:
                 seqs = self._write(payloads)
             except BaseException as exc:
@@ -337,6 +380,7 @@ class EventLog:
             self._fd = open_existing(seg, os.O_WRONLY | os.O_APPEND)
         fsync_dir(self.path)
         self._active_first, self._active_size = good.active_first, good.active_size
+        self._active_header = good.active_header
         self._next_seq, self._index = good.next_seq, list(good.index)
         self._failed, self._good = None, None
 
@@ -356,9 +400,11 @@ class EventLog:
             head = head_of(len(payload), seq)
             head += u32(crc32(head))
             frame_size = FRAME_OVERHEAD + len(payload)
-            has_frames = self._active_size + pending_size > SEGMENT_HEADER
+            has_frames = self._active_size + pending_size > self._active_header
             full = self._active_size + pending_size + frame_size > self.segment_size
-            if self._fd is None or (full and has_frames):
+            # A format-1 segment with records: the next starts now, carrying the log's id.
+            unnamed = self._active_header != SEGMENT_HEADER and has_frames
+            if self._fd is None or ((full or unnamed) and has_frames):
                 self._flush(pending, sync=self._fd is not None)
                 pending, pending_size = [], 0
                 self._start_segment(seq)
@@ -388,10 +434,11 @@ class EventLog:
             os.close(self._fd)
             self._fd = None
         seg = self.path / segment_name(first_seq)
-        write_new(seg, encode_segment_header(first_seq))  # never over a file or a link
+        header = encode_segment_header(first_seq, self.log_id)
+        write_new(seg, header)  # never over a file or a link
         self._fd = open_existing(seg, os.O_WRONLY | os.O_APPEND)
         self._active_first = first_seq
-        self._active_size = SEGMENT_HEADER
+        self._active_size = self._active_header = SEGMENT_HEADER
         self._index = []
 
     # -- reading -------------------------------------------------------------------------
@@ -411,6 +458,31 @@ class EventLog:
         return self._read(max(start, 1), near)
 
     @property
+    def log_id(self) -> bytes | None:
+        """The log's identity (16 random bytes in every segment header; checkpoints and
+        snapshots carry it). A writer's is always set; a reader's is the newest segment's,
+        None for a log of format-1 segments only."""
+        if self._log_id is None and not self.readonly:
+            self._log_id = secrets.token_bytes(LOG_ID_SIZE)
+        return self._log_id
+
+    def trailer_at(self, position: tuple[int, int]) -> int | None:
+        """The CRC trailer of the frame that ends at `position` (a segment's first seq, an
+        offset: `position` as it was right after that frame was appended); None when there
+        is no such place. A checkpoint keeps it to prove it was folded from this very log."""
+        first, offset = position
+        seg = self.path / segment_name(first)
+        if offset < SEGMENT_HEADER_V1 + FRAME_OVERHEAD:
+            return None
+        try:
+            with open(seg, "rb") as f:
+                f.seek(offset - FRAME_TRAILER)
+                data = f.read(FRAME_TRAILER)
+        except OSError:
+            return None
+        return U32_STRUCT.unpack(data)[0] if len(data) == FRAME_TRAILER else None
+
+    @property
     def position(self) -> tuple[int, int]:
         """For a writer: where the next record goes, (first seq of the active segment, byte
         offset), for `read(near=...)` later. A rotation moves it to the next segment."""
@@ -423,7 +495,7 @@ class EventLog:
         """(segment index, offset) of record `start` at `near`, checked; None if not there."""
         first, offset = near
         for i, (found, seg) in enumerate(segments):
-            if found != first or offset < SEGMENT_HEADER:
+            if found != first or offset < SEGMENT_HEADER_V1:
                 continue
             try:
                 with open(seg, "rb") as f:
@@ -569,10 +641,8 @@ def _read_segment(seg: Path, first: int, offset: int, seq: int, start: int) -> _
     header, overhead = FRAME_HEADER, FRAME_OVERHEAD
     with open(seg, "rb", buffering=0) as f:
         if offset == 0:
-            EventLog._check_header(seg, first, f.read(SEGMENT_HEADER))
-            offset = SEGMENT_HEADER
-        else:
-            f.seek(offset)
+            offset = EventLog._check_header(seg, first, f.read(SEGMENT_HEADER)).size
+        f.seek(offset)
         buf = b""
         base = offset  # the file offset of buf[0]
         pos = 0

@@ -74,6 +74,7 @@ class _SegmentScan:
     problems: list[Problem]
     torn: Problem | None  # a torn tail (last segment only)
     size: int
+    log_id: bytes | None = None  # from its header, when intact (None in format 1)
 
 
 @frozen
@@ -129,14 +130,17 @@ def _scan_segment(path: Path, first_seq: int, *, last: bool) -> _SegmentScan:
     problems: list[Problem] = []
     header = decode_segment_header(data[:SEGMENT_HEADER])
     seq = first_seq
+    pos = SEGMENT_HEADER
+    log_id = None
     if isinstance(header, str):
         problems.append(Problem(path, 0, header))
-    elif header != first_seq:
-        problems.append(Problem(path, 0, f"header says first sequence {header}"))
-        seq = header  # an intact header says what the file holds (a renamed segment)
+    else:
+        pos, log_id = header.size, header.log_id
+        if header.first_seq != first_seq:
+            problems.append(Problem(path, 0, f"header says first sequence {header.first_seq}"))
+            seq = header.first_seq  # an intact header says what the file holds (renamed)
     frames: list[tuple[int, bytes]] = []
     torn: Problem | None = None
-    pos = SEGMENT_HEADER
     while pos < len(data):
         damage: Damage | None = None
         for item in walk_frames(data, pos, seq):
@@ -164,7 +168,7 @@ def _scan_segment(path: Path, first_seq: int, *, last: bool) -> _SegmentScan:
         if found is None:
             break
         pos, seq = found.offset, found.seq
-    return _SegmentScan(path, first_seq, frames, problems, torn, len(data))
+    return _SegmentScan(path, first_seq, frames, problems, torn, len(data), log_id)
 
 
 def _decodes_to_mapping(payload: bytes) -> bool:
@@ -261,7 +265,8 @@ def repair(path: Path | str) -> RepairReport:
             if not scan.problems:
                 continue
             end_seq = scans[i + 1].first_seq - 1 if i + 1 < len(scans) else None
-            data, kept, gaps = _rebuild(scan, end_seq, pool)
+            known = next((s.log_id for s in reversed(scans) if s.log_id is not None), None)
+            data, kept, gaps = _rebuild(scan, end_seq, pool, known)
             aside = unused_name(scan.path, ".damaged")
             os.link(scan.path, aside)  # the original stays reachable at every moment
             write_durably(scan.path, data)
@@ -278,7 +283,7 @@ def repair(path: Path | str) -> RepairReport:
 
 
 def _rebuild(
-    scan: _SegmentScan, end_seq: int | None, pool: Mapping[int, bytes]
+    scan: _SegmentScan, end_seq: int | None, pool: Mapping[int, bytes], log_id: bytes | None
 ) -> tuple[bytes, int, list[int]]:
     """The segment for its name's number range: the intact frames (its own first, else from
     `pool`, every intact frame of the log by seq), a marker for each number none holds.
@@ -290,7 +295,8 @@ def _rebuild(
         own.setdefault(seq, payload)  # a duplicate is kept only in the damaged original
     if end_seq is None:
         end_seq = max((seq for seq in (*own, *pool) if seq >= scan.first_seq), default=0)
-    parts = [encode_segment_header(scan.first_seq)]
+    # The segment's own identity, else the log's (from the others), else format 1 as it was.
+    parts = [encode_segment_header(scan.first_seq, scan.log_id or log_id)]
     lost: list[int] = []
     kept = 0
     at: Any = None

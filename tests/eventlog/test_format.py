@@ -19,7 +19,7 @@ PAYLOAD = b"\x82\xa1n\x05\xa3pad" + b"\xa5" * 40  # msgpack-ish bytes, none of t
 
 def _segment(count: int) -> bytes:
     """A segment of `count` frames numbered from 1."""
-    return encode_segment_header(1) + b"".join(
+    return encode_segment_header(1, b"L" * 16) + b"".join(
         encode_frame(s, PAYLOAD) for s in range(1, 1 + count)
     )
 
@@ -65,7 +65,7 @@ def test_bad_header_with_payload_behind_is_corruption(at: int) -> None:
 
 def test_damaged_first_length_with_data_behind_is_corruption() -> None:
     """A damaged length in the only frame, kilobytes of data behind it, is never a torn tail."""
-    buf = bytearray(encode_segment_header(1) + encode_frame(1, b"\x91" * 4096))
+    buf = bytearray(encode_segment_header(1, b"L" * 16) + encode_frame(1, b"\x91" * 4096))
     buf[SEGMENT_HEADER + 1] ^= 0x5A
     damage = _damage(bytes(buf))
     assert damage.offset == SEGMENT_HEADER

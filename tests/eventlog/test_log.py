@@ -284,7 +284,7 @@ def test_damaged_first_frame_header_with_data_behind_is_refused_untouched(
 def test_damaged_first_frame_header_before_non_frame_bytes_is_refused(tmp_path: Path) -> None:
     """Garbage of kilobytes behind a bad first header (no frame to be found) is not cut."""
     segment = tmp_path / segment_name(1)
-    segment.write_bytes(encode_segment_header(1))
+    segment.write_bytes(encode_segment_header(1, b"L" * 16))
     garbage = bytes((i * 7 + 3) % 255 + 1 for i in range(8192))  # no zero byte, no frame
     segment.write_bytes(segment.read_bytes() + garbage)
     (tmp_path / "LOCK").write_text(f"{os.getpid()}\n")  # as a writer of this process left it

@@ -17,8 +17,8 @@ from reconciler.eventlog import EventLog, SnapshotStore
 def test_latest_returns_the_newest_snapshot_of_the_schema(tmp_path: Path) -> None:
     """The newest snapshot written with the asked schema comes back with its seq."""
     store = SnapshotStore(tmp_path / "snaps")
-    store.write(10, {"a": 1}, schema=1)
-    store.write(20, {"a": 2, "nested": {"x": [1, 2]}}, schema=1)
+    store.write(10, {"a": 1}, schema=1, log_id=None)
+    store.write(20, {"a": 2, "nested": {"x": [1, 2]}}, schema=1, log_id=None)
     assert store.latest(1) == (20, {"a": 2, "nested": {"x": [1, 2]}})
     assert store.latest(2) is None
     assert SnapshotStore(tmp_path / "none").latest(1) is None
@@ -29,8 +29,8 @@ def test_other_schema_is_skipped_with_a_log_line(
 ) -> None:
     """A newer snapshot of another schema is passed over for an older one of ours."""
     store = SnapshotStore(tmp_path)
-    store.write(10, {"v": "old"}, schema=1)
-    store.write(20, {"v": "new"}, schema=2)
+    store.write(10, {"v": "old"}, schema=1, log_id=None)
+    store.write(20, {"v": "new"}, schema=2, log_id=None)
     with caplog.at_level(logging.INFO):
         assert store.latest(1) == (10, {"v": "old"})
     assert "schema 2" in caplog.text
@@ -42,8 +42,8 @@ def test_damaged_snapshot_is_skipped(
 ) -> None:
     """A snapshot failing its CRC or cut short is ignored (logged) and the older one is used."""
     store = SnapshotStore(tmp_path)
-    store.write(10, {"v": "old"}, schema=1)
-    newest = store.write(20, {"v": "new" * 50}, schema=1)
+    store.write(10, {"v": "old"}, schema=1, log_id=None)
+    newest = store.write(20, {"v": "new" * 50}, schema=1, log_id=None)
     data = bytearray(newest.read_bytes())
     if damage == "flip":
         data[40] ^= 0xFF
@@ -61,7 +61,7 @@ def test_only_the_newest_few_are_kept_and_no_tmp_left(tmp_path: Path) -> None:
     """Writing prunes to `keep` snapshots and leaves no temporary files behind."""
     store = SnapshotStore(tmp_path, keep=2)
     for seq in (1, 2, 3, 4):
-        store.write(seq, {"seq": seq}, schema=1)
+        store.write(seq, {"seq": seq}, schema=1, log_id=None)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         f"{3:020d}.snapshot",
         f"{4:020d}.snapshot",
@@ -105,7 +105,7 @@ def test_snapshot_plus_tail_equals_full_fold(
             if seq > cut:
                 break
             prefix = _fold(prefix, record)
-        SnapshotStore(base / "snaps").write(cut, prefix, schema=7)
+        SnapshotStore(base / "snaps").write(cut, prefix, schema=7, log_id=None)
     snap = SnapshotStore(base / "snaps").latest(7)
     assert snap is not None
     seq, started = snap
