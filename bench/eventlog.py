@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print("replay fold / start-up: reconciler.model.state not available, skipped")
             store = SnapshotStore(base / "snapshots")
-            store.write(count - 1000, {"seq": count - 1000}, 1)
+            store.write(count - 1000, {"seq": count - 1000}, 1, log_id=None)
             t0 = time.perf_counter()
             with EventLog.open(facts) as log:
                 snap = store.latest(1)
