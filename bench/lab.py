@@ -5,6 +5,7 @@
     python -m bench lab --soak 600 [--every 20] [--tracemalloc | --malloc-info]
     python -m bench lab --idle 300
     python -m bench lab --telemetry [--rounds 10]
+    python -m bench lab --doctor [--rounds 10]
 
 Time to repair: from the moment the lab gives the WAN a new address to the first IPv6 ping
 from the router that crosses the tunnel. The polling run is the original design: no kernel
@@ -18,7 +19,9 @@ show what the daemon costs on a quiet day. The telemetry run repeats the repair 
 beside a run without them: the repair must not notice. `--modes` measures the time to
 repair once per tunnel mode, one lab after the other in the same run (sit needs a kernel
 with it: the UML guest has one, `scripts/uml-guest -- .venv/bin/python -m bench lab --modes
-sit,vxlan`), and puts the medians side by side. Prints figures only; `--modes` exits 1 when
+sit,vxlan`), and puts the medians side by side. `--doctor` times `reconciler doctor --json`
+on a healthy lab (every check passing), the whole CLI process in the router namespace and
+the run as doctor itself measures it. Prints figures only; `--modes` exits 1 when
 a change was not repaired.
 """
 
@@ -82,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--lab-probes", action="store_true", help="idle: the lab's 1 s probes and observations"
     )
+    parser.add_argument(
+        "--doctor", action="store_true", help="time `reconciler doctor` on a healthy lab"
+    )
     args = parser.parse_args(list(argv or []))
     reason = lab_unavailable_reason()
     if reason:
@@ -95,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _idle(args.idle, lab_probes=args.lab_probes)
     if args.telemetry:
         return _telemetry(args.rounds)
+    if args.doctor:
+        return _doctor(args.rounds)
     if args.modes:
         return _by_mode([m.strip() for m in args.modes.split(",") if m.strip()], args.rounds)
     fast = _repair_times(args.rounds, {})
@@ -106,6 +114,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if fast and slow:
         ratio = statistics.median(slow) / statistics.median(fast)
         print(f"lab repair: polling / notifications (median): {ratio:.1f}x")
+    return 0
+
+
+def _doctor(rounds: int) -> int:
+    """`reconciler doctor` on a healthy lab: the CLI process (start-up included) and doctor's
+    own figure for its checks, `rounds` times; exit 1 when a run did not pass every check."""
+    import json
+
+    from reconciler.lab.topology import HE_PING_SOURCE
+
+    wall: list[float] = []
+    own: list[float] = []
+    with Lab() as lab:
+        lab.route_like_a_router()
+        lab.serve_probe_target6()
+        lab.write_config()
+        for _ in range(rounds):
+            started = time.monotonic()
+            done = lab.reconciler("doctor", "--json", "--he-ping-source", HE_PING_SOURCE)
+            wall.append(time.monotonic() - started)
+            report = json.loads(done.stdout)
+            if done.returncode != 0 or not report["ok"]:
+                print(f"bench lab --doctor: a check failed: {report['failed']}")
+                return 1
+            own.append(report["seconds"])
+        mode = lab.mode
+    for label, times in (("whole CLI process", wall), ("its checks (doctor's own)", own)):
+        ordered = sorted(times)
+        print(
+            f"lab doctor ({mode}, all 11 checks pass), {label}: {len(times)} runs, "
+            f"median {statistics.median(times):.3f} s, "
+            f"p90 {ordered[int(0.9 * (len(ordered) - 1))]:.3f} s, max {ordered[-1]:.3f} s"
+        )
     return 0
 
 

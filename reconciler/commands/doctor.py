@@ -37,6 +37,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     from reconciler.model.verdict import CHECKS, CheckResult, Diagnosis
 
     started = time.monotonic()
+    timings: list[float] = []
     path = find_config_path(getattr(args, "config", None), env.environ, env.cwd)
     try:
         config = load_config(path)
@@ -62,15 +63,16 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         )
         doctor = Doctor(config, he_ping_source=args.he_ping_source or HE_PING_SOURCE)
         diagnosis = doctor.run(first)
+        timings = doctor.timings
     elapsed = time.monotonic() - started
     if args.json:
-        print(json.dumps(_json(diagnosis, elapsed), indent=2), file=env.stdout)
+        print(json.dumps(_json(diagnosis, elapsed, timings), indent=2), file=env.stdout)
     else:
         _print_text(diagnosis, elapsed, env)
     return diagnosis.exit_code
 
 
-def _json(diagnosis: Diagnosis, elapsed: float) -> dict[str, Any]:
+def _json(diagnosis: Diagnosis, elapsed: float, timings: list[float]) -> dict[str, Any]:
     failed = diagnosis.failed
     return {
         "schema": "reconciler.doctor/1",
@@ -87,8 +89,9 @@ def _json(diagnosis: Diagnosis, elapsed: float) -> dict[str, Any]:
                 "status": c.status,
                 "evidence": c.evidence,
                 "advice": c.advice,
+                "seconds": round(timings[i], 3) if i < len(timings) else None,
             }
-            for c in diagnosis.checks
+            for i, c in enumerate(diagnosis.checks)
         ],
     }
 

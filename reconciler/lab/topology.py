@@ -58,6 +58,10 @@ VXLAN_PORT = 4789
 # vxlan adds 50, so the stand-in stays a little lower.
 TUNNEL_MTU = {"sit": 1480, "vxlan": 1400}
 TUNNEL_ID = "731245"
+# For `doctor`: where the lab's HE pings from (never the real 66.220.2.74), and an IPv6 probe
+# target beyond HE's end of the tunnel (so that it can go down while the far end answers).
+HE_PING_SOURCE = "203.0.113.74"
+PROBE_TARGET6 = "2001:db8:ffff::1"
 USERNAME = "lab-user"
 
 WAN_INTERFACE = "wan0"
@@ -574,6 +578,22 @@ class Lab:
     def wan_link(self, up: bool) -> None:
         """The WAN link goes down (or up) on the router's side."""
         _ip(self.router_ns, f"link set {WAN_INTERFACE} {'up' if up else 'down'}")
+
+    def route_like_a_router(self) -> None:
+        """The routes a working router has, which the lab's direct veth does without: the
+        IPv4 default via HE's side, the IPv6 default via HE's end of the tunnel (again after
+        a test took one away)."""
+        _ip(self.router_ns, f"route replace default via {HE_ADDRESS} dev {WAN_INTERFACE}")
+        _ip(
+            self.router_ns,
+            f"-6 route replace default via {SERVER_IPV6} dev {TUNNEL_INTERFACE}",
+        )
+
+    def serve_probe_target6(self) -> None:
+        """PROBE_TARGET6 answers in the he namespace, and the daemon's IPv6 probe (from every
+        config written from now on) pings it rather than HE's end of the tunnel."""
+        _ip(self.he_ns, f"addr add {PROBE_TARGET6}/128 dev lo")
+        self.config_overrides["probe_ipv6__target"] = PROBE_TARGET6
 
     def tunnel_down(self) -> None:
         """The router's tunnel goes down (the original's "normal situation")."""

@@ -19,7 +19,9 @@ import pytest
 from reconciler.lab.topology import (
     FIRST_WAN_ADDRESS,
     HE_ADDRESS,
+    HE_PING_SOURCE,
     HE_WAN_INTERFACE,
+    PROBE_TARGET6,
     SERVER_IPV6,
     TUNNEL_INTERFACE,
     TUNNEL_MTU,
@@ -30,8 +32,8 @@ from reconciler.lab.topology import (
 )
 from reconciler.model.facts import ActionFailed, ProbeObserved
 
-PING_SOURCE = "203.0.113.74"  # HE's ping source in the lab
-PROBE6 = "2001:db8:ffff::1"  # the IPv6 probe target, beyond HE's end of the tunnel
+PING_SOURCE = HE_PING_SOURCE  # HE's ping source in the lab
+PROBE6 = PROBE_TARGET6  # the IPv6 probe target, beyond HE's end of the tunnel
 
 
 def _nft(namespace: str, script: str) -> None:
@@ -54,18 +56,14 @@ def _nft_delete(namespace: str, table: str) -> None:
 
 
 def heal_routes(lab: Lab) -> None:
-    """The routes a working router has: IPv4 default via HE's side, IPv6 default via HE's
-    end of the tunnel (the lab's veth "internet" is all there is)."""
-    _ip(lab.router_ns, f"route replace default via {HE_ADDRESS} dev {WAN_INTERFACE}")
-    _ip(lab.router_ns, f"-6 route replace default via {SERVER_IPV6} dev {TUNNEL_INTERFACE}")
+    lab.route_like_a_router()
 
 
 @pytest.fixture(scope="module")
 def lab(lab_available: None) -> Iterator[Lab]:
     with Lab() as built:
-        heal_routes(built)
-        _ip(built.he_ns, f"addr add {PROBE6}/128 dev lo")
-        built.config_overrides["probe_ipv6__target"] = PROBE6  # kept when the daemon starts
+        built.route_like_a_router()
+        built.serve_probe_target6()
         built.write_config()
         yield built
 

@@ -72,6 +72,7 @@ class Doctor:
         self.clock = clock
         self.wan_address: str | None = None
         self._rules: Ruleset | FirewallVerdict | None = None
+        self.timings: list[float] = []  # seconds per check run, in order
 
     def run(self, first: CheckResult) -> Diagnosis:
         """`first` is check 1's verdict (the configuration, judged by whoever loaded it)."""
@@ -88,10 +89,13 @@ class Doctor:
             self.check_ipv6_path,
         ]
         results = [first]
+        self.timings = [0.0]
         for step in steps:
             if results[-1].status == "fail":
                 break
+            began = time.monotonic()
             results.append(step())
+            self.timings.append(time.monotonic() - began)
         for spec in CHECKS[len(results) :]:
             results.append(CheckResult.of(spec.name, "not-run", "after the failure above"))
         return Diagnosis(tuple(results))
@@ -363,13 +367,15 @@ class Doctor:
 
     def check_path_mtu(self) -> CheckResult:
         tunnel = self.config.tunnel
-        sizes = [tunnel.mtu, *(m for m in MTU_CANDIDATES if m < tunnel.mtu)]
         timeout = self._timeout6()
-        with ThreadPoolExecutor(max_workers=len(sizes)) as pool:
+        if self._ping_size(tunnel.server_ipv6, tunnel.mtu, timeout):
+            return judge_mtu(tunnel.mtu, {tunnel.mtu: True}, tunnel.server_ipv6)
+        sizes = [m for m in MTU_CANDIDATES if m < tunnel.mtu]
+        with ThreadPoolExecutor(max_workers=len(sizes) or 1) as pool:
             # All at once: a black hole costs one timeout, not one per size.
             target = tunnel.server_ipv6
             answers = pool.map(lambda size: self._ping_size(target, size, timeout), sizes)
-            outcomes = dict(zip(sizes, answers, strict=True))
+            outcomes = {tunnel.mtu: False, **dict(zip(sizes, answers, strict=True))}
         return judge_mtu(tunnel.mtu, outcomes, tunnel.server_ipv6)
 
     def check_ipv6_path(self) -> CheckResult:
