@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from reconciler.atomicfile import write_atomically
 from reconciler.testing import fake_he
 
 __all__ = [
@@ -285,10 +286,7 @@ class Lab:
 
     @staticmethod
     def _write_secret(path: Path, content: str) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(content + "\n")
-        os.chmod(path, 0o600)
+        write_atomically(path, (content + "\n").encode(), mode=0o600)
 
     def _start_fake_he(self) -> None:
         move_far_end = [
@@ -479,16 +477,12 @@ class Lab:
     def write_config(self, **overrides: Any) -> Path:
         """Write the configuration file (atomically: the daemon may reload it any moment)."""
         text = render_toml(self.config(**overrides))
-        scratch = self.config_path.with_suffix(".tmp")
-        scratch.write_text(text)
-        os.replace(scratch, self.config_path)
+        write_atomically(self.config_path, text.encode(), mode=0o600)
         return self.config_path
 
     def set_update_key(self, key: str) -> None:
         """Replace the key in the daemon's key file (what a user fixing the config does)."""
-        scratch = self.key_file.with_suffix(".tmp")
-        self.write_secret(scratch, key)
-        os.replace(scratch, self.key_file)
+        self.write_secret(self.key_file, key)  # atomically: the daemon may read it any moment
         self.update_key = key
 
     # -- the daemon -----------------------------------------------------------------------
