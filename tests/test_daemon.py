@@ -687,6 +687,38 @@ def test_a_clock_step_back_does_not_hold_the_next_repair(tmp_path: Path) -> None
     assert all(later > earlier - 1.0 for earlier, later in itertools.pairwise(stamps))
 
 
+def test_a_log_stamped_in_the_future_holds_a_restarted_daemon_at_most_twice_the_interval(
+    tmp_path: Path,
+) -> None:
+    """The last run's update is stamped 2 h ahead (its clock was wrong, then corrected): the
+    restarted daemon's clock (runclock) starts from that stamp and runs at half speed until
+    the wall clock catches up, so the update for the new address waits at most twice
+    min_update_interval (1 s here), not the two hours."""
+    from reconciler.model.facts import to_record
+
+    ahead = time.time() + 7200.0
+    key = "update-he-endpoint:203.0.113.5"
+    with EventLog.open(tmp_path / "events") as log:
+        for fact in (
+            ActionStarted(key, "update-he-endpoint", "WAN changed"),
+            ActionSucceeded(key, "update-he-endpoint", "good 203.0.113.5"),
+        ):
+            log.append(to_record(fact, at=ahead, source="test"))
+    host = _openbsd_host(tmp_path)
+    with FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake:
+        world = InProcess(tmp_path, fake, host)
+        started = time.monotonic()
+        world.thread.start()
+        try:
+            _wait_for(lambda: fake.endpoint == "203.0.113.7", timeout=6.0)
+            took = time.monotonic() - started
+        finally:
+            world.daemon.request_stop("test over")
+            world.thread.join(10)
+            world.log.close()
+    assert took < 2.0 + 2.0, took  # twice the interval, and start-up
+
+
 def test_he_refusing_a_private_address_does_not_hold_the_next_wan_address(
     tmp_path: Path,
 ) -> None:
