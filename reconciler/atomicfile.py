@@ -74,12 +74,13 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _place(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
+def _place(path: Path, data: bytes, mode: int, *, replace: bool, durable: bool = True) -> None:
     fd, tmp = _create_temp(path, mode)
     try:
         try:
             _write_all(fd, data)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         if replace:
@@ -91,16 +92,19 @@ def _place(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
-def write_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+def write_atomically(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = True) -> None:
     """Replace `path` with `data`, which gets exactly `mode` (whatever the umask).
 
     On failure the old file is untouched. Whatever is at `path` (a symlink included) is
-    replaced, not written through.
+    replaced, not written through. `durable=False` skips the fsyncs, for a file rewritten
+    often whose loss at a power cut costs nothing (the metrics textfile): readers still see
+    the old file or the new one, whole.
     """
-    _place(path, data, mode, replace=True)
+    _place(path, data, mode, replace=True, durable=durable)
 
 
 def write_new(path: Path, data: bytes, *, mode: int = 0o600) -> None:

@@ -359,7 +359,7 @@ class Publisher:
             data = exposition(self._read())
             # node_exporter runs as its own user, and may own the directory: atomicfile
             # never writes through a link planted there
-            write_atomically(path, data, mode=0o644)
+            write_atomically(path, data, mode=0o644, durable=False)  # rewritten anyway
         except Exception as exc:  # a full disk must not stop the daemon, nor flood its log
             if not self._failing:
                 _log.warning("metrics: cannot write %s: %s", path, error_line(exc))

@@ -39,3 +39,17 @@ def test_a_failed_write_keeps_the_old_file_and_cleans_up(
         write_atomically(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+def test_a_file_that_need_not_survive_a_power_cut_is_written_without_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """durable=False (the metrics textfile, rewritten every interval) costs no fsync, and is
+    still replaced whole."""
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    target = tmp_path / "f"
+    write_atomically(target, b"new", mode=0o644, durable=False)
+    assert synced == [] and target.read_bytes() == b"new"
+    write_atomically(target, b"newer", mode=0o644)
+    assert len(synced) == 2  # the file and its directory
