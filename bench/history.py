@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconciler.checkpoints import checkpoints_dir
+from reconciler.checkpoints import checkpoints_dir, log_id_of
 from reconciler.eventlog import EventLog, SnapshotStore
 from reconciler.eventlog.checkpoints import CheckpointStore
 from reconciler.model import facts as f
@@ -140,7 +140,7 @@ def _write_quiet(state_dir: Path, days: int) -> None:
         facts = log.last_seq
     built = time.perf_counter() - started
     size = sum(p.stat().st_size for p in events_dir(state_dir).iterdir())
-    chunks = len(CheckpointStore(checkpoints_dir(state_dir)).index())
+    chunks = len(CheckpointStore(checkpoints_dir(state_dir)).index(log_id_of(state_dir)))
     print(
         f"bench history: {days} quiet days (3 incidents a day) recorded in {built:.0f} s: "
         f"{facts} facts ({facts / days:.0f} a day), {size / 2**20:.1f} MiB, "
@@ -242,9 +242,10 @@ def _busy(base: Path, count: int, window: int) -> int:
         log.append_many(record for _, record in records)
     first_at, last_at = records[0][1]["at"], records[-1][1]["at"]
     size = sum(p.stat().st_size for p in events_dir(state_dir).iterdir())
+    chunks = CheckpointStore(checkpoints_dir(state_dir)).index(log_id_of(state_dir))
     print(
         f"bench history --busy: {last} facts recorded in {built:.0f} s, {size / 2**20:.0f} MiB, "
-        f"{len(CheckpointStore(checkpoints_dir(state_dir)).index())} checkpoints; in {base}"
+        f"{len(chunks)} checkpoints; in {base}"
     )
     since = ["--since", iso(first_at) or ""]
     at = ["--at", iso(last_at) or ""]
