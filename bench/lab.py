@@ -6,6 +6,7 @@
     python -m bench lab --idle 300
     python -m bench lab --telemetry [--rounds 10]
     python -m bench lab --doctor [--rounds 10]
+    python -m bench lab --flood [--rounds 10]
 
 Time to repair: from the moment the lab gives the WAN a new address to the first IPv6 ping
 from the router that crosses the tunnel. The polling run is the original design: no kernel
@@ -21,13 +22,17 @@ repair once per tunnel mode, one lab after the other in the same run (sit needs 
 with it: the UML guest has one, `scripts/uml-guest -- .venv/bin/python -m bench lab --modes
 sit,vxlan`), and puts the medians side by side. `--doctor` times `reconciler doctor --json`
 on a healthy lab (every check passing), the whole CLI process in the router namespace and
-the run as doctor itself measures it. Prints figures only; `--modes` exits 1 when
+the run as doctor itself measures it. `--flood` repeats the repair rounds with the daemon
+held to 128 file descriptors (RLIMIT_NOFILE) and `/metrics` on, first quiet, then with 150
+idle loopback connections held open (and reopened when closed) throughout, and prints the
+descriptors the daemon had open under the flood. Prints figures only; `--modes` exits 1 when
 a change was not repaired.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -88,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--doctor", action="store_true", help="time `reconciler doctor` on a healthy lab"
     )
+    parser.add_argument(
+        "--flood", action="store_true", help="repairs at 128 fds, 150 idle /metrics connections"
+    )
     args = parser.parse_args(list(argv or []))
     reason = lab_unavailable_reason()
     if reason:
@@ -103,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _telemetry(args.rounds)
     if args.doctor:
         return _doctor(args.rounds)
+    if args.flood:
+        return _flood(args.rounds)
     if args.modes:
         return _by_mode([m.strip() for m in args.modes.split(",") if m.strip()], args.rounds)
     fast = _repair_times(args.rounds, {})
@@ -222,6 +232,43 @@ def _telemetry(rounds: int) -> int:
     if plain and told:
         ratio = statistics.median(told) / statistics.median(plain)
         print(f"lab repair: with telemetry / without (median): {ratio:.2f}x")
+    return 0
+
+
+FLOOD_FD_LIMIT = 128
+FLOOD_CONNECTIONS = 150
+_FLOOD_PORT = 9469
+
+
+def _flood(rounds: int) -> int:
+    overrides = {"metrics__listen": f"127.0.0.1:{_FLOOD_PORT}"}
+    for flooded in (False, True):
+        times: list[float] = []
+        with Lab() as lab:
+            lab.start_daemon(nofile=FLOOD_FD_LIMIT, **overrides)
+            # the prebuilt tunnel answers before the daemon is up: wait for its first probe
+            wait_until(lambda: _daemon_probed_ipv6(lab), timeout=60, what="the daemon's probe")
+            addresses = _addresses()
+            with contextlib.ExitStack() as flood:
+                if flooded:
+                    held = flood.enter_context(lab.idle_connections(_FLOOD_PORT, FLOOD_CONNECTIONS))
+                    time.sleep(1.0)
+                    assert lab.daemon is not None
+                    fds = len(os.listdir(f"/proc/{lab.daemon.pid}/fd"))
+                    print(
+                        f"lab flood: {held} of {FLOOD_CONNECTIONS} connections opened; the "
+                        f"daemon has {fds} of {FLOOD_FD_LIMIT} descriptors open"
+                    )
+                for _ in range(rounds):
+                    time.sleep(1.5)
+                    try:
+                        times.append(_one_repair(lab, next(addresses), 30.0))
+                    except LabError as exc:
+                        print(f"lab repair: not repaired: {exc}")
+                        break
+            lab.stop_daemon()
+        label = "flooded" if flooded else "quiet"
+        _report(f"RLIMIT_NOFILE {FLOOD_FD_LIMIT}, /metrics on, {label}", times)
     return 0
 
 

@@ -78,6 +78,36 @@ MODES = ("sit", "vxlan")
 _run_counter = itertools.count(1)
 
 
+# Lab.idle_connections' client: holds argv[2] connections to 127.0.0.1:argv[1], reopening
+# any the server closes; prints how many the first round opened; ends when stdin closes.
+_IDLE_CLIENTS = """
+import select, socket, sys, threading
+port, count = int(sys.argv[1]), int(sys.argv[2])
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+def connect():
+    try:
+        return socket.create_connection(("127.0.0.1", port), timeout=0.5)
+    except OSError:
+        return None
+held = [connect() for _ in range(count)]
+print(sum(s is not None for s in held), flush=True)
+while not stop.wait(0.1):
+    for i, sock in enumerate(held):
+        if sock is None:
+            held[i] = connect()
+            continue
+        if select.select([sock], [], [], 0)[0]:
+            try:
+                gone = sock.recv(1) == b""
+            except OSError:
+                gone = True
+            if gone:
+                sock.close()
+                held[i] = connect()
+"""
+
+
 class LabError(RuntimeError):
     """The lab could not be built or driven (a command failed, a process did not start)."""
 
@@ -673,6 +703,28 @@ class Lab:
             what=f"IPv6 across the tunnel after moving to {address}",
         )
         return time.monotonic() - started
+
+    @contextlib.contextmanager
+    def idle_connections(self, port: int, count: int) -> Iterator[int]:
+        """Hold `count` connections to the router's loopback `port` open, sending nothing
+        (as any local user could), and reopen each one the server closes, ten rounds a
+        second, until the block ends; yields how many the first round opened."""
+        flood = subprocess.Popen(
+            ["ip", "netns", "exec", self.router_ns, sys.executable, "-c", _IDLE_CLIENTS,
+             str(port), str(count)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert flood.stdout is not None
+            yield int(flood.stdout.readline() or 0)
+        finally:
+            assert flood.stdin is not None
+            flood.stdin.close()
+            try:
+                flood.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                flood.kill()
+                flood.wait(timeout=10)
 
     @contextlib.contextmanager
     def capture_internet(self) -> Iterator[list[dict[str, Any]]]:

@@ -6,8 +6,6 @@ its loopback, as any local user could."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,37 +20,6 @@ NEW_ADDRESS = "203.0.113.11"
 LISTEN_PORT = 9469
 FD_LIMIT = 128
 IDLE_CONNECTIONS = 150
-
-# Holds IDLE_CONNECTIONS connections open and sends nothing; reopens any the server closes
-# (10 rounds a second), so the flood lasts as long as this runs. Prints how many it holds
-# after the first round; ends when its stdin closes.
-_FLOOD = """
-import select, socket, sys, threading
-port, count = int(sys.argv[1]), int(sys.argv[2])
-stop = threading.Event()
-threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
-def connect():
-    try:
-        return socket.create_connection(("127.0.0.1", port), timeout=0.5)
-    except OSError:
-        return None
-held = [connect() for _ in range(count)]
-print(sum(s is not None for s in held), flush=True)
-while not stop.wait(0.1):
-    for i, sock in enumerate(held):
-        if sock is None:
-            held[i] = connect()
-            continue
-        readable, _, _ = select.select([sock], [], [], 0)
-        if readable:
-            try:
-                gone = sock.recv(1) == b""
-            except OSError:
-                gone = True
-            if gone:
-                sock.close()
-                held[i] = connect()
-"""
 
 
 @pytest.fixture
@@ -75,20 +42,10 @@ def test_idle_metrics_connections_do_not_stop_a_repair_under_a_low_fd_limit(lab:
     assert lab.daemon is not None
     limits = Path(f"/proc/{lab.daemon.pid}/limits").read_text()  # what it really runs under
     assert re.search(rf"^Max open files\s+{FD_LIMIT}\s+{FD_LIMIT}\s", limits, re.M), limits
-    flood = subprocess.Popen(
-        ["ip", "netns", "exec", lab.router_ns, sys.executable, "-c", _FLOOD,
-         str(LISTEN_PORT), str(IDLE_CONNECTIONS)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert flood.stdout is not None
-        assert int(flood.stdout.readline()) > 0
+    with lab.idle_connections(LISTEN_PORT, IDLE_CONNECTIONS) as held:
+        assert held > 0
         time.sleep(1.0)  # the flood's reconnecting rounds running
         repair_seconds = lab.move_wan_and_time_repair(NEW_ADDRESS, timeout=20)
-    finally:
-        assert flood.stdin is not None
-        flood.stdin.close()
-        flood.wait(timeout=10)
     # typically 0.3 s, as without the flood; the old server: no repair within 20 s
     assert repair_seconds < 10, f"the repair took {repair_seconds:.1f} s under the flood"
     assert "Too many open files" not in lab.daemon_stderr()
