@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from reconciler.configwans import read_failover, read_wans
 from reconciler.errors import ConfigError
 from reconciler.model.config import (
     OPENBSD_TUNNEL_NAME,
@@ -215,7 +216,7 @@ class _Reader:
 
     def config(self, raw: bytes) -> Config | None:
         sections = {"daemon", "wan", "probe", "tunnel", "tunnelbroker", "firewall", "reconcile"}
-        sections |= {"notify", "metrics"}
+        sections |= {"notify", "metrics", "failover"}
         for key in sorted(set(self.document) - sections):
             self.problem(key, "unknown section")
         probe_table = self.document.get("probe", {})
@@ -223,9 +224,17 @@ class _Reader:
             for key in sorted(set(probe_table) - {"ipv4", "ipv6"}):
                 self.problem(f"probe.{key}", "unknown section (probe.ipv4 and probe.ipv6 exist)")
         daemon = self.daemon()
-        wan = self.wan(daemon)
+        wans = read_wans(self, daemon)
+        wan = wans[0] if wans else None
         probes = {family: self.probe(family) for family in ("ipv4", "ipv6")}
+        ipv4 = probes["ipv4"]
+        failover = read_failover(self, wans, ipv4.source if ipv4 else None)
         tunnel = self.tunnel(daemon, wan)
+        for other in (wans or ())[1:]:
+            if tunnel is not None and tunnel.interface == other.interface:
+                self.problem(
+                    "tunnel.interface", f'must differ from every WAN\'s ("{other.interface}")'
+                )
         broker, key_file_stat = self.tunnelbroker()
         firewall = self.firewall()
         reconcile = self.reconcile()
@@ -248,6 +257,7 @@ class _Reader:
             reconcile=reconcile,
             notify=notify or NotifyConfig(),
             metrics=metrics or MetricsConfig(),
+            failover=failover,
         )
 
     def daemon(self) -> DaemonConfig | None:

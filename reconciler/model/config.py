@@ -15,6 +15,7 @@ from attrs import field, frozen
 __all__ = [
     "Config",
     "DaemonConfig",
+    "FailoverConfig",
     "FirewallConfig",
     "MetricsConfig",
     "NotifyConfig",
@@ -56,6 +57,20 @@ class WanConfig:
     # With several IPv4 addresses on the WAN: the tunnel's is the one in this network (CIDR);
     # None: the DHCP lease, else the first the kernel lists.
     address_in: str | None = None
+    # With several WANs ([[wan]]): the IPv4 probe's target sent out of this WAN (ping -I);
+    # None: probe.ipv4.target.
+    probe_target: str | None = None
+
+
+@frozen
+class FailoverConfig:
+    """Several WANs ([[wan]] tables, in priority order) and the failover policy's bounds
+    (reconciler.model.failover). The probe interval, timeout, fail_after and recover_after
+    of each WAN's probe are [probe.ipv4]'s."""
+
+    wans: tuple[WanConfig, ...]
+    failback_after: float = 600.0  # the preferred WAN healthy this long before failing back
+    budget_per_hour: int = 4  # switches of the tunnel (each an HE update) within an hour
 
 
 @frozen
@@ -147,9 +162,15 @@ class Config:
     reconcile: ReconcileConfig = ReconcileConfig()
     notify: NotifyConfig = NotifyConfig()
     metrics: MetricsConfig = MetricsConfig()
+    # Two WANs or more; None for one. `wan` is then the WAN the tunnel uses: the first in the
+    # file, and in the daemon the active one (reconciler.model.failover.with_active_wan).
+    failover: FailoverConfig | None = None
 
     def summary(self) -> dict[str, Any]:
         """A flat, secret-free description for ConfigLoaded facts and `status`."""
+        several = {}
+        if self.failover is not None:
+            several = {"wan.interfaces": ",".join(w.interface for w in self.failover.wans)}
         return {
             "platform": self.daemon.platform,
             "wan.interface": self.wan.interface,
@@ -162,6 +183,7 @@ class Config:
             "tunnelbroker.username": self.tunnelbroker.username,
             "tunnelbroker.min_update_interval": self.tunnelbroker.min_update_interval,
             **{f"probe.{f}.target": p.target for f, p in sorted(self.probes.items())},
+            **several,
         }
 
 
