@@ -44,6 +44,8 @@ __all__ = [
     "TunnelObserved",
     "UnknownFact",
     "WanAddressObserved",
+    "WanChosen",
+    "WanProbed",
     "from_record",
     "to_record",
 ]
@@ -102,6 +104,37 @@ class ProbeObserved:
     ok: bool
     rtt_ms: float | None = None
     detail: str = ""
+
+
+@frozen(weakref_slot=False)
+class WanProbed:
+    """With several WANs: one IPv4 probe sent out of `interface` (ping -I) and its outcome;
+    the fold keeps each WAN's health from these (reconciler.model.failover)."""
+
+    TYPE: ClassVar[str] = "wan-probed"
+    VERSION: ClassVar[int] = 1
+
+    interface: str
+    target: str
+    ok: bool
+    rtt_ms: float | None = None
+    detail: str = ""
+
+
+@frozen(weakref_slot=False)
+class WanChosen:
+    """With several WANs: the failover policy's choice and why (reconciler.model.failover).
+    `kind` is "failover" (away from a failed WAN), "failback" (to a preferred WAN healthy
+    long enough) or "held" (a switch was due but the hour's budget is spent: `interface`
+    stays, said once)."""
+
+    TYPE: ClassVar[str] = "wan-chosen"
+    VERSION: ClassVar[int] = 1
+
+    interface: str
+    previous: str
+    kind: str
+    reason: str
 
 
 @frozen(weakref_slot=False)
@@ -290,6 +323,8 @@ Fact = (
     | DaemonStopped
     | HookRan
     | ObservationsCounted
+    | WanProbed
+    | WanChosen
 )
 
 FACT_TYPES: dict[str, type[Any]] = {
@@ -308,6 +343,8 @@ FACT_TYPES: dict[str, type[Any]] = {
         DaemonStopped,
         HookRan,
         ObservationsCounted,
+        WanProbed,
+        WanChosen,
     )
 }
 

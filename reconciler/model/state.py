@@ -44,7 +44,10 @@ from reconciler.model.facts import (
     ProbeObserved,
     TunnelObserved,
     WanAddressObserved,
+    WanChosen,
+    WanProbed,
 )
+from reconciler.model.failover import FailoverView, fold_chosen, fold_probed, view_from_mapping
 from reconciler.model.fastinit import twin_builder
 from reconciler.model.outages import (
     TUNNEL_FAMILY,
@@ -229,6 +232,8 @@ class ObservedState:
     actions: Mapping[str, ActionRecord] = field(factory=dict, hash=False)
     # Server trouble since HE last answered well (None: none).
     he_trouble: HeTroubleView | None = None
+    # Several WANs: each one's health and the active one (reconciler.model.failover).
+    failover: FailoverView | None = None
 
     def probe(self, family: str) -> ProbeView:
         return self.probes.get(family) or ProbeView(family=family)
@@ -503,6 +508,17 @@ def _fold_failed(state: ObservedState, fact: ActionFailed, seq: int, at: float) 
     return _moved(state, seq, at, actions=actions)
 
 
+def _fold_wan_probed(state: ObservedState, fact: WanProbed, seq: int, at: float) -> ObservedState:
+    # Each WAN's probe is an IPv4 probe: the IPv4 thresholds of the configuration apply.
+    fail_after, recover_after = state.fail_after["ipv4"], state.recover_after["ipv4"]
+    view = fold_probed(state.failover, fact, seq, at, fail_after, recover_after)
+    return _moved(state, seq, at, failover=view)
+
+
+def _fold_wan_chosen(state: ObservedState, fact: WanChosen, seq: int, at: float) -> ObservedState:
+    return _moved(state, seq, at, failover=fold_chosen(state.failover, fact, seq, at))
+
+
 def _fold_other(state: ObservedState, fact: Any, seq: int, at: float) -> ObservedState:
     for cls, folder in _FOLDERS.items():
         if isinstance(fact, cls):  # a subclass of a known fact folds as its base
@@ -700,6 +716,8 @@ _FOLDERS: dict[type[Any], Callable[[ObservedState, Any, int, float], ObservedSta
     ActionStarted: _fold_started,
     ActionSucceeded: _fold_succeeded,
     ActionFailed: _fold_failed,
+    WanProbed: _fold_wan_probed,
+    WanChosen: _fold_wan_chosen,
 }
 
 
@@ -759,6 +777,8 @@ def state_from_mapping(mapping: Mapping[str, Any]) -> ObservedState:
             wan = values.get("wan")
             values["last_wan_address"] = wan.address if wan is not None else None
         values["actions"] = {k: ActionRecord(**r) for k, r in values.get("actions", {}).items()}
+        if values.get("failover") is not None:
+            values["failover"] = view_from_mapping(values["failover"])
         values["fail_after"] = dict(values.get("fail_after", {}))
         values["recover_after"] = dict(values.get("recover_after", {}))
         return ObservedState(**values)

@@ -46,6 +46,8 @@ EXAMPLES = [
     facts.HookRan("address-changed", 12, "failed", 3, 0.25, "exit status 3", dropped=1),
     facts.HookRan("daemon-started", 1, "timeout", None, 30.0),
     facts.ObservationsCounted("probe-observed", 60, 1700000000.0, 1700003600.0),
+    facts.WanProbed("em1", "198.51.100.1", True, 0.4, "ok"),
+    facts.WanChosen("em1", "em0", "failover", "em0 failed 3 probes at 03:12:00"),
 ]
 
 
