@@ -63,9 +63,11 @@ from reconciler.model.plan import Held, plan
 from reconciler.model.state import ObservedState
 from reconciler.model.telemetry import Telemetry
 from reconciler.reconcile import (
+    active_config,
     config_loaded_fact,
     daemon_stopped_fact,
     earliest_due,
+    follow_failover,
     reconcile_once,
 )
 from reconciler.recorder import Recorder, RecorderClosedError
@@ -166,6 +168,9 @@ class Daemon:
             checkpoints=checkpoints,
         )
         self._clock.not_before(self._recorder.state.at)  # the last run's facts are not ahead
+        # As loaded; self._config is the same with the active WAN's part (several WANs).
+        self._loaded = config
+        self._config = config = active_config(config, self._recorder.state)
         self._platform = self._platform_factory(config)
         self._client = self._client_factory(config)
         self._executor = Executor(self._platform, self._client, self._recorder)
@@ -252,7 +257,7 @@ class Daemon:
             DaemonStarted(pid=os.getpid(), version=__version__), "daemon"
         )
         self._started_seq = started.seq
-        self._recorder.record(config_loaded_fact(self._config), "daemon")
+        self._recorder.record(config_loaded_fact(self._loaded), "daemon")
         behind = self._clock.behind
         if behind > 1.0:
             _log.warning(
@@ -375,6 +380,7 @@ class Daemon:
         if new.digest == self._config.digest:
             _log.info("reload: %s unchanged (%s)", new.path, new.digest[:12])
             return
+        loaded, new = new, active_config(new, self._recorder.state)
         try:  # a new /metrics address is bound first: taken, the old configuration stays
             publisher = self._publisher.reconfigured(new.metrics, _metrics_interval(new))
         except ListenError as exc:
@@ -393,7 +399,7 @@ class Daemon:
             return
         try:  # never swap the world under a running action
             try:
-                self._recorder.record(config_loaded_fact(new), "daemon")
+                self._recorder.record(config_loaded_fact(loaded), "daemon")
             except BaseException:
                 publisher.stop(keep_server=publisher.shares_server(self._publisher))
                 _discard(watch, client, platform)
@@ -401,6 +407,7 @@ class Daemon:
             # From here on nothing can fail: everything was built and checked above.
             old_watch, old_client, old_platform = self._watch, self._client, self._platform
             self._config, self._platform, self._client = new, platform, client
+            self._loaded = loaded
             self._executor = Executor(platform, client, self._recorder)
             self._hooks.reconfigure(new.notify)
             with self._telemetry_lock:
@@ -476,6 +483,8 @@ class Daemon:
         self._observe_tunnel_side(config, platform)
         for family in sorted(config.probes):
             self._observe_probe(family)
+        for wan in config.failover.wans if config.failover is not None else ():
+            self._observe_wan_probe(wan.interface)
         self._observe_endpoint()
 
     def _observe_tunnel_side(self, config: Config, platform: Platform) -> None:
@@ -490,6 +499,15 @@ class Daemon:
         self._safely(
             f"probe:{family}",
             lambda: observers.observe_probe(config, family, self._recorder, netns=self._netns),
+        )
+
+    def _observe_wan_probe(self, interface: str) -> None:
+        config = self._config
+        self._safely(
+            f"wan-probe:{interface}",
+            lambda: observers.observe_wan_probe(
+                config, interface, self._recorder, netns=self._netns
+            ),
         )
 
     def _observe_endpoint(self) -> None:
@@ -565,6 +583,7 @@ class Daemon:
             timeout: float | None = _MAX_IDLE_WAIT
             try:
                 with self._work:
+                    self._follow_failover()
                     result = reconcile_once(
                         self._config,
                         self._recorder,
@@ -584,6 +603,28 @@ class Daemon:
                 self._stopping.wait(_ERROR_PAUSE)
                 continue
             self._recorder.wait_for_news(seen, timeout)
+
+    def _follow_failover(self) -> None:
+        """Several WANs: record the policy's choice when one is due and, when the active WAN
+        changed, run on it: a platform, HE client, observers and watch made for it (as a
+        reload makes them; kept as they are if that fails), and its WAN and the tunnel
+        observed before the plan, which then moves HE, the tunnel and pf to it."""
+        wanted = follow_failover(self._loaded, self._recorder, self._clock())
+        if wanted.wan.interface == self._config.wan.interface:
+            return
+        built = self._build(wanted)
+        if built is None:
+            return  # logged; the next pass tries again
+        platform, client, jobs, watch = built
+        old_watch, old_client, old_platform = self._watch, self._client, self._platform
+        self._config, self._platform, self._client = wanted, platform, client
+        self._executor = Executor(platform, client, self._recorder)
+        self._install_jobs(jobs)
+        self._watch = watch
+        _discard(old_watch, old_client, old_platform)
+        _log.info("now on WAN %s", wanted.wan.interface)
+        self._safely("wan", lambda: observers.observe_wan(platform, self._recorder))
+        self._safely("tunnel", lambda: observers.observe_tunnel(platform, self._recorder))
 
     def _log_held(self, held: tuple[Held, ...]) -> None:
         # The same holds come back on every pass: log them when they change, not each time.
@@ -700,6 +741,11 @@ def _observer_jobs(daemon: Daemon, config: Config) -> list[_Job]:
     )
     for family, probe in sorted(config.probes.items()):
         every(probe.interval, f"probe:{family}", functools.partial(daemon._observe_probe, family))
+    if config.failover is not None:
+        interval = config.probes["ipv4"].interval
+        for wan in config.failover.wans:
+            job = functools.partial(daemon._observe_wan_probe, wan.interface)
+            every(interval, f"wan-probe:{wan.interface}", job)
     if config.tunnelbroker.info_url is not None:
         # HE's tunnelInfo is a courtesy, not a monitor: ask no more often than we update.
         interval = max(config.tunnel.observe_interval, config.tunnelbroker.min_update_interval)

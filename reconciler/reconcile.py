@@ -16,6 +16,7 @@ from reconciler.model.actions import Action, Outcome, RestartTunnel, RestartWan,
 from reconciler.model.config import Config
 from reconciler.model.desired import desired
 from reconciler.model.facts import ConfigLoaded, DaemonStopped
+from reconciler.model.failover import active_interface, decide, policy_of, with_active_wan
 from reconciler.model.plan import Held, plan
 from reconciler.model.state import ObservedState
 from reconciler.recorder import Recorder, RecorderClosedError
@@ -25,9 +26,11 @@ from reconciler.world.platform import Platform
 
 __all__ = [
     "PassResult",
+    "active_config",
     "config_loaded_fact",
     "daemon_stopped_fact",
     "earliest_due",
+    "follow_failover",
     "observe_after",
     "reconcile_once",
 ]
@@ -56,6 +59,30 @@ def config_loaded_fact(config: Config) -> ConfigLoaded:
         fail_after={family: p.fail_after for family, p in config.probes.items()},
         recover_after={family: p.recover_after for family, p in config.probes.items()},
     )
+
+
+def active_config(config: Config, state: ObservedState) -> Config:
+    """`config` with the WAN the log says is active (several WANs); `config` with one."""
+    policy = policy_of(config)
+    if policy is None:
+        return config
+    return with_active_wan(config, active_interface(policy, state.failover))
+
+
+def follow_failover(config: Config, recorder: Recorder, now: float) -> Config:
+    """Record the failover policy's choice, when one is due, and return `config` with the
+    active WAN (several WANs; `config` itself with one). The switch is a fact like any
+    other; the plan on the returned config then moves HE, the tunnel and pf to it."""
+    policy = policy_of(config)
+    if policy is None:
+        return config
+    choice = decide(policy, recorder.state.failover, now)
+    if choice is not None:
+        _log.warning(
+            "wan %s: %s -> %s: %s", choice.kind, choice.previous, choice.interface, choice.reason
+        )
+        recorder.record(choice.fact(), "failover")
+    return active_config(config, recorder.state)
 
 
 def observe_after(

@@ -63,6 +63,7 @@ from reconciler.model.facts import (
     ProbeObserved,
     TunnelObserved,
     WanAddressObserved,
+    WanProbed,
     to_record,
 )
 from reconciler.model.news import changes_nothing
@@ -91,9 +92,13 @@ _OBSERVATIONS = (
     ProbeObserved,
     HostnameFileObserved,
     EndpointObserved,
+    WanProbed,
 )
 # Fields that measure rather than observe: they differ every time and decide nothing.
-_MEASUREMENTS: dict[type[Any], dict[str, Any]] = {ProbeObserved: {"rtt_ms": None, "detail": ""}}
+_MEASUREMENTS: dict[type[Any], dict[str, Any]] = {
+    ProbeObserved: {"rtt_ms": None, "detail": ""},
+    WanProbed: {"rtt_ms": None, "detail": ""},
+}
 
 _Item = tuple[Fact, Mapping[str, Any], str, float]  # a fact, its record, source and time
 

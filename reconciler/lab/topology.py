@@ -67,6 +67,13 @@ USERNAME = "lab-user"
 
 WAN_INTERFACE = "wan0"
 HE_WAN_INTERFACE = "inet0"
+# The second WAN (Lab(second_wan=True)): another ISP, its own range, a default route of a
+# higher metric than the first's.
+SECOND_WAN_INTERFACE = "wan1"
+HE_SECOND_WAN_INTERFACE = "inet1"
+SECOND_ISP_ADDRESS = "198.51.100.1"
+SECOND_WAN_ADDRESS = "198.51.100.10"
+WAN_METRICS = (100, 200)
 TUNNEL_INTERFACE = "he-ipv6"
 HE_TUNNEL_INTERFACE = "he6"
 
@@ -137,16 +144,18 @@ def wait_until(
         time.sleep(interval)
 
 
-def render_toml(config: Mapping[str, Mapping[str, Any]]) -> str:
-    """A small TOML writer for the lab's config: tables of str/bool/int/float/str lists."""
+def render_toml(config: Mapping[str, Any]) -> str:
+    """A small TOML writer for the lab's config: tables of str/bool/int/float/str lists, and
+    lists of such tables ([[wan]])."""
     lines: list[str] = []
     for table, values in config.items():
-        lines.append(f"[{table}]")
-        for key, value in values.items():
-            if value is None:
-                continue
-            lines.append(f"{key} = {_toml_value(value)}")
-        lines.append("")
+        for one in values if isinstance(values, list) else [values]:
+            lines.append(f"[[{table}]]" if isinstance(values, list) else f"[{table}]")
+            for key, value in one.items():
+                if value is None:
+                    continue
+                lines.append(f"{key} = {_toml_value(value)}")
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -180,6 +189,13 @@ def kernel_has_sit(namespace: str) -> bool:
     return True
 
 
+def _sysctl(namespace: str, key: str, value: str) -> None:
+    argv = ["ip", "netns", "exec", namespace, "sysctl", "-qw", f"{key}={value}"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    if done.returncode != 0:
+        raise LabError(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}")
+
+
 def _ip(
     namespace: str | None, command: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
@@ -211,6 +227,7 @@ class Lab:
         python: str = sys.executable,
         stop_grace: float = 5.0,
         kill_wait: float = 10.0,
+        second_wan: bool = False,
     ) -> None:
         self.run_id = f"{os.getpid()}-{next(_run_counter)}"
         self.router_ns = f"rc-router-{self.run_id}"
@@ -223,6 +240,7 @@ class Lab:
         self.prebuild_tunnel = prebuild_tunnel
         self.keep_workdir = keep_workdir
         self.with_fake_he = with_fake_he
+        self.second_wan = second_wan
         self.python = python
         # teardown: how long a process gets after SIGTERM (the daemon promises 5 s), and how
         # long to wait for the kernel to remove what SIGKILL hit
@@ -286,6 +304,8 @@ class Lab:
         _ip(he, f"link set {HE_WAN_INTERFACE} up")
         _ip(router, f"addr add {FIRST_WAN_ADDRESS}/{WAN_PREFIXLEN} dev {WAN_INTERFACE}")
         _ip(router, f"link set {WAN_INTERFACE} up")
+        if self.second_wan:
+            self._build_second_wan(router, he)
         self._build_tunnel_end(he, HE_TUNNEL_INTERFACE, HE_ADDRESS, FIRST_WAN_ADDRESS, SERVER_IPV6)
         if self.prebuild_tunnel:
             self._build_tunnel_end(
@@ -295,6 +315,35 @@ class Lab:
         self._write_secret(self.he_key_file, self.update_key)
         if self.with_fake_he:
             self._start_fake_he()
+
+    def _build_second_wan(self, router: str, he: str) -> None:
+        """A second ISP: wan1 in its own range, both WANs with a default route (the first's
+        of a lower metric), and routes through a link without carrier ignored, as a router
+        with two WANs has them (else the first WAN's routes stay in use when its carrier is
+        lost)."""
+        _ip(
+            router,
+            f"link add {SECOND_WAN_INTERFACE} type veth peer name {HE_SECOND_WAN_INTERFACE} "
+            f"netns {he}",
+        )
+        _ip(he, f"addr add {SECOND_ISP_ADDRESS}/{WAN_PREFIXLEN} dev {HE_SECOND_WAN_INTERFACE}")
+        _ip(he, f"link set {HE_SECOND_WAN_INTERFACE} up")
+        _ip(router, f"addr add {SECOND_WAN_ADDRESS}/{WAN_PREFIXLEN} dev {SECOND_WAN_INTERFACE}")
+        _ip(router, f"link set {SECOND_WAN_INTERFACE} up")
+        first, second = WAN_METRICS
+        _ip(router, f"route add default via {HE_ADDRESS} dev {WAN_INTERFACE} metric {first}")
+        _ip(
+            router,
+            f"route add default via {SECOND_ISP_ADDRESS} dev {SECOND_WAN_INTERFACE} "
+            f"metric {second}",
+        )
+        _sysctl(router, "net.ipv4.conf.all.ignore_routes_with_linkdown", "1")
+
+    def isp_link(self, wan: int, up: bool) -> None:
+        """The ISP's end of WAN `wan` (0 or 1) goes down (or up): the router's WAN loses (or
+        gets back) its carrier; its own link stays administratively up."""
+        peer = (HE_WAN_INTERFACE, HE_SECOND_WAN_INTERFACE)[wan]
+        _ip(self.he_ns, f"link set {peer} {'up' if up else 'down'}")
 
     def _build_tunnel_end(
         self, namespace: str, name: str, local: str, remote: str, ipv6: str
@@ -502,6 +551,22 @@ class Lab:
                 table.pop(key, None)
             else:
                 table[key] = value
+        if self.second_wan:
+            first = tables.pop("wan")
+            second = {
+                "interface": SECOND_WAN_INTERFACE,
+                "public_address": "interface",
+                "restart_command": [
+                    shutil.which("ip") or "ip",
+                    "link",
+                    "set",
+                    SECOND_WAN_INTERFACE,
+                    "up",
+                ],
+                "probe_target": HE_ADDRESS,
+            }
+            tables["wan"] = [{**first, "probe_target": HE_ADDRESS}, second]  # type: ignore[assignment]
+            tables.setdefault("failover", {})
         return tables
 
     def write_config(self, **overrides: Any) -> Path:

@@ -29,6 +29,7 @@ from reconciler.model.facts import (
     ProbeObserved,
     TunnelObserved,
     WanAddressObserved,
+    WanProbed,
     to_record,
 )
 
@@ -48,6 +49,8 @@ __all__ = [
     "observe_probe",
     "observe_tunnel",
     "observe_wan",
+    "observe_wan_probe",
+    "observe_wan_probes",
 ]
 
 
@@ -158,6 +161,49 @@ def observe_probe(
     return sink.record(fact, f"observer:probe:{family}")
 
 
+def observe_wan_probes(
+    config: Config,
+    sink: FactSink,
+    *,
+    netns: str | None = None,
+    runner: CommandRunner | None = None,
+) -> list[Envelope]:
+    """With several WANs: one IPv4 probe out of each (ping -I interface) to its own target,
+    [probe.ipv4]'s timeout; nothing with one WAN."""
+    return [
+        observe_wan_probe(config, wan.interface, sink, netns=netns, runner=runner)
+        for wan in (config.failover.wans if config.failover is not None else ())
+    ]
+
+
+def observe_wan_probe(
+    config: Config,
+    interface: str,
+    sink: FactSink,
+    *,
+    netns: str | None = None,
+    runner: CommandRunner | None = None,
+) -> Envelope:
+    """One IPv4 probe sent out of the WAN `interface` (several WANs only)."""
+    from reconciler.world.probe import ping
+
+    assert config.failover is not None
+    wan = next(w for w in config.failover.wans if w.interface == interface)
+    ipv4 = config.probes["ipv4"]
+    target = wan.probe_target or ipv4.target
+    result = ping(
+        "ipv4",
+        target,
+        timeout=ipv4.timeout,
+        source=interface,
+        netns=netns,
+        platform=config.daemon.platform,
+        runner=runner,
+    )
+    fact = WanProbed(interface, target, result.ok, result.rtt_ms, result.detail)
+    return sink.record(fact, f"observer:wan-probe:{interface}")
+
+
 def observe_hostname_file(config: Config, platform: Platform, sink: FactSink) -> Envelope | None:
     """The digest of the tunnel's hostname file; None when the config names no such file."""
     path = config.tunnel.hostname_file
@@ -237,6 +283,7 @@ def observe_all(
         observe_tunnel(platform, sink),
         observe_hostname_file(config, platform, sink),
         *(observe_probe(config, family, sink, netns=netns) for family in sorted(config.probes)),
+        *observe_wan_probes(config, sink, netns=netns),
         observe_endpoint(config, client, sink),
     ]
     return [envelope for envelope in recorded if envelope is not None]

@@ -1,0 +1,109 @@
+"""Two WANs, one tunnel (issue 23), end to end: the real daemon in a lab with two ISPs.
+
+wan0 (203.0.113.10, metric 100) and wan1 (198.51.100.10, metric 200) both reach HE's
+namespace. Probes every second, fail_after 2: a failover takes a few seconds; the
+failback waits `failback_after` (a few seconds here, minutes on a router).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from reconciler.lab.topology import (
+    FIRST_WAN_ADDRESS,
+    SECOND_WAN_ADDRESS,
+    SECOND_WAN_INTERFACE,
+    WAN_INTERFACE,
+    Lab,
+    wait_until,
+)
+from reconciler.model.facts import ActionStarted, WanChosen
+from tests.lab.test_scenarios import _assert_no_key_anywhere, _start_converged
+
+PROBES = {
+    "probe_ipv4__interval": 1.0,
+    "probe_ipv4__timeout": 0.5,
+    "probe_ipv4__fail_after": 2,
+}
+
+
+def _chosen(lab: Lab) -> list[Any]:
+    return [e for e in lab.envelopes() if isinstance(e.fact, WanChosen)]
+
+
+def _updates_started(lab: Lab) -> list[Any]:
+    return [
+        e
+        for e in lab.envelopes()
+        if isinstance(e.fact, ActionStarted) and e.fact.action == "update-he-endpoint"
+    ]
+
+
+def _on(lab: Lab, address: str) -> bool:
+    """The tunnel runs from `address`, HE points at it and IPv6 crosses it."""
+    return (
+        lab.tunnel_local() == address
+        and lab.he_tunnel_remote() == address
+        and lab.ping6_through_tunnel(timeout=0.5)
+    )
+
+
+def test_carrier_lost_fails_over_once_then_fails_back_after_failback_after() -> None:
+    """wan0 loses its carrier: within a few probe intervals the tunnel moves to wan1 with
+    exactly one HE update and IPv6 crosses it; wan0 back: nothing moves before
+    failback_after, then exactly one update back to wan0."""
+    failback_after = 6.0
+    with Lab(second_wan=True) as lab:
+        _start_converged(lab, failover__failback_after=failback_after, **PROBES)
+        assert _chosen(lab) == [] and _updates_started(lab) == []
+        lost = time.monotonic()
+        lab.isp_link(0, up=False)
+        wait_until(lambda: _on(lab, SECOND_WAN_ADDRESS), timeout=20, what="IPv6 via wan1")
+        repaired = time.monotonic() - lost
+        (failover,) = _chosen(lab)
+        assert (failover.fact.previous, failover.fact.interface) == (
+            WAN_INTERFACE,
+            SECOND_WAN_INTERFACE,
+        )
+        assert failover.fact.kind == "failover"
+        assert f"{WAN_INTERFACE} failed 2 probes at" in failover.fact.reason
+        assert "failover budget 3/4 left this hour" in failover.fact.reason
+        assert [e.fact.key for e in _updates_started(lab)] == [
+            f"update-he-endpoint:{SECOND_WAN_ADDRESS}"
+        ]
+        assert repaired < 10, lab.daemon_stderr()
+
+        back = time.monotonic()
+        lab.isp_link(0, up=True)
+        wait_until(lambda: len(_chosen(lab)) == 2, timeout=30, what="the failback")
+        waited = time.monotonic() - back
+        assert waited >= failback_after
+        failback = _chosen(lab)[1].fact
+        assert (failback.kind, failback.interface) == ("failback", WAN_INTERFACE)
+        wait_until(lambda: _on(lab, FIRST_WAN_ADDRESS), timeout=20, what="IPv6 via wan0")
+        assert [e.fact.key for e in _updates_started(lab)] == [
+            f"update-he-endpoint:{SECOND_WAN_ADDRESS}",
+            f"update-he-endpoint:{FIRST_WAN_ADDRESS}",
+        ]
+        assert lab.he_update_calls() == 2
+        assert lab.stop_daemon() == 0
+        _assert_no_key_anywhere(lab, lab.keys_used)
+
+
+def test_both_wans_down_sends_nothing_and_repairs_when_one_returns() -> None:
+    """Both carriers lost: no switch, no HE update, the tunnel left as it was; wan1 back
+    alone: the tunnel moves there with one update."""
+    with Lab(second_wan=True) as lab:
+        _start_converged(lab, failover__failback_after=60.0, **PROBES)
+        lab.isp_link(0, up=False)
+        lab.isp_link(1, up=False)
+        time.sleep(4.0)  # four probe intervals
+        assert _chosen(lab) == [] and _updates_started(lab) == []
+        assert lab.tunnel_local() == FIRST_WAN_ADDRESS
+        assert lab.he_update_calls() == 0
+        lab.isp_link(1, up=True)
+        wait_until(lambda: _on(lab, SECOND_WAN_ADDRESS), timeout=20, what="IPv6 via wan1")
+        assert len(_chosen(lab)) == 1
+        assert lab.he_update_calls() == 1
+        assert lab.stop_daemon() == 0
