@@ -41,6 +41,7 @@ from reconciler.errors import error_line
 from reconciler.metrics_http import MetricsServer
 from reconciler.model.actions import UpdateHeEndpoint
 from reconciler.model.config import MetricsConfig
+from reconciler.model.failover import BUDGET_WINDOW
 from reconciler.model.plan import Held, HoldReason
 from reconciler.model.state import FAMILIES, ObservedState
 from reconciler.model.telemetry import Histogram, Telemetry
@@ -100,6 +101,36 @@ class _ReadingCollector(Collector):
         return _families(self._read())
 
 
+def _wan_families(state: ObservedState, now: float) -> Iterator[Any]:
+    """Several WANs: which one the tunnel is on, and each one's health (nothing with one)."""
+    view = state.failover
+    if view is None:
+        return
+    active = view.active or (state.wan.interface if state.wan is not None else None)
+    interfaces = sorted({h.interface for h in view.health} | ({active} if active else set()))
+    gauge = GaugeMetricFamily(
+        "reconciler_active_wan", "1 for the WAN the tunnel is on, else 0", labels=["interface"]
+    )
+    healthy = GaugeMetricFamily(
+        "reconciler_wan_up",
+        "1 when the WAN's own probes say it works (after hysteresis), else 0",
+        labels=["interface"],
+    )
+    for interface in interfaces:
+        gauge.add_metric([interface], 1.0 if interface == active else 0.0)
+        health = view.of(interface)
+        healthy.add_metric(
+            [interface], 1.0 if health is not None and health.status == "up" else 0.0
+        )
+    yield gauge
+    yield healthy
+    yield GaugeMetricFamily(
+        "reconciler_wan_switches_last_hour",
+        "failovers and failbacks within the last hour (each one an HE update; see the budget)",
+        value=sum(1 for t in view.switches if now - BUDGET_WINDOW < t <= now),
+    )
+
+
 def _families(reading: Reading) -> Iterator[Any]:
     state, telemetry = reading.state, reading.telemetry
     up = GaugeMetricFamily(
@@ -139,6 +170,7 @@ def _families(reading: Reading) -> Iterator[Any]:
             "the WAN interface's IPv4 address",
             value={"interface": wan.interface, "address": wan.address},
         )
+    yield from _wan_families(state, reading.now)
     yield GaugeMetricFamily(
         "reconciler_he_endpoint_matches",
         "1 when HE's endpoint is known to be the WAN address, else 0",

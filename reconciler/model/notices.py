@@ -16,6 +16,9 @@ Events:
   nohost, !yours, ...) under the configuration in force, or the restart limit reached with
   the problem still there after the last restart. Once per cause: the same cause is told
   again only after it went away (a success, a new configuration, the problem gone).
+- `wan-failover`, `wan-failback` (several WANs): the tunnel moves to another WAN, with the
+  policy's reason (reconciler.model.failover); a switch due past the hour's budget is a
+  `needs-attention`, told once (the policy records it once).
 - `daemon-started`, `daemon-stopped`.
 """
 
@@ -37,6 +40,7 @@ from reconciler.model.facts import (
     Envelope,
     ProbeObserved,
     WanAddressObserved,
+    WanChosen,
 )
 from reconciler.model.outages import ended
 from reconciler.model.state import ActionRecord, ObservedState
@@ -59,6 +63,8 @@ EVENTS = (
     "he-abuse",
     "daemon-started",
     "daemon-stopped",
+    "wan-failover",
+    "wan-failback",
 )
 
 _RESTART_KINDS = (RestartWan.KIND, RestartTunnel.KIND)
@@ -88,6 +94,8 @@ class Notice:
     result: str | None = None  # HE's answer, the failure kind, or "restart-limit"
     outage_seconds: float | None = None
     down_reason: str | None = None  # needs-attention: why IPv6 is down (model.verdict)
+    wan_interface: str | None = None  # several WANs: the WAN the tunnel moves to (or stays on)
+    previous_interface: str | None = None
 
     def environment(self) -> dict[str, str]:
         """The RECONCILER_* variables a hook is run with (only the ones that apply)."""
@@ -103,6 +111,8 @@ class Notice:
             "RECONCILER_OUTAGE_SECONDS": (
                 f"{self.outage_seconds:.3f}" if self.outage_seconds is not None else None
             ),
+            "RECONCILER_WAN_INTERFACE": self.wan_interface,
+            "RECONCILER_PREVIOUS_INTERFACE": self.previous_interface,
         }
         # A variable holds one line: a newline in a message would split a mail header.
         return {k: v.replace("\n", " ") for k, v in values.items() if v is not None}
@@ -196,6 +206,8 @@ def track(
                     result=answer,
                 )
             )
+    elif isinstance(fact, WanChosen):
+        notices.append(_wan_chosen_notice(fact, seq, at, address))
     elif isinstance(fact, DaemonStarted):
         notices.append(
             Notice(
@@ -218,6 +230,24 @@ def track(
         tracker, attention = _attention(tracker, after, seq, at)
         notices.extend(attention)
     return tracker, tuple(notices)
+
+
+def _wan_chosen_notice(fact: WanChosen, seq: int, at: float, address: str | None) -> Notice:
+    if fact.kind == "held":
+        event, message = "needs-attention", f"the tunnel stays on {fact.interface}: {fact.reason}"
+    else:
+        event = "wan-failback" if fact.kind == "failback" else "wan-failover"
+        message = f"the tunnel moves from {fact.previous} to {fact.interface}: {fact.reason}"
+    return Notice(
+        event,
+        message,
+        seq,
+        at,
+        wan_address=address,
+        result=fact.kind,
+        wan_interface=fact.interface,
+        previous_interface=fact.previous,
+    )
 
 
 def _attention(

@@ -19,6 +19,7 @@ from reconciler.lab.topology import (
     wait_until,
 )
 from reconciler.model.facts import ActionStarted, WanChosen
+from tests.lab.test_notify_metrics import hook_runs, recording_hook, samples
 from tests.lab.test_scenarios import _assert_no_key_anywhere, _start_converged
 
 PROBES = {
@@ -49,13 +50,34 @@ def _on(lab: Lab, address: str) -> bool:
     )
 
 
-def test_carrier_lost_fails_over_once_then_fails_back_after_failback_after() -> None:
+def _active_wan(textfile: Any) -> dict[str, float]:
+    found = samples(textfile.read_text()) if textfile.exists() else {}
+    return {
+        dict(labels)["interface"]: value
+        for (name, labels), value in found.items()
+        if name == "reconciler_active_wan"
+    }
+
+
+def test_carrier_lost_fails_over_once_then_fails_back_after_failback_after(
+    lab_available: None,
+) -> None:
     """wan0 loses its carrier: within a few probe intervals the tunnel moves to wan1 with
     exactly one HE update and IPv6 crosses it; wan0 back: nothing moves before
-    failback_after, then exactly one update back to wan0."""
+    failback_after, then exactly one update back to wan0. The hook hears wan-failover and
+    wan-failback, the metrics name the active WAN."""
     failback_after = 6.0
     with Lab(second_wan=True) as lab:
-        _start_converged(lab, failover__failback_after=failback_after, **PROBES)
+        program, runs = recording_hook(lab)
+        textfile = lab.workdir / "reconciler.prom"
+        _start_converged(
+            lab,
+            failover__failback_after=failback_after,
+            notify__command=[str(program)],
+            metrics__textfile=str(textfile),
+            **PROBES,
+        )
+        wait_until(lambda: _active_wan(textfile) == {"wan0": 1.0, "wan1": 0.0}, timeout=10)
         assert _chosen(lab) == [] and _updates_started(lab) == []
         lost = time.monotonic()
         lab.isp_link(0, up=False)
@@ -73,6 +95,7 @@ def test_carrier_lost_fails_over_once_then_fails_back_after_failback_after() -> 
             f"update-he-endpoint:{SECOND_WAN_ADDRESS}"
         ]
         assert repaired < 10, lab.daemon_stderr()
+        wait_until(lambda: _active_wan(textfile) == {"wan0": 0.0, "wan1": 1.0}, timeout=10)
 
         back = time.monotonic()
         lab.isp_link(0, up=True)
@@ -88,10 +111,20 @@ def test_carrier_lost_fails_over_once_then_fails_back_after_failback_after() -> 
         ]
         assert lab.he_update_calls() == 2
         assert lab.stop_daemon() == 0
+        told = [r for r in hook_runs(runs) if r["RECONCILER_EVENT"].startswith("wan-")]
+        assert [
+            (
+                r["RECONCILER_EVENT"],
+                r["RECONCILER_PREVIOUS_INTERFACE"],
+                r["RECONCILER_WAN_INTERFACE"],
+            )
+            for r in told
+        ] == [("wan-failover", "wan0", "wan1"), ("wan-failback", "wan1", "wan0")]
+        assert "failover budget" in told[0]["RECONCILER_MESSAGE"]
         _assert_no_key_anywhere(lab, lab.keys_used)
 
 
-def test_both_wans_down_sends_nothing_and_repairs_when_one_returns() -> None:
+def test_both_wans_down_sends_nothing_and_repairs_when_one_returns(lab_available: None) -> None:
     """Both carriers lost: no switch, no HE update, the tunnel left as it was; wan1 back
     alone: the tunnel moves there with one update."""
     with Lab(second_wan=True) as lab:
