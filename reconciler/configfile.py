@@ -228,7 +228,7 @@ class _Reader:
         wan = wans[0] if wans else None
         probes = {family: self.probe(family) for family in ("ipv4", "ipv6")}
         ipv4 = probes["ipv4"]
-        failover = read_failover(self, wans, ipv4.source if ipv4 else None)
+        failover = read_failover(self, wans, ipv4.source if ipv4 else None, daemon)
         tunnel = self.tunnel(daemon, wan)
         for other in (wans or ())[1:]:
             if tunnel is not None and tunnel.interface == other.interface:

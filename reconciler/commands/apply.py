@@ -35,7 +35,12 @@ BLOCKING_HOLDS = frozenset({"permanent-failure", "restart-limit"})
 
 def run(args: argparse.Namespace, env: Environment) -> int:
     from reconciler.eventlog import SnapshotStore
-    from reconciler.reconcile import config_loaded_fact, reconcile_once
+    from reconciler.reconcile import (
+        active_config,
+        config_loaded_fact,
+        follow_failover,
+        reconcile_once,
+    )
     from reconciler.recorder import Recorder
     from reconciler.world.executors import Executor
     from reconciler.world.observers import make_platform, observe_all
@@ -48,11 +53,17 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         recorder = Recorder(log, snapshots=SnapshotStore(snapshots_dir(state_dir)))
         if recorder.state.config_digest != config.digest:
             recorder.record(config_loaded_fact(config), "apply")
+        loaded, config = config, active_config(config, recorder.state)
         platform = make_platform(config)
         client = TunnelbrokerClient(config.tunnelbroker)
         try:
-            executor = Executor(platform, client, recorder)
             observe_all(config, recorder, platform=platform, client=client)
+            # Several WANs: the policy judges the WANs' probes so far (this run's included).
+            wanted = follow_failover(loaded, recorder, time.time())
+            if wanted.wan.interface != config.wan.interface:
+                config, platform = wanted, make_platform(wanted)
+                observe_all(config, recorder, platform=platform, client=client)
+            executor = Executor(platform, client, recorder)
             done: list[tuple[Action, Outcome]] = []
             held: tuple[Held, ...] = ()
             for _ in range(MAX_PASSES):

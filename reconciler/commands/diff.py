@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 from reconciler.history import load_state
 from reconciler.model.desired import desired
 from reconciler.model.plan import plan
+from reconciler.reconcile import active_config
 from reconciler.render.diff import diff_json, diff_text, unobserved
+from reconciler.render.failover import failover_json, failover_lines
 
 if TYPE_CHECKING:
     from reconciler.cli import Environment
@@ -37,17 +39,24 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     if args.observe:
         _observe(config, state_dir, "--state-dir" if args.state_dir else "daemon.state_dir")
     observed, _ = load_state(state_dir)
+    now = time.time()
+    config = active_config(config, observed)  # several WANs: the plan is the active one's
     wanted = desired(config, observed)
-    current = plan(wanted, observed, time.time())
+    current = plan(wanted, observed, now)
     missing = unobserved(observed, config)
+    failover = failover_json(config, observed, now)
     if args.json:
         document = diff_json(current, observed, wanted, missing)
+        if failover is not None:
+            document["failover"] = failover
         print(json.dumps(document, indent=2, sort_keys=True), file=env.stdout)
     else:
+        env.stdout.write("".join(f"{line}\n" for line in failover_lines(failover)))
         env.stdout.write(diff_text(current, observed, wanted, missing))
     if missing:  # a plan over a world never observed proves nothing: not a success
         return ExitStatus.ERROR
-    return ExitStatus.OK if current.empty else ExitStatus.CHANGES
+    switch_due = failover is not None and failover["due"] is not None
+    return ExitStatus.OK if current.empty and not switch_due else ExitStatus.CHANGES
 
 
 def _observe(config: Config, state_dir: Path, origin: str) -> None:
@@ -62,4 +71,4 @@ def _observe(config: Config, state_dir: Path, origin: str) -> None:
         if observed.config_digest != config.digest:
             fact = config_loaded_fact(config)  # the daemon's and apply's, field for field
             log.append(to_record(fact, at=time.time(), source="diff"))
-        observe_all(config, log)
+        observe_all(active_config(config, observed), log)  # several WANs: the active one

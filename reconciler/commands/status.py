@@ -75,10 +75,18 @@ def run(args: argparse.Namespace, env: Environment) -> int:
             checkpoints=CheckpointStore(checkpoints_dir(state_dir)),
         ).view()
         tail = [from_record(seq, rec) for seq, rec in log.read(max(1, last_seq - TAIL_SCANNED))]
+    if config is not None:
+        from reconciler.reconcile import active_config
+
+        config = active_config(config, state)  # several WANs: the plan is the active one's
     current = _plan(config, state, now) if config is not None else None
     daemon = _daemon(log_dir, tail)
     report = _report(daemon, state_dir, state, last_seq, tail, current, config_problem, now)
     report["verdict"] = _verdict(state, current, config)
+    if config is not None and config.failover is not None:
+        from reconciler.render.failover import failover_json
+
+        report["failover"] = failover_json(config, state, now)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True), file=env.stdout)
     else:
@@ -341,6 +349,11 @@ def _print_text(report: dict[str, Any], env: Environment) -> None:
             f"wan:      {wan['interface']} link {link}, {wan['address'] or 'no address'}"
             f"  (at {wan['at']})"
         )
+    if report.get("failover") is not None:
+        from reconciler.render.failover import failover_lines
+
+        for line in failover_lines(report["failover"]):
+            out(line)
     tunnel = observed["tunnel"]
     if tunnel is None:
         out("tunnel:   not observed yet")

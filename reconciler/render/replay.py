@@ -32,6 +32,8 @@ from reconciler.model.facts import (
     ObservationsCounted,
     ProbeObserved,
     UnknownFact,
+    WanChosen,
+    WanProbed,
 )
 from reconciler.model.notices import Notice
 from reconciler.model.state import ObservedState
@@ -159,6 +161,7 @@ _COUNTED_LABELS = {
     "tunnel-observed": ("tunnel observation", "tunnel observations"),
     "hostname-file-observed": ("hostname file observation", "hostname file observations"),
     "endpoint-observed": ("HE endpoint observation", "HE endpoint observations"),
+    "wan-probed": ("WAN probe", "WAN probes"),
 }
 
 
@@ -244,9 +247,28 @@ def _detail(fact: Any, after: ObservedState) -> str:
                 f"notify hook for {fact.event} (from #{fact.cause}): {how} "
                 f"in {fact.seconds:.2f} s{dropped}"
             )
+        case WanChosen():
+            if fact.kind == "held":
+                return f"failover held on {fact.interface}: {fact.reason}"
+            return f"{fact.kind} from {fact.previous} to {fact.interface}: {fact.reason}"
+        case WanProbed():
+            outcome = "ok" if fact.ok else "failed" + (f": {fact.detail}" if fact.detail else "")
+            return f"ipv4 probe out of {fact.interface} to {fact.target} {outcome}"
         case UnknownFact():
             return f"not understood ({fact.problem}): v{fact.version} {dict(fact.data)!r}"
     return ""
+
+
+# Notice fields only some notices fill: left out when empty, so a log replays as before.
+_ONLY_WHEN_SET = ("down_reason", "wan_interface", "previous_interface")
+
+
+def _notice_json(notice: Notice) -> dict[str, Any]:
+    values = attrs.asdict(notice)
+    for name in _ONLY_WHEN_SET:
+        if not values[name]:
+            del values[name]
+    return dict(_plain(values))
 
 
 def entry_json(
@@ -265,11 +287,7 @@ def entry_json(
         "source": envelope.source,
         "fact": data,
         "changes": changes,
-        # down_reason only where there is one: replay's JSON stays as it was without it
-        "notices": [
-            _plain(attrs.asdict(notice, filter=lambda a, v: a.name != "down_reason" or v))
-            for notice in notices
-        ],
+        "notices": [_notice_json(notice) for notice in notices],
     }
 
 

@@ -144,3 +144,17 @@ def test_probe_source_is_refused_with_several_wans(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(write_config(tmp_path, text))
     assert any(": probe.ipv4.source: " in p for p in caught.value.problems)
+
+
+def test_several_wans_are_refused_on_openbsd(tmp_path: Path) -> None:
+    """OpenBSD's gif source and host route are not moved yet: several WANs are refused
+    there in one line, never accepted and left undone."""
+    text = _with_wans(TWO_WANS).replace('platform = "linux"', 'platform = "openbsd"')
+    text = text.replace('"veth0"', '"em0"').replace('"veth1"', '"em1"')
+    text = text.replace('"he-ipv6"', '"gif0"').replace('mode = "vxlan"', 'mode = "gif"')
+    text = text.replace("vxlan_id = 42\n", "")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config(tmp_path, text))
+    wanted = "wan: several WANs are supported on Linux only, not openbsd"
+    path = tmp_path / "reconciler.conf"
+    assert [p for p in caught.value.problems if ": wan: " in p] == [f"{path}: {wanted}"]

@@ -7,6 +7,7 @@ failback waits `failback_after` (a few seconds here, minutes on a router).
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -96,9 +97,21 @@ def test_carrier_lost_fails_over_once_then_fails_back_after_failback_after(
         ]
         assert repaired < 10, lab.daemon_stderr()
         wait_until(lambda: _active_wan(textfile) == {"wan0": 0.0, "wan1": 1.0}, timeout=10)
+        status = json.loads(lab.reconciler("status", "--json").stdout)["failover"]
+        assert status["active"] == SECOND_WAN_INTERFACE
+        assert status["why"] == failover.fact.reason
+        assert [w["status"] for w in status["wans"]] == ["down", "up"]
+        assert status["switches_last_hour"] == 1 and status["due"] is None
+        shown = lab.reconciler("diff")
+        assert f"active:   wan1 ({failover.fact.reason})" in shown.stdout
+        assert shown.returncode == 0, shown.stdout + shown.stderr
 
         back = time.monotonic()
         lab.isp_link(0, up=True)
+        wait_until(
+            lambda: "wan0: up" in lab.reconciler("status").stdout, timeout=10, what="wan0 up"
+        )
+        assert len(_chosen(lab)) == 1  # up, but not for failback_after yet
         wait_until(lambda: len(_chosen(lab)) == 2, timeout=30, what="the failback")
         waited = time.monotonic() - back
         assert waited >= failback_after
@@ -121,6 +134,9 @@ def test_carrier_lost_fails_over_once_then_fails_back_after_failback_after(
             for r in told
         ] == [("wan-failover", "wan0", "wan1"), ("wan-failback", "wan1", "wan0")]
         assert "failover budget" in told[0]["RECONCILER_MESSAGE"]
+        replay = lab.reconciler("replay").stdout
+        assert f"failover from wan0 to wan1: {failover.fact.reason}" in replay
+        assert "failback from wan1 to wan0: " in replay
         _assert_no_key_anywhere(lab, lab.keys_used)
 
 
