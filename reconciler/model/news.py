@@ -17,9 +17,10 @@ neither reads:
 
 - HE's endpoint view's `seq` and `at`: the planner reads the seq only as an order against
   each update's last success ("HE accepted this address and has said nothing different
-  since") and names it as a cause; the view keeps that order, so the same endpoint seen
-  again after a successful update is news, and seen again otherwise is not (its cause is
-  then the first fact that showed it, as for the WAN and the tunnel).
+  since") and last start ("an update of unknown outcome went out since"), and names it as a
+  cause; the view keeps both orders, so the same endpoint seen again after a successful or
+  a started update is news, and seen again otherwise is not (its cause is then the first
+  fact that showed it, as for the WAN and the tunnel).
 
 Everything else (a status, a failure count, a view's seq, an action record, the endpoint's
 address, the thresholds, a family's outage marks) takes part, so any change to it is news:
@@ -66,14 +67,14 @@ def decision_view(state: ObservedState) -> tuple[Any, ...]:
     endpoint = state.endpoint
     if endpoint is None:
         return _kept_values(state), probes, None, ()
-    accepted_since = tuple(
+    order = tuple(
         sorted(
-            (key, record.last_success_seq > endpoint.seq)
+            (key, record.last_success_seq > endpoint.seq, record.last_started_seq > endpoint.seq)
             for key, record in state.actions.items()
             if record.kind == UpdateHeEndpoint.KIND
         )
     )
-    return _kept_values(state), probes, _endpoint_values(endpoint), accepted_since
+    return _kept_values(state), probes, _endpoint_values(endpoint), order
 
 
 def changes_nothing(before: ObservedState, after: ObservedState) -> bool:
