@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup system-deps test test-sit lint demo bench clean
+.PHONY: setup system-deps test test-sit test-minimum lint demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,6 +26,11 @@ lint: setup
 test: setup system-deps lint
 	@sh scripts/test
 
+# The tests that touch our dependencies, at the lowest versions pyproject.toml declares
+# (constraints/minimum.txt, Debian 12's) in .venv-min; part of `make test`.
+test-minimum: setup system-deps
+	sh scripts/test-minimum
+
 # The sit (6in4) tests alone, in a user-mode Linux guest: needs user-mode-linux and kmod.
 test-sit: setup system-deps
 	scripts/uml-guest --timeout 720 -- sh scripts/sit-suite
@@ -37,4 +42,4 @@ bench: setup system-deps
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-min .pytest_cache .mypy_cache .ruff_cache .hypothesis
