@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 
-__all__ = ["NOT_PUBLIC_IPV4", "is_public_ipv4"]
+__all__ = ["CARRIER_NAT", "NOT_PUBLIC_IPV4", "is_carrier_nat", "is_public_ipv4"]
+
+CARRIER_NAT = ipaddress.IPv4Network("100.64.0.0/10")  # RFC 6598 shared address space
 
 NOT_PUBLIC_IPV4: tuple[ipaddress.IPv4Network, ...] = tuple(
     ipaddress.IPv4Network(net)
@@ -35,3 +37,11 @@ def is_public_ipv4(address: str) -> bool:
     except ValueError:
         return False
     return not any(parsed in net for net in NOT_PUBLIC_IPV4)
+
+
+def is_carrier_nat(address: str) -> bool:
+    """True for an address of a carrier's NAT (RFC 6598, 100.64/10): 6in4 cannot cross it."""
+    try:
+        return ipaddress.IPv4Address(address) in CARRIER_NAT
+    except ValueError:
+        return False

@@ -14,9 +14,11 @@ the daemon and `reconciler diff` get the same answer from the same log. The rule
   it is held ("upstream") until the WAN changes; and where nobody can be told to restart
   the WAN (its owner observed as "none") it is held ("no-owner"): the WAN is only observed.
 - HE's endpoint differs from our public address: `update-he-endpoint`, never twice for an
-  address HE accepted, never within `min_update_interval` of the last attempt, never after a
-  permanent failure until the configuration changes. HE refusing a private address (RFC
-  1918) is permanent for that address only: the update for another WAN address goes out.
+  address HE accepted (behind NAT, where the public address can change unseen: once more
+  per IPv6 outage that a tunnel restart did not end), never within `min_update_interval`
+  of the last attempt, never after a permanent failure until the configuration changes.
+  HE refusing a private address (RFC 1918) is permanent for that address only: the update
+  for another WAN address goes out.
 - The hostname file differs from its render: `rewrite-hostname`.
 - The tunnel is missing, down, has the wrong ends, or IPv6 is down while IPv4 is not:
   `restart-tunnel`; after a tunnel restart: `reload-pf`.
@@ -219,7 +221,7 @@ def _update_endpoint(
         # ("unconfirmed", see _hold_update).
         since = _unknown_update_since(observed, candidate.key, known)
         if since is None:
-            return None
+            return _update_behind_nat(desired, observed, local, known)
         return UpdateHeEndpoint(
             desired.myip,
             local,
@@ -249,6 +251,33 @@ def _update_endpoint(
                 "(public address behind NAT)"
             )
     return UpdateHeEndpoint(desired.myip, local, reason=reason, causes=_causes(causes))
+
+
+def _update_behind_nat(
+    desired: DesiredState, observed: ObservedState, local: str, known: int
+) -> UpdateHeEndpoint | None:
+    """Behind NAT the public address HE has can change without any change we can see: the
+    WAN keeps its private address. When IPv6 stays down across a tunnel restarted during
+    the outage, one update without myip (HE takes the request's source) finds out; once HE
+    has answered it (`known` then follows the outage's start) none goes out again before
+    the next outage."""
+    if desired.myip is not None:
+        return None
+    ipv6, ipv4 = observed.probe("ipv6"), observed.probe("ipv4")
+    if ipv6.status != "down" or ipv4.status == "down" or ipv6.outage_seq <= known:
+        return None
+    restarted = observed.last_success_seq_of(RestartTunnel.KIND)
+    if restarted <= ipv6.outage_seq or ipv6.last_seq <= restarted:
+        return None  # the tunnel has not been restarted in this outage yet
+    if ipv6.consecutive_failed < observed.fail_after.get("ipv6", 3):
+        return None  # judged afresh after the restart: wait for the probes
+    return UpdateHeEndpoint(
+        None,
+        local,
+        reason="IPv6 stays down across the restarted tunnel: behind NAT the public address "
+        "HE has may be an old one",
+        causes=_causes([known, restarted, ipv6.last_seq]),
+    )
 
 
 def _known_at_he_since(desired: DesiredState, observed: ObservedState, local: str) -> int:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from reconciler.model.addresses import is_carrier_nat
 from reconciler.model.facts import (
     EndpointObserved,
     Envelope,
@@ -95,6 +96,8 @@ def make_platform(config: Config, *, netns: str | None = None) -> Platform:
 def observe_wan(platform: Platform, sink: FactSink) -> Envelope:
     """The WAN interface: does it exist, is its link up, which IPv4 addresses it holds."""
     wan = platform.observe_wan()
+    if wan.address is not None:
+        _warn_once_about_carrier_nat(wan.interface, wan.address)
     fact = WanAddressObserved(
         interface=wan.interface,
         address=wan.address,
@@ -106,6 +109,28 @@ def observe_wan(platform: Platform, sink: FactSink) -> Envelope:
         owner=wan.owner,
     )
     return sink.record(fact, "observer:wan")
+
+
+_carrier_nat_warned: set[str] = set()
+_carrier_nat_lock = threading.Lock()
+
+
+def _warn_once_about_carrier_nat(interface: str, address: str) -> None:
+    """A WAN address behind a carrier's NAT (100.64/10) is told once per address: the
+    daemon will keep trying, and the operator should know why it cannot work."""
+    if not is_carrier_nat(address):
+        return
+    with _carrier_nat_lock:
+        if address in _carrier_nat_warned:
+            return
+        _carrier_nat_warned.add(address)
+    _log.warning(
+        "WAN %s has %s, an address behind the ISP's carrier-grade NAT (RFC 6598): 6in4 "
+        "(IP protocol 41) does not cross a carrier's NAT, so the tunnel cannot work from "
+        "here; ask the ISP for a public IPv4 address",
+        interface,
+        address,
+    )
 
 
 def observe_tunnel(platform: Platform, sink: FactSink) -> Envelope:

@@ -946,3 +946,47 @@ def test_a_wan_nobody_can_restart_is_only_observed() -> None:
     assert "wan.restart_command" in held.detail
     history.record(WanAddressObserved("em0", None, True, owner="dhclient"))
     assert history.kinds() == ["restart-wan"]
+
+
+def test_behind_nat_a_tunnel_restart_that_does_not_help_sends_one_update_per_outage() -> None:
+    """Behind NAT (a private WAN address, no myip) the public address may change unseen:
+    IPv6 down gives restart-tunnel first; when IPv6 stays down across the restarted tunnel,
+    one update without myip goes out; once HE has answered it, no second one in the same
+    outage (a nochg is abuse), however long IPv6 stays down; the next outage may send one."""
+    private = "192.168.1.20"
+    history = healthy(History(), address=private)
+    history.record(EndpointObserved("198.51.100.200", "update", for_local=private))
+    fail_probe(history, "ipv6", 3)
+    assert history.kinds(later=100) == ["restart-tunnel", "reload-pf"]
+    for action in history.plan(later=100).actions:
+        run_ok(history, action)
+    fail_probe(history, "ipv6", 2)
+    assert "update-he-endpoint" not in history.kinds(later=200)  # judged afresh: not yet
+    fail_probe(history, "ipv6", 1)
+    plan = history.plan(later=200)
+    update = plan.actions[0]
+    assert update == UpdateHeEndpoint(None, private)
+    assert "behind NAT" in update.reason
+    history.record(ActionStarted(update.key, update.KIND, update.reason), after=200)
+    history.record(EndpointObserved("198.51.100.201", "update", for_local=private))
+    history.record(ActionSucceeded(update.key, update.KIND))
+    fail_probe(history, "ipv6", 3)
+    for later in (300, 3000):
+        assert "update-he-endpoint" not in history.kinds(later=later)
+    history.record(ProbeObserved("ipv6", "x", True))  # the outage ends
+    fail_probe(history, "ipv6", 3)
+    for action in history.plan(later=3100).actions:
+        run_ok(history, action)
+    fail_probe(history, "ipv6", 3)
+    assert history.kinds(later=3200)[0] == "update-he-endpoint"
+
+
+def test_with_a_public_address_a_failing_tunnel_sends_no_update() -> None:
+    """With a public WAN address HE's endpoint is compared with it: IPv6 down across a
+    restarted tunnel sends no update (HE has that very address)."""
+    history = healthy(History())
+    fail_probe(history, "ipv6", 3)
+    for action in history.plan(later=100).actions:
+        run_ok(history, action)
+    fail_probe(history, "ipv6", 3)
+    assert "update-he-endpoint" not in history.kinds(later=200)

@@ -167,3 +167,23 @@ def _as_linux(config):  # type: ignore[no-untyped-def]
     import attrs
 
     return attrs.evolve(config, daemon=attrs.evolve(config.daemon, platform="linux"))
+
+
+def test_a_carrier_nat_address_is_warned_about_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A WAN address in 100.64/10 (a carrier's NAT) gets one warning saying why 6in4 cannot
+    work, however often it is observed; a private RFC 1918 address gets none."""
+    config = openbsd_config(tmp_path, update_url="http://127.0.0.1:9/nic/update")
+    (tmp_path / "root" / "etc").mkdir(parents=True)
+    host = OpenBSDHost(tmp_path / "root", wan_address="100.64.12.34")
+    platform = OpenBSDPlatform(config, host, root=host.root)
+    with EventLog.open(tmp_path / "events") as log, caplog.at_level("WARNING"):
+        recorder = Recorder(log)
+        for _ in range(3):
+            observers.observe_wan(platform, recorder)
+        host.set_address("em0", "192.168.1.20")
+        observers.observe_wan(platform, recorder)
+    warnings = [r.getMessage() for r in caplog.records if "carrier-grade NAT" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "100.64.12.34" in warnings[0] and "protocol 41" in warnings[0]
