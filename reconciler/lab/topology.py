@@ -650,6 +650,15 @@ class Lab:
     def daemon_stderr(self) -> str:
         return self.daemon_stderr_path.read_bytes().decode(errors="replace")
 
+    def add_namespace(self, role: str) -> str:
+        """A further namespace `rc-<role>-<run id>` (a NAT router, say), torn down with the
+        lab's own; its name."""
+        name = f"rc-{role}-{self.run_id}"
+        _ip(None, f"netns add {name}")
+        self._namespaces.append(name)
+        _ip(name, "link set lo up")
+        return name
+
     # -- the ISP: the WAN link and its address --------------------------------------------
 
     def set_wan_address(self, address: str) -> None:

@@ -258,14 +258,16 @@ def _update_behind_nat(
 ) -> UpdateHeEndpoint | None:
     """Behind NAT the public address HE has can change without any change we can see: the
     WAN keeps its private address. When IPv6 stays down across a tunnel restarted during
-    the outage, one update without myip (HE takes the request's source) finds out; once HE
-    has answered it (`known` then follows the outage's start) none goes out again before
-    the next outage."""
+    the outage, one update without myip (HE takes the request's source) finds out; none
+    goes out again before the next outage. HE's tunnel info showing the address it had does
+    not settle it: that is the old public address, which HE keeps until it is updated."""
     if desired.myip is not None:
         return None
     ipv6, ipv4 = observed.probe("ipv6"), observed.probe("ipv4")
-    if ipv6.status != "down" or ipv4.status == "down" or ipv6.outage_seq <= known:
+    if ipv6.status != "down" or ipv4.status == "down":
         return None
+    if observed.last_update_attempt_seq > ipv6.outage_seq:
+        return None  # this outage had its update (HE's tunnel info since says no more)
     restarted = observed.last_success_seq_of(RestartTunnel.KIND)
     if restarted <= ipv6.outage_seq or ipv6.last_seq <= restarted:
         return None  # the tunnel has not been restarted in this outage yet

@@ -957,6 +957,8 @@ def test_behind_nat_a_tunnel_restart_that_does_not_help_sends_one_update_per_out
     history = healthy(History(), address=private)
     history.record(EndpointObserved("198.51.100.200", "update", for_local=private))
     fail_probe(history, "ipv6", 3)
+    # HE's tunnel info still shows the old public address: it says nothing of the new one
+    history.record(EndpointObserved("198.51.100.200", "tunnel-info"))
     assert history.kinds(later=100) == ["restart-tunnel", "reload-pf"]
     for action in history.plan(later=100).actions:
         run_ok(history, action)
