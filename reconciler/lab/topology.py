@@ -311,6 +311,9 @@ class Lab:
             self._build_tunnel_end(
                 router, TUNNEL_INTERFACE, FIRST_WAN_ADDRESS, HE_ADDRESS, CLIENT_IPV6
             )
+            # IPv6's default route through the tunnel, as a converged router has it
+            via = f"via {SERVER_IPV6} " if self.mode == "vxlan" else ""
+            _ip(router, f"-6 route add default {via}dev {TUNNEL_INTERFACE}")
         self._write_secret(self.key_file, self.update_key)
         self._write_secret(self.he_key_file, self.update_key)
         if self.with_fake_he:

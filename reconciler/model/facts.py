@@ -142,10 +142,13 @@ class TunnelObserved:
     """The tunnel interface as configured in the kernel now.
 
     `ttl` (v2): the TTL of the encapsulating IPv4 packets; None where the platform does not
-    report it (or copies it from the inner packet)."""
+    report it (or copies it from the inner packet).
+    `default_route` (v3): the IPv6 default route (::/0 in the main table): "tunnel" through
+    this interface, "other" only through another one (a native route we did not make),
+    "none"; None where the platform does not report it."""
 
     TYPE: ClassVar[str] = "tunnel-observed"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
 
     interface: str
     exists: bool
@@ -154,6 +157,7 @@ class TunnelObserved:
     remote: str | None
     mode: str | None = None
     ttl: int | None = None
+    default_route: str | None = None
 
 
 @frozen(weakref_slot=False)
@@ -359,6 +363,8 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     (WanAddressObserved.TYPE, 3): lambda d: {**d, "owner": None},
     # v1 did not observe the tunnel's TTL: unknown.
     (TunnelObserved.TYPE, 1): lambda d: {**d, "ttl": None},
+    # v2 did not observe the IPv6 default route: unknown.
+    (TunnelObserved.TYPE, 2): lambda d: {**d, "default_route": None},
     # v1 recorded a failure without an answer as a plain failure.
     (ActionFailed.TYPE, 1): lambda d: {**d, "unconfirmed": False},
 }

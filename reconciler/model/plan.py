@@ -361,6 +361,8 @@ def _restart_tunnel(
                 f"tunnel remote end is {tunnel.remote or 'unset'}, HE's server is "
                 f"{desired.tunnel_remote}"
             )
+        if tunnel.default_route == "none":
+            reasons.append(f"no IPv6 default route (::/0) through {tunnel.interface}")
         if tunnel.ttl is not None and tunnel.ttl != desired.tunnel_ttl:
             reasons.append(
                 f"tunnel TTL is {tunnel.ttl}, the configuration says {desired.tunnel_ttl}"

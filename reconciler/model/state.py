@@ -120,6 +120,7 @@ class TunnelView:
     seq: int
     at: float
     ttl: int | None = None
+    default_route: str | None = None  # "tunnel", "other", "none"; None: not reported
 
 
 @frozen
@@ -351,7 +352,16 @@ def _outage_begun(probe: ProbeView, seq: int, at: float) -> ProbeView:
 
 def _fold_tunnel(state: ObservedState, fact: TunnelObserved, seq: int, at: float) -> ObservedState:
     tunnel = TunnelView(
-        fact.interface, fact.exists, fact.up, fact.local, fact.remote, fact.mode, seq, at, fact.ttl
+        fact.interface,
+        fact.exists,
+        fact.up,
+        fact.local,
+        fact.remote,
+        fact.mode,
+        seq,
+        at,
+        fact.ttl,
+        fact.default_route,
     )
     old = state.tunnel
     if (
@@ -550,7 +560,7 @@ def _same_wan(a: WanView, b: WanView) -> bool:
 
 
 def _same_tunnel(a: TunnelView, b: TunnelView) -> bool:
-    return (a.interface, a.exists, a.up, a.local, a.remote, a.mode, a.ttl) == (
+    return (a.interface, a.exists, a.up, a.local, a.remote, a.mode, a.ttl, a.default_route) == (
         b.interface,
         b.exists,
         b.up,
@@ -558,6 +568,7 @@ def _same_tunnel(a: TunnelView, b: TunnelView) -> bool:
         b.remote,
         b.mode,
         b.ttl,
+        b.default_route,
     )
 
 

@@ -30,10 +30,13 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import (
     RTM_DELADDR,
     RTM_DELLINK,
+    RTM_DELROUTE,
     RTM_NEWADDR,
     RTM_NEWLINK,
+    RTM_NEWROUTE,
     RTMGRP_IPV4_IFADDR,
     RTMGRP_IPV6_IFADDR,
+    RTMGRP_IPV6_ROUTE,
     RTMGRP_LINK,
 )
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
@@ -77,7 +80,9 @@ _IFF_RUNNING = 0x40  # RFC 2863 operationally up
 _IFA_F_NODAD = 0x02
 _IFA_F_PERMANENT = 0x80  # set by hand (ip addr add); a DHCP client's has a lifetime instead
 _INFINITY_LIFE_TIME = 0xFFFFFFFF
-_WATCH_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
+_WATCH_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE
+_MAIN_TABLE = 254
+_RTN_UNICAST = 1
 _WATCH_RCVBUF = 1 << 20
 # Errors where trying again later cannot help: the request itself is refused.
 _PERMANENT_ERRNOS = {errno.EPERM, errno.EACCES, errno.EOPNOTSUPP, errno.EINVAL, errno.ERANGE}
@@ -107,6 +112,7 @@ class LinuxPlatform:
         self.runner: CommandRunner = runner if runner is not None else SubprocessRunner()
         self._ttl_warned: set[str] = set()
         self._dhcp_seen = False  # the WAN has shown a dynamic (DHCP) address
+        self._native_said: set[tuple[str, int, int | None]] = set()
 
     # -- observing ------------------------------------------------------------------------
 
@@ -171,6 +177,9 @@ class LinuxPlatform:
         interface = self.config.tunnel.interface
         with self._netlink("observe", interface) as ipr:
             link = _find_link(ipr, interface)
+            default_route = None
+            if link is not None:
+                default_route = _default_route_of(_ipv6_defaults(ipr), int(link["index"]))
         if link is None:
             return TunnelState(interface=interface, exists=False, up=False)
         kind, data = _link_kind(link)
@@ -183,7 +192,13 @@ class LinuxPlatform:
             remote = _address_or_none(data.get_attr("IFLA_VXLAN_GROUP"))
         up = bool(link["flags"] & _IFF_UP) and link.get_attr("IFLA_OPERSTATE") != "DOWN"
         return TunnelState(
-            interface=interface, exists=True, up=up, local=local, remote=remote, mode=kind
+            interface=interface,
+            exists=True,
+            up=up,
+            local=local,
+            remote=remote,
+            mode=kind,
+            default_route=default_route,
         )
 
     # -- the hostname file (only when tunnel.hostname_file is set) ------------------------
@@ -255,7 +270,8 @@ class LinuxPlatform:
             self._run_command("firewall.reload_command", list(command))
 
     def watch(self, notify: Callable[[ChangeNotice], None]) -> NetlinkWatch:
-        """Deliver link and address changes to `notify` from a background thread."""
+        """Deliver link, address and IPv6 default route changes to `notify` from a
+        background thread."""
         names: dict[int, str] = {}
         with self._netlink("watch", "links") as ipr:
             for link in ipr.get_links():
@@ -417,13 +433,23 @@ class LinuxPlatform:
 
     def _ensure_routes(self, ipr: IPRoute, index: int) -> None:
         """sit: the IPv6 default route through the tunnel. vxlan (an Ethernet-like link): the
-        server on-link, and the default route via the server."""
+        server on-link, and the default route via the server.
+
+        A default route through another interface (from router advertisements, another
+        protocol or metric) is not ours: it is left alone, and ours is not added beside it
+        (the kernel would pick by metric, not by us); said once per route."""
         tunnel = self.config.tunnel
         try:
+            if tunnel.mode == "vxlan":
+                server = f"{tunnel.server_ipv6}/128"
+                ipr.route("replace", family=socket.AF_INET6, dst=server, oif=index)
+            native = [r for r in _ipv6_defaults(ipr) if _route_oif(r) != index]
+            if native:
+                self._say_native_default(ipr, native)
+                return
             if tunnel.mode == "sit":
                 ipr.route("replace", family=socket.AF_INET6, dst="::/0", oif=index)
                 return
-            ipr.route("replace", family=socket.AF_INET6, dst=f"{tunnel.server_ipv6}/128", oif=index)
             ipr.route(
                 "replace",
                 family=socket.AF_INET6,
@@ -433,6 +459,25 @@ class LinuxPlatform:
             )
         except NetlinkError as exc:
             raise _netlink_failure(f"route IPv6 through {tunnel.interface}", exc) from exc
+
+    def _say_native_default(self, ipr: IPRoute, routes: list[Any]) -> None:
+        for route in routes:
+            oif = _route_oif(route)
+            links = ipr.get_links(oif) if oif is not None else []
+            name = str(links[0].get_attr("IFLA_IFNAME")) if links else f"index {oif}"
+            key = (name, route["proto"], route.get_attr("RTA_PRIORITY"))
+            if key in self._native_said:
+                continue
+            self._native_said.add(key)
+            log.warning(
+                "leaving the IPv6 default route via %s (proto %s, metric %s) alone: we did not "
+                "make it, so IPv6 leaves through it, not through %s (delete it, or stop what "
+                "adds it, to route IPv6 through the tunnel)",
+                name,
+                route["proto"],
+                route.get_attr("RTA_PRIORITY"),
+                self.config.tunnel.interface,
+            )
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -465,7 +510,8 @@ class LinuxPlatform:
 
 
 class NetlinkWatch:
-    """A background thread reading rtnetlink link/address notifications until stop()."""
+    """A background thread reading rtnetlink link, address and IPv6 default route
+    notifications until stop()."""
 
     def __init__(
         self,
@@ -535,6 +581,12 @@ class NetlinkWatch:
             self._deliver(ChangeNotice("link", str(name) if name else None))
         elif kind in (RTM_NEWADDR, RTM_DELADDR):
             self._deliver(ChangeNotice("address", self._names.get(index)))
+        elif kind in (RTM_NEWROUTE, RTM_DELROUTE):
+            # Only the IPv6 default route matters (it is the tunnel's); the others are many.
+            if message["dst_len"] == 0 and message.get_attr("RTA_TABLE") in (None, _MAIN_TABLE):
+                oif = _route_oif(message)
+                name = self._names.get(oif) if oif is not None else None
+                self._deliver(ChangeNotice("route", name))
         elif message["header"].get("error") is not None:
             self._deliver(ChangeNotice("desync"))
 
@@ -554,6 +606,29 @@ def foreign_link_refusal(interface: str, kind: str | None, mode: str) -> str:
         f"{interface} is {what}, not a {mode} tunnel: reconciler deletes or changes only "
         f"{mode} tunnels (delete {interface} yourself, or set another tunnel.interface)"
     )
+
+
+def _ipv6_defaults(ipr: IPRoute) -> list[Any]:
+    """The unicast IPv6 default routes of the main table."""
+    routes = ipr.get_routes(family=socket.AF_INET6, table=_MAIN_TABLE)
+    return [r for r in routes if r["dst_len"] == 0 and r["type"] == _RTN_UNICAST]
+
+
+def _route_oif(route: Any) -> int | None:
+    """A route's outgoing interface (a multipath route's first hop's)."""
+    oif = route.get_attr("RTA_OIF")
+    if oif is None:
+        hops = route.get_attr("RTA_MULTIPATH") or []
+        oif = hops[0]["oif"] if hops else None
+    return None if oif is None else int(oif)
+
+
+def _default_route_of(defaults: list[Any], index: int) -> str:
+    """ "tunnel" when an IPv6 default route goes through link `index`, "other" when one goes
+    only elsewhere, "none" without one."""
+    if any(_route_oif(route) == index for route in defaults):
+        return "tunnel"
+    return "other" if defaults else "none"
 
 
 def _find_link(ipr: IPRoute, name: str) -> Any | None:

@@ -144,6 +144,7 @@ def observe_tunnel(platform: Platform, sink: FactSink) -> Envelope:
         remote=tunnel.remote,
         mode=tunnel.mode,
         ttl=tunnel.ttl,
+        default_route=tunnel.default_route,
     )
     return sink.record(fact, "observer:tunnel")
 

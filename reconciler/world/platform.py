@@ -81,11 +81,15 @@ class TunnelState:
     remote: str | None = None
     mode: str | None = None
     ttl: int | None = None  # of the encapsulating IPv4 packets; None: not reported
+    # the IPv6 default route: "tunnel" (through it), "other" (only through another
+    # interface: a native route, left alone), "none"; None: not reported
+    default_route: str | None = None
 
 
 @frozen
 class ChangeNotice:
-    """The kernel said something changed. `kind`: "address", "link", "announce", or "desync"
+    """The kernel said something changed. `kind`: "address", "link", "route" (an IPv6 default
+    route; `interface`: its outgoing one), "announce", or "desync"
     (messages were lost, or the monitor died: observe everything afresh)."""
 
     kind: str

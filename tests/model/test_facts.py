@@ -227,7 +227,7 @@ def test_v1_wan_and_tunnel_records_still_read() -> None:
     tunnel["d"] |= {"remote": "198.51.100.1", "mode": "gif"}
     fact = from_record(2, tunnel).fact
     assert fact == TunnelObserved("gif0", True, True, "192.0.2.7", "198.51.100.1", "gif", None)
-    assert TunnelObserved.VERSION == 2
+    assert TunnelObserved.VERSION == 3
 
 
 def test_v2_wan_records_read_with_the_default_route_unknown() -> None:
@@ -242,6 +242,16 @@ def test_v2_wan_records_read_with_the_default_route_unknown() -> None:
     assert isinstance(fact, WanAddressObserved) and fact.default_route is None
     assert fact.owner is None  # v3 -> v4: the platform's own way, as before
     assert WanAddressObserved.VERSION == 4
+
+
+def test_v2_tunnel_records_read_with_the_default_route_unknown() -> None:
+    """A tunnel fact written before v3 did not look at the IPv6 default route: unknown."""
+    tunnel = {"t": "tunnel-observed", "v": 2, "at": 1.0, "src": "observer:tunnel"}
+    tunnel["d"] = {"interface": "he-ipv6", "exists": True, "up": True, "local": "192.0.2.7"}
+    tunnel["d"] |= {"remote": "198.51.100.1", "mode": "sit", "ttl": None}
+    fact = from_record(2, tunnel).fact
+    assert isinstance(fact, TunnelObserved) and fact.default_route is None
+    assert fact == TunnelObserved("he-ipv6", True, True, "192.0.2.7", "198.51.100.1", "sit")
 
 
 def test_v1_action_failed_reads_as_confirmed() -> None:

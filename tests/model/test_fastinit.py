@@ -13,7 +13,7 @@ from reconciler.model.fastinit import twin_builder
 
 EXAMPLES: list[tuple[type[Any], tuple[Any, ...]]] = [
     (facts.ProbeObserved, ("ipv6", "2001:db8::1", False, None, "100% packet loss")),
-    (facts.TunnelObserved, ("gif0", True, True, "203.0.113.7", "198.51.100.1", "gif", 64)),
+    (facts.TunnelObserved, ("gif0", True, True, "203.0.113.7", "198.51.100.1", "gif", 64, "none")),
     (facts.Envelope, (3, 5.0, "probe", facts.DaemonStopped("SIGTERM"))),
     (state.ProbeView, ("ipv4", "up", 2, 0, "198.51.100.53", True, 9, 4.0, 8, 3.0, None, 0, 1.0, 7)),
     (state.ObservedState, tuple(getattr(state.ObservedState(), n) for n in state._STATE_FIELDS)),

@@ -385,6 +385,10 @@ def test_no_hostname_file_configured_no_rewrite() -> None:
         (TunnelObserved("gif0", True, False, ADDR, HE_SERVER), "is down"),
         (TunnelObserved("gif0", True, True, "203.0.113.1", HE_SERVER), "local end"),
         (TunnelObserved("gif0", True, True, ADDR, "198.51.100.99"), "remote end"),
+        (
+            TunnelObserved("gif0", True, True, ADDR, HE_SERVER, default_route="none"),
+            "no IPv6 default route (::/0) through gif0",
+        ),
     ],
 )
 def test_tunnel_problems_restart_tunnel_then_reload_pf(tunnel: TunnelObserved, reason: str) -> None:
@@ -394,6 +398,18 @@ def test_tunnel_problems_restart_tunnel_then_reload_pf(tunnel: TunnelObserved, r
     plan = history.plan()
     assert plan.actions == (RestartTunnel("gif0", ADDR, HE_SERVER), ReloadPf(ADDR))
     assert reason in plan.actions[0].reason
+
+
+@pytest.mark.parametrize("route", ["tunnel", "other", None])
+def test_a_default_route_through_the_tunnel_or_a_native_one_needs_nothing(
+    route: str | None,
+) -> None:
+    """IPv6's default route through the tunnel is right; one only through another interface
+    (a native route from router advertisements, say) is not ours to replace; a platform that
+    does not report it (None) says nothing."""
+    history = healthy(History())
+    history.record(TunnelObserved("gif0", True, True, ADDR, HE_SERVER, default_route=route))
+    assert history.plan().empty
 
 
 def test_no_firewall_command_no_reload() -> None:

@@ -562,3 +562,65 @@ def test_the_address_choice_order(
     )
     assert ordered[0] == first
     assert sorted(ordered) == sorted(addresses)
+
+
+# -- the IPv6 default route (issue 21 item 4) ---------------------------------------------
+
+
+def _defaults(router: str) -> list[tuple[str, str | None, str]]:
+    routes = json.loads(ip(router, "-6", "-j", "route", "show", "default").stdout)
+    return [(r["dev"], r.get("gateway"), r.get("protocol", "")) for r in routes]
+
+
+def test_observe_tunnel_reports_the_ipv6_default_route(
+    namespaces: tuple[str, str], tmp_path: Path
+) -> None:
+    """ "tunnel" while ::/0 goes through the tunnel, "none" once it is deleted (as
+    `networkctl reconfigure` does), "tunnel" again after a restart."""
+    router, _far = namespaces
+    platform = LinuxPlatform(make_config(tmp_path), netns=router)
+    platform.restart_tunnel("198.51.100.7", SERVER_V4)
+    assert platform.observe_tunnel().default_route == "tunnel"
+    ip(router, "-6", "route", "del", "default", "dev", TUNNEL)
+    assert platform.observe_tunnel().default_route == "none"
+    platform.restart_tunnel("198.51.100.7", SERVER_V4)
+    assert platform.observe_tunnel().default_route == "tunnel"
+
+
+def test_a_native_default_route_is_left_alone_and_said_once(
+    namespaces: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A default route from router advertisements on the WAN (same metric as ours) is not
+    replaced by the tunnel's (`route replace` used to take it over): it stays, ours is not
+    added, the tunnel reports "other", and the log says so once."""
+    router, _far = namespaces
+    native = ("default", "via", "fe80::1", "dev", WAN, "proto", "ra", "metric", "1024")
+    ip(router, "-6", "route", "add", *native)
+    platform = LinuxPlatform(make_config(tmp_path), netns=router)
+    with caplog.at_level("WARNING", logger="reconciler.world.linux"):
+        platform.restart_tunnel("198.51.100.7", SERVER_V4)
+        platform.restart_tunnel("198.51.100.7", SERVER_V4)
+    assert _defaults(router) == [(WAN, "fe80::1", "ra")]
+    assert platform.observe_tunnel().default_route == "other"
+    said = [r.getMessage() for r in caplog.records if "default route" in r.getMessage()]
+    assert len(said) == 1
+    assert f"via {WAN}" in said[0] and "alone" in said[0]
+
+
+def test_watch_reports_a_deleted_default_route_by_its_interface(
+    namespaces: tuple[str, str], tmp_path: Path
+) -> None:
+    """Deleting the tunnel's ::/0 arrives as a "route" notice naming the tunnel; other
+    routes (a /64 on the WAN) say nothing."""
+    router, _far = namespaces
+    platform = LinuxPlatform(make_config(tmp_path), netns=router)
+    platform.restart_tunnel("198.51.100.7", SERVER_V4)
+    notices = NoticeCollector()
+    watch = platform.watch(notices)
+    try:
+        ip(router, "-6", "route", "add", "2001:db8:99::/64", "dev", WAN)
+        ip(router, "-6", "route", "del", "default", "dev", TUNNEL)
+        assert notices.wait_for(ChangeNotice("route", TUNNEL), timeout=5)
+        assert ChangeNotice("route", WAN) not in notices.items
+    finally:
+        watch.stop()
