@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 from reconciler.configwans import read_failover, read_wans
 from reconciler.errors import ConfigError
 from reconciler.model.config import (
+    IFUPDOWN_FILE,
+    NETWORKD_DIR,
     OPENBSD_TUNNEL_NAME,
     Config,
     DaemonConfig,
@@ -373,6 +375,7 @@ class _Reader:
         keys = {
             "interface", "mode", "server_ipv4", "client_ipv6", "server_ipv6", "prefixlen",
             "mtu", "ttl", "hostname_file", "vxlan_id", "vxlan_port", "observe_interval",
+            "owner", "local", "networkd_dir", "ifupdown_file", "nm_connection",
         }  # fmt: skip
         t = self.section("tunnel", keys)
         interface = self.interface_name(t, "tunnel.interface", daemon)
@@ -405,6 +408,34 @@ class _Reader:
                 self.problem(
                     "tunnel.hostname_file", f"directory {hostname_file.parent} does not exist"
                 )
+        if hostname_file is not None and daemon is not None and daemon.platform == "linux":
+            # OpenBSD ifconfig lines: pointed at a .netdev or an interfaces file, the rewrite
+            # would replace the owner's config with lines it cannot read.
+            self.problem(
+                "tunnel.hostname_file",
+                "is OpenBSD's (ifconfig lines for netstart); on Linux set tunnel.owner to "
+                "whatever makes the tunnel (networkd, networkmanager, ifupdown)",
+            )
+        owner = self.choice(
+            t, "tunnel.owner", ("reconciler", "networkd", "networkmanager", "ifupdown"),
+            default="reconciler",
+        )  # fmt: skip
+        if owner not in (None, "reconciler") and daemon is not None and daemon.platform != "linux":
+            self.problem("tunnel.owner", f'"{owner}" is a Linux owner (this is {daemon.platform})')
+        local_mode = self.choice(t, "tunnel.local", ("wan", "any"), default="wan")
+        networkd_dir = self.path_value(t, "tunnel.networkd_dir", required=False)
+        ifupdown_file = self.path_value(t, "tunnel.ifupdown_file", required=False)
+        nm_connection = self.string(t, "tunnel.nm_connection", required=False)
+        if nm_connection is not None and not nm_connection.isprintable():
+            self.problem("tunnel.nm_connection", "must be printable (a connection's name)")
+            nm_connection = None
+        for key, wanted in (
+            ("networkd_dir", "networkd"),
+            ("ifupdown_file", "ifupdown"),
+            ("nm_connection", "networkmanager"),
+        ):
+            if key in t and owner is not None and owner != wanted:
+                self.problem(f"tunnel.{key}", f'only with owner = "{wanted}"')
         if (
             hostname_file is not None
             and interface is not None
@@ -436,9 +467,11 @@ class _Reader:
         if server_ipv6 is not None and server_ipv6 == client_ipv6:
             self.problem("tunnel.server_ipv6", "must differ from tunnel.client_ipv6")
         values = (interface, mode, server_ipv4, client_ipv6, server_ipv6, prefixlen, mtu, ttl)
-        if any(v is None for v in values) or observe is None:
+        if any(v is None for v in values) or observe is None or owner is None:
             return None
-        return TunnelConfig(
+        if local_mode is None:
+            return None
+        tunnel = TunnelConfig(
             interface,  # type: ignore[arg-type]
             mode,  # type: ignore[arg-type]
             server_ipv4,  # type: ignore[arg-type]
@@ -451,7 +484,19 @@ class _Reader:
             vxlan_id,
             vxlan_port,
             observe,
+            owner,  # type: ignore[arg-type]
+            local_mode,  # type: ignore[arg-type]
+            networkd_dir or NETWORKD_DIR,
+            ifupdown_file or IFUPDOWN_FILE,
+            nm_connection,
         )
+        if local_mode == "wan":
+            from reconciler.world.tunnel_owner import owner_config_problem
+
+            problem = owner_config_problem(tunnel)
+            if problem is not None:
+                self.problem("tunnel.owner", problem)
+        return tunnel
 
     def tunnelbroker(self) -> tuple[TunnelbrokerConfig | None, tuple[int, int, int] | None]:
         keys = {

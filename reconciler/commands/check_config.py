@@ -35,7 +35,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         f"{config.path}: valid",
         f"  platform {config.daemon.platform}, state in {config.daemon.state_dir}",
         f"  WAN {config.wan.interface} ({config.wan.public_address} address)",
-        f"  tunnel {config.tunnel.interface} ({config.tunnel.mode}) to {config.tunnel.server_ipv4}",
+        f"  tunnel {config.tunnel.interface} ({config.tunnel.mode}) to {config.tunnel.server_ipv4}"
+        f"{_owner(config)}",
         f"  HE tunnel {config.tunnelbroker.tunnel_id}, "
         f"updates at most every {config.tunnelbroker.min_update_interval:g} s",
         f"  probes: {probes}",
@@ -78,6 +79,21 @@ def _wan_owner(config: Config) -> list[str]:
 
     owner = detect_here(config.wan.interface, config.wan.restart_command)
     return [f"  WAN owner: {owner.describe()}"]
+
+
+def _owner(config: Config) -> str:
+    """ ", made by networkd (told the local end through .../he.netdev.d)" and the like."""
+    tunnel = config.tunnel
+    if tunnel.local == "any":
+        return ", local end any (left alone)"
+    if tunnel.owner == "networkd":
+        return f", made by networkd (told the local end through a drop-in in {tunnel.networkd_dir})"
+    if tunnel.owner == "ifupdown":
+        return f", made by ifupdown (told the local end in {tunnel.ifupdown_file})"
+    if tunnel.owner == "networkmanager":
+        name = tunnel.nm_connection or tunnel.interface
+        return f", made by NetworkManager (told the local end through connection {name})"
+    return ""
 
 
 def _shown(address: tuple[str, int] | None) -> str:

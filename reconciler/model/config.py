@@ -31,6 +31,10 @@ PlatformName = Literal["openbsd", "linux"]
 LogTarget = Literal["syslog", "stderr"]
 PublicAddress = Literal["interface", "tunnelbroker"]
 TunnelMode = Literal["gif", "sit", "vxlan"]
+TunnelOwner = Literal["reconciler", "networkd", "networkmanager", "ifupdown"]
+TunnelLocal = Literal["wan", "any"]
+NETWORKD_DIR = Path("/etc/systemd/network")
+IFUPDOWN_FILE = Path("/etc/network/interfaces")
 
 
 @frozen
@@ -98,6 +102,15 @@ class TunnelConfig:
     vxlan_id: int | None = None  # vxlan only
     vxlan_port: int | None = None  # vxlan only
     observe_interval: float = 30.0
+    # Linux: who keeps the tunnel's persistent config, told the new local end
+    # (reconciler.world.tunnel_owner); "reconciler": nobody, the link is ours.
+    owner: TunnelOwner = "reconciler"
+    # "wan": the link's local end is the WAN address; "any": 0.0.0.0, left alone (the
+    # kernel picks the source), HE still updated and the tunnel watched.
+    local: TunnelLocal = "wan"
+    networkd_dir: Path = NETWORKD_DIR
+    ifupdown_file: Path = IFUPDOWN_FILE
+    nm_connection: str | None = None  # None: the tunnel's interface name
 
 
 @frozen

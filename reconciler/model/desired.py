@@ -39,6 +39,7 @@ class DesiredState:
     min_update_interval: float
     reconcile: ReconcileConfig
     tunnel_ttl: int = 255  # of the encapsulating IPv4 packets
+    tunnel_local: str = "wan"  # "any": the link's local end is left alone (tunnel.local)
     dhcp_grace: float = 0.0  # restart-wan waits this long for a DHCP WAN's own client
 
 
@@ -70,5 +71,6 @@ def desired(config: Config, observed: ObservedState) -> DesiredState:
         min_update_interval=config.tunnelbroker.min_update_interval,
         reconcile=config.reconcile,
         tunnel_ttl=config.tunnel.ttl,
+        tunnel_local=config.tunnel.local,
         dhcp_grace=config.wan.dhcp_grace,
     )

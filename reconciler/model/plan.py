@@ -353,7 +353,7 @@ def _restart_tunnel(
     else:
         if not tunnel.up:
             reasons.append(f"tunnel {tunnel.interface} is down")
-        if tunnel.local != local:
+        if tunnel.local != local and desired.tunnel_local == "wan":
             reasons.append(f"tunnel local end is {tunnel.local or 'unset'}, the WAN has {local}")
             causes.append(observed.wan.seq)
         if tunnel.remote != desired.tunnel_remote:

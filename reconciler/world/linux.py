@@ -52,6 +52,7 @@ from reconciler.world.runner import (
     SubprocessRunner,
     describe_failure,
 )
+from reconciler.world.tunnel_owner import persist_local
 from reconciler.world.wanowner import WanOwner, detect_wan_owner
 
 __all__ = [
@@ -82,6 +83,7 @@ _IFA_F_PERMANENT = 0x80  # set by hand (ip addr add); a DHCP client's has a life
 _INFINITY_LIFE_TIME = 0xFFFFFFFF
 _WATCH_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE
 _MAIN_TABLE = 254
+_ANY = "0.0.0.0"
 _RTN_UNICAST = 1
 _WATCH_RCVBUF = 1 << 20
 # Errors where trying again later cannot help: the request itself is refused.
@@ -177,19 +179,22 @@ class LinuxPlatform:
         interface = self.config.tunnel.interface
         with self._netlink("observe", interface) as ipr:
             link = _find_link(ipr, interface)
-            default_route = None
-            if link is not None:
-                default_route = _default_route_of(_ipv6_defaults(ipr), int(link["index"]))
-        if link is None:
-            return TunnelState(interface=interface, exists=False, up=False)
-        kind, data = _link_kind(link)
-        local = remote = None
-        if kind == "sit" and data is not None:
-            local = _address_or_none(data.get_attr("IFLA_SIT_LOCAL"))
-            remote = _address_or_none(data.get_attr("IFLA_SIT_REMOTE"))
-        elif kind == "vxlan" and data is not None:
-            local = _address_or_none(data.get_attr("IFLA_VXLAN_LOCAL"))
-            remote = _address_or_none(data.get_attr("IFLA_VXLAN_GROUP"))
+            if link is None:
+                return TunnelState(interface=interface, exists=False, up=False)
+            default_route = _default_route_of(_ipv6_defaults(ipr), int(link["index"]))
+            kind, data = _link_kind(link)
+            local = remote = None
+            if kind == "sit" and data is not None:
+                local = _address_or_none(data.get_attr("IFLA_SIT_LOCAL"))
+                remote = _address_or_none(data.get_attr("IFLA_SIT_REMOTE"))
+            elif kind == "vxlan" and data is not None:
+                local = _address_or_none(data.get_attr("IFLA_VXLAN_LOCAL"))
+                remote = _address_or_none(data.get_attr("IFLA_VXLAN_GROUP"))
+            if local is None and remote is not None and kind in ("sit", "vxlan"):
+                # Local end "any": the packets leave from whatever source the kernel picks
+                # towards the remote, which is the local end that matters (and follows the
+                # WAN by itself).
+                local = _source_towards(ipr, remote)
         up = bool(link["flags"] & _IFF_UP) and link.get_attr("IFLA_OPERSTATE") != "DOWN"
         return TunnelState(
             interface=interface,
@@ -257,11 +262,16 @@ class LinuxPlatform:
         """
         tunnel = self.config.tunnel
         with self._netlink("restart", tunnel.interface) as ipr:
-            index = self._ensure_tunnel_link(ipr, local, remote)
+            index, pinned = self._ensure_tunnel_link(ipr, local, remote)
             ipr.link("set", index=index, mtu=tunnel.mtu)
             ipr.link("set", index=index, state="up")
             self._ensure_client_address(ipr, index)
             self._ensure_routes(ipr, index)
+        if pinned:
+            # The owner rebuilds the link at boot from its own config: tell it too.
+            done = persist_local(tunnel, local, self.runner)
+            if done:
+                log.info("told the tunnel's owner: %s", done)
 
     def reload_firewall(self) -> None:
         """firewall.reload_command when configured; Linux has nothing to reload otherwise."""
@@ -284,9 +294,12 @@ class LinuxPlatform:
 
     # -- the tunnel, step by step ---------------------------------------------------------
 
-    def _ensure_tunnel_link(self, ipr: IPRoute, local: str, remote: str) -> int:
+    def _ensure_tunnel_link(self, ipr: IPRoute, local: str, remote: str) -> tuple[int, bool]:
         """The tunnel link's index, created or changed in place so that its ends are
-        local/remote.
+        local/remote, and whether its local end is pinned to `local`.
+
+        The local end is left as it is where it is "any" (0.0.0.0: it follows the WAN by
+        itself), and everywhere with tunnel.local = "any"; a link made then gets "any".
 
         An existing link keeps everything but its ends: it may be another owner's (networkd,
         NetworkManager, ifupdown), and what the repair needs is the ends. Its TTL, path MTU
@@ -304,21 +317,26 @@ class LinuxPlatform:
                 raise PermanentError(foreign_link_refusal(tunnel.interface, kind, tunnel.mode))
             if data is not None and self._carries_the_tunnel(data):
                 self._warn_about_ttl(data)
-                if self._ends(data) != (local, remote):
-                    change = self._ends_spec(local, remote, data)
+                current_local, current_remote = self._ends(data)
+                wanted: str | None = local
+                if tunnel.local == "any" or current_local is None:
+                    wanted = current_local  # not ours to pin
+                if (current_local, current_remote) != (wanted, remote):
+                    change = self._ends_spec(wanted, remote, data)
                     try:
                         ipr.link("set", index=link["index"], **change)
                     except NetlinkError as exc:
                         raise _netlink_failure(
                             f"change the ends of {tunnel.interface}", exc
                         ) from exc
-                return int(link["index"])
+                return int(link["index"]), wanted is not None
             log.info(
                 "recreating %s: its vxlan id or port is not the configured one", tunnel.interface
             )
             ipr.link("del", index=link["index"])
+        new_local = None if tunnel.local == "any" else local
         try:
-            ipr.link("add", ifname=tunnel.interface, **self._tunnel_spec(local, remote))
+            ipr.link("add", ifname=tunnel.interface, **self._tunnel_spec(new_local, remote))
         except NetlinkError as exc:
             if tunnel.mode == "sit" and exc.code == errno.EOPNOTSUPP:
                 raise PlatformUnsupportedError(SIT_UNSUPPORTED) from exc
@@ -326,30 +344,30 @@ class LinuxPlatform:
         created = _find_link(ipr, tunnel.interface)
         if created is None:
             raise TemporaryError(f"tunnel {tunnel.interface} vanished right after creation")
-        return int(created["index"])
+        return int(created["index"]), new_local is not None
 
-    def _tunnel_spec(self, local: str, remote: str) -> dict[str, Any]:
-        """A new link's parameters: ours, from the configuration."""
+    def _tunnel_spec(self, local: str | None, remote: str) -> dict[str, Any]:
+        """A new link's parameters: ours, from the configuration (local None: "any")."""
         tunnel = self.config.tunnel
         if tunnel.mode == "sit":
             return {
                 "kind": "sit",
-                "sit_local": local,
+                "sit_local": local or _ANY,
                 "sit_remote": remote,
                 "sit_ttl": tunnel.ttl,
                 "sit_pmtudisc": 1,
             }
-        return {
+        spec = {
             "kind": "vxlan",
             "vxlan_id": tunnel.vxlan_id,
             "vxlan_port": self._vxlan_port(),
-            "vxlan_local": local,
             "vxlan_group": remote,
             "vxlan_learning": 0,
             "vxlan_ttl": tunnel.ttl,
         }
+        return spec if local is None else {**spec, "vxlan_local": local}
 
-    def _ends_spec(self, local: str, remote: str, data: Any) -> dict[str, Any]:
+    def _ends_spec(self, local: str | None, remote: str, data: Any) -> dict[str, Any]:
         """The request that moves the ends of the existing link (`data`: its IFLA_INFO_DATA).
 
         vxlan: only the two ends; the kernel keeps the rest, and refuses a change that names
@@ -358,8 +376,10 @@ class LinuxPlatform:
         the request carries them all, every one but the ends as the link has them.
         """
         if self.config.tunnel.mode != "sit":
+            if local is None:  # any: left out, the kernel keeps it
+                return {"kind": "vxlan", "vxlan_group": remote}
             return {"kind": "vxlan", "vxlan_local": local, "vxlan_group": remote}
-        spec: dict[str, Any] = {"kind": "sit", "sit_local": local, "sit_remote": remote}
+        spec: dict[str, Any] = {"kind": "sit", "sit_local": local or _ANY, "sit_remote": remote}
         for attr in ("ttl", "pmtudisc", "tos", "link", "proto", "flags"):
             value = data.get_attr(f"IFLA_SIT_{attr.upper()}")
             if value is not None:
@@ -606,6 +626,19 @@ def foreign_link_refusal(interface: str, kind: str | None, mode: str) -> str:
         f"{interface} is {what}, not a {mode} tunnel: reconciler deletes or changes only "
         f"{mode} tunnels (delete {interface} yourself, or set another tunnel.interface)"
     )
+
+
+def _source_towards(ipr: IPRoute, remote: str) -> str | None:
+    """The source address the kernel would use towards `remote`; None without a route."""
+    try:
+        routes = ipr.route("get", dst=remote)
+    except NetlinkError:
+        return None
+    for route in routes:
+        source = route.get_attr("RTA_PREFSRC")
+        if source:
+            return str(source)
+    return None
 
 
 def _ipv6_defaults(ipr: IPRoute) -> list[Any]:

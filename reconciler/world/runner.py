@@ -325,8 +325,9 @@ def _default_env() -> dict[str, str]:
         "LC_ALL": "C",
         "LANG": "C",
     }
-    # A system bus elsewhere than /run/dbus (a container's): networkctl and nmcli, which
-    # restart-wan may run, must reach the WAN owner's.
+    # A system bus elsewhere than /run/dbus (a container's, a test's networkd): networkctl
+    # and nmcli, which restart-wan and the tunnel's owner (told the new local end) may run,
+    # must reach the owner's.
     bus = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
     if bus:
         env["DBUS_SYSTEM_BUS_ADDRESS"] = bus

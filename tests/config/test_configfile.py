@@ -197,6 +197,17 @@ BROKEN = [
     ("vxlan id missing", _replace("vxlan_id = 42\n", ""), "tunnel.vxlan_id"),
     ("hostname dir", _replace("vxlan_id = 42", 'vxlan_id = 42\nhostname_file = "no/such/dir/h"'),
      "tunnel.hostname_file"),
+    ("hostname file on linux",
+     _replace("vxlan_id = 42", 'vxlan_id = 42\nhostname_file = "he-ipv6.netdev"'),
+     "tunnel.hostname_file"),
+    ("owner unknown", _replace("vxlan_id = 42", 'vxlan_id = 42\nowner = "netplan"'),
+     "tunnel.owner"),
+    ("owner without netdev",
+     _replace("vxlan_id = 42", 'vxlan_id = 42\nowner = "networkd"\nnetworkd_dir = "."'),
+     "tunnel.owner"),
+    ("networkd_dir for ifupdown",
+     _replace("vxlan_id = 42", 'vxlan_id = 42\nnetworkd_dir = "."'), "tunnel.networkd_dir"),
+    ("local bad", _replace("vxlan_id = 42", 'vxlan_id = 42\nlocal = "0.0.0.0"'), "tunnel.local"),
     ("tunnel id", _replace('tunnel_id = "123456"', 'tunnel_id = "abc"'), "tunnelbroker.tunnel_id"),
     ("username type", _replace('username = "example"', "username = 7"), "tunnelbroker.username"),
     ("key file missing", _replace('"he.key"', '"../nowhere/he.key"'),
@@ -272,6 +283,26 @@ def test_broken_config_exit_1_names_key(tmp_path: Path, case: str, text: str, ke
         key == "TOML syntax" and key in err
     ), err
     assert "Traceback" not in err and "s3cret" not in err + out
+
+
+def test_tunnel_owner_and_local_any_load(tmp_path: Path) -> None:
+    """owner = "networkd" with a .netdev naming the tunnel in networkd_dir; local = "any"
+    needs nothing of the owner (nothing is told)."""
+    netdevs = tmp_path / "network"
+    netdevs.mkdir()
+    (netdevs / "he.netdev").write_text("[NetDev]\nName=he-ipv6\nKind=vxlan\n")
+    owned = 'vxlan_id = 42\nowner = "networkd"\nnetworkd_dir = "network"'
+    config = load_config(write_config(tmp_path, _replace("vxlan_id = 42", owned)))
+    assert (config.tunnel.owner, config.tunnel.networkd_dir) == ("networkd", netdevs)
+    assert config.tunnel.local == "wan"
+    code, out, _err = check(tmp_path / "reconciler.conf", tmp_path)
+    assert (
+        code == 0 and f"made by networkd (told the local end through a drop-in in {netdevs})" in out
+    )
+    (netdevs / "he.netdev").unlink()
+    any_local = 'vxlan_id = 42\nowner = "networkd"\nnetworkd_dir = "network"\nlocal = "any"'
+    config = load_config(write_config(tmp_path, _replace("vxlan_id = 42", any_local)))
+    assert config.tunnel.local == "any"
 
 
 def test_malformed_url_is_one_problem_among_all_the_others(tmp_path: Path) -> None:

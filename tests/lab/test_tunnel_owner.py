@@ -12,8 +12,20 @@ from typing import Any
 
 import pytest
 
-from reconciler.lab.topology import TUNNEL_INTERFACE, Lab, wait_until
+from reconciler.lab.topology import (
+    CLIENT_IPV6,
+    FIRST_WAN_ADDRESS,
+    HE_ADDRESS,
+    TUNNEL_INTERFACE,
+    TUNNEL_MTU,
+    TUNNEL_PREFIXLEN,
+    VXLAN_ID,
+    VXLAN_PORT,
+    Lab,
+    wait_until,
+)
 from reconciler.model.facts import ActionStarted, ActionSucceeded, ProbeObserved
+from reconciler.testing.networkd import Networkd
 
 
 @pytest.fixture
@@ -65,6 +77,10 @@ def test_a_deleted_ipv6_default_route_is_back_within_a_second(lab: Lab) -> None:
     assert any("no IPv6 default route (::/0)" in reason for reason in reasons), reasons
 
 
+def _route_repairs(lab: Lab) -> list[Any]:
+    return [f for f in _facts(lab, ActionStarted) if "no IPv6 default route" in f.reason]
+
+
 def _facts(lab: Lab, cls: type[Any]) -> list[Any]:
     """The restart-tunnel facts of type `cls` in the log."""
     return [
@@ -72,3 +88,77 @@ def _facts(lab: Lab, cls: type[Any]) -> list[Any]:
         for e in lab.envelopes()
         if isinstance(e.fact, cls) and e.fact.action == "restart-tunnel"
     ]
+
+
+NETDEV = f"""[NetDev]
+Name={TUNNEL_INTERFACE}
+Kind=vxlan
+MTUBytes={TUNNEL_MTU["vxlan"]}
+
+[VXLAN]
+VNI={VXLAN_ID}
+Local={FIRST_WAN_ADDRESS}
+Remote={HE_ADDRESS}
+DestinationPort={VXLAN_PORT}
+Independent=yes
+"""
+TUNNEL_NETWORK = f"""[Match]
+Name={TUNNEL_INTERFACE}
+
+[Network]
+Address={CLIENT_IPV6}/{TUNNEL_PREFIXLEN}
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+"""
+NEW_ADDRESS = "203.0.113.11"
+
+
+@pytest.fixture
+def networkd_lab(
+    lab_available: None, networkd_available: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Lab, Networkd]]:
+    """The lab (vxlan: networkd's stand-in for sit here) whose router tunnel networkd makes
+    from a .netdev; the daemon is told networkd owns it and finds networkd's bus."""
+    with Lab(mode="vxlan", prebuild_tunnel=False) as lab, Networkd(lab.router_ns) as networkd:
+        networkd.write("he-ipv6.netdev", NETDEV)
+        networkd.write("he-ipv6.network", TUNNEL_NETWORK)
+        networkd.start()
+        networkd.wait_setup(TUNNEL_INTERFACE, "configured", timeout=10)
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", networkd.bus_address)
+        lab.config_overrides.update(
+            tunnel__owner="networkd", tunnel__networkd_dir=str(networkd.config_dir)
+        )
+        yield lab, networkd
+
+
+def test_networkd_owning_the_tunnel_keeps_our_local_end_and_route(
+    networkd_lab: tuple[Lab, Networkd],
+) -> None:
+    """The WAN moves: the daemon updates HE, moves networkd's link in place and tells
+    networkd (a drop-in, networkctl reload). `networkctl reconfigure` then drops our ::/0
+    (networkd manages the link's routes): it is put back at once (the time is measured by
+    the test above, without networkd's own work in the way). A reboot (networkd stopped,
+    the link deleted, networkd started) brings the link back with the new end."""
+    lab, networkd = networkd_lab
+    index = lab.tunnel_state()["ifindex"]  # type: ignore[index]
+    lab.start_daemon()
+    _converged(lab)
+    lab.move_wan_and_time_repair(NEW_ADDRESS, timeout=30)
+    assert lab.tunnel_local() == NEW_ADDRESS
+    assert lab.tunnel_state()["ifindex"] == index  # type: ignore[index]  # never recreated
+    drop_in = networkd.config_dir / "he-ipv6.netdev.d" / "reconciler.conf"
+    wait_until(drop_in.exists, timeout=5, what="the drop-in")
+    assert f"Local={NEW_ADDRESS}" in drop_in.read_text()
+
+    wait_until(lambda: _ipv6_default(lab), timeout=5, what="::/0 through the tunnel")
+    repairs = len(_route_repairs(lab))
+    networkd.reconfigure(TUNNEL_INTERFACE)  # drops the route networkd did not configure
+    wait_until(lambda: len(_route_repairs(lab)) > repairs, timeout=10, what="the route's repair")
+    wait_until(lambda: _ipv6_default(lab), timeout=5, what="::/0 back")
+
+    lab.stop_daemon()
+    networkd.stop()
+    subprocess.run(["ip", "-n", lab.router_ns, "link", "del", TUNNEL_INTERFACE], check=True)
+    networkd.start()
+    networkd.wait_setup(TUNNEL_INTERFACE, "configured", timeout=10)
+    assert lab.tunnel_local() == NEW_ADDRESS

@@ -412,6 +412,19 @@ def test_a_default_route_through_the_tunnel_or_a_native_one_needs_nothing(
     assert history.plan().empty
 
 
+def test_with_local_any_the_tunnels_local_end_is_left_alone() -> None:
+    """tunnel.local = "any": a tunnel whose local end is not the WAN address (an owner's
+    Local=, or the kernel's source while the WAN moves) is not restarted for it; a tunnel
+    that is down still is."""
+    config = make_config()
+    config = attrs.evolve(config, tunnel=attrs.evolve(config.tunnel, local="any"))
+    history = healthy(History(config))
+    history.record(TunnelObserved("gif0", True, True, "203.0.113.1", HE_SERVER))
+    assert history.plan().empty
+    history.record(TunnelObserved("gif0", True, False, "203.0.113.1", HE_SERVER))
+    assert history.kinds() == ["restart-tunnel", "reload-pf"]
+
+
 def test_no_firewall_command_no_reload() -> None:
     """With reload_command = [] the plan never reloads a firewall."""
     history = healthy(History(make_config(reload_command=())))
