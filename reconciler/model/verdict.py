@@ -255,8 +255,8 @@ class TunnelEvidence:
     local: str | None
     remote: str | None
     ttl: int | None
-    mtu: int | None
-    ipv6_addresses: tuple[str, ...]
+    mtu: int | None  # None: not read on this platform
+    ipv6_addresses: tuple[str, ...] | None  # None: not read on this platform
 
 
 def judge_tunnel(
@@ -286,16 +286,16 @@ def judge_tunnel(
         problems.append(f"TTL {tunnel.ttl}, configured {ttl}")
     if tunnel.mtu is not None and tunnel.mtu != mtu:
         problems.append(f"MTU {tunnel.mtu}, configured {mtu}")
-    if _normal6(client_ipv6) not in {_normal6(a) for a in tunnel.ipv6_addresses}:
+    addresses = tunnel.ipv6_addresses
+    if addresses is not None and _normal6(client_ipv6) not in {_normal6(a) for a in addresses}:
         problems.append(f"lacks {client_ipv6}")
     if problems:
         return CheckResult.of("tunnel", "fail", f"{name} " + "; ".join(problems), restart)
     ttl_text = f", TTL {tunnel.ttl}" if tunnel.ttl is not None else ""
-    return CheckResult.of(
-        "tunnel",
-        "pass",
-        f"{name} up, {tunnel.local} -> {tunnel.remote}{ttl_text}, MTU {tunnel.mtu}, {client_ipv6}",
-    )
+    mtu_text = f", MTU {tunnel.mtu}" if tunnel.mtu is not None else ""
+    address = f", {client_ipv6}" if addresses is not None else ""
+    ends = f"{tunnel.local} -> {tunnel.remote}"
+    return CheckResult.of("tunnel", "pass", f"{name} up, {ends}{ttl_text}{mtu_text}{address}")
 
 
 def _normal6(address: str) -> str:

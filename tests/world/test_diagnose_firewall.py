@@ -183,3 +183,61 @@ def test_nft_a_rule_it_cannot_read_gives_unknown_never_a_pass() -> None:
 def test_nft_not_json_of_nft_is_an_error() -> None:
     with pytest.raises(ValueError):
         parse_nft_json('{"tables": []}')
+
+
+def _shipped_rules_as_nft_shows_them(extra: str = "") -> str:
+    """etc/nftables/reconciler.nft loaded into a scratch namespace (with `extra` beside it),
+    read back as `nft -j list ruleset`: the real JSON, not a hand-made one."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "etc" / "nftables" / "reconciler.nft").read_text()
+    text = text.replace('"eth0"', '"em0"').replace("216.66.22.2", "216.66.80.26")
+    name = f"rcfw{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=20)
+    try:
+        for script in (text, extra):
+            if script:
+                subprocess.run(
+                    ["ip", "netns", "exec", name, "nft", "-f", "-"],
+                    input=script,
+                    text=True,
+                    check=True,
+                    timeout=20,
+                )
+        shown = subprocess.run(
+            ["ip", "netns", "exec", name, "nft", "-j", "list", "ruleset"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=20,
+        )
+        return shown.stdout
+    finally:
+        subprocess.run(["ip", "netns", "del", name], timeout=20)
+
+
+def test_the_shipped_nftables_rules_pass_hes_ping_and_protocol_41(lab_available: None) -> None:
+    """The project's own etc/nftables/reconciler.nft, as the kernel shows it: HE's ping and
+    protocol 41 from HE's server pass, protocol 41 from anyone else is dropped."""
+    rules = parse_nft_json(_shipped_rules_as_nft_shows_them())
+    assert evaluate(rules, HE_PING).answer == "pass"
+    assert evaluate(rules, HE_6IN4).answer == "pass"
+    stranger = Packet(protocol=41, saddr="192.0.2.9", daddr="198.51.100.7", iif="em0")
+    verdict = evaluate(rules, stranger)
+    assert verdict.answer == "drop" and "protocol" in verdict.reason
+
+
+def test_an_accept_in_the_shipped_table_does_not_outvote_a_drop_in_another(
+    lab_available: None,
+) -> None:
+    """Every base chain on the hook sees the packet: a policy drop elsewhere drops HE's ping
+    though reconciler's table accepts it (as the file's own comment warns)."""
+    strict = (
+        "table inet mine {\n chain input {\n type filter hook input priority 10\n"
+        " policy drop\n }\n}\n"
+    )
+    rules = parse_nft_json(_shipped_rules_as_nft_shows_them(strict))
+    verdict = evaluate(rules, HE_PING)
+    assert verdict.answer == "drop" and "policy drop" in verdict.reason

@@ -40,6 +40,7 @@ from reconciler.world.diagnose.firewall import (
     parse_nft_json,
     parse_pf_rules,
 )
+from reconciler.world.platform import Platform
 from reconciler.world.probe import ping
 from reconciler.world.runner import CommandRunner, SubprocessRunner
 
@@ -64,9 +65,11 @@ class Doctor:
         *,
         he_ping_source: str = HE_PING_SOURCE,
         runner: CommandRunner | None = None,
+        platform: Platform | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self._platform = platform
         self.he_ping_source = he_ping_source
         self.runner = runner or SubprocessRunner()
         self.clock = clock
@@ -109,15 +112,22 @@ class Doctor:
             self.wan_address = evidence.addresses[0]
         return result
 
-    def _wan_evidence(self) -> WanEvidence:
-        from reconciler.world.observers import make_platform
+    @property
+    def platform(self) -> Platform:
+        if self._platform is None:
+            from reconciler.world.observers import make_platform
 
-        wan = make_platform(self.config).observe_wan()
-        routes: tuple[RouteEvidence, ...] = ()
+            self._platform = make_platform(self.config)
+        return self._platform
+
+    def _default_routes(self, family: int) -> tuple[RouteEvidence, ...]:
         if self.config.daemon.platform == "linux":
-            routes = _linux_default_routes(socket.AF_INET)
-        else:
-            routes = self._openbsd_default_route()
+            return _linux_default_routes(family)
+        return self._openbsd_default_route(family)
+
+    def _wan_evidence(self) -> WanEvidence:
+        wan = self.platform.observe_wan()
+        routes = self._default_routes(socket.AF_INET)
         return WanEvidence(
             interface=wan.interface,
             exists=wan.exists,
@@ -127,14 +137,21 @@ class Doctor:
             public_address=self.config.wan.public_address,
         )
 
-    def _openbsd_default_route(self) -> tuple[RouteEvidence, ...]:
-        done = self.runner.run(["route", "-n", "get", "-inet", "default"], timeout=5)
+    def _openbsd_default_route(self, family: int) -> tuple[RouteEvidence, ...]:
+        """`route -n get` of the default route, as route(8) prints it ("gateway: A",
+        "interface: em0"); none when it says "not in table"."""
+        which = "-inet6" if family == socket.AF_INET6 else "-inet"
+        done = self.runner.run(["route", "-n", "get", which, "default"], timeout=5)
         if not done.ok:
             return ()
-        fields = dict(
-            line.strip().split(": ", 1) for line in done.stdout.splitlines() if ": " in line
-        )
-        return (RouteEvidence(fields.get("gateway"), fields.get("interface")),)
+        fields = {}
+        for line in done.stdout.splitlines():
+            key, sep, value = line.strip().partition(": ")
+            if sep:
+                fields[key] = value.strip()
+        if "interface" not in fields:
+            return ()
+        return (RouteEvidence(fields.get("gateway"), fields["interface"]),)
 
     # -- 3: the IPv4 path -------------------------------------------------------------------
 
@@ -311,11 +328,9 @@ class Doctor:
         )
 
     def _tunnel_evidence(self) -> TunnelEvidence:
-        from reconciler.world.observers import make_platform
-
-        state = make_platform(self.config).observe_tunnel()
+        state = self.platform.observe_tunnel()
         mtu, ttl = None, state.ttl
-        addresses: tuple[str, ...] = ()
+        addresses: tuple[str, ...] | None = None
         if self.config.daemon.platform == "linux" and state.exists:
             mtu, ttl, addresses = _linux_tunnel_details(self.config.tunnel.interface)
         return TunnelEvidence(
@@ -348,9 +363,7 @@ class Doctor:
 
     def check_ipv6_route(self) -> CheckResult:
         name = self.config.tunnel.interface
-        if self.config.daemon.platform != "linux":
-            return CheckResult.of("ipv6-route", "unknown", "not read on this platform")
-        routes = _linux_default_routes(socket.AF_INET6)
+        routes = self._default_routes(socket.AF_INET6)
         via = [r for r in routes if r.interface == name]
         if via:
             gateway = via[0].gateway or "on-link"
