@@ -131,26 +131,42 @@ def _doctor(rounds: int) -> int:
     """`reconciler doctor` on a healthy lab: the CLI process (start-up included) and doctor's
     own figure for its checks, `rounds` times; exit 1 when a run did not pass every check."""
     import json
+    import resource
 
     from reconciler.lab.topology import HE_PING_SOURCE
 
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
     wall: list[float] = []
     own: list[float] = []
+    cpu: list[float] = []
+    baseline: list[float] = []
     with Lab() as lab:
         lab.route_like_a_router()
         lab.serve_probe_target6()
         lab.write_config()
         for _ in range(rounds):
-            started = time.monotonic()
+            started, spent = time.monotonic(), children_cpu()
+            lab.reconciler("--version")
+            baseline.append(time.monotonic() - started)
+            started, spent = time.monotonic(), children_cpu()
             done = lab.reconciler("doctor", "--json", "--he-ping-source", HE_PING_SOURCE)
             wall.append(time.monotonic() - started)
+            cpu.append(children_cpu() - spent)
             report = json.loads(done.stdout)
             if done.returncode != 0 or not report["ok"]:
                 print(f"bench lab --doctor: a check failed: {report['failed']}")
                 return 1
             own.append(report["seconds"])
         mode = lab.mode
-    for label, times in (("whole CLI process", wall), ("its checks (doctor's own)", own)):
+    for label, times in (
+        ("whole CLI process", wall),
+        ("its CPU (the process and its pings)", cpu),
+        ("its checks (doctor's own)", own),
+        ("`reconciler --version` beside it", baseline),
+    ):
         ordered = sorted(times)
         print(
             f"lab doctor ({mode}, all 11 checks pass), {label}: {len(times)} runs, "

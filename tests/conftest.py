@@ -23,7 +23,9 @@ SIT_TESTS_ELSEWHERE = "sit tests: this kernel has no sit; `make test-sit` runs t
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Leave out the `sit` tests where the kernel has no sit (never in the guest, where a
-    missing sit must fail them)."""
+    missing sit must fail them), and the `nftables` tests where the kernel has no nftables
+    for IPv4 (the guest's: CONFIG_NF_TABLES_IPV4 is unset; the host runs them)."""
+    _leave_out_without_nftables(config, items)
     if IN_UML_GUEST or Path("/sys/module/sit").exists():
         return
     sit_only = [item for item in items if item.get_closest_marker("sit")]
@@ -46,8 +48,43 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
+    lines = []
     left_out = getattr(config, "_rc_sit_deselected", 0)
-    return f"{SIT_TESTS_ELSEWHERE} ({left_out} left out here)" if left_out else None
+    if left_out:
+        lines.append(f"{SIT_TESTS_ELSEWHERE} ({left_out} left out here)")
+    no_nft = getattr(config, "_rc_nft_deselected", 0)
+    if no_nft:
+        lines.append(f"nftables tests: this kernel has no nftables for IPv4 ({no_nft} left out)")
+    return "\n".join(lines) or None
+
+
+def _leave_out_without_nftables(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = [item for item in items if item.get_closest_marker("nftables")]
+    if not wanted or os.geteuid() != 0 or _kernel_has_nftables():
+        return
+    config.hook.pytest_deselected(items=wanted)
+    items[:] = [item for item in items if not item.get_closest_marker("nftables")]
+    config._rc_nft_deselected = len(wanted)  # type: ignore[attr-defined]
+
+
+def _kernel_has_nftables() -> bool:
+    """Whether a filter chain on IPv4's input hook can be made (in a scratch namespace)."""
+    if shutil.which("nft") is None:
+        return False
+    name = f"rcnft{os.getpid()}"
+    if subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode != 0:
+        return False
+    try:
+        made = subprocess.run(
+            ["ip", "netns", "exec", name, "nft", "-f", "-"],
+            input="table ip t {\n chain c {\n type filter hook input priority 0\n }\n}\n",
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        return made.returncode == 0
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 def lab_unavailable_reason() -> str | None:

@@ -218,6 +218,7 @@ def _shipped_rules_as_nft_shows_them(extra: str = "") -> str:
         subprocess.run(["ip", "netns", "del", name], timeout=20)
 
 
+@pytest.mark.nftables
 def test_the_shipped_nftables_rules_pass_hes_ping_and_protocol_41(lab_available: None) -> None:
     """The project's own etc/nftables/reconciler.nft, as the kernel shows it: HE's ping and
     protocol 41 from HE's server pass, protocol 41 from anyone else is dropped."""
@@ -229,6 +230,7 @@ def test_the_shipped_nftables_rules_pass_hes_ping_and_protocol_41(lab_available:
     assert verdict.answer == "drop" and "protocol" in verdict.reason
 
 
+@pytest.mark.nftables
 def test_an_accept_in_the_shipped_table_does_not_outvote_a_drop_in_another(
     lab_available: None,
 ) -> None:
