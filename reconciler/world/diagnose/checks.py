@@ -280,9 +280,17 @@ class Doctor:
         rules = self._firewall_rules()
         if isinstance(rules, FirewallVerdict):
             return CheckResult.of(name, "unknown", f"{what}: {rules.reason}")
+        verdict = evaluate(rules, packet)
+        legacy = _legacy_iptables() if rules.kind == "nft" else []
+        if verdict.answer == "pass" and legacy:
+            return CheckResult.of(
+                name,
+                "unknown",
+                f"{what}: nftables passes it, but iptables-legacy tables are loaded "
+                f"({', '.join(legacy)}), which it does not read",
+            )
         if rules.empty:
             return CheckResult.of(name, "pass", f"{what}: no firewall rules ({rules.source})")
-        verdict = evaluate(rules, packet)
         if verdict.answer == "pass":
             reason = f": {verdict.reason}" if verdict.reason else ""
             return CheckResult.of(name, "pass", f"{what} passes ({rules.source}){reason}")
@@ -432,6 +440,14 @@ class Doctor:
             wait = str(max(1, round(timeout)))
             argv = ["ping6", "-n", "-c", "1", "-w", wait, "-D", "-s", size, target]
         return self.runner.run(argv, timeout=timeout + 2).returncode == 0
+
+
+def _legacy_iptables() -> list[str]:
+    """The iptables-legacy tables loaded in this network namespace (nft does not show them)."""
+    try:
+        return Path("/proc/net/ip_tables_names").read_text().split()
+    except OSError:  # no legacy iptables here
+        return []
 
 
 def _line(text: str) -> str:
