@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from reconciler.cli import Environment
     from reconciler.model.config import Config
+    from reconciler.world.netifd import NetifdTunnel
 
 __all__ = ["run"]
 
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         f"updates at most every {config.tunnelbroker.min_update_interval:g} s",
         f"  probes: {probes}",
         *_wan_owner(config),
+        *_netifd_lines(config, env),
         f"  firewall reload: {firewall}",
         f"  notify: {' '.join(config.notify.command) or 'none'}",
         f"  metrics: textfile {config.metrics.textfile or 'none'}, "
@@ -60,6 +62,11 @@ def _warnings(config: Config, env: Environment, unit: str | None) -> list[str]:
     from reconciler.world.unitsandbox import installed_unit, sandbox_warnings
 
     warnings = command_warnings(config, env.environ)
+    warnings += [
+        line
+        for tunnel in _netifd(config, env)
+        if (line := tunnel.warning(config.tunnelbroker.tunnel_id)) is not None
+    ]
     if config.daemon.platform == "linux" or unit is not None:
         try:
             sandbox = installed_unit(None if unit is None else env.cwd / Path(unit))
@@ -69,6 +76,28 @@ def _warnings(config: Config, env: Environment, unit: str | None) -> list[str]:
             if sandbox is not None:
                 warnings += sandbox_warnings(config, sandbox)
     return warnings
+
+
+def _netifd(config: Config, env: Environment) -> list[NetifdTunnel]:
+    """OpenWrt: netifd's 6in4 interfaces that are this tunnel, or the same HE tunnel."""
+    if config.daemon.platform != "linux":
+        return []
+    from reconciler.world.netifd import tunnels_concerning
+
+    return tunnels_concerning(
+        config.tunnel.interface,
+        str(config.tunnel.server_ipv4),
+        config.tunnelbroker.tunnel_id,
+        env.environ,
+    )
+
+
+def _netifd_lines(config: Config, env: Environment) -> list[str]:
+    lines = []
+    for tunnel in _netifd(config, env):
+        lines.append(f"  tunnel owner: {tunnel.owner_line(config.tunnel.interface)}")
+        lines.append(f"  HE updates: {tunnel.updater_line()}")
+    return lines
 
 
 def _wan_owner(config: Config) -> list[str]:

@@ -27,6 +27,7 @@ from reconciler.errors import ConfigError, ReconcilerError
 if TYPE_CHECKING:
     from reconciler.cli import Environment
     from reconciler.init.sources import Finding
+    from reconciler.world.netifd import NetifdTunnel
     from reconciler.world.wanowner import WanOwner
 
 __all__ = ["DEFAULT_KEY_FILE", "DEFAULT_OUTPUT", "run"]
@@ -378,6 +379,10 @@ def _report(
             "guessed": [_json(f) for f in sorted(guesses.values(), key=lambda f: f.key)],
             "key_file": {"path": str(key_file), "created": key_created},
             "wan_owner": _wan_owner_json(platform, found, guessed),
+            "netifd": [
+                {"interface": t.interface, "link": t.link, "updates_he": t.updates_he}
+                for t in _netifd(env, platform, {**guessed, **found})
+            ],
             "next": next_command,
         }
         print(json.dumps(document, indent=2), file=env.stdout)
@@ -392,8 +397,36 @@ def _report(
     owner = _wan_owner(platform, found, guessed)
     if owner is not None:
         lines.append(f"WAN owner: {owner.describe()}")
+    known = {**guessed, **found}
+    interface, tunnel_id = (
+        str(known[key].value) if key in known else ""
+        for key in ("tunnel.interface", "tunnelbroker.tunnel_id")
+    )
+    for tunnel in _netifd(env, platform, known):
+        lines.append(f"tunnel owner: {tunnel.owner_line(interface)}")
+        lines.append(f"HE updates: {tunnel.updater_line()}")
+        warning = tunnel.warning(tunnel_id)
+        if warning is not None:
+            print(f"reconciler: warning: {warning}", file=env.stderr)
     lines.append(f"next: {next_command}")
     print("\n".join(lines), file=env.stdout)
+
+
+def _netifd(env: Environment, platform: str, found: dict[str, Finding]) -> list[NetifdTunnel]:
+    """OpenWrt: netifd's 6in4 interfaces that are the tunnel written, or the same HE one."""
+    if platform != "linux":
+        return []
+    from reconciler.world.netifd import tunnels_concerning
+
+    def value(key: str) -> str | None:
+        return str(found[key].value) if key in found else None
+
+    return tunnels_concerning(
+        value("tunnel.interface") or "",
+        value("tunnel.server_ipv4"),
+        value("tunnelbroker.tunnel_id"),
+        env.environ,
+    )
 
 
 def _wan_owner(
