@@ -193,6 +193,7 @@ def test_the_textfile_parses_and_its_counters_match_the_log(
     assert got[("reconciler_repair_seconds_count", ())] == 1
     assert got[("reconciler_log_last_seq", ())] == lab.envelopes()[-1].seq
     assert got[("reconciler_up", (("family", "ipv6"),))] == 1
+    assert got[("reconciler_down_reason", (("reason", "none"),))] == 1
     info = (("address", NEW_ADDRESS), ("interface", "wan0"))
     assert got[("reconciler_wan_address_info", info)] == 1
     ipv6_probes = sum(
@@ -261,6 +262,11 @@ def test_badauth_needs_attention_exactly_once_however_long_it_waits(lab: Lab) ->
     assert len(told) == 1, events(runs)
     assert told[0]["RECONCILER_RESULT"] == "badauth"
     assert told[0]["RECONCILER_ACTION"] == f"update-he-endpoint:{NEW_ADDRESS}"
+    # the daemon's verdict, from the facts: the layer, what HE has, what the WAN has
+    reason = told[0]["RECONCILER_DOWN_REASON"]
+    assert reason.startswith("IPv6 down since ")
+    assert f"the WAN has {NEW_ADDRESS}, last update: " in reason and "badauth" in reason
+    assert told[0]["RECONCILER_MESSAGE"].endswith(reason)
     assert events(runs).count("action-failed") == 1
     assert lab.he_update_calls() == 1
     # SIGHUP with a hook given by a relative path: one line naming the key, nothing changes
