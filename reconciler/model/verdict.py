@@ -22,9 +22,9 @@ from attrs import frozen
 
 from reconciler.model.actions import UpdateHeEndpoint
 from reconciler.model.addresses import is_public_ipv4
-from reconciler.model.plan import Held, Plan
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: the hooks' and the report's readers need no planner
+    from reconciler.model.plan import Held, Plan
     from reconciler.model.state import ObservedState
 
 __all__ = [
