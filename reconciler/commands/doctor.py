@@ -103,10 +103,9 @@ def _print_text(diagnosis: Diagnosis, elapsed: float, env: Environment) -> None:
     if failed is None:
         print(f"\nIPv6 should work: every check passed ({elapsed:.2f} s).", file=env.stdout)
         return
-    print(
-        f"\nThe first failing check: {failed.number} {failed.title}. {failed.advice}",
-        file=env.stdout,
-    )
+    print(f"\nThe first failing check: {failed.number}, {failed.title}.", file=env.stdout)
+    if failed.advice:
+        print(f"What to do: {failed.advice}", file=env.stdout)
 
 
 def _line(check: CheckResult) -> str:

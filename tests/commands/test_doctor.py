@@ -38,4 +38,5 @@ def test_an_invalid_configuration_fails_check_1_and_runs_nothing_else(tmp_path: 
     assert "check-config" in report["failed"]["advice"]
     code, text, _ = doctor("-c", str(config))
     assert code == 2
-    assert "The first failing check: 1 configuration and update key." in text
+    assert "The first failing check: 1, configuration and update key." in text
+    assert "What to do: `reconciler check-config` lists every problem" in text
