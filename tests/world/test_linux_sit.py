@@ -130,6 +130,22 @@ def test_an_owners_ttl_is_kept_and_ttl_0_warned_about_once(
     assert "hop limit" in warnings[0] and "TTL=255" in warnings[0]
 
 
+def test_a_sit_link_with_local_any_is_kept_any(namespaces: tuple[str, str], tmp_path: Path) -> None:
+    """`Local=any` (networkd), `local any` (ifupdown): a repair keeps the sit link's local
+    end any (the sit change request carries 0.0.0.0 and the owner's TTL), and its observed
+    local end is the WAN address the kernel sends from."""
+    router, _far = namespaces
+    ip(router, "link", "add", TUNNEL, "type", "sit", "remote", "203.0.113.99", "ttl", "255")
+    before = sit_data(router)
+    assert before.get("local", "any") == "any"
+    platform = LinuxPlatform(sit_config(tmp_path), netns=router)
+    platform.restart_tunnel(LOCAL, SERVER_V4)
+    after = sit_data(router)
+    assert after["ifindex"] == before["ifindex"]
+    assert (after.get("local", "any"), after["remote"]) == ("any", SERVER_V4)
+    assert platform.observe_tunnel().local == LOCAL
+
+
 def test_ipv6_crosses_the_sit_tunnel(namespaces: tuple[str, str], tmp_path: Path) -> None:
     """With HE's end built as a sit link to the WAN, the server's IPv6 address answers."""
     router, far = namespaces
