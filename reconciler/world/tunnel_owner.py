@@ -26,7 +26,7 @@ from pathlib import Path
 from reconciler.atomicfile import write_atomically
 from reconciler.errors import PermanentError, TemporaryError
 from reconciler.model.config import TunnelConfig
-from reconciler.world.runner import NOT_STARTED, CommandRunner, describe_failure
+from reconciler.world.runner import NOT_STARTED, CommandRunner, Completed, describe_failure
 
 __all__ = [
     "DROP_IN_NAME",
@@ -40,6 +40,8 @@ __all__ = [
 
 DROP_IN_NAME = "reconciler.conf"
 COMMAND_TIMEOUT = 30.0
+# nmcli(1), EXIT STATUS: 10 "Connection, device, or access point does not exist"
+_NMCLI_NOT_FOUND = 10
 _MAX_CONFIG_BYTES = 1 << 20  # an owner's config file is small; more is not what we think
 # ifupdown(5): a stanza starts with one of these words at the start of a line
 _STANZA_STARTS = ("iface", "mapping", "auto", "allow-", "source", "no-auto-down", "no-scripts")
@@ -57,7 +59,13 @@ def persist_local(tunnel: TunnelConfig, local: str, runner: CommandRunner) -> st
     if tunnel.owner == "networkmanager":
         connection = tunnel.nm_connection or tunnel.interface
         argv = ["nmcli", "connection", "modify", connection, "ip-tunnel.local", local]
-        _run("nmcli connection modify", argv, runner)
+        done = runner.run(argv, timeout=COMMAND_TIMEOUT)
+        if done.returncode == _NMCLI_NOT_FOUND:
+            raise OwnerConfigMissing(
+                f"tunnel.owner = networkmanager: NetworkManager has no connection {connection!r} "
+                "(set tunnel.nm_connection to the tunnel's connection name)"
+            )
+        _check("nmcli connection modify", done)
         return f"NetworkManager connection {connection}: ip-tunnel.local {local}"
     if tunnel.owner == "ifupdown":
         return _persist_ifupdown(tunnel, local)
@@ -232,7 +240,10 @@ def _read_text(path: Path) -> str:
 
 
 def _run(what: str, argv: list[str], runner: CommandRunner) -> None:
-    done = runner.run(argv, timeout=COMMAND_TIMEOUT)
+    _check(what, runner.run(argv, timeout=COMMAND_TIMEOUT))
+
+
+def _check(what: str, done: Completed) -> None:
     if done.ok:
         return
     message = f"{what}: {describe_failure(done)}"

@@ -139,6 +139,19 @@ def test_networkmanager_gets_nmcli_connection_modify() -> None:
     assert done == "NetworkManager connection HE tunnel: ip-tunnel.local 203.0.113.77"
 
 
+def test_networkmanager_without_the_connection_is_refused_in_one_line() -> None:
+    """nmcli's exit status 10 (no such connection): permanent, naming the key to set."""
+    runner = RecordingRunner()
+    argv = ["nmcli", "connection", "modify", "he-ipv6", "ip-tunnel.local", "203.0.113.77"]
+    runner.script(argv, returncode=10, stderr="Error: unknown connection 'he-ipv6'.")
+    with pytest.raises(OwnerConfigMissing) as refused:
+        persist_local(tunnel(owner="networkmanager"), "203.0.113.77", runner)
+    assert str(refused.value) == (
+        "tunnel.owner = networkmanager: NetworkManager has no connection 'he-ipv6' "
+        "(set tunnel.nm_connection to the tunnel's connection name)"
+    )
+
+
 @pytest.mark.skipif(shutil.which("nmcli") is not None, reason="nmcli is installed here")
 def test_a_missing_nmcli_fails_permanently_in_one_line() -> None:
     """Through the real runner: no nmcli on this machine, a permanent one-line failure."""
