@@ -7,6 +7,8 @@
     python -m bench lab --telemetry [--rounds 10]
     python -m bench lab --doctor [--rounds 10]
     python -m bench lab --flood [--rounds 10]
+    python -m bench lab --dhcp [--rounds 10]
+    python -m bench lab --pppoe [--rounds 10]       (in the UML guest: its kernel has pppoe)
 
 Time to repair: from the moment the lab gives the WAN a new address to the first IPv6 ping
 from the router that crosses the tunnel. The polling run is the original design: no kernel
@@ -25,8 +27,11 @@ on a healthy lab (every check passing), the whole CLI process in the router name
 the run as doctor itself measures it. `--flood` repeats the repair rounds with the daemon
 held to 128 file descriptors (RLIMIT_NOFILE) and `/metrics` on, first quiet, then with 150
 idle loopback connections held open (and reopened when closed) throughout, and prints the
-descriptors the daemon had open under the flood. Prints figures only; `--modes` exits 1 when
-a change was not repaired.
+descriptors the daemon had open under the flood. `--dhcp` times the repair after an ISP
+renumbering with a real DHCP client on the WAN (dnsmasq, dhclient; reconciler.lab.wan_owners),
+`--pppoe` after a PPPoE redial with a new address (pppoe-server, pppd): each from the ISP's
+change and from the new address on the WAN (the daemon's part), and counts restart-wan
+(none is expected). Prints figures only; `--modes` exits 1 when a change was not repaired.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.lab.topology import Lab, LabError, lab_unavailable_reason, wait_until
+from reconciler.model.facts import ActionStarted
 
 __all__ = ["main"]
 
@@ -96,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--flood", action="store_true", help="repairs at 128 fds, 150 idle /metrics connections"
     )
+    parser.add_argument("--dhcp", action="store_true", help="repairs after DHCP renumberings")
+    parser.add_argument("--pppoe", action="store_true", help="repairs after PPPoE redials")
     args = parser.parse_args(list(argv or []))
     reason = lab_unavailable_reason()
     if reason:
@@ -113,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _doctor(args.rounds)
     if args.flood:
         return _flood(args.rounds)
+    if args.dhcp:
+        return _owned_wan("dhcp", args.rounds)
+    if args.pppoe:
+        return _owned_wan("pppoe", args.rounds)
     if args.modes:
         return _by_mode([m.strip() for m in args.modes.split(",") if m.strip()], args.rounds)
     fast = _repair_times(args.rounds, {})
@@ -286,6 +298,76 @@ def _flood(rounds: int) -> int:
         label = "flooded" if flooded else "quiet"
         _report(f"RLIMIT_NOFILE {FLOOD_FD_LIMIT}, /metrics on, {label}", times)
     return 0
+
+
+def _owned_wan(kind: str, rounds: int) -> int:
+    """Repairs after the ISP changes the address of a WAN a real client owns: DHCP
+    renumberings (alternating pools) or PPPoE redials (alternating addresses)."""
+    from reconciler.lab.wan_owners import (
+        DHCP_POOLS,
+        PPP_INTERFACE,
+        PPPOE_ADDRESSES,
+        dhcp_wan,
+        interface_address,
+        pppoe_wan,
+        time_repair,
+    )
+
+    totals: list[float] = []
+    after: list[float] = []
+    with contextlib.ExitStack() as stack:
+        lab = stack.enter_context(Lab(prebuild_tunnel=False))
+        if kind == "dhcp":
+            isp: Any = stack.enter_context(dhcp_wan(lab, DHCP_POOLS[0]))
+            interface, overrides = "wan0", {}
+        else:
+            isp = stack.enter_context(pppoe_wan(lab, PPPOE_ADDRESSES[0]))
+            interface, overrides = PPP_INTERFACE, {"wan__interface": PPP_INTERFACE}
+        lab.start_daemon(wan__restart_command=None, **overrides)
+        wait_until(lab.ping6_through_tunnel, timeout=60, what="the lab to converge")
+        for round_ in range(1, rounds + 1):
+            time.sleep(1.5)  # past min_update_interval, and the loop at rest
+            if kind == "dhcp":
+                pool = DHCP_POOLS[round_ % 2]
+
+                def change(pool: tuple[str, str] = pool) -> None:
+                    isp.renumber(pool)
+
+                def moved(pool: tuple[str, str] = pool) -> bool:
+                    address = interface_address(lab, interface)
+                    return address is not None and pool[0] <= address <= pool[1]
+
+            else:
+                target = PPPOE_ADDRESSES[round_ % 2]
+
+                def change(target: str = target) -> None:
+                    isp.redial(target)
+
+                def moved(target: str = target) -> bool:
+                    return interface_address(lab, interface) == target
+
+            try:
+                repair = time_repair(lab, change, moved)
+            except LabError as exc:
+                print(f"lab repair ({kind}): not repaired: {exc}")
+                break
+            totals.append(repair.total)
+            after.append(repair.after_address)
+        restarts = sum(
+            1
+            for e in lab.envelopes()
+            if isinstance(e.fact, ActionStarted) and e.fact.action == "restart-wan"
+        )
+        updates = lab.he_update_calls()
+        lab.stop_daemon()
+    what = "DHCP renumbering" if kind == "dhcp" else "PPPoE redial"
+    _report(f"{what}, from the ISP's change", totals)
+    _report(f"{what}, from the new address on the WAN", after)
+    print(
+        f"lab repair ({what}): {updates} HE updates for {len(totals)} new addresses and the "
+        f"first, {restarts} restart-wan"
+    )
+    return 0 if len(totals) == rounds else 1
 
 
 def _report(label: str, times: list[float]) -> None:

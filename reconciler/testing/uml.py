@@ -51,7 +51,7 @@ __all__ = ["GuestResult", "UmlError", "guest_unavailable_reason", "main", "run_i
 
 KERNEL = "linux.uml"
 MODULES_ROOT = Path("/usr/lib/uml/modules")
-GUEST_MODULES = ("sit", "veth", "vxlan")
+GUEST_MODULES = ("sit", "veth", "vxlan", "ppp_generic", "pppoe")  # pppoe: the PPPoE WAN tests
 DEFAULT_MEM = "1G"
 DEFAULT_TIMEOUT = 480.0
 # The environment the command gets in the guest: the host's own is not passed wholesale (it

@@ -20,11 +20,10 @@ from typing import Any
 import pytest
 
 from reconciler.lab.topology import HE_ADDRESS, HE_WAN_INTERFACE, WAN_INTERFACE, Lab, wait_until
+from reconciler.lab.wan_owners import DHCP_POOLS, dhcp_wan, interface_address, time_repair
 from reconciler.model.facts import ActionStarted, ProbeObserved, WanAddressObserved
-from reconciler.testing.dhcp import Dhclient, DhcpServer
 
-FIRST_POOL = ("203.0.113.50", "203.0.113.59")
-SECOND_POOL = ("203.0.113.70", "203.0.113.79")
+FIRST_POOL, SECOND_POOL = DHCP_POOLS
 
 
 def started(lab: Lab, kind: str) -> list[Any]:
@@ -34,12 +33,7 @@ def started(lab: Lab, kind: str) -> list[Any]:
 
 
 def wan_address(lab: Lab) -> str | None:
-    shown = subprocess.run(
-        ["ip", "-n", lab.router_ns, "-4", "-o", "addr", "show", "dev", WAN_INTERFACE],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    words = shown.stdout.split()
-    return words[words.index("inet") + 1].split("/")[0] if "inet" in words else None
+    return interface_address(lab, WAN_INTERFACE)
 
 
 def default_route(lab: Lab) -> str:
@@ -70,80 +64,75 @@ def ipv4_probe_up_again(lab: Lab, after: int) -> bool:
     )
 
 
-def isp_nft(lab: Lab, script: str) -> None:
+def isp_ignores_pings(lab: Lab, ignore: bool) -> None:
+    """HE's side stops answering pings (the IPv4 probe's target) or answers again: the path
+    beyond the WAN is broken while link, address and route stay."""
     subprocess.run(
-        ["ip", "netns", "exec", lab.he_ns, "nft", "-f", "-"],
-        input=script, text=True, check=True, capture_output=True,
+        ["ip", "netns", "exec", lab.he_ns, "sysctl", "-qw",
+         f"net.ipv4.icmp_echo_ignore_all={int(ignore)}"],
+        check=True, capture_output=True,
     )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def dhcp_story(lab_available: None, dhcp_available: None) -> Iterator[SimpleNamespace]:
     story = SimpleNamespace()
-    with Lab(prebuild_tunnel=False) as lab:
+    with Lab(prebuild_tunnel=False) as lab, dhcp_wan(lab, FIRST_POOL) as isp:
         story.lab = lab
-        lab.remove_wan_address()
-        isp = DhcpServer(lab.he_ns, HE_WAN_INTERFACE, HE_ADDRESS, lab.workdir)
-        client = Dhclient(lab.router_ns, WAN_INTERFACE, lab.workdir)
-        with isp, client:
-            isp.start(FIRST_POOL)
-            client.start()
-            story.first = wan_address(lab)
-            lab.start_daemon(wan__restart_command=None)
-            wait_until(lambda: lab.ping6_through_tunnel(0.5), timeout=30, what="IPv6 at first")
-            story.calls_at_start = lab.he_update_calls()
+        story.first = wan_address(lab)
+        lab.start_daemon(wan__restart_command=None)
+        wait_until(lambda: lab.ping6_through_tunnel(0.5), timeout=30, what="IPv6 at first")
+        story.calls_at_start = lab.he_update_calls()
 
-            # 1. The ISP renumbers: the next renewal (T1, 3 s) is refused; dhclient-script
-            # flushes the old address, adds the new one and its default route.
-            began = time.monotonic()
-            isp.renumber(SECOND_POOL)
-            wait_until(lambda: in_pool(wan_address(lab), SECOND_POOL), timeout=30,
-                       what="the new lease")  # fmt: skip
-            story.second = wan_address(lab)
-            wait_until(lambda: lab.ping6_through_tunnel(0.2), timeout=30, interval=0.02,
-                       what="IPv6 across the tunnel after renumbering")  # fmt: skip
-            story.renumber_repair = time.monotonic() - began
-            story.calls_after_renumber = lab.he_update_calls()
-            story.route_after_renumber = default_route(lab)
-            story.wan_restarts_after_renumber = len(started(lab, "restart-wan"))
+        # 1. The ISP renumbers: the next renewal (T1, 3 s) is refused; dhclient-script
+        # flushes the old address, adds the new one and its default route.
+        repair = time_repair(
+            lab,
+            lambda: isp.renumber(SECOND_POOL),
+            lambda: in_pool(wan_address(lab), SECOND_POOL),
+        )
+        story.second = wan_address(lab)
+        story.renumber_repair = repair.total
+        story.calls_after_renumber = lab.he_update_calls()
+        story.route_after_renumber = default_route(lab)
+        story.wan_restarts_after_renumber = len(started(lab, "restart-wan"))
 
-            # 2. The modem reboots: no carrier for 3 s, then the same lease goes on.
-            lab_link = ["ip", "-n", lab.he_ns, "link", "set", HE_WAN_INTERFACE]
-            subprocess.run([*lab_link, "down"], check=True)
-            wait_until(
-                lambda: any(
-                    isinstance(e.fact, WanAddressObserved) and not e.fact.link_up
-                    for e in lab.envelopes()
-                ),
-                timeout=10,
-                what="the daemon to see the carrier gone",
-            )
-            story.route_without_carrier = default_route(lab)
-            time.sleep(3)
-            subprocess.run([*lab_link, "up"], check=True)
-            wait_until(lambda: lab.ping6_through_tunnel(0.2), timeout=30, interval=0.02,
-                       what="IPv6 after the modem's reboot")  # fmt: skip
-            story.calls_after_reboot = lab.he_update_calls()
-            story.route_after_reboot = default_route(lab)
-            story.address_after_reboot = wan_address(lab)
+        # 2. The modem reboots: no carrier for 3 s, then the same lease goes on.
+        lab_link = ["ip", "-n", lab.he_ns, "link", "set", HE_WAN_INTERFACE]
+        subprocess.run([*lab_link, "down"], check=True)
+        wait_until(
+            lambda: any(
+                isinstance(e.fact, WanAddressObserved) and not e.fact.link_up
+                for e in lab.envelopes()
+            ),
+            timeout=10,
+            what="the daemon to see the carrier gone",
+        )
+        story.route_without_carrier = default_route(lab)
+        time.sleep(3)
+        subprocess.run([*lab_link, "up"], check=True)
+        wait_until(lambda: lab.ping6_through_tunnel(0.2), timeout=30, interval=0.02,
+                   what="IPv6 after the modem's reboot")  # fmt: skip
+        story.calls_after_reboot = lab.he_update_calls()
+        story.route_after_reboot = default_route(lab)
+        story.address_after_reboot = wan_address(lab)
 
-            # 3. The upstream path breaks, the link stays: HE's address stops answering
-            # pings (the IPv4 probe's target), for longer than fail_after probes.
-            failed_before = ipv4_probes_failed(lab)
-            isp_nft(lab, "table ip upstream {\n chain input {\n  type filter hook input"
-                    " priority 0;\n  icmp type echo-request drop\n }\n}\n")  # fmt: skip
-            wait_until(lambda: ipv4_probes_failed(lab) >= failed_before + 4, timeout=20,
-                       what="the IPv4 probe failing")  # fmt: skip
-            story.status_upstream = lab.reconciler("status", "--json")
-            last_seq = lab.envelopes()[-1].seq
-            isp_nft(lab, "delete table ip upstream\n")
-            wait_until(lambda: ipv4_probe_up_again(lab, last_seq), timeout=20,
-                       what="the IPv4 probe back")  # fmt: skip
-            story.route_at_end = default_route(lab)
-            story.wan_restarts = len(started(lab, "restart-wan"))
-            story.calls_at_end = lab.he_update_calls()
-            story.ipv6_at_end = lab.ping6_through_tunnel(1.0)
-            story.stopped = lab.stop_daemon()
+        # 3. The upstream path breaks, the link stays: HE's address stops answering
+        # pings (the IPv4 probe's target), for longer than fail_after probes.
+        failed_before = ipv4_probes_failed(lab)
+        isp_ignores_pings(lab, True)
+        wait_until(lambda: ipv4_probes_failed(lab) >= failed_before + 4, timeout=20,
+                   what="the IPv4 probe failing")  # fmt: skip
+        story.status_upstream = lab.reconciler("status", "--json")
+        last_seq = lab.envelopes()[-1].seq
+        isp_ignores_pings(lab, False)
+        wait_until(lambda: ipv4_probe_up_again(lab, last_seq), timeout=20,
+                   what="the IPv4 probe back")  # fmt: skip
+        story.route_at_end = default_route(lab)
+        story.wan_restarts = len(started(lab, "restart-wan"))
+        story.calls_at_end = lab.he_update_calls()
+        story.ipv6_at_end = lab.ping6_through_tunnel(1.0)
+        story.stopped = lab.stop_daemon()
         yield story
 
 
