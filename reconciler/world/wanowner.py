@@ -9,8 +9,9 @@ owner, the way an admin would:
     systemd-networkd      networkctl renew IF (a DHCP lease), networkctl reconfigure IF
     NetworkManager        nmcli device reapply IF
     dhcpcd                dhcpcd -n IF
-    dhclient (ifupdown)   dhclient -r ... IF, then dhclient -1 ... IF, with the running
-                          client's own pid, lease and config files
+    dhclient (ifupdown)   systemctl restart UNIT when a systemd unit runs it (ifup@IF);
+                          else dhclient -r ... IF, then dhclient -1 ... IF, with the
+                          running client's own pid, lease and config files
     pppd, nobody          nothing: pppd redials by itself; the WAN is only observed
 
 Only processes in the WAN's network namespace count (a dhclient of another namespace's
@@ -98,7 +99,7 @@ def detect_wan_owner(
                 "dhcpcd", (("dhcpcd", "-n", interface),), f"dhcpcd runs for {interface}", True
             )
         elif program == "dhclient" and _names(argv, interface):
-            owner = _dhclient(interface, argv, pid)
+            owner = _dhclient(interface, argv, pid, _unit_of(proc / str(pid)))
         elif program == "pppd" and _pppd_names(argv, interface):
             owner = WanOwner("pppd", (), f"pppd (pid {pid}) owns {interface} and redials by itself")
         else:
@@ -173,9 +174,19 @@ def _pppd_names(argv: list[str], interface: str) -> bool:
     return interface.startswith("ppp")
 
 
-def _dhclient(interface: str, argv: list[str], pid: int) -> WanOwner:
-    """dhclient -r (release: it stops the running client through its pid file) and dhclient
-    -1 (one attempt, then it stays as the client), both with the running one's files."""
+def _dhclient(interface: str, argv: list[str], pid: int, unit: str | None) -> WanOwner:
+    """A dhclient that a systemd unit runs (ifupdown's ifup@IF.service, dhclient@IF) is
+    restarted by that unit: one we started would live in our own cgroup and sandbox (no
+    AF_PACKET) and die with us. Otherwise dhclient -r (release: it stops the running client
+    through its pid file) and dhclient -1 (one attempt, then it stays as the client), both
+    with the running one's files."""
+    if unit is not None:
+        return WanOwner(
+            "dhclient",
+            (("systemctl", "restart", unit),),
+            f"dhclient runs for {interface} (pid {pid}) in {unit}",
+            True,
+        )
     kept: list[str] = []
     words = iter(argv[1:])
     for word in words:
@@ -189,6 +200,21 @@ def _dhclient(interface: str, argv: list[str], pid: int) -> WanOwner:
         (program, "-1", *kept, interface),
     )
     return WanOwner("dhclient", steps, f"dhclient runs for {interface} (pid {pid})", True)
+
+
+def _unit_of(process: Path) -> str | None:
+    """The systemd service a process runs in (from its cgroup), None outside one (no
+    systemd, a container's own cgroup, or reconciler's own service)."""
+    try:
+        lines = (process / "cgroup").read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        path = line.split(":", 2)[-1]
+        unit = path.rstrip("/").rsplit("/", 1)[-1]
+        if unit.endswith(".service") and unit != "reconciler.service":
+            return unit
+    return None
 
 
 def _networkd(interface: str, index: int | None, root: Path) -> WanOwner | None:

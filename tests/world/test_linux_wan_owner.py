@@ -233,3 +233,37 @@ def test_check_config_and_init_name_the_owner_and_the_restart(
     assert check.returncode == 0, check.stderr
     assert f"  {expected}" in check.stdout
     assert f"; then {DHCLIENT} -1 " in check.stdout
+
+
+def fake_process(proc: Path, pid: int, argv: list[str], cgroup: str) -> None:
+    """A process as /proc shows it: its command line, cgroup and network namespace."""
+    entry = proc / str(pid)
+    (entry / "ns").mkdir(parents=True)
+    (entry / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+    (entry / "cgroup").write_text(f"0::{cgroup}\n")
+    (entry / "ns" / "net").symlink_to(proc / "netns")
+
+
+def test_a_dhclient_run_by_a_systemd_unit_is_restarted_by_that_unit(tmp_path: Path) -> None:
+    """ifupdown's dhclient (in ifup@eth0.service) is restarted with `systemctl restart
+    ifup@eth0.service`: one we started would live in our cgroup and sandbox (no AF_PACKET)
+    and die with us. A dhclient in no unit is asked directly; our own unit is no owner's."""
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "netns").write_text("")
+    argv = ["/sbin/dhclient", "-4", "-v", "-i", "-pf", "/run/dhclient.eth0.pid", "eth0"]
+    fake_process(proc, 400, argv, "/system.slice/system-ifup.slice/ifup@eth0.service")
+    owner = detect_wan_owner("eth0", index=2, netns_path=proc / "netns", proc=proc)
+    assert owner.steps == (("systemctl", "restart", "ifup@eth0.service"),)
+    assert "in ifup@eth0.service" in owner.describe()
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "netns").write_text("")
+    fake_process(alone, 401, argv, "/system.slice/reconciler.service")
+    direct = detect_wan_owner("eth0", index=2, netns_path=alone / "netns", proc=alone)
+    assert [step[:2] for step in direct.steps] == [
+        ("/sbin/dhclient", "-r"),
+        ("/sbin/dhclient", "-1"),
+    ]
+    assert direct.steps[1] == ("/sbin/dhclient", "-1", "-4", "-i", "-pf",
+                               "/run/dhclient.eth0.pid", "eth0")  # fmt: skip
