@@ -3,6 +3,7 @@ version (0.7.2 has no netns.create_socket and no IPRoute(netns=...))."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -55,13 +56,21 @@ def test_the_socket_hears_its_namespace_and_the_caller_stays_where_it_was(
 
 
 def test_the_ipr_sees_the_namespaces_links(namespace: str) -> None:
-    """rtnetlink(name) lists the namespace's links (lo only, in a fresh one), not ours."""
+    """rtnetlink(name) lists the namespace's links (as `ip -n` shows them), not ours."""
+    subprocess.run(
+        ["ip", "-n", namespace, "link", "add", "rcnsipr0", "type", "veth", "peer", "rcnsipr1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    shown = subprocess.run(
+        ["ip", "-n", namespace, "-j", "link", "show"], check=True, capture_output=True, text=True
+    )
     ipr = rtnetlink(namespace)
     try:
-        names = [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]
+        names = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
     finally:
         ipr.close()
-    assert names == ["lo"]
+    assert names == {link["ifname"] for link in json.loads(shown.stdout)}
+    assert {"lo", "rcnsipr0", "rcnsipr1"} <= names
 
 
 def test_a_missing_namespace_is_not_created(lab_available: None) -> None:
