@@ -362,7 +362,7 @@ def _restart_tunnel(
                 f"{desired.tunnel_remote}"
             )
         if tunnel.default_route == "none":
-            reasons.append(f"no IPv6 default route (::/0) through {tunnel.interface}")
+            reasons.append(_no_route_reason(tunnel.interface))
         if tunnel.ttl is not None and tunnel.ttl != desired.tunnel_ttl:
             reasons.append(
                 f"tunnel TTL is {tunnel.ttl}, the configuration says {desired.tunnel_ttl}"
@@ -387,6 +387,10 @@ def _restart_tunnel(
         reason="; ".join(reasons),
         causes=_causes(causes),
     )
+
+
+def _no_route_reason(interface: str) -> str:
+    return f"no IPv6 default route (::/0) through {interface}"
 
 
 def _reload_after_restart(
@@ -466,7 +470,12 @@ def _holds(
             )
     if action.KIND == UpdateHeEndpoint.KIND:
         holds.extend(_hold_update(action, desired, observed, now, same_kind))
-    if action.KIND in _RESTARTS and record is not None:
+    # A tunnel whose only fault is a missing default route was put right by the last
+    # restart (it adds the route, or fails): someone removed it since (networkd on
+    # `networkctl reconfigure`), so there is nothing to let settle; the restart limit still
+    # bounds a fight over it.
+    route_only = action.reason == _no_route_reason(desired.tunnel_interface)
+    if action.KIND in _RESTARTS and record is not None and not route_only:
         hold = _hold_settling(action, record, desired, now)
         if hold is not None:
             holds.append(hold)

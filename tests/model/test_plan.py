@@ -425,6 +425,22 @@ def test_with_local_any_the_tunnels_local_end_is_left_alone() -> None:
     assert history.kinds() == ["restart-tunnel", "reload-pf"]
 
 
+def test_a_default_route_removed_again_is_put_back_without_settling() -> None:
+    """The route was there after the last restart and someone (networkd) removed it: the
+    tunnel is restarted at once, not held to settle as a restart that did not help; the
+    restart limit still bounds a fight over it."""
+    history = healthy(History(make_config(reload_command=())))
+    for round_ in range(5):
+        history.record(TunnelObserved("gif0", True, True, ADDR, HE_SERVER, default_route="none"))
+        plan = history.plan()
+        assert plan.actions == (RestartTunnel("gif0", ADDR, HE_SERVER),), round_
+        run_ok(history, plan.actions[0])
+        history.record(TunnelObserved("gif0", True, True, ADDR, HE_SERVER, default_route="tunnel"))
+    history.record(TunnelObserved("gif0", True, True, ADDR, HE_SERVER, default_route="none"))
+    plan = history.plan()
+    assert not plan.actions and plan.held[0].why == "restart-limit"
+
+
 def test_no_firewall_command_no_reload() -> None:
     """With reload_command = [] the plan never reloads a firewall."""
     history = healthy(History(make_config(reload_command=())))
