@@ -24,7 +24,7 @@ from reconciler.lab.topology import (
     Lab,
     wait_until,
 )
-from reconciler.model.facts import ActionStarted, ActionSucceeded, ProbeObserved
+from reconciler.model.facts import ActionStarted, ProbeObserved
 from reconciler.testing.networkd import Networkd
 
 
@@ -59,22 +59,23 @@ def _converged(lab: Lab) -> None:
 
 def test_a_deleted_ipv6_default_route_is_back_within_a_second(lab: Lab) -> None:
     """`networkctl reconfigure` (or anyone) deletes ::/0: the route watch sees it and the
-    tunnel is repaired at once, instead of after fail_after IPv6 probes (minutes)."""
+    tunnel is repaired at once, instead of after fail_after IPv6 probes (minutes); deleted
+    again a moment later, it is back as fast (not held to settle)."""
     lab.start_daemon(probe_ipv6__interval=60.0, tunnel__observe_interval=60.0)
     _converged(lab)
     assert [r["dev"] for r in _ipv6_default(lab)] == [TUNNEL_INTERFACE]
-    subprocess.run(
-        ["ip", "-n", lab.router_ns, "-6", "route", "del", "default", "dev", TUNNEL_INTERFACE],
-        check=True,
-        timeout=10,
-    )
-    deleted = time.monotonic()
-    wait_until(lambda: _ipv6_default(lab), timeout=5, interval=0.02, what="::/0 back")
-    took = time.monotonic() - deleted
-    assert took < 1.0, f"::/0 came back after {took:.2f} s"
-    wait_until(lambda: _facts(lab, ActionSucceeded), timeout=5, what="the repair's outcome")
-    reasons = [f.reason for f in _facts(lab, ActionStarted)]
-    assert any("no IPv6 default route (::/0)" in reason for reason in reasons), reasons
+    for round_ in (1, 2):
+        repairs = len(_route_repairs(lab))
+        subprocess.run(
+            ["ip", "-n", lab.router_ns, "-6", "route", "del", "default", "dev", TUNNEL_INTERFACE],
+            check=True,
+            timeout=10,
+        )
+        deleted = time.monotonic()
+        wait_until(lambda: _ipv6_default(lab), timeout=5, interval=0.02, what="::/0 back")
+        took = time.monotonic() - deleted
+        assert took < 1.0, f"round {round_}: ::/0 came back after {took:.2f} s"
+        wait_until(lambda: len(_route_repairs(lab)) > repairs, timeout=5, what="the repair")  # noqa: B023
 
 
 def _route_repairs(lab: Lab) -> list[Any]:
