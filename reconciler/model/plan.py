@@ -550,10 +550,11 @@ def _hold_grace(
 ) -> Held | None:
     """A DHCP client (dhcpleased, dhclient, networkd) keeps its lease through a short link
     loss, and between losing an address and getting the next runs a whole DISCOVER/REQUEST
-    exchange: a restart in the middle fights it and spends the restart limit. Its link down
-    or its address missing, the WAN gets `dhcp_grace` seconds from when it was first seen
-    so. A WAN interface that is gone (pppd redialling, a USB modem re-enumerating) gets the
-    same, DHCP or not: it is about to come back, and there is nothing to restart."""
+    exchange: a restart in the middle fights it and spends the restart limit. Its link down,
+    its address or its default route missing, the WAN gets `dhcp_grace` seconds from when
+    it was first seen so. A WAN interface that is gone (pppd redialling, a USB modem
+    re-enumerating) gets the same, DHCP or not: it is about to come back, and there is
+    nothing to restart."""
     wan = observed.wan
     if wan is None or desired.dhcp_grace <= 0:
         return None
@@ -563,8 +564,11 @@ def _hold_grace(
     if not wan.exists:
         detail = f"{wan.interface} is gone: waiting {desired.dhcp_grace:g} s for it to return"
         return Held(action, "wan-grace", detail, due)
-    if not wan.autoconf or (wan.link_up and wan.address is not None):
-        return None  # the address is there: a failing probe is not DHCP's business
+    # dhclient-script adds the address, then the default route: a WAN seen between the two
+    # (the IPv4 probe failing since the address went) is mid-exchange too.
+    mid_exchange = not wan.link_up or wan.address is None or wan.default_route is False
+    if not wan.autoconf or not mid_exchange:
+        return None  # address and route are there: a failing probe is not DHCP's business
     return Held(
         action,
         "dhcp-grace",

@@ -26,6 +26,7 @@ from reconciler.lab.wan_owners import (
 )
 from reconciler.model.facts import ActionStarted, WanAddressObserved
 from reconciler.testing.pppoe import pppoe_unavailable_reason
+from tests.conftest import IN_UML_GUEST
 
 pytestmark = pytest.mark.sit  # the UML guest's kernel has pppoe; a container's has not
 
@@ -48,8 +49,10 @@ def started(lab: Lab, kind: str) -> list[ActionStarted]:
 @pytest.fixture(scope="module")
 def pppoe_story(lab_available: None) -> Iterator[SimpleNamespace]:
     reason = pppoe_unavailable_reason()
+    if reason and IN_UML_GUEST:
+        pytest.fail(reason)  # the guest loads pppoe: there it must work
     if reason:
-        pytest.fail(reason)  # marked sit: it runs only in the guest, where it must work
+        pytest.skip(reason)  # a host kernel with sit but without pppoe
     story = SimpleNamespace()
     with Lab(prebuild_tunnel=False) as lab, pppoe_wan(lab, FIRST) as isp:
         story.lab = lab

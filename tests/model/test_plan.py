@@ -1037,3 +1037,20 @@ def test_with_a_public_address_a_failing_tunnel_sends_no_update() -> None:
         run_ok(history, action)
     fail_probe(history, "ipv6", 3)
     assert "update-he-endpoint" not in history.kinds(later=200)
+
+
+def test_a_dhcp_wan_between_its_address_and_its_route_is_given_the_grace() -> None:
+    """dhclient-script adds the address, then the default route: seen in between, with the
+    IPv4 probe failing since the address went, the WAN is mid-exchange (dhcp-grace), not
+    restarted (a slow router ran `dhclient -r` in the middle of its own renumbering); a
+    route still missing after the grace is restarted (the owner renews it)."""
+    history = healthy(History())
+    history.record(WanAddressObserved("em0", None, True, autoconf=True, default_route=False))
+    fail_probe(history, "ipv4", 3)
+    history.record(WanAddressObserved("em0", NEW, True, autoconf=True, default_route=False))
+    since = history.now
+    [held] = history.plan().held
+    assert (held.action.KIND, held.why, held.until) == ("restart-wan", "dhcp-grace", since + 30)
+    assert history.kinds(later=since + 30 - history.now) == ["restart-wan"]
+    history.record(WanAddressObserved("em0", NEW, True, autoconf=True, default_route=True))
+    assert "restart-wan" not in history.kinds(later=100)  # held upstream, if anything
