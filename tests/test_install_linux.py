@@ -114,6 +114,19 @@ def test_a_command_that_is_not_ours_is_never_replaced(
     assert other.read_text() == "#!/bin/sh\necho someone else's\n"
 
 
+def test_without_root_it_says_so_in_one_line() -> None:
+    """Not root and no --root: one line, exit 1, nothing made. (The script comes on stdin:
+    nobody may be unable to read the checkout.)"""
+    done = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-s"],
+        input=SCRIPT.read_text(), capture_output=True, text=True, timeout=60, cwd="/",
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (
+        1,
+        "install-linux: run it as root (or with --root DIR)\n",
+    )
+
+
 def _tunnel_local(netns: str) -> str | None:
     shown = subprocess.run(
         ["ip", "-n", netns, "-d", "-j", "link", "show", "rctun0"],
