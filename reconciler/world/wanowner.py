@@ -94,7 +94,9 @@ def detect_wan_owner(
                 (("nmcli", "device", "reapply", interface),),
                 f"NetworkManager runs (pid {pid})",
             )
-        elif program == "dhcpcd" and _names(argv, interface, manager_ok=True):
+        elif (program == "dhcpcd" and _names(argv, interface, manager_ok=True)) or (
+            program.startswith("dhcpcd:") and _dhcpcd_title_names(program, interface)
+        ):
             owner = WanOwner(
                 "dhcpcd", (("dhcpcd", "-n", interface),), f"dhcpcd runs for {interface}", True
             )
@@ -161,6 +163,15 @@ def _operands(argv: list[str]) -> list[str]:
         elif not word.startswith("-"):
             operands.append(word)
     return operands
+
+
+def _dhcpcd_title_names(title: str, interface: str) -> bool:
+    """dhcpcd 9 replaces its command line with a title: "dhcpcd: [manager] [ip4] [ip6]"
+    (every link) or "dhcpcd: eth0 [ip4]" (one); its helpers are "[... proxy]", "[BPF ...]"."""
+    words = title.removeprefix("dhcpcd:").split()
+    if not words:
+        return False
+    return words[0] == "[manager]" or words[0] == interface
 
 
 def _pppd_names(argv: list[str], interface: str) -> bool:

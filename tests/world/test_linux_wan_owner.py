@@ -8,6 +8,7 @@ the router's client (reconciler.testing.dhcp), systemd-networkd as a DHCP client
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -233,6 +234,12 @@ def test_check_config_and_init_name_the_owner_and_the_restart(
     assert check.returncode == 0, check.stderr
     assert f"  {expected}" in check.stdout
     assert f"; then {DHCLIENT} -1 " in check.stdout
+    argv[argv.index("-o") + 1] = str(tmp_path / "second.conf")
+    as_json = init_in(router, tmp_path, *argv, "--platform", "linux", "--wan", WAN, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    owner = json.loads(as_json.stdout)["wan_owner"]
+    assert owner["name"] == "dhclient" and owner["found"].startswith(f"dhclient runs for {WAN}")
+    assert [step[:2] for step in owner["restart_wan"]] == [[DHCLIENT, "-r"], [DHCLIENT, "-1"]]
 
 
 def fake_process(proc: Path, pid: int, argv: list[str], cgroup: str) -> None:
@@ -267,3 +274,31 @@ def test_a_dhclient_run_by_a_systemd_unit_is_restarted_by_that_unit(tmp_path: Pa
     ]
     assert direct.steps[1] == ("/sbin/dhclient", "-1", "-4", "-i", "-pf",
                                "/run/dhclient.eth0.pid", "eth0")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "name", "steps"),
+    [
+        (["/usr/sbin/NetworkManager", "--no-daemon"], "networkmanager",
+         (("nmcli", "device", "reapply", "eth0"),)),
+        (["dhcpcd: [manager] [ip4] [ip6]"], "dhcpcd", (("dhcpcd", "-n", "eth0"),)),  # 9.x
+        (["dhcpcd: eth1 [ip4]"], "none", ()),
+        (["dhcpcd: [privileged proxy]"], "none", ()),
+        (["/usr/sbin/dhcpcd", "-q", "-b"], "dhcpcd", (("dhcpcd", "-n", "eth0"),)),
+        (["/usr/sbin/dhcpcd", "-4", "eth1"], "none", ()),  # another link's
+        (["/usr/sbin/pppd", "call", "isp"], "none", ()),  # pppd names ppp*, not eth0
+    ],
+)  # fmt: skip
+def test_network_manager_and_dhcpcd_are_told_their_own_way(
+    tmp_path: Path, argv: list[str], name: str, steps: tuple[tuple[str, ...], ...]
+) -> None:
+    """NetworkManager reapplies, dhcpcd (for every link, or for this one; dhcpcd 9 shows a
+    title instead of its command line) renews; a client of another link, a helper process,
+    or pppd for a ppp link, owns nothing here. (Neither NetworkManager nor
+    dhcpcd is installed here: their processes are read as /proc shows them.)"""
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "netns").write_text("")
+    fake_process(proc, 500, argv, "/")
+    owner = detect_wan_owner("eth0", index=2, netns_path=proc / "netns", proc=proc)
+    assert (owner.recorded, owner.steps) == (name, steps)
