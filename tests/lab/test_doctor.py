@@ -245,6 +245,21 @@ def _facts(lab: Lab, wanted: Any) -> list[Any]:
     return [e.fact for e in lab.envelopes() if wanted(e.fact)]
 
 
+def test_hes_refusal_of_our_key_fails_check_4(lab: Lab) -> None:
+    """HE no longer takes the update key (badauth on tunnelInfo): the daemon's updates would
+    be refused alike, so HE's view fails, and the key never shows."""
+    other = lab.workdir / "he-accepts-other.key"
+    lab.write_secret(other, "lab-key-other-doctor")
+    lab.he("credentials", key_file=str(other))
+    try:
+        number, name, evidence = first_failure(lab)
+    finally:
+        lab.he("credentials", key_file=str(lab.he_key_file))
+    assert (number, name) == (4, "he-endpoint")
+    assert "badauth" in evidence
+    assert all(key not in evidence for key in lab.keys_used)
+
+
 @pytest.mark.nftables
 def test_echo_from_he_blocked_by_nftables_fails_check_5(lab: Lab) -> None:
     _nft(

@@ -76,6 +76,7 @@ class Doctor:
         self.wan_address: str | None = None
         self._rules: Ruleset | FirewallVerdict | None = None
         self.timings: list[float] = []  # seconds per check run, in order
+        self._refused: str | None = None  # HE's permanent refusal of tunnelInfo
 
     def run(self, first: CheckResult) -> Diagnosis:
         """`first` is check 1's verdict (the configuration, judged by whoever loaded it)."""
@@ -176,6 +177,14 @@ class Doctor:
         assert self.wan_address is not None
         behind_nat = address_class(self.wan_address) == "private"
         he_has, source = self._he_endpoint()
+        if self._refused is not None:
+            return CheckResult.of(
+                "he-endpoint",
+                "fail",
+                f"HE refuses to say: {self._refused}",
+                "check tunnelbroker.username, tunnel_id and the update key (the daemon's "
+                "updates are refused alike)",
+            )
         hold = self._update_hold() if he_has != self.wan_address else None
         return judge_he_view(
             he_has=he_has,
@@ -198,6 +207,8 @@ class Doctor:
                 client.close()
             if info is not None and info.outcome.succeeded:
                 return info.client_ipv4, "tunnelInfo"
+            if info is not None and info.outcome.status == "permanent":
+                self._refused = info.outcome.message  # badauth, no such tunnel
             why = info.outcome.message if info is not None else "no answer"
             return None, f"tunnelInfo: {why}"
         state = self._log_state()
