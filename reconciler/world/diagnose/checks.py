@@ -77,6 +77,8 @@ class Doctor:
         self._rules: Ruleset | FirewallVerdict | None = None
         self.timings: list[float] = []  # seconds per check run, in order
         self._refused: str | None = None  # HE's permanent refusal of tunnelInfo
+        self._state: Any = None  # the daemon's state, from its log
+        self._state_read = False
 
     def run(self, first: CheckResult) -> Diagnosis:
         """`first` is check 1's verdict (the configuration, judged by whoever loaded it)."""
@@ -218,15 +220,19 @@ class Doctor:
         return endpoint.address, f"the daemon's log, from {endpoint.source}"
 
     def _log_state(self) -> Any:
+        """The daemon's state from its log (read-only, read once); None without one."""
+        if self._state_read:
+            return self._state
+        self._state_read = True
         from reconciler.history import load_state
 
         state_dir: Path = self.config.daemon.state_dir
-        if not state_dir.is_dir():
-            return None
-        try:
-            return load_state(state_dir)[0]
-        except Exception:  # a log it cannot read: no holds known, said as such
-            return None
+        if state_dir.is_dir():
+            try:
+                self._state = load_state(state_dir)[0]
+            except Exception:  # a log it cannot read: no holds known, said as such
+                self._state = None
+        return self._state
 
     def _update_hold(self) -> str | None:
         """Why the daemon's update waits, from the plan over its log (None: it does not)."""
