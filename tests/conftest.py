@@ -26,7 +26,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     missing sit must fail them), and the `nftables` tests where the kernel has no nftables
     for IPv4 (the guest's: CONFIG_NF_TABLES_IPV4 is unset; the host runs them)."""
     _leave_out_without_nftables(config, items)
-    if IN_UML_GUEST or Path("/sys/module/sit").exists():
+    if IN_UML_GUEST:
+        host_only = [item for item in items if item.get_closest_marker("host_only")]
+        if host_only:
+            config.hook.pytest_deselected(items=host_only)
+            items[:] = [item for item in items if not item.get_closest_marker("host_only")]
+        return
+    if Path("/sys/module/sit").exists():
         return
     sit_only = [item for item in items if item.get_closest_marker("sit")]
     if not sit_only:

@@ -1,6 +1,10 @@
 """`reconciler doctor` on real kernel interfaces: one lab, each scenario breaking exactly one
 layer (and mending it after), and doctor naming that layer first.
 
+In the UML guest (real sit) only what sit changes runs: the healthy lab (TTL and MTU of a
+sit link), the path MTU black hole, and protocol 41 where the guest has nftables (it has
+none today); the rest is `host_only`, the guest's minutes being scarce.
+
 The lab's HE pings from a lab address (PING_SOURCE), never the real 66.220.2.74; its IPv6
 probe target is an address of its own in the he namespace, so that the target can go down
 while HE's end of the tunnel still answers.
@@ -97,6 +101,7 @@ def test_a_healthy_lab_passes_every_check(lab: Lab) -> None:
     assert not lab.state_dir.exists()  # no fact recorded, no log made
 
 
+@pytest.mark.host_only
 def test_a_key_file_others_can_read_fails_check_1(lab: Lab) -> None:
     lab.key_file.chmod(0o644)
     try:
@@ -108,6 +113,7 @@ def test_a_key_file_others_can_read_fails_check_1(lab: Lab) -> None:
     assert lab.update_key not in evidence
 
 
+@pytest.mark.host_only
 def test_no_carrier_fails_check_2(lab: Lab) -> None:
     _ip(lab.he_ns, f"link set {HE_WAN_INTERFACE} down")
     try:
@@ -119,6 +125,7 @@ def test_no_carrier_fails_check_2(lab: Lab) -> None:
     assert "no carrier" in evidence
 
 
+@pytest.mark.host_only
 def test_no_default_route_fails_check_2(lab: Lab) -> None:
     _ip(lab.router_ns, "route del default")
     try:
@@ -142,6 +149,7 @@ def wan_moved(lab: Lab, address: str, prefixlen: int = 24) -> Iterator[None]:
         heal_routes(lab)
 
 
+@pytest.mark.host_only
 def test_a_cgnat_address_fails_check_2(lab: Lab) -> None:
     with wan_moved(lab, "100.64.7.10", 10):
         number, name, evidence = first_failure(lab)
@@ -187,6 +195,7 @@ def behind_nat(lab: Lab) -> Iterator[str]:
         lab.write_config()
 
 
+@pytest.mark.host_only
 @pytest.mark.nftables
 def test_a_private_address_behind_nat_fails_check_2_or_warns_when_configured(lab: Lab) -> None:
     """Behind a masquerading NAT: check 2 fails while the configuration sends the private
@@ -204,6 +213,7 @@ def test_a_private_address_behind_nat_fails_check_2_or_warns_when_configured(lab
     assert checks[2]["status"] == "pass"
 
 
+@pytest.mark.host_only
 def test_he_endpoint_stale_with_the_update_held_fails_check_4(lab: Lab) -> None:
     """The WAN moved under the running daemon; HE answered its update "abuse": HE still has
     the old address. doctor names the hold (from the plan over the daemon's log), and the
@@ -245,6 +255,7 @@ def _facts(lab: Lab, wanted: Any) -> list[Any]:
     return [e.fact for e in lab.envelopes() if wanted(e.fact)]
 
 
+@pytest.mark.host_only
 def test_hes_refusal_of_our_key_fails_check_4(lab: Lab) -> None:
     """HE no longer takes the update key (badauth on tunnelInfo): the daemon's updates would
     be refused alike, so HE's view fails, and the key never shows."""
@@ -260,6 +271,7 @@ def test_hes_refusal_of_our_key_fails_check_4(lab: Lab) -> None:
     assert all(key not in evidence for key in lab.keys_used)
 
 
+@pytest.mark.host_only
 @pytest.mark.nftables
 def test_echo_from_he_blocked_by_nftables_fails_check_5(lab: Lab) -> None:
     _nft(
@@ -285,6 +297,7 @@ def _block_tunnel_packets(lab: Lab) -> None:
     )
 
 
+@pytest.mark.host_only
 @pytest.mark.nftables
 def test_the_tunnels_packets_blocked_fail_check_6(lab: Lab) -> None:
     _block_tunnel_packets(lab)
@@ -310,6 +323,7 @@ def test_protocol_41_blocked_is_named_on_a_sit_tunnel(lab: Lab) -> None:
     assert f"protocol 41 from {HE_ADDRESS}" in evidence
 
 
+@pytest.mark.host_only
 def test_a_wrong_tunnel_remote_fails_check_7(lab: Lab) -> None:
     _ip(lab.router_ns, f"link set {TUNNEL_INTERFACE} type {lab.mode} remote 203.0.113.99")
     try:
@@ -321,6 +335,7 @@ def test_a_wrong_tunnel_remote_fails_check_7(lab: Lab) -> None:
     assert f"remote end 203.0.113.99, HE's server is {HE_ADDRESS}" in evidence
 
 
+@pytest.mark.host_only
 @pytest.mark.nftables
 def test_a_far_end_that_does_not_answer_fails_check_8(lab: Lab) -> None:
     _nft(
@@ -336,6 +351,7 @@ def test_a_far_end_that_does_not_answer_fails_check_8(lab: Lab) -> None:
     assert SERVER_IPV6 in evidence
 
 
+@pytest.mark.host_only
 def test_no_ipv6_default_route_fails_check_9(lab: Lab) -> None:
     _ip(lab.router_ns, "-6 route del default")
     try:
@@ -359,6 +375,7 @@ def mtu_black_hole(lab: Lab) -> Iterator[int]:
         heal_routes(lab)
 
 
+@pytest.mark.host_only
 def test_an_mtu_black_hole_fails_check_10_with_the_mtu_that_works(lab: Lab) -> None:
     with mtu_black_hole(lab) as works:
         number, name, evidence = first_failure(lab)
@@ -377,6 +394,7 @@ def test_an_mtu_black_hole_under_6in4_finds_1380(lab: Lab) -> None:
     assert "black hole: 1480-byte packets" in evidence and "1380-byte ones" in evidence
 
 
+@pytest.mark.host_only
 def test_the_ipv6_probe_target_down_fails_check_11(lab: Lab) -> None:
     _ip(lab.he_ns, f"addr del {PROBE6}/128 dev lo")
     try:
