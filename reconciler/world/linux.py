@@ -262,8 +262,9 @@ class LinuxPlatform:
         """
         tunnel = self.config.tunnel
         with self._netlink("restart", tunnel.interface) as ipr:
-            index, pinned = self._ensure_tunnel_link(ipr, local, remote)
-            ipr.link("set", index=index, mtu=tunnel.mtu)
+            index, pinned, created = self._ensure_tunnel_link(ipr, local, remote)
+            if created:  # an existing link's MTU is its owner's, as its TTL is
+                ipr.link("set", index=index, mtu=tunnel.mtu)
             ipr.link("set", index=index, state="up")
             self._ensure_client_address(ipr, index)
             self._ensure_routes(ipr, index)
@@ -294,16 +295,16 @@ class LinuxPlatform:
 
     # -- the tunnel, step by step ---------------------------------------------------------
 
-    def _ensure_tunnel_link(self, ipr: IPRoute, local: str, remote: str) -> tuple[int, bool]:
+    def _ensure_tunnel_link(self, ipr: IPRoute, local: str, remote: str) -> tuple[int, bool, bool]:
         """The tunnel link's index, created or changed in place so that its ends are
-        local/remote, and whether its local end is pinned to `local`.
+        local/remote; whether its local end is pinned to `local`; whether it was created.
 
         The local end is left as it is where it is "any" (0.0.0.0: it follows the WAN by
         itself), and everywhere with tunnel.local = "any"; a link made then gets "any".
 
         An existing link keeps everything but its ends: it may be another owner's (networkd,
-        NetworkManager, ifupdown), and what the repair needs is the ends. Its TTL, path MTU
-        discovery and MAC learning are the owner's to choose, even where we prefer other
+        NetworkManager, ifupdown), and what the repair needs is the ends. Its TTL, MTU, path
+        MTU discovery and MAC learning are the owner's to choose, even where we prefer other
         values (a TTL of 0 is warned about once). Only a vxlan link whose id or port differ
         (it cannot carry the tunnel at all) is deleted and built again. A link of another
         kind by that name is never touched: PermanentError.
@@ -329,7 +330,7 @@ class LinuxPlatform:
                         raise _netlink_failure(
                             f"change the ends of {tunnel.interface}", exc
                         ) from exc
-                return int(link["index"]), wanted is not None
+                return int(link["index"]), wanted is not None, False
             log.info(
                 "recreating %s: its vxlan id or port is not the configured one", tunnel.interface
             )
@@ -344,7 +345,7 @@ class LinuxPlatform:
         created = _find_link(ipr, tunnel.interface)
         if created is None:
             raise TemporaryError(f"tunnel {tunnel.interface} vanished right after creation")
-        return int(created["index"]), new_local is not None
+        return int(created["index"]), new_local is not None, True
 
     def _tunnel_spec(self, local: str | None, remote: str) -> dict[str, Any]:
         """A new link's parameters: ours, from the configuration (local None: "any")."""

@@ -92,10 +92,11 @@ def _vxlan(router: str) -> dict[str, object]:
 def test_an_owners_link_is_changed_in_place_never_recreated_for_a_preference(
     networkd: Networkd, namespaces: tuple[str, str], tmp_path: Path
 ) -> None:
-    """networkd's vxlan has MAC learning on and TTL 0, where we would choose off and 255:
-    moving its local end keeps the link (same ifindex) and both of its owner's choices (it
-    used to be deleted and built again as ours)."""
+    """networkd's vxlan has MAC learning on, TTL 0 and MTU 1380, where we would choose off,
+    255 and 1400: moving its local end keeps the link (same ifindex) and its owner's choices
+    (it used to be deleted and built again as ours, and its MTU set to ours)."""
     router, _far = namespaces
+    ip(router, "link", "set", TUNNEL, "mtu", "1380")  # the owner's choice too
     before = _vxlan(router)
     assert (before["local"], before["learning"], before.get("ttl", 0)) == (OLD_LOCAL, True, 0)
     platform = LinuxPlatform(make_config(tmp_path), netns=router)
@@ -103,6 +104,7 @@ def test_an_owners_link_is_changed_in_place_never_recreated_for_a_preference(
     after = _vxlan(router)
     assert after["ifindex"] == before["ifindex"], "the owner's link was recreated"
     assert (after["local"], after["learning"], after.get("ttl", 0)) == (NEW_LOCAL, True, 0)
+    assert link_details(router, TUNNEL)["mtu"] == 1380  # type: ignore[index]
     assert networkd.setup_state(TUNNEL) == "configured"
 
 
