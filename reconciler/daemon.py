@@ -573,6 +573,20 @@ class Daemon:
         platform = self._platform
         self._safely("wan", lambda: observers.observe_wan(platform, self._recorder))
         self._safely("tunnel", lambda: observers.observe_tunnel(platform, self._recorder))
+        # IPv4 judged down while the WAN was without its address (a renumbering, a PPPoE
+        # redial) holds every action until it is judged up again: with the WAN back, probe
+        # now rather than at the next interval (60 s by default).
+        state = self._recorder.state
+        wan = state.wan
+        if (
+            "ipv4" in self._config.probes
+            and state.probe("ipv4").status == "down"
+            and wan is not None
+            and wan.exists
+            and wan.link_up
+            and wan.address is not None
+        ):
+            self._observe_probe("ipv4")
 
     # -- the reconcile loop -----------------------------------------------------------------
 
