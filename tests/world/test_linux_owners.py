@@ -122,7 +122,7 @@ def test_networkd_keeps_the_new_local_end_through_reload_reconfigure_restart_and
     networkd restart, and a reboot (link deleted, networkd restarted) brings the link back
     with the new end, from the drop-in (it used to come back with the .netdev's old one)."""
     router, _far = namespaces
-    runner = _runner_in(router, networkd, tmp_path)
+    runner = runner_in(router, networkd, tmp_path)
     platform = LinuxPlatform(_owned_by_networkd(tmp_path, networkd), netns=router, runner=runner)
     platform.restart_tunnel(NEW_LOCAL, SERVER_V4)
     drop_in = networkd.config_dir / "he-ipv6.netdev.d" / "reconciler.conf"
@@ -145,7 +145,7 @@ def test_networkd_keeps_the_new_local_end_through_reload_reconfigure_restart_and
     assert drop_in.stat().st_mtime_ns == before
 
 
-def _runner_in(router: str, networkd: Networkd, tmp_path: Path) -> SubprocessRunner:
+def runner_in(router: str, networkd: Networkd, tmp_path: Path) -> SubprocessRunner:
     """The platform's runner, its networkctl the real one run in the router namespace
     (networkctl refuses to talk to a networkd in another network namespace; the daemon
     itself runs in that namespace), on networkd's bus."""

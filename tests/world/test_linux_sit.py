@@ -16,6 +16,7 @@ import attrs
 import pytest
 
 from reconciler.model.config import Config
+from reconciler.testing.networkd import Networkd
 from reconciler.world.linux import LinuxPlatform
 from reconciler.world.probe import ping
 from tests.world.platform_contract import PlatformContract, World
@@ -31,6 +32,7 @@ from tests.world.test_linux import (
     namespaces,
     reload_command,
 )
+from tests.world.test_linux_owners import runner_in
 
 __all__ = ["namespaces"]  # the fixture, shared with test_linux.py
 
@@ -156,3 +158,53 @@ def test_ipv6_crosses_the_sit_tunnel(namespaces: tuple[str, str], tmp_path: Path
     platform.restart_tunnel(LOCAL, SERVER_V4)
     result = ping("ipv6", SERVER_V6, timeout=2.0, source=CLIENT_V6, netns=router)
     assert result.ok, result.detail
+
+
+SIT_NETDEV = f"""[NetDev]
+Name={TUNNEL}
+Kind=sit
+MTUBytes=1480
+
+[Tunnel]
+Local={LOCAL}
+Remote={SERVER_V4}
+Independent=yes
+"""
+SIT_NETWORK = f"""[Match]
+Name={TUNNEL}
+
+[Network]
+Address={CLIENT_V6}/64
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+"""
+
+
+def test_networkd_sit_link_keeps_its_ttl_and_comes_back_after_a_reboot_with_the_new_end(
+    namespaces: tuple[str, str], tmp_path: Path, networkd_available: None
+) -> None:
+    """networkd makes the sit link (its default TTL 0): the repair moves it in place, keeps
+    the TTL, and tells networkd through a `[Tunnel] Local=` drop-in, so that a reboot (link
+    deleted, networkd restarted) brings it back with the new local end."""
+    router, _far = namespaces
+    with Networkd(router) as networkd:
+        networkd.write("he-ipv6.netdev", SIT_NETDEV)
+        networkd.write("he-ipv6.network", SIT_NETWORK)
+        networkd.start()
+        networkd.wait_setup(TUNNEL, "configured", timeout=20)
+        before = sit_data(router)
+        assert (before["local"], before["ttl"]) == (LOCAL, 0)
+        config = sit_config(tmp_path)
+        tunnel = attrs.evolve(config.tunnel, owner="networkd", networkd_dir=networkd.config_dir)
+        runner = runner_in(router, networkd, tmp_path)
+        platform = LinuxPlatform(attrs.evolve(config, tunnel=tunnel), netns=router, runner=runner)
+        platform.restart_tunnel(NEW_LOCAL, SERVER_V4)
+        after = sit_data(router)
+        assert (after["ifindex"], after["local"], after["ttl"]) == (before["ifindex"], NEW_LOCAL, 0)
+        drop_in = networkd.config_dir / "he-ipv6.netdev.d" / "reconciler.conf"
+        assert drop_in.read_text().endswith(f"[Tunnel]\nLocal={NEW_LOCAL}\n")
+        networkd.stop()
+        ip(router, "link", "del", TUNNEL)
+        networkd.start()
+        networkd.wait_setup(TUNNEL, "configured", timeout=20)
+        assert sit_data(router)["local"] == NEW_LOCAL
