@@ -49,7 +49,7 @@ def test_no_encoding_of_the_key_in_anything_a_run_produced(
     lab_available: None, tmp_path: Path, key: str, sent: bool
 ) -> None:
     """apply --json against an HE that echoes the Authorization header; then replay, status
-    --json and diff --json; the outputs, the event log and the snapshots hold no form of the
+    --json, diff --json and doctor; the outputs, the event log and the snapshots hold no form of the
     key. A key HE cannot have issued is refused in one line and never sent."""
     write_key(tmp_path, key)
     with (
@@ -70,8 +70,36 @@ def test_no_encoding_of_the_key_in_anything_a_run_produced(
             _run(netns, "diff", "--json", "-c", str(config)),
             _run(netns, "check-config", "-c", str(config)),
         ]
+        # doctor asks HE's tunnelInfo, which echoes the Authorization header too
+        asks_he = tmp_path / "doctor.conf"
+        info_url = update_url.replace("/nic/update", "/tunnelInfo.php")
+        asks_he.write_text(
+            config.read_text().replace(
+                "[tunnelbroker]\n", f'[tunnelbroker]\ninfo_url = "{info_url}"\n', 1
+            )
+        )
+        for _ in range(2):
+            fake_he_control(netns, update_url, "reply?body=" + quote("echo: {authorization}"))
+        runs += [
+            _run(netns, "doctor", "--json", "-c", str(asks_he)),
+            _run(netns, "doctor", "-c", str(asks_he)),
+        ]
+        # the netns has no default route, so doctor stops at check 2: ask check 4 directly
+        check_4 = (
+            "import sys\n"
+            "from reconciler.configfile import load_config\n"
+            "from reconciler.world.diagnose.checks import Doctor\n"
+            "doctor = Doctor(load_config(sys.argv[1]))\n"
+            "doctor.wan_address = '203.0.113.99'\n"
+            "print(doctor.check_he_view())\n"
+        )
+        asked = subprocess.run(
+            ["ip", "netns", "exec", netns, sys.executable, "-c", check_4, str(asks_he)],
+            cwd=REPO, capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
     produced = {f"{r.args[7]} #{i} {stream}": data for i, r in enumerate(runs)
                 for stream, data in (("stdout", r.stdout), ("stderr", r.stderr))}  # fmt: skip
+    produced["doctor's check 4"] = asked.stdout + asked.stderr
     for path in (tmp_path / "state").rglob("*") if (tmp_path / "state").exists() else []:
         if path.is_file():
             produced[str(path.relative_to(tmp_path))] = path.read_bytes()
@@ -80,6 +108,7 @@ def test_no_encoding_of_the_key_in_anything_a_run_produced(
         for form_name, form in key_encodings(key).items():
             assert form not in data, f"the key ({form_name}) leaked into {name}"
     if sent:
+        assert b"tunnelInfo" in asked.stdout, asked  # HE was asked, and echoed the header
         assert received >= 1
         assert runs[0].returncode == 2, runs[0].stderr  # the echo is no answer HE gives
         assert b"Basic ***" in runs[0].stdout
