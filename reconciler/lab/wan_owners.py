@@ -20,6 +20,7 @@ from attrs import frozen
 
 from reconciler.lab.topology import HE_ADDRESS, HE_WAN_INTERFACE, WAN_INTERFACE, Lab, wait_until
 from reconciler.testing.dhcp import Dhclient, DhcpServer
+from reconciler.testing.networkd import Networkd
 from reconciler.testing.pppoe import PppClient, PppoeServer
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "Repair",
     "dhcp_wan",
     "interface_address",
+    "networkd_wan",
     "pppoe_wan",
     "time_repair",
 ]
@@ -60,6 +62,36 @@ def dhcp_wan(lab: Lab, pool: tuple[str, str] = DHCP_POOLS[0]) -> Iterator[DhcpSe
         with Dhclient(lab.router_ns, WAN_INTERFACE, lab.workdir) as client:
             client.start()
             yield isp
+
+
+NETWORKD_DHCP = f"""[Match]
+Name={WAN_INTERFACE}
+
+[Network]
+DHCP=ipv4
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+"""
+
+
+@contextmanager
+def networkd_wan(
+    lab: Lab, pool: tuple[str, str] = DHCP_POOLS[0]
+) -> Iterator[tuple[DhcpServer, Networkd]]:
+    """The router's WAN as systemd-networkd's DHCP client holds it (networkd run in the
+    router's namespace with its own /run and D-Bus: reconciler.testing.networkd), leased by
+    dnsmasq on HE's side; the server and networkd (whose `env()` a daemon needs to reach its
+    bus)."""
+    subprocess.run(["ip", "-n", lab.router_ns, "addr", "flush", "dev", WAN_INTERFACE],
+                   check=True)  # fmt: skip
+    lab.wan_address = None
+    with DhcpServer(lab.he_ns, HE_WAN_INTERFACE, HE_ADDRESS, lab.workdir) as isp:
+        isp.start(pool)
+        with Networkd(lab.router_ns) as networkd:
+            networkd.write(f"{WAN_INTERFACE}.network", NETWORKD_DHCP)
+            networkd.start()
+            networkd.wait_setup(WAN_INTERFACE, "configured", timeout=20)
+            yield isp, networkd
 
 
 @contextmanager

@@ -173,3 +173,35 @@ def test_a_broken_upstream_path_is_held_not_restarted(dhcp_story: SimpleNamespac
     assert dhcp_story.calls_at_end == 2
     assert dhcp_story.ipv6_at_end
     assert dhcp_story.stopped == 0
+
+
+def test_networkd_as_the_dhcp_client_renumbers_the_same_way(
+    lab_available: None, dhcp_available: None, networkd_available: None
+) -> None:
+    """systemd-networkd as the WAN's DHCP client (its own /run and D-Bus in the router's
+    namespace): found as the owner, and a renumbering gets exactly one HE update, keeps the
+    default route and runs no restart-wan."""
+    from reconciler.lab.wan_owners import networkd_wan
+
+    with (
+        Lab(prebuild_tunnel=False) as lab,
+        networkd_wan(lab, FIRST_POOL) as (isp, networkd),
+        pytest.MonkeyPatch.context() as env,
+    ):
+        env.setenv("DBUS_SYSTEM_BUS_ADDRESS", networkd.bus_address)
+        lab.start_daemon(wan__restart_command=None)
+        wait_until(lambda: lab.ping6_through_tunnel(0.5), timeout=30, what="IPv6 at first")
+        calls = lab.he_update_calls()
+        owners = {e.fact.owner for e in lab.envelopes() if isinstance(e.fact, WanAddressObserved)}
+        assert owners == {"networkd"}
+        time_repair(
+            lab,
+            lambda: isp.renumber(SECOND_POOL),
+            lambda: in_pool(wan_address(lab), SECOND_POOL),
+        )
+        time.sleep(2)  # long enough for a second update to show
+        assert lab.he_update_calls() == calls + 1
+        assert lab.he_stats()["endpoint"] == wan_address(lab)
+        assert default_route(lab).startswith(f"default via {HE_ADDRESS}")
+        assert started(lab, "restart-wan") == []
+        assert lab.stop_daemon() == 0
