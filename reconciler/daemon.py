@@ -792,9 +792,7 @@ def _close_quietly(resource: object) -> None:
 
 
 def _default_client(config: Config) -> Any:
-    from reconciler.world.tunnelbroker import TunnelbrokerClient
-
-    return TunnelbrokerClient(config.tunnelbroker)
+    return observers.make_client(config)
 
 
 def _default_loader(path: Any) -> Config:

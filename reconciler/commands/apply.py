@@ -43,8 +43,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     )
     from reconciler.recorder import Recorder
     from reconciler.world.executors import Executor
-    from reconciler.world.observers import make_platform, observe_all
-    from reconciler.world.tunnelbroker import TunnelbrokerClient
+    from reconciler.world.observers import make_client, make_platform, observe_all
 
     config = load_config_for(args, env)
     configure_logging("stderr", level=logging.ERROR, stream=env.stderr)
@@ -55,13 +54,14 @@ def run(args: argparse.Namespace, env: Environment) -> int:
             recorder.record(config_loaded_fact(config), "apply")
         loaded, config = config, active_config(config, recorder.state)
         platform = make_platform(config)
-        client = TunnelbrokerClient(config.tunnelbroker)
+        client = make_client(config)
         try:
             observe_all(config, recorder, platform=platform, client=client)
             # Several WANs: the policy judges the WANs' probes so far (this run's included).
             wanted = follow_failover(loaded, recorder, time.time())
             if wanted.wan.interface != config.wan.interface:
-                config, platform = wanted, make_platform(wanted)
+                client.close()
+                config, platform, client = wanted, make_platform(wanted), make_client(wanted)
                 observe_all(config, recorder, platform=platform, client=client)
             executor = Executor(platform, client, recorder)
             done: list[tuple[Action, Outcome]] = []

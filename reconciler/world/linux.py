@@ -310,20 +310,26 @@ class LinuxPlatform:
         kind by that name is never touched: PermanentError.
         """
         tunnel = self.config.tunnel
+        lower = self._lower_device(ipr)
         link = _find_link(ipr, tunnel.interface)
         if link is not None:
             kind, data = _link_kind(link)
             if kind != tunnel.mode:
                 # Not ours to delete or retype: a WAN, a bridge, someone else's link.
                 raise PermanentError(foreign_link_refusal(tunnel.interface, kind, tunnel.mode))
-            if data is not None and self._carries_the_tunnel(data):
+            if data is not None and self._carries_the_tunnel(data, lower):
                 self._warn_about_ttl(data)
                 current_local, current_remote = self._ends(data)
                 wanted: str | None = local
                 if tunnel.local == "any" or current_local is None:
                     wanted = current_local  # not ours to pin
-                if (current_local, current_remote) != (wanted, remote):
-                    change = self._ends_spec(wanted, remote, data)
+                wrong_lower = (  # vxlan: rebuilt above when its lower device is wrong
+                    tunnel.mode == "sit"
+                    and lower is not None
+                    and data.get_attr("IFLA_SIT_LINK") != lower
+                )
+                if (current_local, current_remote) != (wanted, remote) or wrong_lower:
+                    change = self._ends_spec(wanted, remote, data, lower)
                     try:
                         ipr.link("set", index=link["index"], **change)
                     except NetlinkError as exc:
@@ -332,12 +338,14 @@ class LinuxPlatform:
                         ) from exc
                 return int(link["index"]), wanted is not None, False
             log.info(
-                "recreating %s: its vxlan id or port is not the configured one", tunnel.interface
+                "recreating %s: its vxlan id, port or lower device is not the configured one",
+                tunnel.interface,
             )
             ipr.link("del", index=link["index"])
         new_local = None if tunnel.local == "any" else local
         try:
-            ipr.link("add", ifname=tunnel.interface, **self._tunnel_spec(new_local, remote))
+            spec = self._tunnel_spec(new_local, remote, lower)
+            ipr.link("add", ifname=tunnel.interface, **spec)
         except NetlinkError as exc:
             if tunnel.mode == "sit" and exc.code == errno.EOPNOTSUPP:
                 raise PlatformUnsupportedError(SIT_UNSUPPORTED) from exc
@@ -347,18 +355,31 @@ class LinuxPlatform:
             raise TemporaryError(f"tunnel {tunnel.interface} vanished right after creation")
         return int(created["index"]), new_local is not None, True
 
-    def _tunnel_spec(self, local: str | None, remote: str) -> dict[str, Any]:
-        """A new link's parameters: ours, from the configuration (local None: "any")."""
+    def _lower_device(self, ipr: IPRoute) -> int | None:
+        """With several WANs, the active WAN's index: the tunnel's packets leave through it
+        (sit `dev`, vxlan `dev`) whatever the routing table prefers, as a WAN whose upstream
+        broke keeps its routes. None with one WAN (the routing table decides, as ever)."""
+        if self.config.failover is None:
+            return None
+        wan = _find_link(ipr, self.config.wan.interface)
+        if wan is None:
+            raise TemporaryError(f"WAN {self.config.wan.interface} does not exist")
+        return int(wan["index"])
+
+    def _tunnel_spec(self, local: str | None, remote: str, lower: int | None) -> dict[str, Any]:
+        """A new link's parameters: ours, from the configuration (local None: "any"; lower:
+        the device it must leave through, several WANs only)."""
         tunnel = self.config.tunnel
         if tunnel.mode == "sit":
-            return {
+            sit: dict[str, Any] = {
                 "kind": "sit",
                 "sit_local": local or _ANY,
                 "sit_remote": remote,
                 "sit_ttl": tunnel.ttl,
                 "sit_pmtudisc": 1,
             }
-        spec = {
+            return sit if lower is None else {**sit, "sit_link": lower}
+        spec: dict[str, Any] = {
             "kind": "vxlan",
             "vxlan_id": tunnel.vxlan_id,
             "vxlan_port": self._vxlan_port(),
@@ -366,9 +387,13 @@ class LinuxPlatform:
             "vxlan_learning": 0,
             "vxlan_ttl": tunnel.ttl,
         }
+        if lower is not None:
+            spec["vxlan_link"] = lower
         return spec if local is None else {**spec, "vxlan_local": local}
 
-    def _ends_spec(self, local: str | None, remote: str, data: Any) -> dict[str, Any]:
+    def _ends_spec(
+        self, local: str | None, remote: str, data: Any, lower: int | None
+    ) -> dict[str, Any]:
         """The request that moves the ends of the existing link (`data`: its IFLA_INFO_DATA).
 
         vxlan: only the two ends; the kernel keeps the rest, and refuses a change that names
@@ -385,6 +410,8 @@ class LinuxPlatform:
             value = data.get_attr(f"IFLA_SIT_{attr.upper()}")
             if value is not None:
                 spec[f"sit_{attr}"] = value
+        if lower is not None:  # several WANs: the active one's device (sit can change it)
+            spec["sit_link"] = lower
         return spec
 
     def _vxlan_port(self) -> int:
@@ -402,14 +429,16 @@ class LinuxPlatform:
             _address_or_none(data.get_attr("IFLA_VXLAN_GROUP")),
         )
 
-    def _carries_the_tunnel(self, data: Any) -> bool:
+    def _carries_the_tunnel(self, data: Any, lower: int | None) -> bool:
         """Whether the existing link can carry the tunnel once its ends are right: always for
-        sit; for vxlan, the configured id and port (the far end listens there)."""
+        sit; for vxlan, the configured id and port (the far end listens there) and, with
+        several WANs, the active WAN as its lower device (the kernel cannot change that)."""
         if self.config.tunnel.mode == "sit":
             return True
         return bool(
             data.get_attr("IFLA_VXLAN_ID") == self.config.tunnel.vxlan_id
             and data.get_attr("IFLA_VXLAN_PORT") == self._vxlan_port()
+            and (lower is None or data.get_attr("IFLA_VXLAN_LINK") == lower)
         )
 
     def _warn_about_ttl(self, data: Any) -> None:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FactSink",
     "LogSink",
+    "make_client",
     "make_platform",
     "observe_all",
     "observe_endpoint",
@@ -91,6 +92,15 @@ def make_platform(config: Config, *, netns: str | None = None) -> Platform:
     from reconciler.world.linux import LinuxPlatform
 
     return LinuxPlatform(config, netns=netns)
+
+
+def make_client(config: Config) -> TunnelbrokerClient:
+    """The HE client for `config`: with several WANs every call leaves through the active
+    one (its interface bound), so that HE sees the address the tunnel will use."""
+    from reconciler.world.tunnelbroker import TunnelbrokerClient
+
+    device = config.wan.interface if config.failover is not None else None
+    return TunnelbrokerClient(config.tunnelbroker, device=device)
 
 
 def observe_wan(platform: Platform, sink: FactSink) -> Envelope:
@@ -301,9 +311,7 @@ def observe_all(
     sink: FactSink = log if hasattr(log, "record") else LogSink(log, clock)
     platform = platform if platform is not None else make_platform(config, netns=netns)
     if client is None and config.tunnelbroker.info_url is not None:
-        from reconciler.world.tunnelbroker import TunnelbrokerClient
-
-        client = TunnelbrokerClient(config.tunnelbroker)
+        client = make_client(config)
     recorded: list[Envelope | None] = [
         observe_wan(platform, sink),
         observe_tunnel(platform, sink),

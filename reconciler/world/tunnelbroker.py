@@ -199,9 +199,22 @@ class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
 
 
 class _WatchedAdapter(requests.adapters.HTTPAdapter):
-    """requests' adapter, with connections that hand their socket to the call's watchdog."""
+    """requests' adapter, with connections that hand their socket to the call's watchdog;
+    with `device`, every socket is bound to that interface (SO_BINDTODEVICE)."""
+
+    def __init__(self, device: str | None = None) -> None:
+        self._device = device  # read by init_poolmanager, which the base __init__ calls
+        super().__init__()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        if self._device is not None:
+            # Several WANs: the update leaves through the active WAN whatever the routing
+            # table prefers (a WAN whose upstream broke keeps its routes).
+            bind = (socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self._device.encode())
+            kwargs["socket_options"] = [
+                *urllib3.connection.HTTPConnection.default_socket_options,
+                bind,
+            ]
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {
             "http": _WatchedHTTPPool,
@@ -218,7 +231,10 @@ class TunnelbrokerClient:
         *,
         session: requests.Session | None = None,
         abuse_retry_after: float = ABUSE_RETRY_AFTER,
+        device: str | None = None,
     ) -> None:
+        """`device`: the interface every call leaves through (several WANs: the active
+        one); None: wherever the routing table sends it."""
         self.config = config
         self.abuse_retry_after = abuse_retry_after
         # The whole of one call, connecting, sending and reading every byte of the answer.
@@ -228,7 +244,7 @@ class TunnelbrokerClient:
             # Proxies, a netrc file or REQUESTS_CA_BUNDLE from the environment must not
             # change where the key goes or which CA is trusted: the config decides.
             session.trust_env = False
-        adapter = _WatchedAdapter()
+        adapter = _WatchedAdapter(device)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         self._session = session
