@@ -46,7 +46,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reconciler.lab.topology import Lab, LabError, lab_unavailable_reason, wait_until
+from reconciler.lab.topology import (
+    FIRST_WAN_ADDRESS,
+    SECOND_WAN_ADDRESS,
+    Lab,
+    LabError,
+    lab_unavailable_reason,
+    wait_until,
+)
 from reconciler.model.facts import ActionStarted
 
 __all__ = ["main"]
@@ -104,6 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--dhcp", action="store_true", help="repairs after DHCP renumberings")
     parser.add_argument("--pppoe", action="store_true", help="repairs after PPPoE redials")
+    parser.add_argument(
+        "--failover",
+        action="store_true",
+        help="two WANs: time from the first WAN's loss to IPv6 across the tunnel via the second",
+    )
     args = parser.parse_args(list(argv or []))
     reason = lab_unavailable_reason()
     if reason:
@@ -125,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _owned_wan("dhcp", args.rounds)
     if args.pppoe:
         return _owned_wan("pppoe", args.rounds)
+    if args.failover:
+        return _failover(min(args.rounds, 14))
     if args.modes:
         return _by_mode([m.strip() for m in args.modes.split(",") if m.strip()], args.rounds)
     fast = _repair_times(args.rounds, {})
@@ -207,6 +221,56 @@ def _by_mode(modes: list[str], rounds: int) -> int:
         side_by_side = ", ".join(f"{mode} {median:.3f} s" for mode, median in medians.items())
         print(f"lab repair by tunnel mode (median of {rounds}, same run): {side_by_side}")
     return status
+
+
+def _failover(rounds: int) -> int:
+    """Two WANs (the lab's second ISP; 1 s probes, fail_after 2): each round takes the first
+    WAN away (its carrier, or its upstream with the link up) and times until a ping crosses
+    the tunnel via the second (pinged every 20 ms, 0.2 s each), then gives it back and waits
+    for the failback (failback_after 2 s). At most 14 rounds: 56 switches fit the budget."""
+    times: dict[str, list[float]] = {"carrier lost": [], "upstream broken": []}
+    with Lab(second_wan=True) as lab:
+        lab.start_daemon(failover__failback_after=2.0, failover__budget_per_hour=60)
+        wait_until(lab.ping6_through_tunnel, timeout=60, what="the lab to converge")
+        for _ in range(rounds):
+            for how, lose, restore in (
+                ("carrier lost", lambda: lab.isp_link(0, up=False), lambda: lab.isp_link(0, True)),
+                (
+                    "upstream broken",
+                    lambda: lab.break_upstream(0),
+                    lambda: lab.break_upstream(0, False),
+                ),
+            ):
+                time.sleep(1.5)  # the loop at rest
+                began = time.monotonic()
+                lose()
+                try:
+                    wait_until(
+                        lambda: (
+                            lab.tunnel_local() == SECOND_WAN_ADDRESS
+                            and lab.ping6_through_tunnel(timeout=0.2)
+                        ),
+                        timeout=60,
+                        interval=0.02,
+                        what="IPv6 via the second WAN",
+                    )
+                except LabError as exc:
+                    print(f"lab failover ({how}): not repaired: {exc}")
+                    return 1
+                times[how].append(time.monotonic() - began)
+                restore()
+                wait_until(
+                    lambda: (
+                        lab.tunnel_local() == FIRST_WAN_ADDRESS
+                        and lab.ping6_through_tunnel(timeout=0.2)
+                    ),
+                    timeout=60,
+                    what="the failback",
+                )
+        lab.stop_daemon()
+    for how, found in times.items():
+        _report(f"failover, {how}", found)
+    return 0
 
 
 def _addresses() -> Any:

@@ -67,6 +67,7 @@ from reconciler.reconcile import (
     config_loaded_fact,
     daemon_stopped_fact,
     earliest_due,
+    failover_due,
     follow_failover,
     reconcile_once,
 )
@@ -607,7 +608,10 @@ class Daemon:
                         should_stop=self._stopping.is_set,
                     )
                 self._log_held(result.held)
-                due = earliest_due(result.held)
+                due = _earliest(
+                    earliest_due(result.held),
+                    failover_due(self._loaded, self._recorder.state, self._clock()),
+                )
                 if due is not None:
                     timeout = min(_MAX_IDLE_WAIT, max(0.05, due - self._clock()))
             except RecorderClosedError:
@@ -712,6 +716,11 @@ class Daemon:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+def _earliest(*times: float | None) -> float | None:
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
 
 
 def _metrics_interval(config: Config) -> float:

@@ -16,7 +16,13 @@ from reconciler.model.actions import Action, Outcome, RestartTunnel, RestartWan,
 from reconciler.model.config import Config
 from reconciler.model.desired import desired
 from reconciler.model.facts import ConfigLoaded, DaemonStopped
-from reconciler.model.failover import active_interface, decide, policy_of, with_active_wan
+from reconciler.model.failover import (
+    active_interface,
+    decide,
+    next_due,
+    policy_of,
+    with_active_wan,
+)
 from reconciler.model.plan import Held, plan
 from reconciler.model.state import ObservedState
 from reconciler.recorder import Recorder, RecorderClosedError
@@ -30,6 +36,7 @@ __all__ = [
     "config_loaded_fact",
     "daemon_stopped_fact",
     "earliest_due",
+    "failover_due",
     "follow_failover",
     "observe_after",
     "reconcile_once",
@@ -83,6 +90,12 @@ def follow_failover(config: Config, recorder: Recorder, now: float) -> Config:
         )
         recorder.record(choice.fact(), "failover")
     return active_config(config, recorder.state)
+
+
+def failover_due(config: Config, state: ObservedState, now: float) -> float | None:
+    """When the failover policy must be asked again though no fact came (several WANs)."""
+    policy = policy_of(config)
+    return None if policy is None else next_due(policy, state.failover, now)
 
 
 def observe_after(

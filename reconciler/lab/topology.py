@@ -349,27 +349,12 @@ class Lab:
         _ip(self.he_ns, f"link set {peer} {'up' if up else 'down'}")
 
     def break_upstream(self, wan: int, broken: bool = True) -> None:
-        """The ISP of WAN `wan` (0 or 1) stops forwarding (or forwards again): every packet
-        from that WAN is dropped at the ISP's end (nftables in the HE namespace), while the
-        router's link keeps its carrier, its address and its routes."""
-        peer = (HE_WAN_INTERFACE, HE_SECOND_WAN_INTERFACE)[wan]
-        table = f"lab_upstream_{wan}"
-        if broken:
-            rules = (
-                f"table inet {table} {{\n"
-                f"  chain drop_from_wan {{\n"
-                f"    type filter hook prerouting priority -300; policy accept;\n"
-                f'    iifname "{peer}" drop\n'
-                f"  }}\n"
-                f"}}\n"
-            )
-            argv = ["ip", "netns", "exec", self.he_ns, "nft", "-f", "-"]
-            done = subprocess.run(argv, input=rules, capture_output=True, text=True, timeout=20)
-        else:
-            argv = ["ip", "netns", "exec", self.he_ns, "nft", "delete", "table", "inet", table]
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=20)
-        if done.returncode != 0:
-            raise LabError(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}")
+        """The ISP of WAN `wan` (0 or 1) stops forwarding (or forwards again): nothing gets
+        back to that WAN's address (a blackhole route for it in the HE namespace: silent, no
+        ICMP), while the router's link keeps its carrier, its address and its routes. A
+        route, not nftables: the UML guest's kernel has no nftables."""
+        address = (FIRST_WAN_ADDRESS, SECOND_WAN_ADDRESS)[wan]
+        _ip(self.he_ns, f"route {'add' if broken else 'del'} blackhole {address}/32")
 
     def _build_tunnel_end(
         self, namespace: str, name: str, local: str, remote: str, ipv6: str

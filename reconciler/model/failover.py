@@ -42,6 +42,7 @@ __all__ = [
     "decide",
     "fold_chosen",
     "fold_probed",
+    "next_due",
     "policy_of",
     "view_from_mapping",
     "with_active_wan",
@@ -212,6 +213,26 @@ def decide(policy: Policy, view: FailoverView | None, now: float) -> Choice | No
         return Choice(active, active, "held", reason)
     budget = f"failover budget {left - 1}/{policy.budget_per_hour} left this hour"
     return Choice(target, active, kind, f"{why}; {healthy}; {budget}")  # type: ignore[arg-type]
+
+
+def next_due(policy: Policy, view: FailoverView | None, now: float) -> float | None:
+    """When the decision may change with no new fact: a preferred WAN up now reaches
+    failback_after, or the oldest switch leaves the budget's hour. None: only a new fact can
+    change it. (A steady probe is no news, so the daemon would not ask again by itself.)"""
+    if view is None:
+        return None
+    active = active_interface(policy, view)
+    times = [
+        health.up_since + policy.failback_after
+        for interface in policy.order[: policy.order.index(active)]
+        for health in [view.of(interface)]
+        if _healthy(health) and health is not None and health.up_since is not None
+    ]
+    recent = [t for t in view.switches if now - BUDGET_WINDOW < t <= now]
+    if len(recent) >= policy.budget_per_hour:
+        times.append(min(recent) + BUDGET_WINDOW)
+    later = [t for t in times if t > now]
+    return min(later) if later else None
 
 
 def with_active_wan(config: Config, interface: str) -> Config:

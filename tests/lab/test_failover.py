@@ -169,10 +169,10 @@ def test_both_wans_down_sends_nothing_and_repairs_when_one_returns(lab_available
 
 
 def test_upstream_broken_with_the_link_up_fails_over(lab_available: None) -> None:
-    """wan0's ISP stops forwarding while wan0 keeps its carrier, address and routes (the
-    routing table still prefers it): wan0's own probes fail, the tunnel moves to wan1 with
-    one HE update (the update and the tunnel leave through wan1, bound to it) and IPv6
-    crosses it; wan0 keeps its address (nothing restarts it)."""
+    """wan0's ISP stops forwarding (nothing gets back to it) while wan0 keeps its carrier,
+    address and routes (the routing table still prefers it): wan0's own probes fail, the
+    tunnel moves to wan1 with one HE update (the update and the tunnel leave through wan1,
+    bound to it) and IPv6 crosses it."""
     with Lab(second_wan=True) as lab:
         _start_converged(lab, failover__failback_after=60.0, **PROBES)
         lab.break_upstream(0)
@@ -187,3 +187,39 @@ def test_upstream_broken_with_the_link_up_fails_over(lab_available: None) -> Non
         info = (link or {}).get("linkinfo", {}).get("info_data", {})
         assert info.get("link") == SECOND_WAN_INTERFACE, link
         assert lab.stop_daemon() == 0
+
+
+def test_flapping_wan_spends_the_budget_then_stays_and_says_so_once(lab_available: None) -> None:
+    """wan0 flaps (carrier lost and back every 3 s, for 30 s) with a budget of 2 switches an
+    hour: at most 2 HE updates, then the tunnel stays where it is and needs-attention is told
+    once (the issue's 5 s for 2 minutes, shortened; the model's property covers the rest)."""
+    with Lab(second_wan=True) as lab:
+        program, runs = recording_hook(lab)
+        _start_converged(
+            lab,
+            failover__failback_after=1.0,
+            failover__budget_per_hour=2,
+            notify__command=[str(program)],
+            **PROBES,
+        )
+        end = time.monotonic() + 30.0
+        up = True
+        while time.monotonic() < end:
+            up = not up
+            lab.isp_link(0, up=up)
+            time.sleep(3.0)
+        lab.isp_link(0, up=True)
+        wait_until(
+            lambda: any(e.fact.kind == "held" for e in _chosen(lab)),
+            timeout=10,
+            what=f"held; chosen: {[e.fact for e in _chosen(lab)]}",
+        )
+        time.sleep(2.0)
+        kinds = [e.fact.kind for e in _chosen(lab)]
+        assert kinds == ["failover", "failback", "held"], kinds
+        assert len(_updates_started(lab)) <= 2
+        assert lab.he_update_calls() <= 2
+        assert lab.stop_daemon() == 0
+        attention = [r for r in hook_runs(runs) if r["RECONCILER_EVENT"] == "needs-attention"]
+        assert len(attention) == 1
+        assert "failover budget 0/2 left this hour" in attention[0]["RECONCILER_MESSAGE"]

@@ -14,6 +14,7 @@ from reconciler.model.failover import (
     FailoverView,
     Policy,
     decide,
+    next_due,
     view_from_mapping,
 )
 from reconciler.model.state import ObservedState, fold, state_from_mapping, state_to_mapping
@@ -221,3 +222,21 @@ def test_flapping_every_5s_for_2_minutes_stays_within_the_budget() -> None:
     run(world, 120, lambda i, at: i == "em1" or int(at - T0) // 5 % 2 == 0)
     assert len(world.switches()) == 4
     assert [c.kind for _, c in world.choices].count("held") == 1
+
+
+def test_next_due_is_when_a_failback_or_the_budget_frees() -> None:
+    """A steady probe is no news, so the daemon asks again at next_due: when the preferred
+    WAN reaches failback_after, or when the oldest switch leaves the hour."""
+    pol = policy(failback_after=60.0, budget=1)
+    world = World(pol)
+    run(world, 30, lambda i, at: i == "em1" or not T0 + 5 <= at < T0 + 10)
+    view = world.state.failover
+    assert view is not None and world.active == "em1"
+    em0 = view.of("em0")
+    assert em0 is not None and em0.up_since == T0 + 10
+    # the failback would be due at T0 + 70, but the budget (1) is spent until an hour on
+    (at, _), *_ = world.switches()
+    assert next_due(pol, view, T0 + 30) == T0 + 70
+    assert next_due(pol, view, T0 + 70) == at + BUDGET_WINDOW
+    assert next_due(policy(failback_after=60.0, budget=4), view, T0 + 30) == T0 + 70
+    assert next_due(pol, None, T0) is None
