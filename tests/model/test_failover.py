@@ -4,10 +4,12 @@ active WAN folded from the choices, hysteresis both ways and the hourly budget."
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reconciler.configfile import load_config
 from reconciler.model.facts import ConfigLoaded, Envelope, WanChosen, WanProbed
 from reconciler.model.failover import (
     BUDGET_WINDOW,
@@ -16,6 +18,7 @@ from reconciler.model.failover import (
     decide,
     next_due,
     view_from_mapping,
+    with_active_wan,
 )
 from reconciler.model.state import ObservedState, fold, state_from_mapping, state_to_mapping
 
@@ -240,3 +243,26 @@ def test_next_due_is_when_a_failback_or_the_budget_frees() -> None:
     assert next_due(pol, view, T0 + 70) == at + BUDGET_WINDOW
     assert next_due(policy(failback_after=60.0, budget=4), view, T0 + 30) == T0 + 70
     assert next_due(pol, None, T0) is None
+
+
+def test_with_active_wan_runs_on_that_wans_own_settings(tmp_path: Path) -> None:
+    """The active WAN's own settings drive everything: its interface, restart, grace,
+    address choice and public address (behind NAT on one WAN only: no myip there), and the
+    IPv4 probe leaves through it to its own target. One WAN: the config itself."""
+    from tests.config.test_config_wans import SINGLE_WAN, TWO_WANS
+    from tests.config.test_configfile import VALID, write_config
+
+    nat = 'probe_target = "192.0.2.1"\npublic_address = "tunnelbroker"'
+    two = TWO_WANS.replace('probe_target = "192.0.2.1"', nat)
+    config = load_config(write_config(tmp_path, VALID.replace(SINGLE_WAN, two)))
+    second = with_active_wan(config, "veth1")
+    assert second.wan == config.failover.wans[1]  # type: ignore[union-attr]
+    assert second.wan.public_address == "tunnelbroker"
+    assert (second.probes["ipv4"].target, second.probes["ipv4"].source) == ("192.0.2.1", "veth1")
+    assert second.probes["ipv6"] == config.probes["ipv6"]
+    first = with_active_wan(config, "veth0")
+    assert first.wan == config.wan
+    assert (first.probes["ipv4"].target, first.probes["ipv4"].source) == ("198.51.100.53", "veth0")
+    (tmp_path / "one").mkdir()
+    one = load_config(write_config(tmp_path / "one", VALID))
+    assert with_active_wan(one, "veth9") is one
