@@ -526,7 +526,21 @@ def _fold_wan_probed(state: ObservedState, fact: WanProbed, seq: int, at: float)
 
 
 def _fold_wan_chosen(state: ObservedState, fact: WanChosen, seq: int, at: float) -> ObservedState:
-    return _moved(state, seq, at, failover=fold_chosen(state.failover, fact, seq, at))
+    failover = fold_chosen(state.failover, fact, seq, at)
+    if fact.kind == "held":
+        return _moved(state, seq, at, failover=failover)
+    # The IPv4 probe judged the WAN left behind: the new one is judged afresh (its own
+    # probes found it healthy), or the planner would hold or restart it for the old one's
+    # failures. The outage marks stay: an outage ends at a good probe, as ever.
+    probe = attrs.evolve(
+        state.probe("ipv4"),
+        status="unknown",
+        consecutive_ok=0,
+        consecutive_failed=0,
+        seq=seq,
+        since=at,
+    )
+    return _moved(state, seq, at, failover=failover, probes={**state.probes, "ipv4": probe})
 
 
 def _fold_other(state: ObservedState, fact: Any, seq: int, at: float) -> ObservedState:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.configfile import load_config
-from reconciler.model.facts import ConfigLoaded, Envelope, WanChosen, WanProbed
+from reconciler.model.facts import ConfigLoaded, Envelope, ProbeObserved, WanChosen, WanProbed
 from reconciler.model.failover import (
     BUDGET_WINDOW,
     FailoverView,
@@ -266,3 +266,26 @@ def test_with_active_wan_runs_on_that_wans_own_settings(tmp_path: Path) -> None:
     (tmp_path / "one").mkdir()
     one = load_config(write_config(tmp_path / "one", VALID))
     assert with_active_wan(one, "veth9") is one
+
+
+def test_a_switch_judges_ipv4_afresh_on_the_new_wan() -> None:
+    """The IPv4 probe's failures were the old WAN's: after a switch the family is judged
+    afresh (unknown), so the planner neither holds nor restarts the new WAN for them; a
+    held choice changes nothing of it."""
+    world = World(policy(budget=1, failback_after=1.0, fail_after=2), fail_after=2)
+    run(world, 5, lambda i, at: True)
+    for n in range(2):
+        world.record(T0 + 5 + n, ProbeObserved("ipv4", "192.0.2.1", False))
+        world.probe(T0 + 5 + n, "em1", True)
+        world.probe(T0 + 5 + n, "em0", False)
+    assert world.active == "em1"
+    probe = world.state.probe("ipv4")
+    assert (probe.status, probe.consecutive_failed) == ("unknown", 0)
+    world.record(T0 + 8, ProbeObserved("ipv4", "192.0.2.1", False))
+    world.record(T0 + 9, ProbeObserved("ipv4", "192.0.2.1", False))
+    assert world.state.probe("ipv4").status == "down"
+    run_from = T0 + 10
+    for n in range(5):  # em0 back: the failback is held by the budget (1)
+        world.probe(run_from + n, "em0", True)
+    assert world.choices[-1][1].kind == "held"
+    assert world.state.probe("ipv4").status == "down"
