@@ -323,6 +323,44 @@ def test_protocol_41_blocked_is_named_on_a_sit_tunnel(lab: Lab) -> None:
     assert f"protocol 41 from {HE_ADDRESS}" in evidence
 
 
+@contextlib.contextmanager
+def tunnel_packets_dropped_upstream(lab: Lab) -> Iterator[None]:
+    """Protocol 41 vanishes before the firewall sees it (an ISP's filter, a NAT that does
+    not forward it): a tc filter on the WAN's ingress drops it (u32 on the IPv4 header:
+    flower's dissector would look inside the encapsulation). The host's kernel has no tc
+    classifiers; the UML guest's has."""
+    subprocess.run(
+        ["tc", "-n", lab.router_ns, "qdisc", "add", "dev", WAN_INTERFACE, "ingress"],
+        check=True, capture_output=True, timeout=20,
+    )  # fmt: skip
+    try:
+        subprocess.run(
+            ["tc", "-n", lab.router_ns, "filter", "add", "dev", WAN_INTERFACE, "ingress",
+             "protocol", "ip", "u32", "match", "ip", "protocol", "41", "0xff",
+             "action", "drop"],
+            check=True, capture_output=True, timeout=20,
+        )  # fmt: skip
+        yield
+    finally:
+        subprocess.run(
+            ["tc", "-n", lab.router_ns, "qdisc", "del", "dev", WAN_INTERFACE, "ingress"],
+            capture_output=True, timeout=20,
+        )  # fmt: skip
+
+
+@pytest.mark.sit
+def test_protocol_41_dropped_upstream_fails_check_8_on_a_sit_tunnel(lab: Lab) -> None:
+    """Real 6in4: the firewall would pass protocol 41, but it never arrives: the far end does
+    not answer, and doctor says where to look (HE's endpoint, the ISP, a NAT)."""
+    assert lab.mode == "sit"
+    with tunnel_packets_dropped_upstream(lab):
+        number, name, evidence = first_failure(lab)
+        advice = doctor(lab)["failed"]["advice"]
+    assert (number, name) == (8, "far-end")
+    assert SERVER_IPV6 in evidence
+    assert "protocol 41 is dropped before it reaches us" in advice
+
+
 @pytest.mark.host_only
 def test_a_wrong_tunnel_remote_fails_check_7(lab: Lab) -> None:
     _ip(lab.router_ns, f"link set {TUNNEL_INTERFACE} type {lab.mode} remote 203.0.113.99")

@@ -243,3 +243,15 @@ def test_an_accept_in_the_shipped_table_does_not_outvote_a_drop_in_another(
     rules = parse_nft_json(_shipped_rules_as_nft_shows_them(strict))
     verdict = evaluate(rules, HE_PING)
     assert verdict.answer == "drop" and "policy drop" in verdict.reason
+
+
+def test_nft_netdev_ingress_rules_are_not_taken_for_a_pass() -> None:
+    """A netdev chain (before IP) with rules is not evaluated: no pass is claimed."""
+    document = json.loads(nft([]))
+    document["nftables"] += [
+        {"chain": {"family": "netdev", "table": "edge", "name": "in", "hook": "ingress"}},
+        {"rule": {"family": "netdev", "table": "edge", "chain": "in", "expr": [{"drop": None}]}},
+    ]
+    verdict = evaluate(parse_nft_json(json.dumps(document)), HE_6IN4)
+    assert verdict.answer == "unknown" and "netdev edge in" in verdict.reason
+    assert evaluate(parse_nft_json(nft([])), HE_6IN4).answer == "pass"

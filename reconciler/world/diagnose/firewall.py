@@ -89,10 +89,17 @@ class Ruleset:
     chains: Mapping[str, tuple[Rule, ...]]
     base: tuple[tuple[str, str], ...] = ()  # (chain, policy)
     source: str = ""
+    # chains the packet may meet that are not evaluated (nftables' netdev ingress, before
+    # IP): with rules in them, no pass is claimed
+    unread: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not any(self.chains.values()) and all(p == "accept" for _, p in self.base)
+        return (
+            not any(self.chains.values())
+            and all(p == "accept" for _, p in self.base)
+            and not self.unread
+        )
 
 
 def evaluate(ruleset: Ruleset, packet: Packet) -> FirewallVerdict:
@@ -104,6 +111,9 @@ def evaluate(ruleset: Ruleset, packet: Packet) -> FirewallVerdict:
     answers = {answer for answer, _ in outcomes}
     if len(outcomes) > _BRANCH_LIMIT:
         return FirewallVerdict("unknown", "too many rules it cannot read")
+    if answers == {"pass"} and ruleset.unread:
+        chains = ", ".join(ruleset.unread)
+        return FirewallVerdict("unknown", f"cannot tell: rules it does not evaluate ({chains})")
     if len(answers) == 1:
         answer = answers.pop()
         reasons = [reason for a, reason in outcomes if a == answer]
@@ -286,6 +296,7 @@ def parse_nft_json(text: str) -> Ruleset:
         raise ValueError("not the JSON of `nft -j list ruleset`")
     chains: dict[str, list[Rule]] = {}
     hooked: list[tuple[int, int, str, str]] = []
+    elsewhere: dict[str, int] = {}  # netdev and bridge chains: rules in each
     order = {"prerouting": 0, "input": 1}
     for item in items:
         if not isinstance(item, dict):
@@ -308,12 +319,16 @@ def parse_nft_json(text: str) -> Ruleset:
         rule = item.get("rule")
         if isinstance(rule, dict) and rule.get("family") in ("ip", "inet"):
             chains.setdefault(_chain_id(rule, "chain"), []).append(_nft_rule(rule))
+        elif isinstance(rule, dict) and rule.get("family") in ("netdev", "bridge"):
+            name = _chain_id(rule, "chain")
+            elsewhere[name] = elsewhere.get(name, 0) + 1
     hooked.sort()
     return Ruleset(
         "nft",
         {name: tuple(rules) for name, rules in chains.items()},
         tuple((name, policy) for _, _, name, policy in hooked),
         "nft -j list ruleset",
+        tuple(sorted(name for name, count in elsewhere.items() if count)),
     )
 
 
