@@ -2,8 +2,10 @@
 layer (and mending it after), and doctor naming that layer first.
 
 In the UML guest (real sit) only what sit changes runs: the healthy lab (TTL and MTU of a
-sit link), the path MTU black hole, and protocol 41 where the guest has nftables (it has
-none today); the rest is `host_only`, the guest's minutes being scarce.
+sit link), the path MTU black hole and protocol 41 dropped on the way; the rest is
+`host_only`, the guest's minutes being scarce. (The guest's kernel has no nftables for IPv4,
+so protocol 41 blocked by nftables is tested on the host's vxlan stand-in as UDP, and by the
+evaluator over the kernel's own JSON of the shipped protocol 41 rules.)
 
 The lab's HE pings from a lab address (PING_SOURCE), never the real 66.220.2.74; its IPv6
 probe target is an address of its own in the he namespace, so that the target can go down
@@ -307,20 +309,6 @@ def test_the_tunnels_packets_blocked_fail_check_6(lab: Lab) -> None:
         _nft_delete(lab.router_ns, "ip rcdoctor")
     assert (number, name) == (6, "tunnel-packets")
     assert HE_ADDRESS in evidence and "dropped by" in evidence
-
-
-@pytest.mark.sit
-@pytest.mark.nftables
-def test_protocol_41_blocked_is_named_on_a_sit_tunnel(lab: Lab) -> None:
-    """On real 6in4, check 6 is about protocol 41 from HE's server."""
-    assert lab.mode == "sit"
-    _block_tunnel_packets(lab)
-    try:
-        number, _name, evidence = first_failure(lab)
-    finally:
-        _nft_delete(lab.router_ns, "ip rcdoctor")
-    assert number == 6
-    assert f"protocol 41 from {HE_ADDRESS}" in evidence
 
 
 @contextlib.contextmanager
