@@ -262,6 +262,10 @@ def lane_values(state: ObservedState, running: bool = True) -> dict[str, tuple[s
         wan_value = ("no-address", "")
     else:
         wan_value = ("up", wan.address)
+    if wan is not None and state.failover is not None:
+        # Several WANs: the lane says which one the tunnel is on (a switch is a new span).
+        value, label = wan_value
+        wan_value = (value, f"{wan.interface} {label}".strip())
     tunnel = state.tunnel
     if tunnel is None:
         tunnel_value = ("unknown", "")

@@ -21,6 +21,8 @@ from reconciler.model.facts import (
     TunnelObserved,
     UnknownFact,
     WanAddressObserved,
+    WanChosen,
+    WanProbed,
 )
 from reconciler.model.incidents import CONDITIONS, DAY, LANES, extract, lane_values
 from reconciler.model.state import fold_all
@@ -470,3 +472,22 @@ def test_an_ipv6_outage_is_told_with_its_causes_from_the_facts() -> None:
         f"the tunnel: its local end is {OLD}, the WAN has {NEW}",
     )
     assert incident.duration(T0 + 20) == incident.time_to_repair == 4
+
+
+def test_with_several_wans_the_wan_lane_names_the_active_wan() -> None:
+    """Several WANs: the report's WAN lane says which WAN the tunnel is on, and a failover is
+    a new span; one WAN keeps the lane's label as it was (the address alone)."""
+    log = Log()
+    log.converged()
+    log.add(3, WanProbed("em0", "target", True))
+    log.add(10, WanChosen("em1", "em0", "failover", "em0 failed 3 probes"))
+    log.add(10, WanAddressObserved("em1", NEW, True))
+    report = extract(log.envelopes, since=T0, until=T0 + 20)
+    labels = [(s.value, s.label) for s in report.lanes["wan"] if s.value != "unknown"]
+    assert labels[-2:] == [("up", f"em0 {OLD}"), ("up", f"em1 {NEW}")]
+    one = Log()
+    one.converged()
+    single = extract(one.envelopes, since=T0, until=T0 + 20)
+    assert [(s.value, s.label) for s in single.lanes["wan"] if s.value != "unknown"] == [
+        ("up", OLD)
+    ]
