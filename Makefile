@@ -33,7 +33,7 @@ test-minimum: setup system-deps
 
 # The sit (6in4) tests alone, in a user-mode Linux guest: needs user-mode-linux and kmod.
 test-sit: setup system-deps
-	scripts/uml-guest --timeout 720 -- sh scripts/sit-suite
+	scripts/uml-guest --timeout 1200 -- sh scripts/sit-suite
 
 demo: setup system-deps
 	$(PY) -m reconciler lab demo
