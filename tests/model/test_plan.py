@@ -1054,3 +1054,16 @@ def test_a_dhcp_wan_between_its_address_and_its_route_is_given_the_grace() -> No
     assert history.kinds(later=since + 30 - history.now) == ["restart-wan"]
     history.record(WanAddressObserved("em0", NEW, True, autoconf=True, default_route=True))
     assert "restart-wan" not in history.kinds(later=100)  # held upstream, if anything
+
+
+def test_behind_nat_tunnel_info_showing_another_address_than_he_saw_updates() -> None:
+    """Behind NAT with tunnelInfo: HE showing another endpoint than the one it saw at our
+    last update (someone else moved it) plans an update without myip at once."""
+    private = "192.168.1.20"
+    history = healthy(History(), address=private)
+    history.record(EndpointObserved("198.51.100.200", "update", for_local=private))
+    assert history.plan().empty
+    history.record(EndpointObserved("198.51.100.99", "tunnel-info"))
+    update = history.plan().actions[0]
+    assert update == UpdateHeEndpoint(None, private)
+    assert "HE has 198.51.100.99" in update.reason
