@@ -123,17 +123,24 @@ def read_failover(
         if present:
             reader.problem("failover", "needs two [[wan]] tables or more (there is one WAN)")
         return None
-    if daemon is not None and daemon.platform != "linux":
-        # OpenBSD's gif source and host route to HE's server are not moved yet: refused
-        # rather than accepted and left undone.
-        reader.problem("wan", f"several WANs are supported on Linux only, not {daemon.platform}")
-        return None
     if probe_source is not None:
         reader.problem(
             "probe.ipv4.source",
             "cannot be set with several WANs: the IPv4 probe leaves through the active WAN",
         )
         return None
+    if daemon is not None and daemon.platform == "openbsd":
+        behind_nat = [w.interface for w in wans if w.public_address == "tunnelbroker"]
+        if behind_nat:
+            # HE would take the address the update leaves from, and OpenBSD has no
+            # SO_BINDTODEVICE to send it through the active WAN: it follows the default route.
+            reader.problem(
+                "wan",
+                f'public_address = "tunnelbroker" ({", ".join(behind_nat)}) cannot be used '
+                "with several WANs on OpenBSD: HE's update leaves by the default route, "
+                "not necessarily through the active WAN",
+            )
+            return None
     if failback is None or budget is None:
         return None
     return FailoverConfig(wans, failback, budget)

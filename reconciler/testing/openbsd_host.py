@@ -23,10 +23,16 @@ that keeps a small model of the kernel's interfaces and answers over a temporary
   `pfctl: pf already enabled`, as pfctl.c's pfctl_enable does;
 - `route -n monitor` streams routing messages in the real format (route.c's print_rtmsg:
   RTM_IFINFO with route's flag names, PTP not POINTOPOINT) for every change the host makes,
-  whoever makes it (the platform, the test, or dhcpleased).
+  whoever makes it (the platform, the test, or dhcpleased);
+- IPv4 routes: each WAN's default route (`add_wan(..., gateway=)`, `default_routes`) and
+  host routes (`host_routes`, with their label): `route -n show -inet` prints the table as
+  route.c's p_rtentry does, `route -n get -inet <addr>` the route that carries it as
+  print_getmsg does (the label line included), `route -n add|change|delete -inet -host`
+  act on host routes with route's own complaints.
 
 The test plays the ISP and the administrator through `set_address`, `add_alias`,
-`remove_addresses`, `destroy`, `set_down`, `unplug`, `plug` and `kill_monitors`.
+`remove_addresses`, `destroy`, `set_down`, `unplug`, `plug`, `kill_monitors`, `add_wan`
+and `host_routes`.
 """
 
 from __future__ import annotations
@@ -41,7 +47,16 @@ from attrs import define, field
 from reconciler.testing.runner import RecordingRunner, ScriptedStream
 from reconciler.world.runner import Completed
 
-__all__ = ["HostInterface", "OpenBSDHost"]
+__all__ = ["HostInterface", "HostRoute", "OpenBSDHost"]
+
+
+@define
+class HostRoute:
+    """A static IPv4 host route: its gateway and its label (route -label), if any."""
+
+    gateway: str
+    label: str | None = None
+
 
 # route(8) prints ctime(3) of the message; a fixed one keeps transcripts stable.
 _MONITOR_TIME = "Mon Jun  3 12:00:00 2024"
@@ -132,6 +147,9 @@ class OpenBSDHost(RecordingRunner):
         self.pf_error: str | None = None
         self.pf_loads = 0
         self.default_inet6: str | None = None
+        # IPv4 default routes, one per WAN (interface -> gateway), in priority order.
+        self.default_routes: dict[str, str] = {}
+        self.host_routes: dict[str, HostRoute] = {}
         self.applied: list[str] = []  # the ifconfig/route commands netstart ran, in order
         self._state = threading.RLock()
         self._next_index = 1
@@ -155,6 +173,15 @@ class OpenBSDHost(RecordingRunner):
             prefix = address.rsplit(".", 1)[0]
             self.interfaces[name].inet.append((address, "0xffffff00", f"{prefix}.255"))
             self._announce("RTM_NEWADDR", name, address)
+
+    def add_wan(self, name: str, address: str, *, gateway: str | None = None) -> None:
+        """One more physical WAN holding `address`, with a default route via `gateway`
+        (after the ones there are: a lower priority)."""
+        with self._state:
+            self._add_interface(name, physical=True)
+            self.set_address(name, address)
+            if gateway is not None:
+                self.default_routes[name] = gateway
 
     def add_alias(self, name: str, address: str) -> None:
         """One more IPv4 address, after those the interface has (`inet alias`)."""
@@ -235,6 +262,10 @@ class OpenBSDHost(RecordingRunner):
                 case ("ifconfig", name, *words):
                     code, err = self._ifconfig(name, list(words))
                     return Completed(argv, code, "", err, 0.001)
+                case ("route", "-n", "show", "-inet"):
+                    return Completed(argv, 0, self._route_show(), "", 0.01)
+                case ("route", "-n", "get", "-inet", destination):
+                    return self._route_get(destination)
                 case ("route", *words):
                     code, err = self._route(list(words))
                     return Completed(argv, code, "", err, 0.001)
@@ -368,7 +399,76 @@ class OpenBSDHost(RecordingRunner):
                     return 1, "delete net default: not in table"
                 self.default_inet6 = None
                 return 0, ""
+            case ["-n", "add", "-inet", "-host", *rest]:
+                label, (destination, gateway) = _label_and_args(rest)
+                if destination in self.host_routes:
+                    return 1, f"add host {destination}: gateway {gateway}: File exists"
+                self.host_routes[destination] = HostRoute(gateway, label)
+                return 0, ""
+            case ["-n", "change", "-inet", "-host", *rest]:
+                label, (destination, gateway) = _label_and_args(rest)
+                if destination not in self.host_routes:
+                    return 1, f"change host {destination}: gateway {gateway}: not in table"
+                self.host_routes[destination] = HostRoute(gateway, label)
+                return 0, ""
+            case ["-n", "delete", "-inet", "-host", destination]:
+                if self.host_routes.pop(destination, None) is None:
+                    return 1, f"delete host {destination}: not in table"
+                return 0, ""
         return 1, f"route: {' '.join(words)}: unsupported here"
+
+    def _route_show(self) -> str:
+        """`route -n show -inet`: the IPv4 table as route.c's p_rtentry prints it."""
+        lines = [
+            "Routing tables",
+            "",
+            "Internet:",
+            f"{'Destination':<19}{'Gateway':<19}Flags   Refs      Use   Mtu  Prio Iface",
+        ]
+        for index, (name, gateway) in enumerate(self.default_routes.items()):
+            prio = 8 + index
+            lines.append(
+                f"{'default':<19}{gateway:<19}UGS        1        0     - {prio:>5} {name}"
+            )
+        for destination, route in sorted(self.host_routes.items()):
+            name = self._interface_for(route.gateway) or "-"
+            lines.append(
+                f"{destination:<19}{route.gateway:<19}UGHS       0        0     -     8 {name}"
+            )
+        return "\n".join(lines) + "\n"
+
+    def _route_get(self, destination: str) -> Completed:
+        """`route -n get -inet <destination>` as route.c's print_getmsg prints it."""
+        argv = ("route", "-n", "get", "-inet", destination)
+        host = self.host_routes.get(destination)
+        if host is not None:
+            gateway, flags, label = host.gateway, "<UP,GATEWAY,HOST,DONE,STATIC>", host.label
+            shown, mask = destination, None
+        elif self.default_routes:
+            gateway = next(iter(self.default_routes.values()))
+            flags, label, shown, mask = "<UP,GATEWAY,DONE,STATIC>", None, "default", "default"
+        else:
+            return Completed(
+                argv, 1, "", "route: writing to routing socket: No such process\n", 0.01
+            )
+        name = self._interface_for(gateway) or "?"
+        lines = [f"   route to: {destination}", f"destination: {shown}"]
+        if mask is not None:
+            lines.append(f"       mask: {mask}")
+        lines += [f"    gateway: {gateway}", f"  interface: {name}"]
+        lines += ["   priority: 8 (static)", f"      flags: {flags}"]
+        if label is not None:
+            lines.append(f"      label: {label}")
+        lines += ["     use       mtu    expire", "       0         0         0"]
+        return Completed(argv, 0, "\n".join(lines) + "\n", "", 0.01)
+
+    def _interface_for(self, gateway: str) -> str | None:
+        """The interface whose /24 holds `gateway`."""
+        prefix = gateway.rsplit(".", 1)[0]
+        for name, interface in self.interfaces.items():
+            if any(address.rsplit(".", 1)[0] == prefix for address, _, _ in interface.inet):
+                return name
+        return None
 
     # -- dhcpleased and dhcpleasectl ------------------------------------------------------
 
@@ -510,3 +610,10 @@ class OpenBSDHost(RecordingRunner):
         text = f"got message of size 104 on {_MONITOR_TIME}\n{message}\n"
         for stream in self.live_streams():
             stream.feed(text)
+
+
+def _label_and_args(words: list[str]) -> tuple[str | None, list[str]]:
+    """route's `-label L` modifier and the other arguments."""
+    if words[:1] == ["-label"] and len(words) >= 2:
+        return words[1], words[2:]
+    return None, words

@@ -95,11 +95,14 @@ def make_platform(config: Config, *, netns: str | None = None) -> Platform:
 
 
 def make_client(config: Config) -> TunnelbrokerClient:
-    """The HE client for `config`: with several WANs every call leaves through the active
-    one (its interface bound), so that HE sees the address the tunnel will use."""
+    """The HE client for `config`: with several WANs on Linux every call leaves through the
+    active one (its interface bound), so that HE sees the address the tunnel will use."""
     from reconciler.world.tunnelbroker import TunnelbrokerClient
 
-    device = config.wan.interface if config.failover is not None else None
+    several = config.failover is not None
+    # OpenBSD has no SO_BINDTODEVICE: there myip names the active WAN's address (behind NAT
+    # several WANs are refused there, reconciler.configwans).
+    device = config.wan.interface if several and config.daemon.platform == "linux" else None
     return TunnelbrokerClient(config.tunnelbroker, device=device)
 
 
@@ -227,17 +230,36 @@ def observe_wan_probe(
     wan = next(w for w in config.failover.wans if w.interface == interface)
     ipv4 = config.probes["ipv4"]
     target = wan.probe_target or ipv4.target
+    source: str | None = interface
+    if config.daemon.platform == "openbsd":
+        source = _openbsd_wan_source(config, interface, runner)
+    if source is None:
+        fact = WanProbed(interface, target, False, None, f"{interface} has no IPv4 address")
+        return sink.record(fact, f"observer:wan-probe:{interface}")
     result = ping(
         "ipv4",
         target,
         timeout=ipv4.timeout,
-        source=interface,
+        source=source,
         netns=netns,
         platform=config.daemon.platform,
         runner=runner,
     )
     fact = WanProbed(interface, target, result.ok, result.rtt_ms, result.detail)
     return sink.record(fact, f"observer:wan-probe:{interface}")
+
+
+def _openbsd_wan_source(config: Config, interface: str, runner: CommandRunner | None) -> str | None:
+    """OpenBSD's `ping -I` takes a source address, not an interface: the WAN's tunnel
+    address (the one it would carry the tunnel from); None when it has none. Leaving through
+    that WAN is the routing's part (pf route-to from the address, docs/configuration.md)."""
+    from reconciler.model.failover import with_active_wan
+    from reconciler.world.openbsd import OpenBSDPlatform
+    from reconciler.world.runner import SubprocessRunner
+
+    platform = OpenBSDPlatform(with_active_wan(config, interface), runner or SubprocessRunner())
+    addresses = platform.observe_wan().addresses
+    return addresses[0] if addresses else None
 
 
 def observe_hostname_file(config: Config, platform: Platform, sink: FactSink) -> Envelope | None:

@@ -11,6 +11,14 @@ static alias may come before dhcpleased's lease. The tunnel's address is, in thi
 the one inside `wan.address_in`, the lease (`dhcpleasectl -l em0`, asked only when there is
 a choice to make), the first one listed.
 
+Several WANs: 6in4 must leave through the active WAN whatever the default route says (a
+WAN whose upstream broke keeps its route). On a WAN other than the first, the tunnel's
+restart first pins a host route to HE's server via that WAN's gateway (dhcpleased's lease,
+else the WAN's default route in `route -n show -inet`), labelled `reconciler` so that later
+passes know it as ours; back on the first WAN it is deleted and the ordinary table rules
+again. A host route to the server that we did not make is never touched (said once per
+platform, which the daemon builds anew on each switch).
+
 Every program runs through a CommandRunner as an argv list with a timeout, so the same code
 runs against the real host and the scripted one (reconciler.testing).
 
@@ -31,10 +39,14 @@ from reconciler.model.config import OPENBSD_TUNNEL_NAME, Config
 from reconciler.world.hostname_file import backup_path, read_hostname_file, replace_hostname_file
 from reconciler.world.openbsd_text import (
     IfconfigInterface,
+    RouteGot,
     is_missing_interface,
+    parse_default_gateway,
     parse_ifconfig,
     parse_lease,
+    parse_lease_gateway,
     parse_monitor_line,
+    parse_route_get,
 )
 from reconciler.world.platform import ChangeNotice, TunnelState, WanState, tunnel_address_first
 from reconciler.world.runner import CommandRunner, Completed, LineStream, check, last_line
@@ -49,6 +61,7 @@ DHCP_WAIT = 30  # dhcpleasectl -w: seconds to wait for the lease (its own defaul
 RESTART_TUNNEL_TIMEOUT = 60.0
 RELOAD_FIREWALL_TIMEOUT = 60.0
 MONITOR_ARGV = ("route", "-n", "monitor")
+ROUTE_LABEL = "reconciler"  # marks the host route to HE's server as ours (route -label)
 
 
 class OpenBSDPlatform:
@@ -73,6 +86,7 @@ class OpenBSDPlatform:
         self.hostname_file = self._root / system_path.relative_to(system_path.anchor)
         # Whether dhcpleased owned the WAN when last observed (None: not observed yet).
         self._wan_autoconf: bool | None = None
+        self._foreign_routes_said: set[tuple[str, str | None]] = set()
 
     # -- observing --------------------------------------------------------------------------
 
@@ -168,6 +182,10 @@ class OpenBSDPlatform:
     def restart_tunnel(self, local: str, remote: str) -> None:
         name = self._config.tunnel.interface
         self._refuse_unless_gif()
+        if self._config.failover is not None:
+            # Before netstart: a failed route fails the restart, which the next pass repeats
+            # (once the gif had moved, no pass would restart it for the route alone).
+            self.route_server_via_active_wan()
         completed = self._run(("sh", "/etc/netstart", name), RESTART_TUNNEL_TIMEOUT)
         # netstart exits 0 even when a line of the hostname file failed: check the result.
         state = self.observe_tunnel()
@@ -194,6 +212,72 @@ class OpenBSDPlatform:
             f"after `sh /etc/netstart {name}` {found}, not {wanted}"
             + (f": {complaint}" if complaint else f" (is {self.hostname_file} current?)")
         )
+
+    def route_server_via_active_wan(self) -> None:
+        """With several WANs: the host route to HE's server via the active WAN's gateway
+        when that WAN is not the first, none of ours when it is (see the module's text)."""
+        assert self._config.failover is not None
+        server = self._config.tunnel.server_ipv4
+        active = self._config.wan.interface
+        got = self._route_get(server)
+        host_route = got is not None and got.host and got.destination == server
+        ours = host_route and got is not None and got.label == ROUTE_LABEL
+        if host_route and not ours:
+            gateway = got.gateway if got is not None else None
+            if (server, gateway) not in self._foreign_routes_said:
+                self._foreign_routes_said.add((server, gateway))
+                log.warning(
+                    "a host route to %s via %s exists that reconciler did not make: left "
+                    "alone, so 6in4 follows it, not necessarily %s",
+                    server,
+                    gateway,
+                    active,
+                )
+            return
+        if active == self._config.failover.wans[0].interface:
+            if ours:
+                self._run(("route", "-n", "delete", "-inet", "-host", server), OBSERVE_TIMEOUT)
+            return
+        gateway = self._gateway_of(active)
+        if gateway is None:
+            raise TemporaryError(
+                f"no gateway for {active}: neither a DHCP lease nor a default route via "
+                f"{active} names one, so 6in4 to {server} cannot be sent through it"
+            )
+        if ours and got is not None and got.gateway == gateway:
+            return
+        verb = "change" if ours else "add"
+        argv = ("route", "-n", verb, "-inet", "-host", "-label", ROUTE_LABEL, server, gateway)
+        self._run(argv, OBSERVE_TIMEOUT)
+
+    def _route_get(self, destination: str) -> RouteGot | None:
+        """The route that carries `destination`; None when there is none."""
+        completed = self._runner.run(
+            ("route", "-n", "get", "-inet", destination), timeout=OBSERVE_TIMEOUT
+        )
+        if completed.returncode != 0 and "not in table" in completed.stderr + completed.stdout:
+            return None
+        if completed.returncode != 0 and "No such process" in completed.stderr:
+            return None  # route.c: ESRCH, no route at all
+        check(completed)
+        try:
+            return parse_route_get(completed.stdout)
+        except ValueError as exc:
+            raise TemporaryError(f"`route -n get -inet {destination}`: {exc}") from None
+
+    def _gateway_of(self, wan: str) -> str | None:
+        """The IPv4 gateway of `wan`: dhcpleased's lease when it owns the WAN, else the
+        default route through it."""
+        interface = self._ifconfig(wan)
+        if interface is not None and interface.autoconf4:
+            completed = self._runner.run(("dhcpleasectl", "-l", wan), timeout=OBSERVE_TIMEOUT)
+            gateway = parse_lease_gateway(completed.stdout) if completed.returncode == 0 else None
+            if gateway is not None:
+                return gateway
+        completed = check(
+            self._runner.run(("route", "-n", "show", "-inet"), timeout=OBSERVE_TIMEOUT)
+        )
+        return parse_default_gateway(completed.stdout, wan)
 
     def reload_firewall(self) -> None:
         argv = self._config.firewall.reload_command

@@ -53,10 +53,14 @@ __all__ = [
     "IfconfigInterface",
     "Inet6Address",
     "InetAddress",
+    "RouteGot",
     "is_missing_interface",
+    "parse_default_gateway",
     "parse_ifconfig",
     "parse_lease",
+    "parse_lease_gateway",
     "parse_monitor_line",
+    "parse_route_get",
 ]
 
 
@@ -127,6 +131,60 @@ def parse_lease(text: str) -> str | None:
     """The address of the lease `dhcpleasectl -l <if>` shows; None while there is none."""
     match = _LEASE_INET.search(text)
     return match["addr"] if match else None
+
+
+_LEASE_GATEWAY = re.compile(r"^\tdefault gateway (?P<addr>[0-9.]+)\s*$", re.MULTILINE)
+
+
+def parse_lease_gateway(text: str) -> str | None:
+    """The default gateway of the lease `dhcpleasectl -l <if>` shows; None without one."""
+    match = _LEASE_GATEWAY.search(text)
+    return match["addr"] if match and _is_ipv4(match["addr"]) else None
+
+
+def parse_default_gateway(text: str, interface: str) -> str | None:
+    """The gateway of the IPv4 default route through `interface` in `route -n show -inet`
+    (columns: Destination Gateway Flags Refs Use Mtu Prio Iface); None without one."""
+    for line in text.splitlines():
+        words = line.split()
+        default = len(words) >= 8 and words[0] == "default" and words[-1] == interface
+        if default and _is_ipv4(words[1]):
+            return words[1]
+    return None
+
+
+@frozen
+class RouteGot:
+    """What `route -n get -inet <addr>` says of the route that carries `addr`."""
+
+    destination: str
+    gateway: str | None
+    host: bool  # a host route (HOST among its flags)
+    label: str | None
+
+
+def parse_route_get(text: str) -> RouteGot:
+    """route.c's print_getmsg output: "destination: X", "gateway: G", "flags: <...>",
+    "label: L" (each on its own line, right-aligned names)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        name, colon, value = line.strip().partition(": ")
+        if colon and name in ("destination", "gateway", "flags", "label"):
+            fields.setdefault(name, value.strip())
+    if "destination" not in fields:
+        raise ValueError("no destination line")
+    flags = fields.get("flags", "").strip("<>").split(",")
+    return RouteGot(
+        destination=fields["destination"],
+        gateway=fields.get("gateway"),
+        host="HOST" in flags,
+        label=fields.get("label"),
+    )
+
+
+def _is_ipv4(text: str) -> bool:
+    parts = text.split(".")
+    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
 
 
 def is_missing_interface(stderr: str) -> bool:

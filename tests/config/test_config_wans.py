@@ -146,15 +146,34 @@ def test_probe_source_is_refused_with_several_wans(tmp_path: Path) -> None:
     assert any(": probe.ipv4.source: " in p for p in caught.value.problems)
 
 
-def test_several_wans_are_refused_on_openbsd(tmp_path: Path) -> None:
-    """OpenBSD's gif source and host route are not moved yet: several WANs are refused
-    there in one line, never accepted and left undone."""
-    text = _with_wans(TWO_WANS).replace('platform = "linux"', 'platform = "openbsd"')
+def _on_openbsd(text: str) -> str:
+    text = text.replace('platform = "linux"', 'platform = "openbsd"')
     text = text.replace('"veth0"', '"em0"').replace('"veth1"', '"em1"')
     text = text.replace('"he-ipv6"', '"gif0"').replace('mode = "vxlan"', 'mode = "gif"')
-    text = text.replace("vxlan_id = 42\n", "")
+    return text.replace("vxlan_id = 42\n", "")
+
+
+def test_several_wans_load_on_openbsd(tmp_path: Path) -> None:
+    """OpenBSD moves the gif's source and the host route to HE's server
+    (reconciler.world.openbsd): several WANs load there as on Linux."""
+    text = _on_openbsd(_with_wans(TWO_WANS))
+    config = load_config(write_config(tmp_path, text))
+    assert config.failover is not None
+    assert [w.interface for w in config.failover.wans] == ["em0", "em1"]
+    assert config.wan.interface == "em0"
+
+
+def test_behind_nat_several_wans_are_refused_on_openbsd(tmp_path: Path) -> None:
+    """HE takes the address an update comes from behind NAT, and OpenBSD cannot send it
+    through the active WAN (no SO_BINDTODEVICE): refused in one line, not left undone."""
+    text = _on_openbsd(_with_wans(TWO_WANS))
+    text = text.replace("dhcp_grace = 10\n", 'dhcp_grace = 10\npublic_address = "tunnelbroker"\n')
     with pytest.raises(ConfigError) as caught:
         load_config(write_config(tmp_path, text))
-    wanted = "wan: several WANs are supported on Linux only, not openbsd"
+    wanted = (
+        'wan: public_address = "tunnelbroker" (em1) cannot be used with several WANs on '
+        "OpenBSD: HE's update leaves by the default route, not necessarily through the "
+        "active WAN"
+    )
     path = tmp_path / "reconciler.conf"
     assert [p for p in caught.value.problems if ": wan: " in p] == [f"{path}: {wanted}"]

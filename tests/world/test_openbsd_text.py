@@ -8,10 +8,14 @@ import pytest
 
 from reconciler.world.openbsd_text import (
     Inet6Address,
+    RouteGot,
     is_missing_interface,
+    parse_default_gateway,
     parse_ifconfig,
     parse_lease,
+    parse_lease_gateway,
     parse_monitor_line,
+    parse_route_get,
 )
 from reconciler.world.platform import ChangeNotice
 
@@ -158,6 +162,50 @@ def test_dhcpleasectl_lease_address() -> None:
     """`dhcpleasectl -l em0` names the leased address; an interface in Init has none."""
     assert parse_lease(fixture("dhcpleasectl_em0.txt")) == "95.163.182.60"
     assert parse_lease("em0 [Init]\n") is None
+
+
+def test_dhcpleasectl_lease_gateway() -> None:
+    assert parse_lease_gateway(fixture("dhcpleasectl_em0.txt")) == "95.163.182.1"
+    assert parse_lease_gateway("em0 [Init]\n") is None
+
+
+ROUTE_SHOW = """\
+Routing tables
+
+Internet:
+Destination        Gateway            Flags   Refs      Use   Mtu  Prio Iface
+default            198.51.100.1       UGS        5   123456     -     8 em0
+default            192.0.2.1          UGS        0        0     -    12 em1
+127/8              127.0.0.1          UGRS       0        0 32768     8 lo0
+192.0.2/24         192.0.2.10         UCn        1        0     -     4 em1
+"""
+
+
+def test_default_gateway_of_each_wan_from_route_show() -> None:
+    assert parse_default_gateway(ROUTE_SHOW, "em1") == "192.0.2.1"
+    assert parse_default_gateway(ROUTE_SHOW, "em0") == "198.51.100.1"
+    assert parse_default_gateway(ROUTE_SHOW, "em2") is None
+
+
+def test_route_get_of_a_labelled_host_route_and_of_the_default() -> None:
+    host = """\
+   route to: 203.0.113.1
+destination: 203.0.113.1
+    gateway: 192.0.2.1
+  interface: em1
+ if address: 192.0.2.10
+   priority: 8 (static)
+      flags: <UP,GATEWAY,HOST,DONE,STATIC>
+      label: reconciler
+     use       mtu    expire
+       0         0         0
+"""
+    assert parse_route_get(host) == RouteGot("203.0.113.1", "192.0.2.1", True, "reconciler")
+    default = host.replace("destination: 203.0.113.1", "destination: default\n       mask: default")
+    default = default.replace("HOST,", "").replace("      label: reconciler\n", "")
+    assert parse_route_get(default) == RouteGot("default", "192.0.2.1", False, None)
+    with pytest.raises(ValueError):
+        parse_route_get("route: writing to routing socket: No such process\n")
 
 
 def test_missing_interface_as_ifconfig_prints_it() -> None:
