@@ -79,6 +79,7 @@ from reconciler.world import observers
 from reconciler.world.executors import Executor
 from reconciler.world.hooks import HookRunner
 from reconciler.world.platform import ChangeNotice, Platform, Watch
+from reconciler.world.runner import CommandRunner
 
 __all__ = ["STOP_GRACE", "Daemon"]
 
@@ -144,10 +145,13 @@ class Daemon:
         clock: Callable[[], float] = time.time,
         netns: str | None = None,
         configure_log: Callable[[str], object] | None = None,
+        probe_runner: CommandRunner | None = None,
     ) -> None:
         """`configure_log(target)` routes the log lines to [daemon] log's target; a reload
-        calls it with the new config's (None: the caller keeps logging as it is)."""
+        calls it with the new config's (None: the caller keeps logging as it is).
+        `probe_runner` runs the probes' pings (the system's when None; tests script it)."""
         self._netns = netns
+        self._probe_runner = probe_runner
         self._configure_log = configure_log
         # Wall-clock time that does not run backwards within a run (reconciler.runclock):
         # facts and plans use it, so a clock step back holds nothing for the step's length.
@@ -499,7 +503,9 @@ class Daemon:
         config = self._config
         self._safely(
             f"probe:{family}",
-            lambda: observers.observe_probe(config, family, self._recorder, netns=self._netns),
+            lambda: observers.observe_probe(
+                config, family, self._recorder, netns=self._netns, runner=self._probe_runner
+            ),
         )
 
     def _observe_wan_probe(self, interface: str) -> None:
@@ -507,7 +513,7 @@ class Daemon:
         self._safely(
             f"wan-probe:{interface}",
             lambda: observers.observe_wan_probe(
-                config, interface, self._recorder, netns=self._netns
+                config, interface, self._recorder, netns=self._netns, runner=self._probe_runner
             ),
         )
 

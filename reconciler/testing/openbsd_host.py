@@ -24,6 +24,9 @@ that keeps a small model of the kernel's interfaces and answers over a temporary
 - `route -n monitor` streams routing messages in the real format (route.c's print_rtmsg:
   RTM_IFINFO with route's flag names, PTP not POINTOPOINT) for every change the host makes,
   whoever makes it (the platform, the test, or dhcpleased);
+- `ping -c 1 -w N [-I source] target` answers as OpenBSD's ping does, out of the source
+  address's interface (else the first default route's), unless that interface has lost its
+  carrier or its ISP drops everything (`upstream_broken`);
 - IPv4 routes: each WAN's default route (`add_wan(..., gateway=)`, `default_routes`) and
   host routes (`host_routes`, with their label): `route -n show -inet` prints the table as
   route.c's p_rtentry does, `route -n get -inet <addr>` the route that carries it as
@@ -150,6 +153,7 @@ class OpenBSDHost(RecordingRunner):
         # IPv4 default routes, one per WAN (interface -> gateway), in priority order.
         self.default_routes: dict[str, str] = {}
         self.host_routes: dict[str, HostRoute] = {}
+        self.upstream_broken: set[str] = set()  # WANs whose ISP drops what they send
         self.applied: list[str] = []  # the ifconfig/route commands netstart ran, in order
         self._state = threading.RLock()
         self._next_index = 1
@@ -262,6 +266,8 @@ class OpenBSDHost(RecordingRunner):
                 case ("ifconfig", name, *words):
                     code, err = self._ifconfig(name, list(words))
                     return Completed(argv, code, "", err, 0.001)
+                case ("ping", *words):
+                    return self._ping(argv, list(words))
                 case ("route", "-n", "show", "-inet"):
                     return Completed(argv, 0, self._route_show(), "", 0.01)
                 case ("route", "-n", "get", "-inet", destination):
@@ -416,6 +422,36 @@ class OpenBSDHost(RecordingRunner):
                     return 1, f"delete host {destination}: not in table"
                 return 0, ""
         return 1, f"route: {' '.join(words)}: unsupported here"
+
+    def _ping(self, argv: tuple[str, ...], words: list[str]) -> Completed:
+        """`ping -c 1 -w N [-I source] target`: a reply when the interface it leaves by (the
+        source address's, else the first default route's) has its carrier and an upstream
+        (`upstream_broken` holds the interfaces whose ISP drops everything)."""
+        target = words[-1]
+        source = words[words.index("-I") + 1] if "-I" in words else None
+        if source is not None:
+            name = next(
+                (n for n, i in self.interfaces.items() if any(a[0] == source for a in i.inet)),
+                None,
+            )
+            if name is None:
+                return Completed(argv, 1, "", "ping: bind: Can't assign requested address\n", 0.01)
+        else:
+            name = next(iter(self.default_routes), None)
+        interface = self.interfaces.get(name) if name is not None else None
+        header = f"PING {target} ({target}): 56 data bytes\n"
+        stats = f"\n--- {target} ping statistics ---\n1 packets transmitted, "
+        if interface is None or not interface.carrier or name in self.upstream_broken:
+            out = header + stats + "0 packets received, 100.0% packet loss\n"
+            return Completed(argv, 1, out, "", 0.01)
+        out = (
+            header
+            + f"64 bytes from {target}: icmp_seq=0 ttl=59 time=1.234 ms\n"
+            + stats
+            + "1 packets received, 0.0% packet loss\n"
+            + "round-trip min/avg/max/std-dev = 1.234/1.234/1.234/0.000 ms\n"
+        )
+        return Completed(argv, 0, out, "", 0.01)
 
     def _route_show(self) -> str:
         """`route -n show -inet`: the IPv4 table as route.c's p_rtentry prints it."""

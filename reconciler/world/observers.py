@@ -181,6 +181,13 @@ def observe_probe(
     if source is None and family == "ipv6":
         # The IPv6 probe must cross the tunnel: send it from the tunnel's client address.
         source = config.tunnel.client_ipv6
+    if config.failover is not None and family == "ipv4" and config.daemon.platform == "openbsd":
+        # with_active_wan names the active WAN's interface: OpenBSD's ping wants its address.
+        source = _openbsd_wan_source(config, config.wan.interface, runner)
+        if source is None:
+            detail = f"{config.wan.interface} has no IPv4 address"
+            fact = ProbeObserved(family="ipv4", target=probe.target, ok=False, detail=detail)
+            return sink.record(fact, f"observer:probe:{family}")
     result = ping(
         probe.family,
         probe.target,

@@ -5,20 +5,27 @@ a host route to the server that reconciler did not make is left alone and said o
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import attrs
 import pytest
 
+from reconciler.daemon import Daemon
 from reconciler.errors import TemporaryError
+from reconciler.eventlog import EventLog
 from reconciler.model.config import Config, FailoverConfig, ProbeConfig, WanConfig
-from reconciler.model.facts import Envelope, Fact, WanProbed
+from reconciler.model.facts import Envelope, Fact, ProbeObserved, WanChosen, WanProbed, from_record
 from reconciler.model.failover import with_active_wan
 from reconciler.model.hostname import render_hostname_file
 from reconciler.testing import OpenBSDHost
+from reconciler.testing.fake_he import FakeTunnelbroker
 from reconciler.testing.openbsd_host import HostRoute
-from reconciler.world.observers import make_client, observe_wan_probe
+from reconciler.world.observers import make_client, observe_probe, observe_wan_probe
 from reconciler.world.openbsd import ROUTE_LABEL, OpenBSDPlatform
+from tests.daemon_helpers import HE_SERVER as HE_SERVER_STORY
+from tests.daemon_helpers import TEST_KEY, openbsd_config
+from tests.test_daemon import _wait_for
 from tests.world.test_openbsd import HE_SERVER, TUNNEL, make_config, make_root
 
 WAN0, GATEWAY0 = "198.51.100.7", "198.51.100.1"
@@ -149,6 +156,11 @@ def test_a_wan_probe_on_openbsd_is_sent_from_the_wans_address(
     observe_wan_probe(config, "em1", sink, runner=host)
     pings = [c for c in host.calls if c[0] == "ping"]
     assert pings == [("ping", "-c", "1", "-w", "1", "-I", WAN1, "192.0.2.53")]
+    # The active WAN's IPv4 probe too (with_active_wan names its interface as the source).
+    active = with_active_wan(config, "em1")
+    observe_probe(active, "ipv4", sink, runner=host)
+    assert [c for c in host.calls if c[0] == "ping"][-1][-3:] == ("-I", WAN1, "192.0.2.53")
+    assert isinstance(sink.facts[-1], ProbeObserved) and sink.facts[-1].ok
     host.remove_addresses("em1")
     fact = observe_wan_probe(config, "em1", sink, runner=host).fact
     assert isinstance(fact, WanProbed)
@@ -164,3 +176,62 @@ def test_the_he_client_is_not_bound_to_a_device_on_openbsd(tmp_path: Path) -> No
     linux = attrs.evolve(config, daemon=attrs.evolve(config.daemon, platform="linux"))
     adapter = make_client(linux)._session.get_adapter("https://tunnelbroker.net/")
     assert getattr(adapter, "_device", "missing") == "em1"
+
+
+def test_story_em0s_upstream_breaks_then_heals(tmp_path: Path) -> None:
+    """The daemon on the scripted host with two WANs: em0's ISP drops everything (link and
+    address stay) -> one HE update to em1's address, the gif moved to it, the host route to
+    HE's server via em1's gateway; em0 healthy again -> after failback_after, one update
+    back, the gif on em0 and our host route gone."""
+    wan0, gateway0 = "203.0.113.7", "203.0.113.1"
+    host = OpenBSDHost(make_root(tmp_path), wan_address=wan0)
+    host.default_routes["em0"] = gateway0
+    host.add_wan("em1", WAN1, gateway=GATEWAY1)
+    probe = ProbeConfig("ipv4", "9.9.9.9", interval=1, timeout=1, fail_after=2)
+    with FakeTunnelbroker(key=TEST_KEY, endpoint="203.0.113.5") as fake:
+        config = openbsd_config(tmp_path, update_url=fake.update_url, probes={"ipv4": probe})
+        wans = (
+            WanConfig(interface="em0", restart_command=None),
+            WanConfig(interface="em1", restart_command=None),
+        )
+        failover = FailoverConfig(wans=wans, failback_after=2.0)
+        config = attrs.evolve(config, wan=wans[0], failover=failover)
+        log = EventLog.open(tmp_path / "events")
+        daemon = Daemon(
+            config,
+            log,
+            platform_factory=lambda c: OpenBSDPlatform(c, host, root=host.root),
+            probe_runner=host,
+        )
+        thread = threading.Thread(target=lambda: daemon.run(install_signals=False))
+        thread.start()
+
+        def on(local: str) -> bool:
+            tunnel = daemon.recorder.state.tunnel
+            in_flight = any(r.in_flight for r in daemon.recorder.state.actions.values())
+            return (
+                tunnel is not None and tunnel.local == local and tunnel.up and not in_flight
+            ) and fake.endpoint == local
+
+        try:
+            _wait_for(lambda: on(wan0), timeout=15)
+            assert host.host_routes == {}
+            updates = fake.stats()["counts"]["update"]
+            host.upstream_broken.add("em0")
+            _wait_for(lambda: on(WAN1), timeout=15)
+            assert _tunnel(host) == (WAN1, HE_SERVER_STORY)
+            assert host.host_routes == {HE_SERVER_STORY: HostRoute(GATEWAY1, ROUTE_LABEL)}
+            assert fake.stats()["counts"]["update"] == updates + 1
+            host.upstream_broken.clear()
+            _wait_for(lambda: on(wan0), timeout=15)
+            assert _tunnel(host) == (wan0, HE_SERVER_STORY)
+            assert host.host_routes == {}
+            assert fake.stats()["counts"]["update"] == updates + 2
+        finally:
+            daemon.request_stop("test over")
+            thread.join(10)
+            log.close()
+    with EventLog.open(tmp_path / "events") as reread:
+        facts = [from_record(seq, record).fact for seq, record in reread.read(1)]
+    chosen = [(f.kind, f.interface) for f in facts if isinstance(f, WanChosen)]
+    assert chosen == [("failover", "em1"), ("failback", "em0")]
