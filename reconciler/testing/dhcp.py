@@ -22,9 +22,9 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from reconciler.testing.processes import stop_group, wait_until
 
 __all__ = ["DHCLIENT", "DNSMASQ", "Dhclient", "DhcpError", "DhcpServer", "dhcp_unavailable_reason"]
 
@@ -46,14 +46,6 @@ def dhcp_unavailable_reason() -> str | None:
         if not os.access(program, os.X_OK):
             return f"{program} is not installed (Debian: {package})"
     return None
-
-
-def _wait(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise DhcpError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class DhcpServer:
@@ -118,7 +110,7 @@ class DhcpServer:
                 raise DhcpError(f"dnsmasq exited: {_tail(self.log_path)}")
             return "DHCP, IP range" in _tail(self.log_path, 100_000)
 
-        _wait(listening, 10.0, "dnsmasq to listen")
+        wait_until(listening, 10.0, "dnsmasq to listen", DhcpError)
 
     def renumber(self, pool: tuple[str, str]) -> None:
         """The ISP renumbers: the server starts again with another pool and no leases, so
@@ -128,7 +120,7 @@ class DhcpServer:
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None:
-            _stop(process)
+            stop_group(process)
 
 
 class Dhclient:
@@ -164,7 +156,7 @@ class Dhclient:
             raise DhcpError(f"dhclient got no lease in {timeout:g} s") from exc
         if done.returncode != 0:
             raise DhcpError(f"dhclient failed: {done.stderr.strip()[-500:]}")
-        _wait(lambda: self.pid() is not None, 5.0, "dhclient's pid file")
+        wait_until(lambda: self.pid() is not None, 5.0, "dhclient's pid file", DhcpError)
 
     def pid(self) -> int | None:
         """The running client's pid (from its pid file), None when none runs."""
@@ -186,23 +178,10 @@ class Dhclient:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         with contextlib.suppress(DhcpError):
-            _wait(lambda: self.pid() is None, 5.0, "dhclient to stop")
+            wait_until(lambda: self.pid() is None, 5.0, "dhclient to stop", DhcpError)
         if self.pid() == pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=5.0)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5.0)
 
 
 def _tail(path: Path, limit: int = 2000) -> str:

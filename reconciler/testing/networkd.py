@@ -28,17 +28,16 @@ and removes the work dir.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shlex
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from reconciler.testing.processes import stop_group, wait_until
 
 __all__ = ["NETWORKD", "Networkd", "NetworkdError", "networkd_unavailable_reason"]
 
@@ -78,14 +77,6 @@ def networkd_unavailable_reason() -> str | None:
     except KeyError:
         return "no systemd-network user (networkd drops privileges to it)"
     return None
-
-
-def _wait(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise NetworkdError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Networkd:
@@ -194,7 +185,7 @@ class Networkd:
             return state.exists() and self._bus_has("org.freedesktop.network1")
 
         try:
-            _wait(ready, self.start_timeout, "systemd-networkd to start")
+            wait_until(ready, self.start_timeout, "systemd-networkd to start", NetworkdError)
         except BaseException:
             self.stop()
             raise
@@ -203,7 +194,7 @@ class Networkd:
         """SIGTERM networkd (SIGKILL after stop_timeout); its links stay, as on a real stop."""
         process, self._networkd = self._networkd, None
         if process is not None:
-            _stop(process, self.stop_timeout)
+            stop_group(process, self.stop_timeout)
 
     def restart(self) -> None:
         self.stop()
@@ -253,7 +244,7 @@ class Networkd:
                 raise NetworkdError(f"systemd-networkd is not running: {self.log_tail()}")
             return self.setup_state(interface) == state
 
-        _wait(reached, timeout, f"networkd to report {interface} {state}")
+        wait_until(reached, timeout, f"networkd to report {interface} {state}", NetworkdError)
 
     def log_tail(self, limit: int = 3000) -> str:
         try:
@@ -271,7 +262,7 @@ class Networkd:
                     process = getattr(self, attribute)
                     setattr(self, attribute, None)
                     if process is not None:
-                        _stop(process, self.stop_timeout)
+                        stop_group(process, self.stop_timeout)
             finally:
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -307,7 +298,9 @@ class Networkd:
                 raise NetworkdError(f"cannot enter {self.netns}: {error.decode().strip()}")
             return ready.exists() and ready.read_text().strip() == str(holder.pid)
 
-        _wait(holding, self.start_timeout, f"a private mount namespace in {self.netns}")
+        wait_until(
+            holding, self.start_timeout, f"a private mount namespace in {self.netns}", NetworkdError
+        )
 
     def _start_bus(self) -> None:
         argv = ["dbus-daemon", "--nofork", "--nopidfile"]
@@ -327,7 +320,7 @@ class Networkd:
                 raise NetworkdError(f"dbus-daemon exited: {self.bus_log_path.read_text()}")
             return socket_path.exists() and self._bus_has("org.freedesktop.DBus")
 
-        _wait(listening, self.start_timeout, "the private D-Bus to listen")
+        wait_until(listening, self.start_timeout, "the private D-Bus to listen", NetworkdError)
 
     def _bus_has(self, name: str) -> bool:
         argv = ["busctl", "--system", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus"]
@@ -337,19 +330,3 @@ class Networkd:
         except subprocess.TimeoutExpired:
             return False
         return done.returncode == 0 and done.stdout.strip() == "b true"
-
-
-def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
-    """SIGTERM the process's group, SIGKILL after `timeout`; always reaped."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-        return
-    except subprocess.TimeoutExpired:
-        pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=timeout)

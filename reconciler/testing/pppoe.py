@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from reconciler.testing.processes import stop_group, wait_until
+
 __all__ = [
     "PPPD",
     "PPPOE_SERVER",
@@ -67,14 +69,6 @@ def _in_namespace(netns: str, argv: Sequence[str]) -> list[str]:
     return ["ip", "netns", "exec", netns, *argv]
 
 
-def _wait(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise PppoeError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
@@ -84,19 +78,6 @@ def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=5.0)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5.0)
 
 
 class PppoeServer:
@@ -139,13 +120,15 @@ class PppoeServer:
         """Stop the server and end its sessions: their pppd detach from it, so every pppd
         in the namespace is told to stop (SIGTERM: it ends the link with an LCP terminate)."""
         process, self._process = self._process, None
-        _stop(process)
+        stop_group(process)
         sessions = _pppd_in(self.netns)
         for pid in sessions:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         with contextlib.suppress(PppoeError):
-            _wait(lambda: not _pppd_in(self.netns), 5.0, "the ISP's sessions to end")
+            wait_until(
+                lambda: not _pppd_in(self.netns), 5.0, "the ISP's sessions to end", PppoeError
+            )
         for pid in _pppd_in(self.netns):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -202,14 +185,14 @@ class PppClient:
             return bool(value)
 
         try:
-            _wait(connected, timeout, f"{self.ifname} to come up")
+            wait_until(connected, timeout, f"{self.ifname} to come up", PppoeError)
         except PppoeError as exc:
             raise PppoeError(f"{exc}: {_tail(self.log_path)}") from None
         return got[-1]
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        _stop(process)
+        stop_group(process)
 
 
 def _pairs(words: Sequence[str]) -> list[str]:
