@@ -8,6 +8,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from reconciler.checkpoints import log_id_of
 from reconciler.eventlog import EventLog, SnapshotStore
 from reconciler.history import first_seq, iter_envelopes, load, load_state
 from reconciler.model import facts as f
@@ -53,7 +54,7 @@ def test_start_up_uses_the_snapshot_and_folds_the_tail(tmp_path: Path) -> None:
     write_facts(tmp_path, 30)
     middle = marked(state_at(tmp_path, 20))
     SnapshotStore(snapshots_dir(tmp_path)).write(
-        20, state_to_mapping(middle), SCHEMA_VERSION, log_id=None
+        20, state_to_mapping(middle), SCHEMA_VERSION, log_id=log_id_of(tmp_path)
     )
     write_facts(tmp_path, 5)
     loaded = load(tmp_path)
@@ -69,7 +70,7 @@ def test_snapshot_covers_segments_retention_removed(tmp_path: Path) -> None:
     write_facts(tmp_path, 60)
     full = fold_all(iter_envelopes(tmp_path))
     SnapshotStore(snapshots_dir(tmp_path)).write(
-        40, state_to_mapping(state_at(tmp_path, 40)), SCHEMA_VERSION, log_id=None
+        40, state_to_mapping(state_at(tmp_path, 40)), SCHEMA_VERSION, log_id=log_id_of(tmp_path)
     )
     firsts = remove_segments_before(tmp_path, 40)
     assert firsts[0] > 1  # something was really removed
@@ -83,7 +84,7 @@ def test_unusable_snapshot_is_ignored(tmp_path: Path) -> None:
     """A snapshot whose mapping does not fit the state is ignored: the log is folded instead."""
     write_facts(tmp_path, 10)
     SnapshotStore(snapshots_dir(tmp_path)).write(
-        8, {"schema": SCHEMA_VERSION, "bogus": 1}, SCHEMA_VERSION, log_id=None
+        8, {"schema": SCHEMA_VERSION, "bogus": 1}, SCHEMA_VERSION, log_id=log_id_of(tmp_path)
     )
     loaded = load(tmp_path)
     assert (loaded.snapshot_seq, loaded.last_seq) == (0, 10)
@@ -96,8 +97,15 @@ def test_snapshot_whose_state_has_another_seq_falls_back_to_an_older_one(
     """A snapshot file named #20 holding the state at #10 is skipped for the next older one."""
     write_facts(tmp_path, 30)
     store = SnapshotStore(snapshots_dir(tmp_path))
-    store.write(5, state_to_mapping(marked(state_at(tmp_path, 5))), SCHEMA_VERSION, log_id=None)
-    store.write(20, state_to_mapping(state_at(tmp_path, 10)), SCHEMA_VERSION, log_id=None)
+    store.write(
+        5,
+        state_to_mapping(marked(state_at(tmp_path, 5))),
+        SCHEMA_VERSION,
+        log_id=log_id_of(tmp_path),
+    )
+    store.write(
+        20, state_to_mapping(state_at(tmp_path, 10)), SCHEMA_VERSION, log_id=log_id_of(tmp_path)
+    )
     loaded = load(tmp_path)
     assert loaded.snapshot_seq == 5
     full = fold_all(iter_envelopes(tmp_path))
@@ -110,7 +118,9 @@ def test_a_gap_left_by_retention_is_reported(
     """With no usable snapshot and early segments removed, the loader warns and names the gap."""
     write_facts(tmp_path, 60)
     firsts = remove_segments_before(tmp_path, 40)
-    SnapshotStore(snapshots_dir(tmp_path)).write(40, {"damaged": True}, SCHEMA_VERSION, log_id=None)
+    SnapshotStore(snapshots_dir(tmp_path)).write(
+        40, {"damaged": True}, SCHEMA_VERSION, log_id=log_id_of(tmp_path)
+    )
     with caplog.at_level(logging.WARNING, logger="reconciler.history"):
         loaded = load(tmp_path)
     assert loaded.gap == (1, firsts[0] - 1) and not loaded.complete

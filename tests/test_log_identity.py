@@ -182,7 +182,8 @@ def test_every_new_segment_carries_the_same_identity(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_a_snapshot_of_either_format_reads(tmp_path: Path, version: int) -> None:
-    """Format-1 snapshots (no identity) are used as before; format 2 only with their log."""
+    """Format-1 snapshots (no identity) serve only a log without one (nothing tells which log
+    they came from once it has one); format 2 only with their log."""
     from reconciler.eventlog.snapshot import decode_snapshot, encode_snapshot
 
     log_id = b"I" * 16 if version == 2 else None
@@ -198,8 +199,9 @@ def test_a_snapshot_of_either_format_reads(tmp_path: Path, version: int) -> None
     store = SnapshotStore(tmp_path)
     store.path_for(7).parent.mkdir(exist_ok=True)
     store.path_for(7).write_bytes(data)
-    assert store.latest(3, b"I" * 16) == (7, {"a": 1})
-    assert (store.latest(3, b"J" * 16) is None) == (version == 2)
+    assert store.latest(3, log_id) == (7, {"a": 1})
+    assert store.latest(3, b"J" * 16) is None
+    assert (store.latest(3, b"I" * 16) is None) == (version == 1)
 
 
 def test_a_checkpoint_whose_frame_is_not_in_the_log_is_not_used(tmp_path: Path) -> None:

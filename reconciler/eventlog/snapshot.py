@@ -71,10 +71,11 @@ def decode_snapshot(data: bytes) -> Decoded | str:
 
 
 def same_log(found: bytes | None, log_id: bytes | None) -> bool:
-    """Whether something made with log id `found` may be used with the log `log_id`. One
-    without an id (format 1, written before logs had one) is taken as before: the log cannot
-    tell. Otherwise the ids must be equal."""
-    return found is None or found == log_id
+    """Whether something made with log id `found` may be used with the log `log_id`: the ids
+    must be equal. One without an id (format 1, written before logs had one) serves only a log
+    without one; once the log has an id (its next segment gives it one) nothing tells which
+    log an id-less snapshot came from, so it is passed over and the fold starts afresh, once."""
+    return found == log_id
 
 
 class SnapshotStore:
