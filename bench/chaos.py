@@ -231,6 +231,17 @@ class Soak:
             self.violation(f"the daemon exited {daemon.poll()} at its start")
             self.lab.daemon = None
 
+    def wait_he_settled(self) -> None:
+        """Until every request HE took in has been answered and counted (a killed daemon's
+        request may still be held at HE)."""
+
+        def settled() -> bool:
+            stats = self.lab.he_stats()
+            return bool(stats["updates_received"] == stats["counts"].get("update", 0))
+
+        with contextlib.suppress(LabError):
+            wait_until(settled, timeout=30, what="HE done with earlier requests")
+
     def ensure_running(self, what: str) -> None:
         if not self.lab.daemon_running():
             code = self.lab.daemon.poll() if self.lab.daemon else None
@@ -308,7 +319,12 @@ class Soak:
         lab.he("delay", seconds=0)
         time.sleep(self.rng.uniform(0.0, 2.0))
         self.start()
+        # The fault clears when HE has dealt with the request it held as well: applied 8 s late,
+        # after a later fault's updates, it would move HE back behind the daemon's back (a
+        # stale request HE reorders, which no client can foresee). Timed to the repair.
         self.wait_converged("SIGKILL mid-update and a restart", started)
+        self.wait_he_settled()
+        self.wait_converged("HE's late answer to the killed daemon's request")
 
     def _sighup_good(self) -> None:
         interval = self.rng.choice([1.0, 1.5, 2.0])
@@ -380,12 +396,7 @@ class Soak:
         self.faults["he-abuse"] += 1
         lab = self.lab
 
-        def settled() -> bool:  # every request HE took in has been answered and counted
-            stats = lab.he_stats()
-            return bool(stats["updates_received"] == stats["counts"].get("update", 0))
-
-        with contextlib.suppress(LabError):  # a killed daemon's request may still be at HE
-            wait_until(settled, timeout=30, what="HE done with earlier requests")
+        self.wait_he_settled()
         before = lab.he_update_calls()
         lab.he("script", answers="abuse")
         self.move()
